@@ -1,0 +1,3 @@
+module fanout-bench/go-peer
+
+go 1.19

@@ -1,0 +1,39 @@
+"""Quart peer: one httpx.AsyncClient shared by all requests, served by Hypercorn."""
+import asyncio
+import os
+
+import httpx
+from quart import Quart, abort, request
+
+app = Quart(__name__)
+
+
+def delays(n, ms):
+    """One delay per call: 'ms' is a single value or a comma list of n."""
+    ms = ms.split(",")
+    if n < 1 or len(ms) not in (1, n):
+        abort(400)
+    return ms * n if len(ms) == 1 else ms
+
+
+@app.before_serving
+async def open_client():
+    # No cap on connections: a fan-out of 10,000 concurrent calls must not queue.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
+    app.client = httpx.AsyncClient(base_url=os.environ["UPSTREAM"], limits=limits)
+
+
+@app.after_serving
+async def close_client():
+    await app.client.aclose()
+
+
+@app.get("/fanout")
+async def fanout():
+    n = request.args.get("n", 1, type=int)
+    ms_list = delays(n, request.args.get("ms", "0"))
+    responses = await asyncio.gather(
+        *(app.client.get("/delay", params={"ms": ms}) for ms in ms_list))
+    for response in responses:
+        response.raise_for_status()
+    return {"sum": sum(r.json()["value"] for r in responses), "n": n}

@@ -1,0 +1,249 @@
+"""The report: markdown tables with fanout/peer ratios, the targets, the
+machine and the versions of every stack, and a gnuplot chart."""
+import datetime
+import os
+import platform
+import socket
+import subprocess
+
+import procs
+
+PY = ["python3", "python3-httpx"]
+PACKAGES = {
+    "flask-sync": PY + ["python3-flask", "gunicorn"],
+    "flask-gthread": PY + ["python3-flask", "gunicorn"],
+    "flask-async": PY + ["python3-flask", "python3-asgiref", "gunicorn"],
+    "quart": PY + ["python3-quart", "python3-hypercorn"],
+    "aiohttp": ["python3", "python3-aiohttp", "gunicorn"],
+    "go": ["golang-go"],
+    "node": ["nodejs"],
+    "nginx-lua": ["nginx", "libnginx-mod-http-lua", "lua-cjson"],
+    "tools": ["wrk", "gnuplot-nox"],
+}
+MIB = 1 / 2**20
+
+# Per table: title, columns (header, scenario, key, digits, scale), ratio columns.
+TABLES = [
+    ("S1, the seed: n=2, ms=200,100 (ideal p50 = 200 ms)",
+     [("c=1 p50 ms", "S1c1", "p50", 1, 1), ("c=1 p99 ms", "S1c1", "p99", 1, 1),
+      ("c=200 req/s", "S1c200", "rps", 0, 1), ("c=200 p50 ms", "S1c200", "p50", 1, 1),
+      ("c=200 p99 ms", "S1c200", "p99", 1, 1), ("c=200 errors", "S1c200", "errors", 0, 1)],
+     [("p50", "S1c200", "p50"), ("p99", "S1c200", "p99")]),
+    ("S2, throughput: n=4, ms=0, 64 clients",
+     [("req/s", "S2", "rps", 0, 1), ("p50 ms", "S2", "p50", 2, 1), ("p99 ms", "S2", "p99", 2, 1),
+      ("errors", "S2", "errors", 0, 1), ("CPU µs/req", "S2", "cpu_us", 1, 1)],
+     [("req/s", "S2", "rps"), ("CPU", "S2", "cpu_us")]),
+    ("S3, memory: n=2, ms=1000, {s3_clients} clients",
+     [("req/s", "S3", "rps", 0, 1), ("p50 ms", "S3", "p50", 0, 1), ("p99 ms", "S3", "p99", 0, 1),
+      ("errors", "S3", "errors", 0, 1), ("idle RSS MiB", "S3", "idle_rss", 1, MIB),
+      ("peak RSS MiB", "S3", "peak_rss", 1, MIB), ("KiB/in-flight", "S3", "kib_per_req", 1, 1)],
+     [("KiB", "S3", "kib_per_req")]),
+    ("S5, scaling: S2 with 1 and 2 workers",
+     [("W=1 req/s", "S2", "rps", 0, 1), ("W=2 req/s", "S5", "rps", 0, 1),
+      ("W=2/W=1", "S5", "speedup", 2, 1), ("W=2 CPU µs/req", "S5", "cpu_us", 1, 1)],
+     [("W=2 req/s", "S5", "rps")]),
+]
+
+
+def fmt(value, digits=0, scale=1):
+    return "–" if value is None else f"{value * scale:,.{digits}f}"
+
+
+def figure(result, scenario, key):
+    return result.get(scenario, {}).get(key)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}" if a is not None and b else "–"
+
+
+def md_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |"
+                    for row in rows]
+
+
+def scenario_table(title, columns, ratios, results, cfg):
+    fan = next((r for r in results if r["name"] == "fanout"), {})
+    headers = ["stack"] + [c[0] for c in columns] + [f"fanout/peer {r[0]}" for r in ratios]
+    rows = []
+    for res in results:
+        if res.get("error", "").startswith("not run"):
+            rows.append([res["name"], res["error"]] + [""] * (len(headers) - 2))
+            continue
+        row = [res["name"]] + [fmt(figure(res, s, k), d, m) for _, s, k, d, m in columns]
+        row += ["–" if res is fan else ratio(figure(fan, s, k), figure(res, s, k))
+                for _, s, k in ratios]
+        rows.append(row)
+    return ["", "## " + title.format(**cfg), ""] + md_table(headers, rows)
+
+
+def best_peer(results, scenario, key):
+    """(name, value) of the lowest figure among the peers that ran it without errors."""
+    ok = [(r[scenario][key], r["name"]) for r in results if r["name"] != "fanout"
+          and scenario in r and r[scenario]["errors"] == 0 and r[scenario][key] is not None]
+    return min(ok)[::-1] if ok else (None, None)
+
+
+def check(label, value, limit, unit=""):
+    if value is None or limit is None:
+        return f"- {label}: n/a"
+    verdict = "PASS" if value <= limit else "FAIL"
+    return f"- {label}: **{verdict}** ({value:,.1f}{unit} vs {limit:,.1f}{unit}, ratio {value / limit:.2f})"
+
+
+def targets(results, bound):
+    fan = next((r for r in results if r["name"] == "fanout"), None)
+    if fan is None or "S1c200" not in fan:
+        why = fan["error"] if fan else "not selected"
+        return ["", "## Targets (fanout)", "", f"Not evaluated: fanout {why}."]
+    peer2, cpu = best_peer(results, "S2", "cpu_us")
+    peer3, kib = best_peer(results, "S3", "kib_per_req")
+    s3_errors = figure(fan, "S3", "errors")
+    return ["", "## Targets (fanout)", "",
+            check("S1 p50 at 200 clients ≤ 1.01 × 200 ms", figure(fan, "S1c200", "p50"), 202, " ms"),
+            check("S1 p99 at 200 clients ≤ 1.05 × 200 ms", figure(fan, "S1c200", "p99"), 210, " ms"),
+            check(f"S2 CPU ≤ 0.8 × best peer ({peer2})", figure(fan, "S2", "cpu_us"),
+                  cpu and 0.8 * cpu, " µs"),
+            check("S2 CPU ≤ 1.2 × S4 bound", figure(fan, "S2", "cpu_us"), bound and 1.2 * bound, " µs"),
+            f"- S3 zero errors: **{'PASS' if s3_errors == 0 else 'FAIL'}** ({fmt(s3_errors)} errors)",
+            check("S3 ≤ 24 KiB per in-flight request", figure(fan, "S3", "kib_per_req"), 24, " KiB"),
+            check(f"S3 ≤ 0.5 × best peer ({peer3})", figure(fan, "S3", "kib_per_req"),
+                  kib and 0.5 * kib, " KiB")]
+
+
+def upstream_table(probes, chosen):
+    rows = [[p["name"], f"not run: {p['error']}", "", ""] if "error" in p else
+            [p["name"], fmt(p["rps"]), fmt(p["cpu_us"], 1), "in use" if p["name"] == chosen else ""]
+            for p in probes]
+    return ["", "## Upstream (64 clients, /delay?ms=0)", ""] + md_table(
+        ["upstream", "req/s", "CPU µs/exchange", ""], rows)
+
+
+def s4_bound(probes):
+    nginx = next((p for p in probes if p["name"] == "nginx-lua" and "error" not in p), None)
+    bound = nginx and 5 * nginx["cpu_us"]
+    text = (f"nginx upstream: {nginx['cpu_us']:.1f} µs CPU per exchange; × (4 + 1) = "
+            f"**{bound:.1f} µs** per aggregated S2 request" if nginx else "nginx upstream did not run")
+    return bound, ["", "## S4, the loopback bound", "", text]
+
+
+def machine():
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor())
+    mem = next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    distro = next((line.split("=", 1)[1].strip().strip('"') for line in open("/etc/os-release")
+                   if line.startswith("PRETTY_NAME=")), "?")
+    return (f"{model}, {os.cpu_count()} cores, {int(mem) / 2**20:.0f} GiB, "
+            f"Linux {platform.release()}, {distro}")
+
+
+def deb_version(pkg):
+    out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "not installed"
+
+
+def fanout_version():
+    lines = []
+    for env, default in (("FANOUT_PEER", "build/bench/fanout-peer"), ("FANOUT_BIN", "build/fanout")):
+        path = os.environ.get(env) or os.path.join(procs.REPO, default)
+        if os.path.exists(path):
+            when = datetime.datetime.fromtimestamp(os.path.getmtime(path))
+            lines.append(f"{path} (built {when:%Y-%m-%d %H:%M})")
+        else:
+            lines.append(f"{path} (missing)")
+    return ", ".join(lines)
+
+
+def versions(names):
+    lines = [f"- fanout: {fanout_version()}"] if "fanout" in names else []
+    for name in [n for n in names if n in PACKAGES] + ["tools"]:
+        pkgs = ", ".join(f"{p} {deb_version(p)}" for p in PACKAGES[name])
+        lines.append(f"- {name}: {pkgs}")
+    return ["", "## Versions", ""] + lines
+
+
+CHART = """
+set terminal pngcairo size 1500,560 font "sans,10"
+set output '{png}'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set xtics rotate by -35 noenhanced
+set key top left noenhanced
+set grid ytics
+set logscale y
+set multiplot layout 1,3 title '{title}' noenhanced
+set title 'S1 latency, 200 clients (n=2, ms=200,100)'
+set ylabel 'ms (log)'
+plot '{dat}' using 2:xtic(1) title 'p50', '' using 3 title 'p99', 200 with lines dt 2 lc 'black' title 'ideal 200 ms'
+set title 'S2 latency, 64 clients (n=4, ms=0)'
+plot '{dat}' using 4:xtic(1) title 'p50', '' using 5 title 'p99'
+set title 'S2 CPU per aggregated request'
+set ylabel 'CPU µs (log)'
+plot '{dat}' using 6:xtic(1) title 'stack' lc 3{bound}
+unset multiplot
+"""
+
+
+def chart(path, results, bound, title):
+    """Draw the PNG with gnuplot; returns None or why it could not."""
+    def cell(r, s, k):
+        v = figure(r, s, k)
+        return "?" if v is None else f"{v:.3f}"
+
+    dat = path + ".dat"
+    with open(dat, "w") as f:
+        for r in results:
+            f.write(" ".join([r["name"]] + [cell(r, s, k) for s, k in (
+                ("S1c200", "p50"), ("S1c200", "p99"), ("S2", "p50"), ("S2", "p99"),
+                ("S2", "cpu_us"))]) + "\n")
+    line = f", {bound:.3f} with lines dt 2 lc 'black' title 'S4 bound'" if bound else ""
+    script = CHART.format(png=path, dat=dat, title=title, bound=line)
+    try:
+        out = subprocess.run(["gnuplot"], input=script, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    finally:
+        os.remove(dat)
+    return out.stderr.strip()[-300:] if out.returncode else None
+
+
+def derive(results):
+    for r in results:
+        if "S2" in r and "S5" in r and r["S2"]["rps"]:
+            r["S5"]["speedup"] = r["S5"]["rps"] / r["S2"]["rps"]
+
+
+def write(out, mode, cfg, probes, results, chosen, elapsed):
+    """Write <out>/<date>-<host>[-mode].md and .png; returns the markdown."""
+    os.makedirs(out, exist_ok=True)
+    now = datetime.datetime.now()
+    host = socket.gethostname()
+    base = os.path.join(out, f"{now:%Y-%m-%d}-{host}" + ("" if mode == "full" else f"-{mode}"))
+    derive(results)
+    bound, s4 = s4_bound(probes)
+    lines = [f"# fanout bench, {now:%Y-%m-%d %H:%M}, {host}", "",
+             f"- machine: {machine()}",
+             f"- mode: {mode}; seconds of load: S1 {cfg['s1']}, S2 {cfg['s2']}, "
+             f"S3 {cfg['s3']}, S5 {cfg['s5']}; run took {elapsed:.0f} s",
+             f"- upstream in use: {chosen}; fanout/peer ratios: < 1 is better for "
+             "latency, CPU and memory, > 1 is better for req/s",
+             f"- chart: {os.path.basename(base)}.png"]
+    lines += upstream_table(probes, chosen)
+    for title, columns, ratios in TABLES:
+        lines += scenario_table(title, columns, ratios, results, cfg)
+    lines += s4 + targets(results, bound)
+    failed = [f"- {r['name']}: {r['error']}" for r in results
+              if r.get("error", "").startswith("failed")]
+    lines += (["", "## Failures", ""] + failed if failed else []) + versions(
+        [r["name"] for r in results])
+    problem = chart(base + ".png", results, bound, f"fanout bench {now:%Y-%m-%d} {host} ({mode})")
+    if problem:
+        lines += ["", f"Chart not drawn: {problem}"]
+    md = "\n".join(lines) + "\n"
+    with open(base + ".md", "w") as f:
+        f.write(md)
+    return md + f"\nwritten: {base}.md" + ("" if problem else f", {base}.png")

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The fanout binary's own mock upstream. env: PORT, REPO
+set -euo pipefail
+bin="${FANOUT_BIN:-$REPO/build/fanout}"
+[ -x "$bin" ] || { echo "fanout not built: $bin is missing" >&2; exit 3; }
+exec "$bin" mock --port "$PORT"

@@ -1,0 +1,72 @@
+/* fanout: the command-line program. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: fanout COMMAND [options]\n\n"
+                 "commands:\n"
+                 "  demo    the seed's example: two concurrent upstream calls (2 s and 1 s)\n"
+                 "          answered in about 2 s, with built-in mock upstreams\n"
+                 "  mock    a mock upstream API: GET /delay?ms=N answers {\"value\": <float>}\n"
+                 "  version print the version\n\n"
+                 "`fanout COMMAND --help` lists a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "demo") == 0)
+        return cmd_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "mock") == 0)
+        return cmd_mock(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("fanout %s\n", FAN_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "fanout: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}
+
+int cli_flag(const char *name, int argc, char **argv, int *argi, const char **value)
+{
+    const char *arg = argv[*argi];
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0)
+        return 0;
+    if (arg[n] == '=') {
+        *value = arg + n + 1;
+        (*argi)++;
+        return 1;
+    }
+    if (arg[n] != '\0')
+        return 0;
+    *value = *argi + 1 < argc ? argv[*argi + 1] : NULL;
+    *argi += *value ? 2 : 1;
+    return 1;
+}
+
+int cli_number(const char *flag, const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (!s || !*s || *end || v < min || v > max) {
+        fprintf(stderr, "fanout: %s expects a whole number from %ld to %ld, got '%s'\n", flag, min,
+                max, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,128 @@
+/* Applications: routes, limits and settings. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+
+static const fan_limits default_limits = {
+    .max_header_bytes = 16 * 1024,
+    .max_headers = 100,
+    .max_body_bytes = 1024 * 1024,
+    .header_timeout_ms = 10000,
+    .body_timeout_ms = 10000,
+    .idle_timeout_ms = 5000,
+    .request_timeout_ms = 30000,
+    .max_pipelined_bytes = 64 * 1024,
+    .max_connections = 10000,
+    .stack_size = 0, /* the coroutine layer's default */
+    .call_timeout_ms = 10000,
+    .connect_timeout_ms = 3000,
+    .max_call_body_bytes = 8 * 1024 * 1024,
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void)
+{
+    /* curl_global_init is not thread-safe: run it once, before any worker. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+fan_app *fan_app_new(void)
+{
+    pthread_once(&global_once, global_init);
+    fan_app *app = calloc(1, sizeof *app);
+    if (!app)
+        return NULL;
+    app->limits = default_limits;
+    app->router = fan__router_new();
+    app->host = strdup("0.0.0.0");
+    app->port = 8080;
+    if (!app->router || !app->host) {
+        fan__router_free(app->router);
+        free(app->host);
+        free(app);
+        return NULL;
+    }
+    return app;
+}
+
+void fan_app_free(fan_app *app)
+{
+    if (!app)
+        return;
+    fan__router_free(app->router);
+    free(app->host);
+    for (fan__setting *s = app->settings; s;) {
+        fan__setting *next = s->next;
+        free(s->key);
+        free(s->value);
+        free(s);
+        s = next;
+    }
+    free(app);
+}
+
+fan_limits *fan_app_limits(fan_app *app)
+{
+    return &app->limits;
+}
+
+int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler)
+{
+    return fan__router_add(app->router, method, pattern, (void *)handler);
+}
+
+int fan_app_set(fan_app *app, const char *key, const char *value)
+{
+    char *v = strdup(value ? value : "");
+    if (!v)
+        return FAN_ENOMEM;
+    for (fan__setting *s = app->settings; s; s = s->next)
+        if (strcmp(s->key, key) == 0) {
+            free(s->value);
+            s->value = v;
+            return 0;
+        }
+    fan__setting *s = calloc(1, sizeof *s);
+    if (!s || !(s->key = strdup(key))) {
+        free(s);
+        free(v);
+        return FAN_ENOMEM;
+    }
+    s->value = v;
+    s->next = app->settings;
+    app->settings = s;
+    return 0;
+}
+
+const char *fan_app_get(const fan_app *app, const char *key)
+{
+    for (const fan__setting *s = app->settings; s; s = s->next)
+        if (strcmp(s->key, key) == 0)
+            return s->value;
+    return NULL;
+}
+
+void fan_app_set_data(fan_app *app, void *data)
+{
+    app->data = data;
+}
+
+void *fan_app_data(const fan_app *app)
+{
+    return app->data;
+}
+
+int fan_app_set_address(fan_app *app, const char *host, int port)
+{
+    char *h = strdup(host);
+    if (!h)
+        return FAN_ENOMEM;
+    free(app->host);
+    app->host = h;
+    app->port = port;
+    return 0;
+}

@@ -1,0 +1,192 @@
+/* Command-line options: every limit, settings, --host and --port. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/http.h"
+
+typedef struct limit_opt {
+    const char *flag;
+    size_t offset;
+    int is_size; /* size_t, else unsigned */
+    const char *help;
+} limit_opt;
+
+#define SZ(f, h) {"--" #f, offsetof(fan_limits, f), 1, h}
+#define UN(f, h) {"--" #f, offsetof(fan_limits, f), 0, h}
+
+static const limit_opt limit_opts[] = {
+    SZ(max_header_bytes, "request line and headers, bytes (431 beyond)"),
+    UN(max_headers, "header fields per request (431 beyond)"),
+    SZ(max_body_bytes, "request body, bytes (413 beyond)"),
+    UN(header_timeout_ms, "time to receive a request head (408)"),
+    UN(body_timeout_ms, "time between two reads of a request body (408)"),
+    UN(idle_timeout_ms, "idle keep-alive connections are closed after it"),
+    UN(request_timeout_ms, "per-request deadline, 0 for none"),
+    SZ(max_pipelined_bytes, "input buffered while a request runs"),
+    SZ(max_connections, "open connections per worker (503 beyond)"),
+    SZ(stack_size, "coroutine stack, bytes"),
+    UN(call_timeout_ms, "default total timeout of an upstream call"),
+    UN(connect_timeout_ms, "upstream connect timeout"),
+    SZ(max_call_body_bytes, "upstream response body limit"),
+};
+
+/* Matches "--name=value" or "--name value" where the flag's '_' may be
+ * written '-'. Sets *value and advances *argi past what it used. */
+static int match_flag(const char *flag, int argc, char **argv, int *argi, const char **value)
+{
+    const char *arg = argv[*argi];
+    size_t i = 0;
+    for (; flag[i]; i++) {
+        char a = arg[i], f = flag[i];
+        if (!(a == f || (f == '_' && a == '-')))
+            return 0;
+    }
+    if (arg[i] == '=') {
+        *value = arg + i + 1;
+        (*argi)++;
+        return 1;
+    }
+    if (arg[i] != '\0')
+        return 0;
+    if (*argi + 1 >= argc) {
+        *value = NULL;
+        (*argi)++;
+        return 1;
+    }
+    *value = argv[*argi + 1];
+    *argi += 2;
+    return 1;
+}
+
+static int parse_number(const char *flag, const char *s, unsigned long long max,
+                        unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || s[0] == '-' || v > max) {
+        fan_log(FAN_LOG_ERROR, "%s: expected a whole number up to %llu, got '%s'", flag, max,
+                s ? s : "");
+        return FAN_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int log_level_option(const char *value)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (value && strcmp(value, names[i]) == 0) {
+            fan_log_set_level((fan_log_level)i);
+            return 1;
+        }
+    fan_log(FAN_LOG_ERROR, "--log-level: expected debug, info, warn or error");
+    return FAN_EINVAL;
+}
+
+static int address_option(fan_app *app, int argc, char **argv, int *argi)
+{
+    const char *value;
+    if (match_flag("--host", argc, argv, argi, &value)) {
+        if (!value || !*value) {
+            fan_log(FAN_LOG_ERROR, "--host: expected an address");
+            return FAN_EINVAL;
+        }
+        return fan_app_set_address(app, value, app->port) == 0 ? 1 : FAN_ENOMEM;
+    }
+    if (match_flag("--port", argc, argv, argi, &value)) {
+        unsigned long long v;
+        if (parse_number("--port", value, 65535, &v))
+            return FAN_EINVAL;
+        app->port = (int)v;
+        return 1;
+    }
+    if (match_flag("--log_level", argc, argv, argi, &value))
+        return log_level_option(value);
+    return 0;
+}
+
+int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
+{
+    const char *value;
+    int rc = address_option(app, argc, argv, argi);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
+        const limit_opt *o = &limit_opts[i];
+        if (!match_flag(o->flag, argc, argv, argi, &value))
+            continue;
+        unsigned long long v;
+        if (parse_number(o->flag, value, o->is_size ? SIZE_MAX : 0xffffffffu, &v))
+            return FAN_EINVAL;
+        char *field = (char *)&app->limits + o->offset;
+        if (o->is_size)
+            *(size_t *)field = (size_t)v;
+        else
+            *(unsigned *)field = (unsigned)v;
+        return 1;
+    }
+    if (match_flag("--set", argc, argv, argi, &value)) {
+        const char *eq = value ? strchr(value, '=') : NULL;
+        if (!eq || eq == value) {
+            fan_log(FAN_LOG_ERROR, "--set: expected key=value, got '%s'", value ? value : "");
+            return FAN_EINVAL;
+        }
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - value), value);
+        return fan_app_set(app, key, eq + 1) == 0 ? 1 : FAN_ENOMEM;
+    }
+    return 0;
+}
+
+void fan_print_options(FILE *out)
+{
+    fprintf(out, "  --host ADDR              address to listen on (default 0.0.0.0)\n"
+                 "  --port N                 port to listen on (default 8080)\n"
+                 "  --set KEY=VALUE          an application setting\n"
+                 "  --log-level LEVEL        debug, info, warn or error (default info)\n");
+    for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
+        char flag[64];
+        snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);
+        for (char *p = flag; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        fprintf(out, "  %-24s %s\n", flag, limit_opts[i].help);
+    }
+}
+
+int fan_app_listen(fan_app *app, int *bound_port)
+{
+    int bound;
+    int rc = fan_listen(app, app->host, app->port, &bound);
+    if (rc == 0)
+        fan_log(FAN_LOG_INFO, "listening on http://%s:%d", app->host, bound);
+    if (bound_port)
+        *bound_port = rc == 0 ? bound : 0;
+    return rc;
+}
+
+int fan_main(fan_app *app, int argc, char **argv)
+{
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: %s [options]\n\n", argv[0]);
+            fan_print_options(stdout);
+            return 0;
+        }
+        int rc = fan_app_option(app, argc, argv, &i);
+        if (rc == 0) {
+            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], argv[i]);
+            return 2;
+        }
+        if (rc < 0)
+            return 2;
+    }
+    if (fan_app_listen(app, NULL) != 0)
+        return 1;
+    return fan_run() == 0 ? 0 : 1;
+}

@@ -1,0 +1,296 @@
+/* The call API: starting upstream calls for a request and awaiting them. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client/client.h"
+
+static const fan__transport *transport_for(const char *url)
+{
+    /* The seam for the lean HTTP/1.1 transport: plain http:// keep-alive
+     * upstreams will be routed to it; curl keeps everything else. */
+    (void)url;
+    return &fan__curl_transport;
+}
+
+static void call_release(void *arg)
+{
+    fan_call *c = arg;
+    json_decref(c->json);
+    fan__buf_free(&c->resp_body);
+}
+
+static void call_cancel_op(fan__op *op)
+{
+    fan_call *c = fan__container_of(op, fan_call, op);
+    c->tp->cancel(c);
+}
+
+void fan__call_finish(fan_call *c, int error)
+{
+    fan_req *rq = c->rq;
+    c->error = error;
+    c->finished = fan_now();
+    rq->calls_running--;
+    fan__list_push(&rq->completed, &c->done_link);
+    if (error)
+        fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
+    fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
+}
+
+static const char *const *copy_headers(fan__arena *a, const char *const *h)
+{
+    if (!h)
+        return NULL;
+    size_t n = 0;
+    while (h[n])
+        n++;
+    const char **out = fan__arena_alloc(a, (n + 1) * sizeof *out);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!(out[i] = fan__arena_strdup(a, h[i])))
+            return NULL;
+    out[n] = NULL;
+    return out;
+}
+
+static int fill(fan_call *c, const char *url, const fan_call_opts *o)
+{
+    fan__arena *a = &c->rq->arena;
+    const fan_limits *lim = &c->rq->app->limits;
+    c->url = fan__arena_strdup(a, url);
+    c->name = o && o->name ? fan__arena_strdup(a, o->name) : c->url;
+    c->method = fan__arena_strdup(a, o && o->method ? o->method : "GET");
+    c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
+    c->connect_timeout_ms = lim->connect_timeout_ms;
+    c->max_body = o && o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
+    if (!c->url || !c->name || !c->method)
+        return FAN_ENOMEM;
+    if (o && o->headers && !(c->headers = copy_headers(a, o->headers)))
+        return FAN_ENOMEM;
+    if (o && o->body && o->body_len) {
+        void *b = fan__arena_alloc(a, o->body_len);
+        if (!b)
+            return FAN_ENOMEM;
+        memcpy(b, o->body, o->body_len);
+        c->body = b;
+        c->body_len = o->body_len;
+    }
+    return 0;
+}
+
+fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
+{
+    fan_call *c = fan__arena_alloc(&rq->arena, sizeof *c);
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof *c);
+    c->rq = rq;
+    c->error = 1;
+    c->op.cancel = call_cancel_op;
+    fan__list_init(&c->done_link);
+    if (fan_defer(rq, call_release, c) != 0)
+        return NULL;
+    int rc = url ? fill(c, url, opts) : FAN_EINVAL;
+    if (rc == FAN_ENOMEM)
+        return NULL;
+    c->tp = transport_for(url);
+    c->started = fan_now();
+    fan__list_push(&rq->calls, &c->link);
+    rq->calls_running++;
+    fan__op_begin(rq, &c->op);
+    if (rc == 0 && rq->cancelled)
+        rc = FAN_ECANCELED;
+    if (rc == 0)
+        rc = c->tp->start(c);
+    if (rc != 0)
+        fan__call_finish(c, rc);
+    return c;
+}
+
+fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
+{
+    va_list ap;
+    va_start(ap, url_fmt);
+    char *url = fan__arena_vsprintf(&rq->arena, url_fmt, ap);
+    va_end(ap);
+    return url ? fan_call_start(rq, url, NULL) : NULL;
+}
+
+static int call_ready(fan_req *rq, void *arg)
+{
+    (void)rq;
+    return ((fan_call *)arg)->error != 1;
+}
+
+int fan_await(fan_req *rq, fan_call *c)
+{
+    if (!c)
+        return FAN_ENOMEM;
+    if (c->error == 1 && fan__req_wait(rq, call_ready, c) != 0 && c->error == 1)
+        return FAN_ECANCELED;
+    return c->error;
+}
+
+static int all_ready(fan_req *rq, void *arg)
+{
+    (void)arg;
+    return rq->calls_running == 0;
+}
+
+int fan_await_all(fan_req *rq)
+{
+    if (fan__req_wait(rq, all_ready, NULL) != 0 && rq->calls_running)
+        return FAN_ECANCELED;
+    fan__list *pos;
+    fan__list_each(pos, &rq->calls)
+    {
+        fan_call *c = fan__container_of(pos, fan_call, link);
+        if (c->error)
+            return c->error;
+    }
+    return 0;
+}
+
+static int any_ready(fan_req *rq, void *arg)
+{
+    (void)arg;
+    return !fan__list_empty(&rq->completed) || rq->calls_running == 0;
+}
+
+fan_call *fan_await_any(fan_req *rq)
+{
+    if (fan__req_wait(rq, any_ready, NULL) != 0 || fan__list_empty(&rq->completed))
+        return NULL;
+    fan_call *c = fan__container_of(rq->completed.next, fan_call, done_link);
+    fan__list_remove(&c->done_link);
+    c->returned = 1;
+    return c;
+}
+
+void fan_call_cancel(fan_call *c)
+{
+    if (c && c->error == 1)
+        c->tp->cancel(c);
+}
+
+int fan_call_done(const fan_call *c)
+{
+    return c->error != 1;
+}
+
+int fan_call_error(const fan_call *c)
+{
+    return c->error;
+}
+
+int fan_call_status(const fan_call *c)
+{
+    return c->status;
+}
+
+const char *fan_call_body(const fan_call *c, size_t *len)
+{
+    if (len)
+        *len = c->resp_body.len;
+    return c->resp_body.len ? c->resp_body.data : "";
+}
+
+const char *fan_call_header(const fan_call *c, const char *name)
+{
+    for (unsigned i = 0; i < c->nresp; i++)
+        if (strcasecmp(c->resp_headers[i].name, name) == 0)
+            return c->resp_headers[i].value;
+    return NULL;
+}
+
+json_t *fan_call_json(fan_call *c)
+{
+    if (!c->json_parsed && c->error == 0) {
+        c->json_parsed = 1;
+        c->json = json_loadb(c->resp_body.data ? c->resp_body.data : "", c->resp_body.len, 0, NULL);
+    }
+    return c->json;
+}
+
+double fan_call_json_number(fan_call *c, const char *key)
+{
+    json_t *v = json_object_get(fan_call_json(c), key);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+const char *fan_call_url(const fan_call *c)
+{
+    return c->url;
+}
+
+const char *fan_call_name(const fan_call *c)
+{
+    return c->name;
+}
+
+double fan_call_started(const fan_call *c)
+{
+    return c->started;
+}
+
+double fan_call_finished(const fan_call *c)
+{
+    return c->finished;
+}
+
+int fan__call_header_line(fan_call *c, const char *line, size_t len)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+        len--;
+    if (len == 0)
+        return 0;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        c->nresp = 0; /* a new response head: after 1xx, only the last counts */
+        return 0;
+    }
+    c->resp_header_bytes += len;
+    if (c->resp_header_bytes > 65536 || c->nresp >= 256) {
+        c->too_large = 1;
+        return FAN_ETOOLARGE;
+    }
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return 0; /* obsolete line folding or junk: curl has judged it already */
+    if (c->nresp == c->resp_cap) {
+        unsigned cap = c->resp_cap ? c->resp_cap * 2 : 16;
+        fan__header *h = fan__arena_alloc(&c->rq->arena, cap * sizeof *h);
+        if (!h)
+            return FAN_ENOMEM;
+        if (c->nresp)
+            memcpy(h, c->resp_headers, c->nresp * sizeof *h);
+        c->resp_headers = h;
+        c->resp_cap = cap;
+    }
+    const char *v = colon + 1;
+    while (v < line + len && (*v == ' ' || *v == '\t'))
+        v++;
+    fan__header *h = &c->resp_headers[c->nresp];
+    h->name = fan__arena_strndup(&c->rq->arena, line, (size_t)(colon - line));
+    h->value = fan__arena_strndup(&c->rq->arena, v, (size_t)(line + len - v));
+    if (!h->name || !h->value)
+        return FAN_ENOMEM;
+    c->nresp++;
+    return 0;
+}
+
+int fan__call_body(fan_call *c, const void *data, size_t len)
+{
+    if (c->resp_body.len + len > c->max_body) {
+        c->too_large = 1;
+        return FAN_ETOOLARGE;
+    }
+    return fan__buf_append(&c->resp_body, data, len);
+}
+
+void fan__client_shutdown(void)
+{
+    fan__curl_transport.shutdown();
+}

@@ -1,0 +1,312 @@
+/* The general transport: libcurl's multi_socket API driven by the libuv loop
+ * (one multi handle per thread, so connections are reused across requests). */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/client.h"
+
+#define EASY_POOL_MAX 256
+
+typedef struct curl_state {
+    CURLM *multi;
+    fan__list socks;           /* every sock_ctx with an open poll handle */
+    uv_timer_t timer;
+    CURL *pool[EASY_POOL_MAX]; /* reset easy handles kept for reuse */
+    unsigned npool;
+} curl_state;
+
+typedef struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    fan__list link;
+} sock_ctx;
+
+static _Thread_local curl_state *state;
+
+int fan__curl_error(int code, int too_large)
+{
+    switch ((CURLcode)code) {
+    case CURLE_OK: return 0;
+    case CURLE_COULDNT_CONNECT: return FAN_ECONNREFUSED;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY: return FAN_EDNS;
+    case CURLE_OPERATION_TIMEDOUT: return FAN_ETIMEDOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED: return FAN_ETLS;
+    case CURLE_FILESIZE_EXCEEDED: return FAN_ETOOLARGE;
+    case CURLE_WRITE_ERROR: return too_large ? FAN_ETOOLARGE : FAN_EIO;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT: return FAN_EINVAL;
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_RANGE_ERROR: return FAN_EPROTO;
+    case CURLE_OUT_OF_MEMORY: return FAN_ENOMEM;
+    case CURLE_ABORTED_BY_CALLBACK: return too_large ? FAN_ETOOLARGE : FAN_ECANCELED;
+    default: return FAN_EIO;
+    }
+}
+
+static void check_done(curl_state *st);
+
+static void finish(curl_state *st, fan_call *c, int error)
+{
+    CURL *e = c->tp_data;
+    long status = 0;
+    if (error == 0 && curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
+        c->status = (int)status;
+    curl_multi_remove_handle(st->multi, e);
+    if (st->npool < EASY_POOL_MAX) {
+        curl_easy_reset(e);
+        st->pool[st->npool++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+    c->tp_data = NULL;
+    fan__call_finish(c, error);
+}
+
+static void check_done(curl_state *st)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(st->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        fan_call *c = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        int err = fan__curl_error(msg->data.result, c->too_large);
+        if (err)
+            fan_log(FAN_LOG_DEBUG, "curl: %s: %s", c->url, curl_easy_strerror(msg->data.result));
+        finish(st, c, err);
+    }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    sock_ctx *s = p->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(state->multi, s->fd, flags, &running);
+    check_done(state);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    (void)t;
+    int running;
+    curl_multi_socket_action(state->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(state);
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void sock_close(sock_ctx *s)
+{
+    fan__list_remove(&s->link);
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, poll_closed);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
+{
+    (void)e;
+    curl_state *st = userp;
+    sock_ctx *s = sockp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            sock_close(s);
+            curl_multi_assign(st->multi, fd, NULL);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s)
+            return -1;
+        s->fd = fd;
+        if (uv_poll_init_socket(fan__srv()->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        fan__list_push(&st->socks, &s->link);
+        curl_multi_assign(st->multi, fd, s);
+    }
+    int events = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    uv_poll_start(&s->poll, events, on_poll);
+    return 0;
+}
+
+static int timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    curl_state *st = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&st->timer);
+    else
+        uv_timer_start(&st->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static curl_state *get_state(void)
+{
+    if (state)
+        return state;
+    curl_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->multi = curl_multi_init();
+    if (!st->multi) {
+        free(st);
+        return NULL;
+    }
+    fan__list_init(&st->socks);
+    uv_timer_init(fan__srv()->loop, &st->timer);
+    st->timer.data = st;
+    curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
+    curl_multi_setopt(st->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(st->multi, CURLMOPT_TIMERDATA, st);
+    state = st;
+    return st;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    return fan__call_body(arg, data, size * n) == 0 ? size * n : 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg)
+{
+    return fan__call_header_line(arg, data, size * n) == 0 ? size * n : 0;
+}
+
+static void free_slist(void *arg)
+{
+    curl_slist_free_all(arg);
+}
+
+static int set_request(CURL *e, fan_call *c)
+{
+    struct curl_slist *h = NULL, *t;
+    /* curl would otherwise add "Expect: 100-continue" to larger bodies and
+     * wait for an answer most servers never send. */
+    if (!(h = curl_slist_append(NULL, "Expect:")))
+        return FAN_ENOMEM;
+    for (const char *const *p = c->headers; p && *p; p++) {
+        if (!(t = curl_slist_append(h, *p))) {
+            curl_slist_free_all(h);
+            return FAN_ENOMEM;
+        }
+        h = t;
+    }
+    if (fan_defer(c->rq, free_slist, h) != 0) {
+        curl_slist_free_all(h);
+        return FAN_ENOMEM;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (strcmp(c->method, "GET") != 0) {
+        if (strcmp(c->method, "HEAD") == 0)
+            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        else
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
+    }
+    if (c->body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body); /* lives in the arena */
+    }
+    return 0;
+}
+
+static int curl_start(fan_call *c)
+{
+    curl_state *st = get_state();
+    if (!st)
+        return FAN_ENOMEM;
+    CURL *e = st->npool ? st->pool[--st->npool] : curl_easy_init();
+    if (!e)
+        return FAN_ENOMEM;
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    int rc = set_request(e, c);
+    if (rc == 0 && curl_multi_add_handle(st->multi, e) != CURLM_OK)
+        rc = FAN_ENOMEM;
+    if (rc != 0) {
+        curl_easy_cleanup(e);
+        return rc;
+    }
+    c->tp_data = e;
+    return 0;
+}
+
+static void curl_cancel(fan_call *c)
+{
+    /* Removing a transfer in progress closes its connection: the upstream
+     * sees the call abandoned at once. */
+    if (c->tp_data)
+        finish(state, c, FAN_ECANCELED);
+}
+
+static void state_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void curl_shutdown(void)
+{
+    curl_state *st = state;
+    if (!st)
+        return;
+    for (unsigned i = 0; i < st->npool; i++)
+        curl_easy_cleanup(st->pool[i]);
+    curl_multi_cleanup(st->multi);
+    /* Cached connections curl closed without telling the socket callback. */
+    while (!fan__list_empty(&st->socks))
+        sock_close(fan__container_of(st->socks.next, sock_ctx, link));
+    uv_close((uv_handle_t *)&st->timer, state_closed);
+    state = NULL;
+}
+
+const fan__transport fan__curl_transport = {
+    .name = "curl",
+    .start = curl_start,
+    .cancel = curl_cancel,
+    .shutdown = curl_shutdown,
+};

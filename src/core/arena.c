@@ -1,0 +1,94 @@
+#include "core/arena.h"
+
+#include <stdalign.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_SIZE 4096
+
+struct fan__chunk {
+    fan__chunk *next;
+    alignas(max_align_t) char data[];
+};
+
+void fan__arena_init(fan__arena *a)
+{
+    a->head = NULL;
+    a->pos = a->end = NULL;
+}
+
+void fan__arena_free(fan__arena *a)
+{
+    fan__chunk *c = a->head;
+    while (c) {
+        fan__chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    fan__arena_init(a);
+}
+
+void *fan__arena_alloc(fan__arena *a, size_t size)
+{
+    const size_t align = alignof(max_align_t);
+    size = (size + align - 1) & ~(align - 1);
+    if (size <= (size_t)(a->end - a->pos)) {
+        void *p = a->pos;
+        a->pos += size;
+        return p;
+    }
+    /* A big allocation gets a chunk of its own, linked behind the current one,
+     * so the free space left in the current chunk is not wasted. */
+    size_t cap = size > CHUNK_SIZE / 4 ? size : CHUNK_SIZE - sizeof(fan__chunk);
+    if (cap > SIZE_MAX - sizeof(fan__chunk))
+        return NULL;
+    fan__chunk *c = malloc(sizeof(fan__chunk) + cap);
+    if (!c)
+        return NULL;
+    if (cap == size && a->head) {
+        c->next = a->head->next;
+        a->head->next = c;
+        return c->data;
+    }
+    c->next = a->head;
+    a->head = c;
+    a->pos = c->data + size;
+    a->end = c->data + cap;
+    return c->data;
+}
+
+char *fan__arena_strndup(fan__arena *a, const char *s, size_t len)
+{
+    char *p = fan__arena_alloc(a, len + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+char *fan__arena_strdup(fan__arena *a, const char *s)
+{
+    return s ? fan__arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+char *fan__arena_vsprintf(fan__arena *a, const char *fmt, va_list ap)
+{
+    char small[256];
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return NULL;
+    char *p = fan__arena_alloc(a, (size_t)n + 1);
+    if (!p)
+        return NULL;
+    if ((size_t)n < sizeof small)
+        memcpy(p, small, (size_t)n + 1);
+    else
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+    return p;
+}

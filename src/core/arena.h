@@ -1,0 +1,34 @@
+/* A bump allocator for request-scoped memory: many small allocations, one
+ * free. Chunks are malloc'ed as needed; large requests get their own chunk. */
+#ifndef FAN_CORE_ARENA_H
+#define FAN_CORE_ARENA_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef struct fan__chunk fan__chunk;
+
+typedef struct fan__arena {
+    fan__chunk *head;    /* current chunk; older ones follow through ->next */
+    char *pos, *end;     /* free space in the current chunk */
+} fan__arena;
+
+/* Initialises an empty arena. It allocates nothing until first used. */
+void fan__arena_init(fan__arena *a);
+
+/* Frees every chunk. The arena may be used again afterwards. */
+void fan__arena_free(fan__arena *a);
+
+/* Returns `size` bytes aligned for any type, or NULL when out of memory. */
+void *fan__arena_alloc(fan__arena *a, size_t size);
+
+/* Copies `len` bytes of `s` and NUL-terminates them. NULL when out of memory. */
+char *fan__arena_strndup(fan__arena *a, const char *s, size_t len);
+
+/* Copies a NUL-terminated string. NULL when out of memory or s is NULL. */
+char *fan__arena_strdup(fan__arena *a, const char *s);
+
+/* vsprintf into the arena. NULL when out of memory. */
+char *fan__arena_vsprintf(fan__arena *a, const char *fmt, va_list ap);
+
+#endif

@@ -1,0 +1,54 @@
+#include "core/buf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fanout.h"
+
+int fan__buf_reserve(fan__buf *b, size_t extra)
+{
+    if (extra > SIZE_MAX / 2 - b->len)
+        return FAN_ENOMEM;
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return FAN_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int fan__buf_append(fan__buf *b, const void *data, size_t len)
+{
+    if (fan__buf_reserve(b, len) != 0)
+        return FAN_ENOMEM;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+void fan__buf_consume(fan__buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+    } else {
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+    }
+    if (b->data)
+        b->data[b->len] = '\0';
+}
+
+void fan__buf_free(fan__buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}

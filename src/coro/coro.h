@@ -1,0 +1,47 @@
+/* Stackful coroutines with pooled, guard-paged stacks.
+ *
+ * A coroutine is always resumed from the loop's own stack (the "main"
+ * context) and always yields back to it: coroutines never switch to each
+ * other directly. That keeps the scheduler in one place (the event loop) and
+ * makes the sanitizer annotations simple. One thread at a time uses this
+ * module; the pool is per thread. */
+#ifndef FAN_CORO_H
+#define FAN_CORO_H
+
+#include <stddef.h>
+
+typedef struct fan__coro fan__coro;
+typedef void (*fan__coro_fn)(void *arg);
+
+/* The usable stack size for a requested one: rounded up to whole pages, at
+ * least 16 KiB; 0 means the default (64 KiB, 256 KiB under AddressSanitizer,
+ * whose frames are larger). */
+size_t fan__coro_round_stack(size_t size);
+
+/* Creates a coroutine that will run fn(arg) when first resumed, on a stack of
+ * fan__coro_round_stack(stack_size) bytes with a guard page below it. The
+ * stack comes from the pool when one of that size is free. Returns NULL when
+ * out of memory. */
+fan__coro *fan__coro_new(fan__coro_fn fn, void *arg, size_t stack_size);
+
+/* Runs `co` until it yields or its function returns. Must be called from the
+ * main context, never from inside a coroutine. */
+void fan__coro_resume(fan__coro *co);
+
+/* Suspends the running coroutine and returns to whoever resumed it. Must be
+ * called from inside a coroutine. */
+void fan__coro_yield(void);
+
+/* The running coroutine, or NULL on the main context. */
+fan__coro *fan__coro_current(void);
+
+/* Whether the coroutine's function has returned. */
+int fan__coro_done(const fan__coro *co);
+
+/* Returns a finished (or never started) coroutine and its stack to the pool. */
+void fan__coro_free(fan__coro *co);
+
+/* Frees every pooled stack of this thread. */
+void fan__coro_pool_clear(void);
+
+#endif

@@ -1,0 +1,429 @@
+/* Server connections: reading, parsing with llhttp, limits and timeouts,
+ * and handing complete requests to request.c one at a time, in order. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/url.h"
+#include "http/http.h"
+
+#define READ_CHUNK 65536
+
+enum { T_NONE, T_HEAD, T_BODY, T_IDLE };
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+static fan__conn *parser_conn(llhttp_t *p)
+{
+    return p->data;
+}
+
+static void set_timer(fan__conn *c, int kind);
+
+/* Fails the request being parsed with `status` (our callbacks return -1). */
+static int limit_hit(fan__conn *c, int status)
+{
+    c->error_status = status;
+    return -1;
+}
+
+static int count_head(fan__conn *c, size_t len)
+{
+    c->head_bytes += len;
+    if (c->head_bytes > c->app->limits.max_header_bytes)
+        return limit_hit(c, 431);
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    fan__conn *c = parser_conn(p);
+    c->rq = fan__req_new(c);
+    if (!c->rq)
+        return limit_hit(c, 503);
+    c->head_bytes = 0;
+    c->field.len = c->value.len = 0;
+    set_timer(c, T_HEAD);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    fan__conn *c = parser_conn(p);
+    if (count_head(c, len))
+        return -1;
+    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    fan__conn *c = parser_conn(p);
+    if (count_head(c, len + 4))
+        return -1;
+    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    fan__conn *c = parser_conn(p);
+    if (count_head(c, len))
+        return -1;
+    return fan__buf_append(&c->value, at, len) ? limit_hit(c, 503) : 0;
+}
+
+/* Splits the request target into the raw path, the decoded path and the
+ * query. Absolute-form targets ("http://host/path") are reduced to their
+ * path. Returns 0 or -1 for a target we cannot serve. */
+static int split_target(fan_req *rq, const char *t, size_t len)
+{
+    if (len > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
+        const char *rest = memchr(t + 8, '/', len - 8);
+        if (!rest)
+            return -1;
+        len -= (size_t)(rest - t);
+        t = rest;
+    }
+    if (len == 0 || t[0] != '/')
+        return -1;
+    const char *q = memchr(t, '?', len);
+    size_t plen = q ? (size_t)(q - t) : len;
+    rq->raw_path = fan__arena_strndup(&rq->arena, t, plen);
+    rq->path = fan__arena_strndup(&rq->arena, t, plen);
+    rq->query = q ? fan__arena_strndup(&rq->arena, q + 1, len - plen - 1) : NULL;
+    if (!rq->raw_path || !rq->path || (q && !rq->query))
+        return -1;
+    return fan__url_decode(rq->path, plen, 0) < 0 ? -1 : 0;
+}
+
+static int on_url_complete(llhttp_t *p)
+{
+    fan__conn *c = parser_conn(p);
+    int rc = split_target(c->rq, c->field.data ? c->field.data : "", c->field.len);
+    c->field.len = 0;
+    return rc ? limit_hit(c, 400) : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    fan__conn *c = parser_conn(p);
+    fan_req *rq = c->rq;
+    if (rq->nheaders >= c->app->limits.max_headers)
+        return limit_hit(c, 431);
+    if (rq->nheaders % 16 == 0) {
+        fan__header *h = fan__arena_alloc(&rq->arena, (rq->nheaders + 16) * sizeof *h);
+        if (!h)
+            return limit_hit(c, 503);
+        if (rq->nheaders)
+            memcpy(h, rq->headers, rq->nheaders * sizeof *h);
+        rq->headers = h;
+    }
+    fan__header *h = &rq->headers[rq->nheaders++];
+    h->name = fan__arena_strndup(&rq->arena, c->field.data ? c->field.data : "", c->field.len);
+    h->value = fan__arena_strndup(&rq->arena, c->value.data ? c->value.data : "", c->value.len);
+    c->field.len = c->value.len = 0;
+    return h->name && h->value ? 0 : limit_hit(c, 503);
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    fan__conn *c = parser_conn(p);
+    fan_req *rq = c->rq;
+    const fan_limits *lim = &c->app->limits;
+    rq->method = (char *)llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
+    rq->http_minor = p->http_major == 1 ? p->http_minor : 0;
+    rq->head = strcmp(rq->method, "HEAD") == 0;
+    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_bytes)
+        return limit_hit(c, 413);
+    const char *expect = fan_header(rq, "Expect");
+    if (expect && has_body) {
+        if (strcasecmp(expect, "100-continue") != 0)
+            return limit_hit(c, 417);
+        if (rq->http_minor >= 1)
+            fan__reply_raw(c, 100, NULL, NULL, 0);
+    }
+    set_timer(c, has_body ? T_BODY : T_NONE);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    fan__conn *c = parser_conn(p);
+    fan_req *rq = c->rq;
+    if (rq->body.len + len > c->app->limits.max_body_bytes)
+        return limit_hit(c, 413);
+    return fan__buf_append(&rq->body, at, len) ? limit_hit(c, 503) : 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    fan__conn *c = parser_conn(p);
+    c->rq->keep_alive = llhttp_should_keep_alive(p);
+    /* Stop here: the next pipelined request is parsed only once this one is
+     * answered, so that answers go out in order. */
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+
+static void conn_free_if_closed(fan__conn *c)
+{
+    if (c->handles > 0 || c->rq || c->writes > 0)
+        return;
+    fan__buf_free(&c->in);
+    fan__buf_free(&c->field);
+    fan__buf_free(&c->value);
+    free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    fan__conn *c = h->data;
+    c->handles--;
+    conn_free_if_closed(c);
+}
+
+void fan__conn_close(fan__conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    fan__srv()->nconns--;
+    fan__list_remove(&c->link);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    fan_req *rq = c->rq;
+    if (!rq)
+        return;
+    c->rq = NULL;
+    if (c->serving) {
+        /* A running request loses its client: it is cancelled (its calls are
+         * aborted) and detaches itself from the connection. */
+        fan__req_conn_gone(rq);
+    } else {
+        /* Parsed partially, never started: nothing else refers to it. */
+        rq->conn = NULL;
+        rq->handler_done = 1;
+        fan__req_notify(rq);
+    }
+}
+
+static void timer_fired(uv_timer_t *t)
+{
+    fan__conn *c = t->data;
+    if (c->rq && !c->serving) {
+        fan_log(FAN_LOG_INFO, "request not received in time (408); closing the connection");
+        c->close_after_write = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+        fan__reply_raw(c, 408, NULL, "request not received in time", 1);
+    } else {
+        fan__conn_close(c); /* idle keep-alive connection */
+    }
+}
+
+static void set_timer(fan__conn *c, int kind)
+{
+    const fan_limits *lim = &c->app->limits;
+    unsigned ms = kind == T_HEAD   ? lim->header_timeout_ms
+                  : kind == T_BODY ? lim->body_timeout_ms
+                  : kind == T_IDLE ? lim->idle_timeout_ms
+                                   : 0;
+    /* The head timer runs from the first byte of the request: re-arming it on
+     * every read would let a slow client trickle headers forever. */
+    if (kind == T_HEAD && c->timer_kind == T_HEAD)
+        return;
+    c->timer_kind = kind;
+    if (ms)
+        uv_timer_start(&c->timer, timer_fired, ms, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+static void fail(fan__conn *c, int status, const char *why)
+{
+    fan_log(FAN_LOG_INFO, "bad request (%d): %s; closing the connection", status, why);
+    c->close_after_write = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    set_timer(c, T_NONE);
+    fan__reply_raw(c, status, NULL, why, 1);
+}
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 400: return "malformed request target";
+    case 413: return "request body too large";
+    case 417: return "unsupported expectation";
+    case 431: return "request header fields too large";
+    case 503: return "out of memory";
+    default: return NULL;
+    }
+}
+
+/* Feeds bytes to the parser. Returns 1 when a complete request was handed
+ * over (parsing paused), 0 when more input is needed, -1 when the request was
+ * malformed (the connection is answered and closed). *used is set to the
+ * bytes consumed. */
+static int process(fan__conn *c, const char *data, size_t len, size_t *used)
+{
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) {
+        *used = len;
+        if (c->rq) /* in the middle of a request: head or body timer */
+            set_timer(c, c->rq->method ? T_BODY : T_HEAD);
+        return 0;
+    }
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        *used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
+        fan_req *rq = c->rq;
+        if (err == HPE_PAUSED_UPGRADE)
+            rq->keep_alive = 0; /* what follows is not HTTP/1.1: answer and close */
+        if (!rq->keep_alive || fan__srv()->stopping)
+            c->close_after_write = 1;
+        set_timer(c, T_NONE);
+        c->serving = 1;
+        fan__req_start(rq);
+        return 1;
+    }
+    *used = len;
+    const char *why = status_reason(c->error_status);
+    if (!why)
+        why = llhttp_get_error_reason(&c->parser);
+    fail(c, c->error_status ? c->error_status : 400, why ? why : "malformed request");
+    return -1;
+}
+
+/* Parses what is buffered, one request at a time, while none is served. */
+static void process_buffered(fan__conn *c)
+{
+    c->processing++;
+    while (!c->closing && !c->serving && !c->close_after_write && c->in.len > 0) {
+        size_t used = 0;
+        int rc = process(c, c->in.data, c->in.len, &used);
+        fan__buf_consume(&c->in, used);
+        if (rc < 0)
+            break;
+    }
+    c->processing--;
+    if (c->in.len == 0 && c->in.cap > READ_CHUNK) /* do not keep a burst's memory */
+        fan__buf_free(&c->in);
+}
+
+void fan__conn_request_done(fan__conn *c)
+{
+    c->rq = NULL;
+    c->serving = 0;
+    if (c->closing) {
+        conn_free_if_closed(c);
+        return;
+    }
+    if (c->close_after_write) {
+        fan__conn_close(c);
+        return;
+    }
+    llhttp_resume(&c->parser);
+    set_timer(c, T_IDLE);
+    if (!c->reading && !c->eof) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    }
+    /* A request that ends inside process() (a 404 answered at once) returns
+     * here while process_buffered() is still on the stack: it goes on. */
+    if (!c->processing)
+        process_buffered(c);
+}
+
+static char read_buf[READ_CHUNK];
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    (void)hint;
+    buf->base = read_buf;
+    buf->len = sizeof read_buf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    fan__conn *c = s->data;
+    if (n < 0) {
+        c->eof = 1;
+        fan__conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    if (c->serving) {
+        /* Pipelined input while a request runs: keep it, up to a bound, and
+         * go on reading so that a disconnect is noticed; beyond the bound
+         * stop reading until the request is done. */
+        if (fan__buf_append(&c->in, buf->base, (size_t)n) != 0) {
+            fan__conn_close(c);
+            return;
+        }
+        if (c->in.len > c->app->limits.max_pipelined_bytes) {
+            uv_read_stop(s);
+            c->reading = 0;
+        }
+        return;
+    }
+    size_t used = 0;
+    int rc = 0;
+    c->processing++;
+    /* The common case parses straight from the read buffer and keeps only
+     * what is left over. */
+    if (c->in.len == 0)
+        rc = process(c, buf->base, (size_t)n, &used);
+    if (rc >= 0 && !c->closing && used < (size_t)n &&
+        fan__buf_append(&c->in, buf->base + used, (size_t)n - used) != 0)
+        rc = -1;
+    c->processing--;
+    if (rc >= 0)
+        process_buffered(c);
+}
+
+void fan__conn_accept(fan__listener *l)
+{
+    fan__server *srv = fan__srv();
+    fan__conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->app = l->app;
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    fan__list_push(&srv->conns, &c->link);
+    srv->nconns++;
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+        fan__conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    c->parser.data = c;
+    if (srv->nconns > c->app->limits.max_connections) {
+        fan_log(FAN_LOG_WARN, "connection limit (%zu) reached: answering 503",
+                c->app->limits.max_connections);
+        fail(c, 503, "too many connections");
+        return;
+    }
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    set_timer(c, T_IDLE);
+}

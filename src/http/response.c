@@ -1,0 +1,279 @@
+/* Writing responses: the status line and headers are formatted into the
+ * request's arena and sent with the body in one writev. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http/http.h"
+
+const char *fan__status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+/* "Date: ...\r\n", formatted at most once per second. */
+static const char *date_header(void)
+{
+    fan__server *srv = fan__srv();
+    uint64_t now = uv_now(srv->loop) / 1000;
+    if (srv->date[0] == '\0' || now != srv->date_at) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(srv->date, sizeof srv->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        srv->date_at = now;
+    }
+    return srv->date;
+}
+
+static int valid_token(const char *s, int allow_space)
+{
+    if (!*s && !allow_space)
+        return 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '\r' || ch == '\n' || ch == '\0' || (ch < 32 && ch != '\t') || ch == 127)
+            return 0;
+        if (!allow_space && (ch == ' ' || ch == ':' || ch == '\t'))
+            return 0;
+    }
+    return 1;
+}
+
+int fan_set_header(fan_req *rq, const char *name, const char *value)
+{
+    if (rq->replied)
+        return FAN_ESTATE;
+    if (!valid_token(name, 0) || !valid_token(value, 1))
+        return FAN_EINVAL;
+    if (rq->nout == rq->out_cap) {
+        unsigned cap = rq->out_cap ? rq->out_cap * 2 : 8;
+        fan__header *h = fan__arena_alloc(&rq->arena, cap * sizeof *h);
+        if (!h)
+            return FAN_ENOMEM;
+        if (rq->nout)
+            memcpy(h, rq->out_headers, rq->nout * sizeof *h);
+        rq->out_headers = h;
+        rq->out_cap = cap;
+    }
+    fan__header *h = &rq->out_headers[rq->nout];
+    h->name = fan__arena_strdup(&rq->arena, name);
+    h->value = fan__arena_strdup(&rq->arena, value);
+    if (!h->name || !h->value)
+        return FAN_ENOMEM;
+    rq->nout++;
+    return 0;
+}
+
+typedef struct req_write {
+    fan__op op;
+    uv_write_t w;
+    fan_req *rq;
+} req_write;
+
+static void req_written(uv_write_t *w, int status)
+{
+    req_write *rw = w->data;
+    fan_req *rq = rw->rq;
+    if (status < 0 && rq->conn) {
+        fan_log(FAN_LOG_DEBUG, "response not delivered: %s", uv_strerror(status));
+        fan__conn_close(rq->conn);
+    }
+    fan__op_end(rq, &rw->op);
+}
+
+static size_t head_size(const fan_req *rq, const char *content_type)
+{
+    size_t n = 160 + strlen(fan__status_text(rq->status)) + (content_type ? strlen(content_type) : 0);
+    for (unsigned i = 0; i < rq->nout; i++)
+        n += strlen(rq->out_headers[i].name) + strlen(rq->out_headers[i].value) + 4;
+    return n;
+}
+
+int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len)
+{
+    if (rq->replied)
+        return FAN_ESTATE;
+    if (status < 200 || status > 999)
+        return FAN_EINVAL;
+    if (content_type && !valid_token(content_type, 1))
+        return FAN_EINVAL;
+    rq->replied = 1;
+    rq->status = status;
+    fan__conn *c = rq->conn;
+    if (!c || c->closing)
+        return 0; /* the client went away: nothing to send */
+    if (fan__srv()->stopping)
+        c->close_after_write = 1;
+    size_t cap = head_size(rq, content_type);
+    char *head = fan__arena_alloc(&rq->arena, cap);
+    req_write *rw = fan__arena_alloc(&rq->arena, sizeof *rw);
+    char *copy = len && !rq->head ? fan__arena_alloc(&rq->arena, len) : NULL;
+    if (!head || !rw || (len && !rq->head && !copy)) {
+        fan__conn_close(c);
+        return FAN_ENOMEM;
+    }
+    int n = snprintf(head, cap, "HTTP/1.1 %d %s\r\n%sServer: fanout\r\n", status,
+                     fan__status_text(status), date_header());
+    if (content_type)
+        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\n", content_type);
+    if (status != 204 && status != 304)
+        n += snprintf(head + n, cap - (size_t)n, "Content-Length: %zu\r\n", len);
+    if (c->close_after_write)
+        n += snprintf(head + n, cap - (size_t)n, "Connection: close\r\n");
+    else if (rq->http_minor == 0)
+        n += snprintf(head + n, cap - (size_t)n, "Connection: keep-alive\r\n");
+    for (unsigned i = 0; i < rq->nout; i++)
+        n += snprintf(head + n, cap - (size_t)n, "%s: %s\r\n", rq->out_headers[i].name,
+                      rq->out_headers[i].value);
+    n += snprintf(head + n, cap - (size_t)n, "\r\n");
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(copy, 0)};
+    unsigned nbufs = 1;
+    if (copy) {
+        memcpy(copy, body, len);
+        bufs[1].len = len;
+        nbufs = 2;
+    }
+    rw->rq = rq;
+    rw->op.cancel = NULL; /* a write ends by itself, or when the connection closes */
+    rw->w.data = rw;
+    fan__op_begin(rq, &rw->op);
+    int rc = uv_write(&rw->w, (uv_stream_t *)&c->tcp, bufs, nbufs, req_written);
+    if (rc < 0) {
+        fan__list_remove(&rw->op.link);
+        rq->nops--;
+        fan__conn_close(c);
+        return FAN_EIO;
+    }
+    return 0;
+}
+
+int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = fan__arena_vsprintf(&rq->arena, fmt, ap);
+    va_end(ap);
+    if (!s)
+        return FAN_ENOMEM;
+    return fan_reply(rq, status, "text/plain; charset=utf-8", s, strlen(s));
+}
+
+int fan_reply_json(fan_req *rq, int status, json_t *json)
+{
+    if (!json)
+        return FAN_EINVAL;
+    char *s = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(json);
+    if (!s)
+        return FAN_ENOMEM;
+    int rc = fan_reply(rq, status, "application/json", s, strlen(s));
+    free(s);
+    return rc;
+}
+
+int fan_reply_error(fan_req *rq, int status, const char *message)
+{
+    json_t *j = json_pack("{s:s, s:i}", "error", message ? message : "", "status", status);
+    return fan_reply_json(rq, status, j);
+}
+
+int fan_replied(const fan_req *rq)
+{
+    return rq->replied;
+}
+
+typedef struct raw_write {
+    uv_write_t w;
+    fan__conn *c;
+    int close;
+    char data[];
+} raw_write;
+
+static void raw_written(uv_write_t *w, int status)
+{
+    raw_write *rw = w->data;
+    fan__conn *c = rw->c;
+    c->writes--;
+    if (rw->close || status < 0)
+        fan__conn_close(c);
+    free(rw);
+    /* The connection is freed by its close callbacks, which libuv runs after
+     * every cancelled write's callback. */
+}
+
+int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const char *body, int close)
+{
+    char *json = NULL;
+    if (body) {
+        json_t *j = json_pack("{s:s, s:i}", "error", body, "status", status);
+        json = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+    }
+    size_t blen = json ? strlen(json) : 0;
+    size_t cap = 256 + blen + (extra_headers ? strlen(extra_headers) : 0);
+    raw_write *rw = malloc(sizeof *rw + cap);
+    if (!rw) {
+        free(json);
+        fan__conn_close(c);
+        return FAN_ENOMEM;
+    }
+    int n;
+    if (status == 100)
+        n = snprintf(rw->data, cap, "HTTP/1.1 100 Continue\r\n\r\n");
+    else
+        n = snprintf(rw->data, cap,
+                     "HTTP/1.1 %d %s\r\n%sServer: fanout\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n%s",
+                     status, fan__status_text(status), date_header(), blen,
+                     close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "",
+                     json ? json : "");
+    free(json);
+    rw->c = c;
+    rw->close = close;
+    rw->w.data = rw;
+    uv_buf_t buf = uv_buf_init(rw->data, (unsigned)n);
+    c->writes++;
+    if (uv_write(&rw->w, (uv_stream_t *)&c->tcp, &buf, 1, raw_written) < 0) {
+        c->writes--;
+        free(rw);
+        fan__conn_close(c);
+        return FAN_EIO;
+    }
+    return 0;
+}
