@@ -14,7 +14,7 @@ import time
 
 import procs
 import report
-from load import measure
+from load import measure, wrk
 from procs import Server, ServerError
 
 STACKS = ["fanout", "flask-sync", "flask-gthread", "flask-async", "quart",
@@ -63,13 +63,30 @@ def check_upstream(server):
             raise ServerError(f"/delay?ms={ms}: type {ctype!r}, {secs * 1000:.0f} ms")
 
 
-def probe_upstream(name, tmp, seconds):
-    """Start an upstream, check it, measure its capacity and CPU µs per exchange."""
+def start_upstream(name, tmp):
     server = Server("upstream", name, tmp)
     try:
         server.wait_ready("/delay?ms=0", timeout=15)
         check_upstream(server)
+    except ServerError as e:
+        server.stop()
+        raise ServerError(f"{e}; log: {server.log_tail()}") from None
+    return server
+
+
+def probe_upstream(name, tmp, seconds):
+    """Start an upstream, check it, measure its capacity and CPU µs per exchange."""
+    try:
+        server = start_upstream(name, tmp)
+    except ServerError as e:
+        return None, {"name": name, "error": str(e)}
+    try:
         res = measure(server, "/delay?ms=0", 64, seconds)
+        # Every load ends with clients leaving mid-delay: the upstream must survive that.
+        wrk(server.url + "/delay?ms=100", 256, 1)
+        time.sleep(0.2)
+        server.check_alive()
+        check_upstream(server)
     except (ServerError, RuntimeError) as e:
         server.stop()
         return None, {"name": name, "error": str(e)}
@@ -79,12 +96,32 @@ def probe_upstream(name, tmp, seconds):
     return server, res
 
 
+class Upstream:
+    """The upstream in use, started again if a load killed it."""
+
+    def __init__(self, name, server, tmp):
+        self.name, self.server, self.tmp, self.crashes = name, server, tmp, []
+
+    def ensure(self):
+        try:
+            self.server.check_alive()
+            return self.server
+        except ServerError as e:
+            self.crashes.append(str(e))
+            print(f"upstream {self.name} died ({e}); starting it again", flush=True)
+        try:
+            self.server = start_upstream(self.name, self.tmp)
+        except ServerError as e:
+            raise SystemExit(f"bench: upstream {self.name} could not start again: {e}")
+        return self.server
+
+
 def choose_upstream(tmp, seconds):
     """Probe every candidate; keep the cheapest per exchange running, stop the others."""
     probed = [probe_upstream(name, tmp, seconds) for name in UPSTREAMS]
     for _, res in probed:
         if "error" in res:
-            print(f"upstream {res['name']}: not run: {res['error']}", flush=True)
+            print(f"upstream {res['name']}: not used: {res['error']}", flush=True)
     ok = [(s, r) for s, r in probed if s]
     if not ok:
         raise SystemExit("bench: no upstream could run")
@@ -93,7 +130,7 @@ def choose_upstream(tmp, seconds):
         if server is not best[0]:
             server.stop()
     print(f"upstream in use: {best[1]['name']} at {best[0].url}", flush=True)
-    return best[0], [r for _, r in probed]
+    return Upstream(best[1]["name"], best[0], tmp), [r for _, r in probed]
 
 
 def check_peer(server):
@@ -109,14 +146,14 @@ def check_peer(server):
 
 
 def start_peer(name, tmp, upstream, workers):
-    server = Server("peers", name, tmp, UPSTREAM=upstream.url, WORKERS=workers,
+    server = Server("peers", name, tmp, UPSTREAM=upstream.ensure().url, WORKERS=workers,
                     BENCH_CACHE=os.path.join(tmp, "cache"))
     try:
         server.wait_ready("/fanout?n=1&ms=0", timeout=60)
         check_peer(server)
-    except ServerError:
+    except ServerError as e:
         server.stop()
-        raise
+        raise ServerError(f"{e}; log: {server.log_tail()}") from None
     return server
 
 
@@ -160,9 +197,9 @@ def main():
         for name in args.stacks:
             print(f"--- {name}", flush=True)
             results.append(run_stack(name, tmp, upstream, cfg))
-        upstream.stop()
+        upstream.server.stop()
         out = args.out or (tmp + "-out" if args.smoke else os.path.join(procs.HERE, "results"))
-        md = report.write(out, args.mode, cfg, probes, results, upstream.name,
+        md = report.write(out, args.mode, cfg, probes, results, upstream,
                           time.monotonic() - started)
         print(md)
     finally:

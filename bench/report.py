@@ -217,13 +217,14 @@ def derive(results):
             r["S5"]["speedup"] = r["S5"]["rps"] / r["S2"]["rps"]
 
 
-def write(out, mode, cfg, probes, results, chosen, elapsed):
+def write(out, mode, cfg, probes, results, upstream, elapsed):
     """Write <out>/<date>-<host>[-mode].md and .png; returns the markdown."""
     os.makedirs(out, exist_ok=True)
     now = datetime.datetime.now()
     host = socket.gethostname()
     base = os.path.join(out, f"{now:%Y-%m-%d}-{host}" + ("" if mode == "full" else f"-{mode}"))
     derive(results)
+    chosen = upstream.name
     bound, s4 = s4_bound(probes)
     lines = [f"# fanout bench, {now:%Y-%m-%d %H:%M}, {host}", "",
              f"- machine: {machine()}",
@@ -232,6 +233,8 @@ def write(out, mode, cfg, probes, results, chosen, elapsed):
              f"- upstream in use: {chosen}; fanout/peer ratios: < 1 is better for "
              "latency, CPU and memory, > 1 is better for req/s",
              f"- chart: {os.path.basename(base)}.png"]
+    lines += [f"- **upstream {chosen} died during the run and was started again**: {crash}"
+              for crash in upstream.crashes]
     lines += upstream_table(probes, chosen)
     for title, columns, ratios in TABLES:
         lines += scenario_table(title, columns, ratios, results, cfg)

@@ -14,6 +14,13 @@ static const fan__transport *transport_for(const char *url)
     return &fan__curl_transport;
 }
 
+/* Only http and https reach an upstream; anything else is the caller's
+ * mistake, reported before any transport sees it. */
+static int valid_scheme(const char *url)
+{
+    return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 static void call_release(void *arg)
 {
     fan_call *c = arg;
@@ -93,9 +100,11 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     fan__list_init(&c->done_link);
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
-    int rc = url ? fill(c, url, opts) : FAN_EINVAL;
+    int rc = fill(c, url ? url : "", opts);
     if (rc == FAN_ENOMEM)
         return NULL;
+    if (!valid_scheme(c->url))
+        rc = FAN_EINVAL;
     c->tp = transport_for(url);
     c->started = fan_now();
     fan__list_push(&rq->calls, &c->link);

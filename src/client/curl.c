@@ -49,8 +49,10 @@ int fan__curl_error(int code, int too_large)
     case CURLE_FILESIZE_EXCEEDED: return FAN_ETOOLARGE;
     case CURLE_WRITE_ERROR: return too_large ? FAN_ETOOLARGE : FAN_EIO;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_BAD_FUNCTION_ARGUMENT: return FAN_EINVAL;
+    /* The scheme was checked before the transfer: here curl means an HTTP/0.9
+     * or otherwise non-HTTP reply. */
+    case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:

@@ -1,4 +1,6 @@
-"""Quart peer: one httpx.AsyncClient shared by all requests, served by Hypercorn."""
+"""Quart peer: one httpx.AsyncClient shared by all requests, served by Hypercorn
+(uvloop worker: with the asyncio one, Hypercorn 0.13 leaves Nagle on and
+keep-alive answers wait 40 ms for delayed ACKs)."""
 import asyncio
 import os
 

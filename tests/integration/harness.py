@@ -1,0 +1,170 @@
+"""Test harness: starts fanout binaries on free ports, talks raw HTTP/1.1
+over sockets, and checks at teardown that the process stopped cleanly on
+SIGTERM with no sanitizer report (leaks included)."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+BIN = os.environ.get("FANOUT_BIN", "build/fanout")
+TESTAPP = os.environ.get("FANOUT_TESTAPP", "build/tests/testapp")
+SANITIZED = os.environ.get("FANOUT_SANITIZED") == "1"
+SAN_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+class Server:
+    """A fanout process listening on a free port (read from its log)."""
+
+    def __init__(self, argv, name="server"):
+        self.name = name
+        self.argv = argv + ["--port", "0", "--host", "127.0.0.1"]
+        self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True, errors="replace")
+        self.lines = []
+        self.port = None
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(10):
+            self.stop(check=False)
+            raise RuntimeError(f"{name} did not start: {self.log()}")
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            m = re.search(r"listening on http://[^ ]*:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                self._ready.set()
+        self._ready.set()
+
+    def log(self):
+        return "\n".join(self.lines)
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self, check=True):
+        """SIGTERM, then wait; returns the exit code. With check, fails on a
+        non-zero exit or a sanitizer report."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} did not stop on SIGTERM\n{self.log()}")
+        self._reader.join(5)
+        self.proc.stderr.close()
+        if check:
+            text = self.log()
+            for marker in SAN_MARKERS:
+                if marker in text:
+                    raise AssertionError(f"{self.name}: sanitizer report\n{text}")
+            if self.proc.returncode != 0:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}\n{text}")
+        return self.proc.returncode
+
+
+def testapp(*args):
+    return Server([TESTAPP, *args], "testapp")
+
+
+def mock(*args):
+    return Server([BIN, "mock", *args], "mock")
+
+
+def demo(*args):
+    return Server([BIN, "demo", *args], "demo")
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def connect(port, timeout=10):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+class Reader:
+    """Reads HTTP/1.1 responses from a socket, one after another."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("connection closed")
+        self.buf += data
+
+    def read(self, head_request=False):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        _, status, reason = (lines[0].split(" ", 2) + [""])[:3]
+        headers = [tuple(x.strip() for x in l.split(":", 1)) for l in lines[1:]]
+        resp = Response(int(status), reason, headers, b"")
+        if int(status) < 200 or head_request or int(status) in (204, 304):
+            return resp
+        n = int(resp.header("Content-Length") or 0)
+        while len(self.buf) < n:
+            self._fill()
+        resp.body, self.buf = self.buf[:n], self.buf[n:]
+        return resp
+
+    def closed(self, timeout=5):
+        """True if the peer closes the connection (EOF or reset) in time."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def request(port, method="GET", path="/", headers=(), body=b"", timeout=30):
+    """One request on a fresh connection; returns the Response."""
+    with connect(port, timeout) as s:
+        hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        if body and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
+            hdrs += f"Content-Length: {len(body)}\r\n"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\n{hdrs}\r\n".encode() + body)
+        return Reader(s).read(head_request=(method == "HEAD"))
+
+
+def get_json(port, path, timeout=30):
+    r = request(port, "GET", path, timeout=timeout)
+    return r.status, r.json()
+
+
+def main():
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
