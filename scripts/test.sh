@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds and runs every test twice: in the
+# normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build
+# (which also fails on any leak at a server's exit).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh --test || exit 1
+
+passed=0
+failed=0
+run_suite() {
+    local dir=$1
+    shift
+    echo "== $dir: build"
+    if ! bash scripts/build.sh "$dir" "$@"; then
+        echo "== $dir: build failed"
+        failed=$((failed + 1))
+        return
+    fi
+    echo "== $dir: tests"
+    local log
+    log=$(mktemp)
+    (cd "$dir" && ctest --output-on-failure -j2 --timeout 600) | tee "$log"
+    local summary
+    summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -1)
+    rm -f "$log"
+    if [[ -z "$summary" ]]; then
+        failed=$((failed + 1))
+        return
+    fi
+    local total fails
+    total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$summary")
+    fails=$(sed -E 's/.* ([0-9]+) tests failed.*/\1/' <<<"$summary")
+    passed=$((passed + total - fails))
+    failed=$((failed + fails))
+}
+
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite build-asan -DFANOUT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+echo
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
