@@ -11,20 +11,22 @@ def _ms(value, unit):
 
 
 def parse_wrk(out):
-    """Figures of a `wrk --latency` report; latencies in ms, None if no request completed."""
+    """Figures of a `wrk --latency` report; latencies in ms, None if no request completed.
+    wrk's "timeout" errors are answers that came later than --timeout."""
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     res = {"requests": requests,
            "rps": float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1)),
-           "errors": 0, "p50": None, "p99": None}
-    for pct, value, unit in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
-        if requests:
-            res["p" + pct] = _ms(value, unit)
+           "p50": None, "p99": None, "socket_errors": 0, "timeouts": 0, "non2xx": 0}
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
-        res["errors"] += sum(map(int, sock.groups()))
+        connect, read, write, res["timeouts"] = map(int, sock.groups())
+        res["socket_errors"] = connect + read + write
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        res["errors"] += int(non2xx.group(1))
+    res["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    res["errors"] = res["socket_errors"] + res["timeouts"] + res["non2xx"]
+    for pct, value, unit in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
+        if requests > res["timeouts"]:  # else the histogram is empty
+            res["p" + pct] = _ms(value, unit)
     return res
 
 

@@ -35,7 +35,8 @@ TABLES = [
      [("req/s", "S2", "rps"), ("CPU", "S2", "cpu_us")]),
     ("S3, memory: n=2, ms=1000, {s3_clients} clients",
      [("req/s", "S3", "rps", 0, 1), ("p50 ms", "S3", "p50", 0, 1), ("p99 ms", "S3", "p99", 0, 1),
-      ("errors", "S3", "errors", 0, 1), ("idle RSS MiB", "S3", "idle_rss", 1, MIB),
+      ("errors", "S3", "errors", 0, 1), ("of which unanswered", "S3", "unanswered", 0, 1),
+      ("idle RSS MiB", "S3", "idle_rss", 1, MIB),
       ("peak RSS MiB", "S3", "peak_rss", 1, MIB), ("KiB/in-flight", "S3", "kib_per_req", 1, 1)],
      [("KiB", "S3", "kib_per_req")]),
     ("S5, scaling: S2 with 1 and 2 workers",
@@ -113,7 +114,7 @@ def targets(results, bound):
 
 
 def upstream_table(probes, chosen):
-    rows = [[p["name"], f"not run: {p['error']}", "", ""] if "error" in p else
+    rows = [[p["name"], f"not used: {p['error']}", "", ""] if "error" in p else
             [p["name"], fmt(p["rps"]), fmt(p["cpu_us"], 1), "in use" if p["name"] == chosen else ""]
             for p in probes]
     return ["", "## Upstream (64 clients, /delay?ms=0)", ""] + md_table(
