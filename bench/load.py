@@ -66,7 +66,8 @@ def measure(server, path, clients, seconds, timeout=5):
     res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample)
     cpu1, _ = server.stats()
     server.check_alive()
-    res.update(clients=clients, cpu_us=(cpu1 - cpu0) * 1e6 / max(res["requests"], 1),
+    cpu_us = (cpu1 - cpu0) * 1e6 / res["requests"] if res["requests"] else None
+    res.update(clients=clients, cpu_us=cpu_us,
                idle_rss=idle_rss, peak_rss=peak[0],
                kib_per_req=(peak[0] - idle_rss) / 1024 / clients)
     return res

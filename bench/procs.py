@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -115,19 +116,13 @@ class Server:
         return group_stats(self.proc.pid)
 
     def stop(self):
-        """Interrupt the whole group (a quick shutdown for all stacks), then kill it."""
+        """Kill the whole group: benchmark servers need no graceful shutdown."""
         _live.pop(self.proc.pid, None)
-        for sig, grace in ((signal.SIGINT, 2.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def __enter__(self):
         return self

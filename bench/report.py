@@ -13,8 +13,8 @@ PACKAGES = {
     "flask-sync": PY + ["python3-flask", "gunicorn"],
     "flask-gthread": PY + ["python3-flask", "gunicorn"],
     "flask-async": PY + ["python3-flask", "python3-asgiref", "gunicorn"],
-    "quart": PY + ["python3-quart", "python3-hypercorn"],
-    "aiohttp": ["python3", "python3-aiohttp", "gunicorn"],
+    "quart": PY + ["python3-quart", "python3-hypercorn", "python3-uvloop"],
+    "aiohttp": ["python3", "python3-aiohttp", "python3-uvloop", "gunicorn"],
     "go": ["golang-go"],
     "node": ["nodejs"],
     "nginx-lua": ["nginx", "libnginx-mod-http-lua", "lua-cjson"],
@@ -50,12 +50,19 @@ def fmt(value, digits=0, scale=1):
     return "–" if value is None else f"{value * scale:,.{digits}f}"
 
 
+def not_run(result):
+    return result.get("error", "").startswith("not run")
+
+
 def figure(result, scenario, key):
     return result.get(scenario, {}).get(key)
 
 
 def ratio(a, b):
-    return f"{a / b:.2f}" if a is not None and b else "–"
+    if a is None or not b:
+        return "–"
+    r = a / b
+    return f"{r:,.0f}" if r >= 100 else f"{r:.2f}" if r >= 0.01 else f"{r:.4f}"
 
 
 def md_table(headers, rows):
@@ -69,7 +76,7 @@ def scenario_table(title, columns, ratios, results, cfg):
     headers = ["stack"] + [c[0] for c in columns] + [f"fanout/peer {r[0]}" for r in ratios]
     rows = []
     for res in results:
-        if res.get("error", "").startswith("not run"):
+        if not_run(res):
             rows.append([res["name"], res["error"]] + [""] * (len(headers) - 2))
             continue
         row = [res["name"]] + [fmt(figure(res, s, k), d, m) for _, s, k, d, m in columns]
@@ -90,7 +97,8 @@ def check(label, value, limit, unit=""):
     if value is None or limit is None:
         return f"- {label}: n/a"
     verdict = "PASS" if value <= limit else "FAIL"
-    return f"- {label}: **{verdict}** ({value:,.1f}{unit} vs {limit:,.1f}{unit}, ratio {value / limit:.2f})"
+    return (f"- {label}: **{verdict}** ({value:,.1f}{unit} vs {limit:,.1f}{unit}, "
+            f"ratio {value / limit:.2f})")
 
 
 def targets(results, bound):
@@ -100,22 +108,22 @@ def targets(results, bound):
         return ["", "## Targets (fanout)", "", f"Not evaluated: fanout {why}."]
     peer2, cpu = best_peer(results, "S2", "cpu_us")
     peer3, kib = best_peer(results, "S3", "kib_per_req")
-    s3_errors = figure(fan, "S3", "errors")
+    s1p50, s1p99 = figure(fan, "S1c200", "p50"), figure(fan, "S1c200", "p99")
+    s2cpu, s3kib, s3err = (figure(fan, "S2", "cpu_us"), figure(fan, "S3", "kib_per_req"),
+                           figure(fan, "S3", "errors"))
     return ["", "## Targets (fanout)", "",
-            check("S1 p50 at 200 clients ≤ 1.01 × 200 ms", figure(fan, "S1c200", "p50"), 202, " ms"),
-            check("S1 p99 at 200 clients ≤ 1.05 × 200 ms", figure(fan, "S1c200", "p99"), 210, " ms"),
-            check(f"S2 CPU ≤ 0.8 × best peer ({peer2})", figure(fan, "S2", "cpu_us"),
-                  cpu and 0.8 * cpu, " µs"),
-            check("S2 CPU ≤ 1.2 × S4 bound", figure(fan, "S2", "cpu_us"), bound and 1.2 * bound, " µs"),
-            f"- S3 zero errors: **{'PASS' if s3_errors == 0 else 'FAIL'}** ({fmt(s3_errors)} errors)",
-            check("S3 ≤ 24 KiB per in-flight request", figure(fan, "S3", "kib_per_req"), 24, " KiB"),
-            check(f"S3 ≤ 0.5 × best peer ({peer3})", figure(fan, "S3", "kib_per_req"),
-                  kib and 0.5 * kib, " KiB")]
+            check("S1 p50 at 200 clients ≤ 1.01 × 200 ms", s1p50, 202, " ms"),
+            check("S1 p99 at 200 clients ≤ 1.05 × 200 ms", s1p99, 210, " ms"),
+            check(f"S2 CPU ≤ 0.8 × best peer ({peer2})", s2cpu, cpu and 0.8 * cpu, " µs"),
+            check("S2 CPU ≤ 1.2 × S4 bound", s2cpu, bound and 1.2 * bound, " µs"),
+            f"- S3 zero errors: **{'PASS' if s3err == 0 else 'FAIL'}** ({fmt(s3err)} errors)",
+            check("S3 ≤ 24 KiB per in-flight request", s3kib, 24, " KiB"),
+            check(f"S3 ≤ 0.5 × best peer ({peer3})", s3kib, kib and 0.5 * kib, " KiB")]
 
 
 def upstream_table(probes, chosen):
     rows = [[p["name"], f"not used: {p['error']}", "", ""] if "error" in p else
-            [p["name"], fmt(p["rps"]), fmt(p["cpu_us"], 1), "in use" if p["name"] == chosen else ""]
+            [p["name"], fmt(p["rps"]), fmt(p["cpu_us"], 1), "in use" * (p["name"] == chosen)]
             for p in probes]
     return ["", "## Upstream (64 clients, /delay?ms=0)", ""] + md_table(
         ["upstream", "req/s", "CPU µs/exchange", ""], rows)
@@ -125,7 +133,8 @@ def s4_bound(probes):
     nginx = next((p for p in probes if p["name"] == "nginx-lua" and "error" not in p), None)
     bound = nginx and 5 * nginx["cpu_us"]
     text = (f"nginx upstream: {nginx['cpu_us']:.1f} µs CPU per exchange; × (4 + 1) = "
-            f"**{bound:.1f} µs** per aggregated S2 request" if nginx else "nginx upstream did not run")
+            f"**{bound:.1f} µs** per aggregated S2 request" if nginx
+            else "nginx upstream did not run")
     return bound, ["", "## S4, the loopback bound", "", text]
 
 
@@ -145,9 +154,12 @@ def deb_version(pkg):
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "not installed"
 
 
+FANOUT_BINARIES = (("FANOUT_PEER", "build/bench/fanout-peer"), ("FANOUT_BIN", "build/fanout"))
+
+
 def fanout_version():
     lines = []
-    for env, default in (("FANOUT_PEER", "build/bench/fanout-peer"), ("FANOUT_BIN", "build/fanout")):
+    for env, default in FANOUT_BINARIES:
         path = os.environ.get(env) or os.path.join(procs.REPO, default)
         if os.path.exists(path):
             when = datetime.datetime.fromtimestamp(os.path.getmtime(path))
@@ -179,12 +191,14 @@ set logscale y
 set multiplot layout 1,3 title '{title}' noenhanced
 set title 'S1 latency, 200 clients (n=2, ms=200,100)'
 set ylabel 'ms (log)'
-plot '{dat}' using 2:xtic(1) title 'p50', '' using 3 title 'p99', 200 with lines dt 2 lc 'black' title 'ideal 200 ms'
+plot '{dat}' using 2:xtic(1) title 'p50', '' using 3 title 'p99', \
+     200 with lines dt 2 lc 'black' title 'ideal 200 ms'
 set title 'S2 latency, 64 clients (n=4, ms=0)'
 plot '{dat}' using 4:xtic(1) title 'p50', '' using 5 title 'p99'
 set title 'S2 CPU per aggregated request'
+set key top right
 set ylabel 'CPU µs (log)'
-plot '{dat}' using 6:xtic(1) title 'stack' lc 3{bound}
+plot '{dat}' using 6:xtic(1) title 'CPU µs per request' lc 3{bound}
 unset multiplot
 """
 
@@ -198,7 +212,8 @@ def chart(path, results, bound, title):
     dat = path + ".dat"
     with open(dat, "w") as f:
         for r in results:
-            f.write(" ".join([r["name"]] + [cell(r, s, k) for s, k in (
+            label = r["name"] + (" (not run)" if not_run(r) else "")
+            f.write(" ".join([f'"{label}"'] + [cell(r, s, k) for s, k in (
                 ("S1c200", "p50"), ("S1c200", "p99"), ("S2", "p50"), ("S2", "p99"),
                 ("S2", "cpu_us"))]) + "\n")
     line = f", {bound:.3f} with lines dt 2 lc 'black' title 'S4 bound'" if bound else ""
@@ -218,7 +233,7 @@ def derive(results):
             r["S5"]["speedup"] = r["S5"]["rps"] / r["S2"]["rps"]
 
 
-def write(out, mode, cfg, probes, results, upstream, elapsed):
+def write(out, mode, cfg, probes, results, upstream, run):
     """Write <out>/<date>-<host>[-mode].md and .png; returns the markdown."""
     os.makedirs(out, exist_ok=True)
     now = datetime.datetime.now()
@@ -230,12 +245,13 @@ def write(out, mode, cfg, probes, results, upstream, elapsed):
     lines = [f"# fanout bench, {now:%Y-%m-%d %H:%M}, {host}", "",
              f"- machine: {machine()}",
              f"- mode: {mode}; seconds of load: S1 {cfg['s1']}, S2 {cfg['s2']}, "
-             f"S3 {cfg['s3']}, S5 {cfg['s5']}; run took {elapsed:.0f} s",
+             f"S3 {cfg['s3']}, S5 {cfg['s5']}; run took {run['seconds']:.0f} s",
+             f"- load average (1 min) at start {run['load']:.2f}, at end {os.getloadavg()[0]:.2f}: "
+             "anything else running on the machine skews every figure",
              f"- upstream in use: {chosen}; fanout/peer ratios: < 1 is better for "
              "latency, CPU and memory, > 1 is better for req/s",
              f"- chart: {os.path.basename(base)}.png"]
-    lines += [f"- **upstream {chosen} died during the run and was started again**: {crash}"
-              for crash in upstream.crashes]
+    lines += [f"- **upstream replaced during the run**: {why}" for why in upstream.failures]
     lines += upstream_table(probes, chosen)
     for title, columns, ratios in TABLES:
         lines += scenario_table(title, columns, ratios, results, cfg)

@@ -42,4 +42,4 @@ if [ -n "$missing" ]; then
   trap - EXIT
 fi
 
-exec /usr/bin/python3 "$here/bench.py" "$@"
+exec /usr/bin/python3 -B "$here/bench.py" "$@"

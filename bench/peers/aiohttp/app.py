@@ -1,6 +1,7 @@
 """aiohttp peer: aiohttp web server and one shared aiohttp.ClientSession.
 
-Served by Gunicorn with aiohttp's GunicornWebWorker (one event loop per worker).
+Served by Gunicorn with aiohttp's GunicornUVLoopWebWorker (one uvloop event
+loop per worker), as aiohttp's deployment docs suggest.
 """
 import asyncio
 import os

@@ -6,6 +6,7 @@ loop of its own, so the HTTP client lives for one request.
 import asyncio
 import os
 
+import anyio._backends._asyncio  # noqa: F401 (anyio imports it lazily, which races in threads)
 import httpx
 from flask import Flask, abort, jsonify, request
 

@@ -8,6 +8,7 @@ cannot be shared between requests: it lives for one request.
 import asyncio
 import os
 
+import anyio._backends._asyncio  # noqa: F401 (anyio imports it lazily, which races in threads)
 import httpx
 from flask import Flask, abort, jsonify, request
 

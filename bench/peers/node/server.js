@@ -42,7 +42,10 @@ function serve() {
       [status, body] = await fanout(url.searchParams).catch((e) => [502, { error: e.message }]);
     }
     const text = JSON.stringify(body);
-    res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text) });
+    res.writeHead(status, {
+      "Content-Type": "application/json",
+      "Content-Length": Buffer.byteLength(text),
+    });
     res.end(text);
   });
   server.listen({ host: "127.0.0.1", port: Number(process.env.PORT), backlog: 4096 });

@@ -1,0 +1,124 @@
+"""The mock upstream (GET /delay?ms=N): every candidate is probed, the cheapest
+sound one serves the run, and one that fails is replaced by the next."""
+import http.client
+import time
+
+import procs
+from load import measure, wrk
+from procs import Server, ServerError
+
+CANDIDATES = ["nginx-lua", "fanout"]  # bench/upstream/<name>/run.sh
+MAX_P99_MS = 100  # at 64 clients and ms=0 a sound upstream answers far faster
+
+
+def check(server):
+    """The contract: JSON {"value": float in [0,1)} after ms milliseconds."""
+    for ms in (0, 50):
+        status, body, ctype, secs = procs.get_json(f"{server.url}/delay?ms={ms}")
+        value = body.get("value") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(value, float) or not 0 <= value < 1:
+            raise ServerError(f"/delay?ms={ms} answered {status} {body!r}")
+        if "application/json" not in ctype or secs < ms / 1000:
+            raise ServerError(f"/delay?ms={ms}: type {ctype!r}, {secs * 1000:.0f} ms")
+
+
+def start(name, tmp):
+    server = Server("upstream", name, tmp)
+    try:
+        server.wait_ready("/delay?ms=0", timeout=15)
+        check(server)
+    except ServerError as e:
+        server.stop()
+        raise ServerError(f"{e}; log: {server.log_tail()}") from None
+    return server
+
+
+def probe(name, tmp, seconds, burst):
+    """Capacity and CPU µs per exchange at 64 clients, which it must serve without
+    error, then a burst of `burst` clients left mid-delay (as every load ends)
+    that it must survive."""
+    try:
+        server = start(name, tmp)
+    except ServerError as e:
+        return None, {"name": name, "error": str(e)}
+    try:
+        res = measure(server, "/delay?ms=0", 64, seconds)
+        # wrk counts no error for a request never answered: count the answers too.
+        enough = 64 * seconds * (1000 / MAX_P99_MS) / 2
+        if res["errors"] or res["requests"] < enough or (res["p99"] or 1e9) > MAX_P99_MS:
+            raise ServerError(f"unsound at 64 clients: {res['errors']} errors, "
+                              f"p99 {res['p99']} ms, {res['rps']:.0f} req/s")
+        if burst:
+            wrk(server.url + "/delay?ms=500", burst, 1)
+            time.sleep(0.3)
+            server.check_alive()
+            check(server)
+    except (ServerError, RuntimeError) as e:
+        server.stop()
+        return None, {"name": name, "error": f"{e}; log: {server.log_tail()}"}
+    res["name"] = name
+    print(f"upstream {name}: {res['rps']:.0f} req/s, {res['cpu_us']:.1f} µs CPU per exchange",
+          flush=True)
+    return server, res
+
+
+class Upstream:
+    """The upstream in use; ranked holds the sound candidates, cheapest first."""
+
+    def __init__(self, ranked, server, tmp):
+        self.ranked, self.server, self.tmp = ranked, server, tmp
+        self.name, self.failures = ranked[0], []
+
+    def healthy(self):
+        """Alive, and answers twice on one keep-alive connection, as pools use it."""
+        if self.server.proc.poll() is not None:
+            return False
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=2)
+        try:
+            for _ in range(2):
+                conn.request("GET", "/delay?ms=0")
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    return False
+            return True
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def ensure(self):
+        """The URL of a healthy upstream."""
+        if not self.healthy():
+            self.replace("found dead or hung")
+        return self.server.url
+
+    def replace(self, why):
+        """Go on with the next sound candidate (the same one if it is the last)."""
+        why = f"{self.name} {why}: {self.server.log_tail()}"
+        self.failures.append(why)
+        print(f"upstream {why}", flush=True)
+        self.server.stop()
+        if len(self.ranked) > 1:
+            self.ranked.remove(self.name)
+        self.name = self.ranked[0]
+        try:
+            self.server = start(self.name, self.tmp)
+        except ServerError as e:
+            raise SystemExit(f"bench: no upstream left: {e}")
+        print(f"upstream in use: {self.name} at {self.server.url}", flush=True)
+
+
+def choose(tmp, seconds, burst):
+    """Probe every candidate; keep the cheapest per exchange running."""
+    probed = [probe(name, tmp, seconds, burst) for name in CANDIDATES]
+    for _, res in probed:
+        if "error" in res:
+            print(f"upstream {res['name']}: not used: {res['error']}", flush=True)
+    ok = sorted(((r["cpu_us"], r["name"], s) for s, r in probed if s), key=lambda t: t[0])
+    if not ok:
+        raise SystemExit("bench: no upstream could run")
+    for _, _, server in ok[1:]:
+        server.stop()
+    print(f"upstream in use: {ok[0][1]} at {ok[0][2].url}", flush=True)
+    return Upstream([name for _, name, _ in ok], ok[0][2], tmp), [r for _, r in probed]
