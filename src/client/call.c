@@ -6,11 +6,22 @@
 
 #include "client/client.h"
 
+/* Plain http:// goes to the lean transport, unless the URL carries
+ * credentials, FANOUT_TRANSPORT=curl says otherwise or a proxy is configured
+ * in the environment (curl honours
+ * http_proxy; the lean transport does not speak to proxies). Everything else
+ * (https) goes to curl. Read once per thread. */
 static const fan__transport *transport_for(const char *url)
 {
-    /* The seam for the lean HTTP/1.1 transport: plain http:// keep-alive
-     * upstreams will be routed to it; curl keeps everything else. */
-    (void)url;
+    static _Thread_local int lean_ok = -1;
+    if (lean_ok < 0) {
+        const char *t = getenv("FANOUT_TRANSPORT");
+        lean_ok = !(t && strcmp(t, "curl") == 0) && !getenv("http_proxy") &&
+                  !getenv("HTTP_PROXY") && !getenv("all_proxy") && !getenv("ALL_PROXY");
+    }
+    if (lean_ok && strncasecmp(url, "http://", 7) == 0 &&
+        !memchr(url + 7, '@', strcspn(url + 7, "/?#"))) /* credentials: curl's business */
+        return &fan__lean_transport;
     return &fan__curl_transport;
 }
 
@@ -39,8 +50,8 @@ void fan__call_finish(fan_call *c, int error)
     fan_req *rq = c->rq;
     c->error = error;
     c->finished = fan_now();
-    rq->calls_running--;
-    fan__list_push(&rq->completed, &c->done_link);
+    c->task->calls_running--;
+    fan__list_push(&c->task->completed, &c->done_link);
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
@@ -95,6 +106,7 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
         return NULL;
     memset(c, 0, sizeof *c);
     c->rq = rq;
+    c->task = fan__task_of(rq);
     c->error = 1;
     c->op.cancel = call_cancel_op;
     fan__list_init(&c->done_link);
@@ -105,12 +117,12 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
         return NULL;
     if (!valid_scheme(c->url))
         rc = FAN_EINVAL;
-    c->tp = transport_for(url);
+    c->tp = transport_for(c->url);
     c->started = fan_now();
-    fan__list_push(&rq->calls, &c->link);
-    rq->calls_running++;
-    fan__op_begin(rq, &c->op);
-    if (rc == 0 && rq->cancelled)
+    fan__list_push(&c->task->calls, &c->link);
+    c->task->calls_running++;
+    fan__op_begin(rq, &c->op, c->task);
+    if (rc == 0 && c->task->cancelled)
         rc = FAN_ECANCELED;
     if (rc == 0)
         rc = c->tp->start(c);
@@ -145,16 +157,17 @@ int fan_await(fan_req *rq, fan_call *c)
 
 static int all_ready(fan_req *rq, void *arg)
 {
-    (void)arg;
-    return rq->calls_running == 0;
+    (void)rq;
+    return ((fan__task *)arg)->calls_running == 0;
 }
 
 int fan_await_all(fan_req *rq)
 {
-    if (fan__req_wait(rq, all_ready, NULL) != 0 && rq->calls_running)
+    fan__task *t = fan__task_of(rq);
+    if (fan__req_wait(rq, all_ready, t) != 0 && t->calls_running)
         return FAN_ECANCELED;
     fan__list *pos;
-    fan__list_each(pos, &rq->calls)
+    fan__list_each(pos, &t->calls)
     {
         fan_call *c = fan__container_of(pos, fan_call, link);
         if (c->error)
@@ -165,15 +178,17 @@ int fan_await_all(fan_req *rq)
 
 static int any_ready(fan_req *rq, void *arg)
 {
-    (void)arg;
-    return !fan__list_empty(&rq->completed) || rq->calls_running == 0;
+    (void)rq;
+    fan__task *t = arg;
+    return !fan__list_empty(&t->completed) || t->calls_running == 0;
 }
 
 fan_call *fan_await_any(fan_req *rq)
 {
-    if (fan__req_wait(rq, any_ready, NULL) != 0 || fan__list_empty(&rq->completed))
+    fan__task *t = fan__task_of(rq);
+    if (fan__req_wait(rq, any_ready, t) != 0 || fan__list_empty(&t->completed))
         return NULL;
-    fan_call *c = fan__container_of(rq->completed.next, fan_call, done_link);
+    fan_call *c = fan__container_of(t->completed.next, fan_call, done_link);
     fan__list_remove(&c->done_link);
     c->returned = 1;
     return c;
@@ -250,24 +265,13 @@ double fan_call_finished(const fan_call *c)
     return c->finished;
 }
 
-int fan__call_header_line(fan_call *c, const char *line, size_t len)
+int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
-        len--;
-    if (len == 0)
-        return 0;
-    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        c->nresp = 0; /* a new response head: after 1xx, only the last counts */
-        return 0;
-    }
-    c->resp_header_bytes += len;
+    c->resp_header_bytes += nlen + vlen + 2;
     if (c->resp_header_bytes > 65536 || c->nresp >= 256) {
         c->too_large = 1;
         return FAN_ETOOLARGE;
     }
-    const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return 0; /* obsolete line folding or junk: curl has judged it already */
     if (c->nresp == c->resp_cap) {
         unsigned cap = c->resp_cap ? c->resp_cap * 2 : 16;
         fan__header *h = fan__arena_alloc(&c->rq->arena, cap * sizeof *h);
@@ -278,16 +282,35 @@ int fan__call_header_line(fan_call *c, const char *line, size_t len)
         c->resp_headers = h;
         c->resp_cap = cap;
     }
-    const char *v = colon + 1;
-    while (v < line + len && (*v == ' ' || *v == '\t'))
-        v++;
+    while (vlen && (*value == ' ' || *value == '\t')) {
+        value++;
+        vlen--;
+    }
     fan__header *h = &c->resp_headers[c->nresp];
-    h->name = fan__arena_strndup(&c->rq->arena, line, (size_t)(colon - line));
-    h->value = fan__arena_strndup(&c->rq->arena, v, (size_t)(line + len - v));
+    h->name = fan__arena_strndup(&c->rq->arena, name, nlen);
+    h->value = fan__arena_strndup(&c->rq->arena, value, vlen);
     if (!h->name || !h->value)
         return FAN_ENOMEM;
     c->nresp++;
     return 0;
+}
+
+int fan__call_header_line(fan_call *c, const char *line, size_t len)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+        len--;
+    if (len == 0)
+        return 0;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        c->nresp = 0; /* a new response head: after 1xx, only the last counts */
+        c->resp_header_bytes = 0;
+        return 0;
+    }
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return 0; /* obsolete line folding or junk: curl has judged it already */
+    return fan__call_header(c, line, (size_t)(colon - line), colon + 1,
+                            (size_t)(line + len - colon - 1));
 }
 
 int fan__call_body(fan_call *c, const void *data, size_t len)
@@ -301,5 +324,6 @@ int fan__call_body(fan_call *c, const void *data, size_t len)
 
 void fan__client_shutdown(void)
 {
+    fan__lean_transport.shutdown();
     fan__curl_transport.shutdown();
 }

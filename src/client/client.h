@@ -17,14 +17,19 @@ typedef struct fan__transport {
     void (*shutdown)(void);
 } fan__transport;
 
-/* libcurl's multi_socket API on the libuv loop: every scheme curl speaks. */
+/* libcurl's multi_socket API on the libuv loop: https, proxies, and every
+ * http:// call when FANOUT_TRANSPORT=curl. */
 extern const fan__transport fan__curl_transport;
+
+/* fanout's own keep-alive HTTP/1.1 client (lean.c): plain http://. */
+extern const fan__transport fan__lean_transport;
 
 struct fan_call {
     fan__op op;               /* live in rq->ops while running */
-    fan__list link;           /* rq->calls, in start order */
-    fan__list done_link;      /* rq->completed until fan_await_any returns it */
+    fan__list link;           /* task->calls, in start order */
+    fan__list done_link;      /* task->completed until fan_await_any returns it */
     fan_req *rq;
+    fan__task *task;          /* the task that started it */
     const fan__transport *tp;
     void *tp_data;            /* the transport's handle (a CURL easy handle) */
 
@@ -56,6 +61,7 @@ void fan__call_finish(fan_call *c, int error);
  * redirect) resets the headers. Return 0, or FAN_ETOOLARGE / FAN_ENOMEM and
  * the transport aborts the call. */
 int fan__call_header_line(fan_call *c, const char *line, size_t len);
+int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 int fan__call_body(fan_call *c, const void *data, size_t len);
 
 /* Maps a CURLcode to a FAN_E* code; `too_large` says our write callback

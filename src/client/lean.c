@@ -1,0 +1,707 @@
+/* The lean transport: fanout's own HTTP/1.1 client for plain http://
+ * upstreams, on libuv with responses parsed by llhttp. It keeps a pool of
+ * keep-alive connections per host and port, writes each request with one
+ * writev, and costs a fraction of curl's per-transfer work (see DESIGN:
+ * "Why two transports"). URLs are parsed with curl's URL API.
+ *
+ * One call at a time per connection (no pipelining). A pooled connection the
+ * server closed while idle is detected on reuse: if it fails before any byte
+ * of the response arrived, an idempotent request is retried once on a fresh
+ * connection. */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client/client.h"
+
+#define IDLE_MAX 256           /* idle connections kept per host */
+#define IDLE_TIMEOUT_MS 30000  /* an idle pooled connection is closed after it */
+
+typedef struct pool pool;
+typedef struct lcall lcall;
+
+typedef struct lconn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    llhttp_t parser;
+    pool *pool;
+    lcall *lc;             /* the call it serves, NULL when idle */
+    fan__list link;        /* pool->idle while idle */
+    fan__buf field, value; /* a response header being assembled */
+    uint64_t idle_since;
+    int reused;            /* it served a response before this call */
+    int got_bytes;         /* response bytes arrived for the current call */
+    int complete;          /* the current response is complete */
+    int broken;            /* not reusable whatever the response said */
+    int closing;
+} lconn;
+
+struct lcall {
+    fan_call *call;
+    lconn *conn;
+    pool *pool;
+    uv_timer_t timer;      /* connect, then total timeout */
+    fan__list link;        /* pool->waiting while the host is being resolved */
+    size_t head_len;
+    int head_method;       /* a HEAD request: the response has no body */
+    int idempotent;
+    int retried;
+    int error;             /* set by a parser callback that aborts */
+    char head[];           /* the serialized request line and headers */
+};
+
+struct pool {
+    char *authority;       /* the URL's "host:port", the pool's key */
+    char *host;            /* for the socket address (IPv6 without brackets) */
+    char *hostport;        /* for the Host header */
+    int port;
+    struct sockaddr_storage addr;
+    int resolved;
+    int dead;              /* dropped at shutdown while resolving */
+    uv_getaddrinfo_t *resolving;
+    fan__list idle;
+    fan__list waiting;
+    pool *next;
+};
+
+typedef struct lean_state {
+    pool *pools;
+    uv_timer_t sweep;      /* closes connections idle too long */
+    int sweeping;
+} lean_state;
+
+static _Thread_local lean_state *state;
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void send_request(lcall *lc, lconn *conn);
+static void start_connect(lcall *lc);
+
+static lean_state *get_state(void)
+{
+    if (!state && (state = calloc(1, sizeof *state))) {
+        uv_timer_init(fan__srv()->loop, &state->sweep);
+        state->sweep.data = state;
+    }
+    return state;
+}
+
+static void free_data(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* ---- connections ------------------------------------------------------ */
+
+static void conn_closed(uv_handle_t *h)
+{
+    lconn *conn = h->data;
+    fan__buf_free(&conn->field);
+    fan__buf_free(&conn->value);
+    free(conn);
+}
+
+static void conn_close(lconn *conn)
+{
+    if (conn->closing)
+        return;
+    conn->closing = 1;
+    fan__list_remove(&conn->link);
+    uv_close((uv_handle_t *)&conn->tcp, conn_closed);
+}
+
+static void sweep_idle(uv_timer_t *t)
+{
+    uint64_t now = uv_now(t->loop);
+    int left = 0;
+    for (pool *p = state->pools; p; p = p->next) {
+        fan__list *pos = p->idle.next;
+        while (pos != &p->idle) {
+            lconn *conn = fan__container_of(pos, lconn, link);
+            pos = pos->next;
+            if (now - conn->idle_since >= IDLE_TIMEOUT_MS)
+                conn_close(conn);
+            else
+                left = 1;
+        }
+    }
+    if (!left) {
+        uv_timer_stop(t);
+        state->sweeping = 0;
+    }
+}
+
+static void conn_release(lconn *conn, int reusable)
+{
+    conn->lc = NULL;
+    if (!reusable || conn->closing) {
+        conn_close(conn);
+        return;
+    }
+    unsigned n = 0;
+    fan__list *pos;
+    fan__list_each(pos, &conn->pool->idle) n++;
+    if (n >= IDLE_MAX) {
+        conn_close(conn);
+        return;
+    }
+    conn->reused = 1;
+    conn->idle_since = uv_now(fan__srv()->loop);
+    fan__list_push(&conn->pool->idle, &conn->link);
+    if (!state->sweeping) {
+        state->sweeping = 1;
+        uv_timer_start(&state->sweep, sweep_idle, IDLE_TIMEOUT_MS, IDLE_TIMEOUT_MS);
+        uv_unref((uv_handle_t *)&state->sweep);
+    }
+}
+
+/* ---- ending a call ------------------------------------------------------ */
+
+static void lcall_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends the call with `error`. The connection goes back to the pool only after
+ * a complete response on a keep-alive connection. */
+static void finish(lcall *lc, int error)
+{
+    fan_call *c = lc->call;
+    lconn *conn = lc->conn;
+    if (conn) {
+        int reusable = error == 0 && conn->complete && !conn->broken &&
+                       llhttp_should_keep_alive(&conn->parser);
+        conn_release(conn, reusable);
+    }
+    fan__list_remove(&lc->link);
+    uv_timer_stop(&lc->timer);
+    uv_close((uv_handle_t *)&lc->timer, lcall_closed);
+    c->tp_data = NULL;
+    fan__call_finish(c, error); /* may resume the handler: the last thing done */
+}
+
+static void timed_out(uv_timer_t *t)
+{
+    finish(t->data, FAN_ETIMEDOUT);
+}
+
+static int map_uv(int status)
+{
+    switch (status) {
+    case UV_ECONNREFUSED:
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH:
+    case UV_EADDRNOTAVAIL: return FAN_ECONNREFUSED;
+    case UV_ETIMEDOUT: return FAN_ETIMEDOUT;
+    case UV_ENOMEM: return FAN_ENOMEM;
+    default: return FAN_EIO;
+    }
+}
+
+/* A connection failed with `error` (negative FAN code). A pooled connection
+ * that fails before any byte of the response is most likely one the server
+ * closed while it was idle: an idempotent request gets one fresh retry. */
+static void conn_failed(lconn *conn, int error)
+{
+    lcall *lc = conn->lc;
+    int stale = conn->reused && !conn->got_bytes;
+    lc->conn = NULL;
+    conn_release(conn, 0);
+    if (stale && lc->idempotent && !lc->retried) {
+        lc->retried = 1;
+        fan_log(FAN_LOG_DEBUG, "lean: stale pooled connection to %s:%d, retrying",
+                lc->pool->host, lc->pool->port);
+        start_connect(lc);
+        return;
+    }
+    finish(lc, error);
+}
+
+/* ---- response parsing ------------------------------------------------- */
+
+static lcall *parser_call(llhttp_t *p)
+{
+    return ((lconn *)p->data)->lc;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    lcall *lc = parser_call(p);
+    fan_call *c = lc->call;
+    c->nresp = 0;
+    c->resp_header_bytes = 0;
+    c->resp_body.len = 0;
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    lconn *conn = p->data;
+    return fan__buf_append(&conn->field, at, len) ? -1 : 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    lconn *conn = p->data;
+    return fan__buf_append(&conn->value, at, len) ? -1 : 0;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    lconn *conn = p->data;
+    int rc = fan__call_header(conn->lc->call, conn->field.data, conn->field.len,
+                              conn->value.data ? conn->value.data : "", conn->value.len);
+    conn->field.len = conn->value.len = 0;
+    if (rc != 0) {
+        conn->lc->error = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    lcall *lc = parser_call(p);
+    int status = llhttp_get_status_code(p);
+    /* HEAD, 204 and 304 responses have no body whatever their headers say. */
+    if (lc->head_method || status == 204 || status == 304)
+        return 1;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    lcall *lc = parser_call(p);
+    int rc = fan__call_body(lc->call, at, len);
+    if (rc != 0) {
+        lc->error = rc;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    lconn *conn = p->data;
+    int status = llhttp_get_status_code(p);
+    if (status >= 100 && status < 200)
+        return 0; /* an interim response: the real one follows */
+    conn->lc->call->status = status;
+    conn->complete = 1;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static char read_buf[65536];
+
+static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    buf->base = read_buf;
+    buf->len = sizeof read_buf;
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    lconn *conn = s->data;
+    lcall *lc = conn->lc;
+    if (n == 0)
+        return;
+    if (!lc) {
+        conn_close(conn); /* idle: closed by the server, or bytes nobody asked for */
+        return;
+    }
+    if (n < 0) {
+        /* llhttp_finish() completes a body delimited by the end of the
+         * connection; our on_message_complete pauses, hence HPE_PAUSED. */
+        if (n == UV_EOF && conn->got_bytes && !conn->complete)
+            llhttp_finish(&conn->parser);
+        if (n == UV_EOF && conn->complete) {
+            finish(lc, 0); /* a body delimited by the end of the connection */
+            return;
+        }
+        conn_failed(conn, n == UV_EOF ? FAN_EPROTO : map_uv((int)n));
+        return;
+    }
+    conn->got_bytes = 1;
+    llhttp_errno_t err = llhttp_execute(&conn->parser, buf->base, (size_t)n);
+    if (err == HPE_OK)
+        return;
+    if (err == HPE_PAUSED && conn->complete) {
+        /* Bytes after the response would be a second, unasked-for one: the
+         * connection is not reused. */
+        conn->broken = llhttp_get_error_pos(&conn->parser) != buf->base + n;
+        finish(lc, 0);
+        return;
+    }
+    if (lc->error == 0)
+        fan_log(FAN_LOG_DEBUG, "lean: bad response from %s:%d: %s", lc->pool->host,
+                lc->pool->port, llhttp_get_error_reason(&conn->parser));
+    finish(lc, lc->error ? lc->error : FAN_EPROTO);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static void written(uv_write_t *w, int status)
+{
+    lconn *conn = w->data;
+    if (status < 0 && conn->lc && !conn->closing)
+        conn_failed(conn, map_uv(status));
+}
+
+static void send_request(lcall *lc, lconn *conn)
+{
+    fan_call *c = lc->call;
+    lc->conn = conn;
+    conn->lc = lc;
+    conn->got_bytes = 0;
+    conn->complete = 0;
+    conn->broken = 0;
+    conn->field.len = conn->value.len = 0;
+    llhttp_init(&conn->parser, HTTP_RESPONSE, &settings);
+    conn->parser.data = conn;
+    uv_buf_t bufs[2] = {uv_buf_init(lc->head, (unsigned)lc->head_len),
+                        uv_buf_init((char *)c->body, (unsigned)c->body_len)};
+    conn->write.data = conn;
+    int rc = uv_write(&conn->write, (uv_stream_t *)&conn->tcp, bufs, c->body_len ? 2 : 1, written);
+    if (rc < 0)
+        conn_failed(conn, map_uv(rc));
+}
+
+static void connected(uv_connect_t *req, int status)
+{
+    lconn *conn = req->data;
+    if (conn->closing)
+        return;
+    lcall *lc = conn->lc;
+    if (status < 0) {
+        lc->conn = NULL;
+        conn_release(conn, 0);
+        finish(lc, map_uv(status));
+        return;
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc, conn_read);
+    /* From here the total timeout alone applies. */
+    uint64_t spent = (uint64_t)((fan_now() - lc->call->started) * 1000);
+    uint64_t total = lc->call->timeout_ms;
+    uv_timer_start(&lc->timer, timed_out, total > spent ? total - spent : 1, 0);
+    send_request(lc, conn);
+}
+
+static void start_connect(lcall *lc)
+{
+    pool *p = lc->pool;
+    lconn *conn = calloc(1, sizeof *conn);
+    if (!conn) {
+        finish(lc, FAN_ENOMEM);
+        return;
+    }
+    conn->pool = p;
+    fan__list_init(&conn->link);
+    uv_tcp_init(fan__srv()->loop, &conn->tcp);
+    conn->tcp.data = conn;
+    conn->connect.data = conn;
+    conn->lc = lc;
+    lc->conn = conn;
+    unsigned ms = lc->call->connect_timeout_ms;
+    if (ms && ms < lc->call->timeout_ms)
+        uv_timer_start(&lc->timer, timed_out, ms, 0);
+    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, (struct sockaddr *)&p->addr, connected);
+    if (rc < 0) {
+        lc->conn = NULL;
+        conn_release(conn, 0);
+        finish(lc, map_uv(rc));
+    }
+}
+
+/* Takes an idle connection of the pool, or opens a new one. */
+static void dispatch(lcall *lc)
+{
+    pool *p = lc->pool;
+    if (!fan__list_empty(&p->idle)) {
+        lconn *conn = fan__container_of(p->idle.prev, lconn, link); /* the warmest */
+        fan__list_remove(&conn->link);
+        send_request(lc, conn);
+        return;
+    }
+    start_connect(lc);
+}
+
+/* ---- pools and name resolution ---------------------------------------- */
+
+static void pool_free(pool *p)
+{
+    free(p->authority);
+    free(p->host);
+    free(p->hostport);
+    free(p);
+}
+
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    pool *p = req->data;
+    p->resolving = NULL;
+    free(req);
+    if (p->dead) {
+        uv_freeaddrinfo(res);
+        pool_free(p);
+        return;
+    }
+    if (status == 0 && res) {
+        /* sin_port and sin6_port sit at the same offset. */
+        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+        ((struct sockaddr_in *)&p->addr)->sin_port = htons((uint16_t)p->port);
+        p->resolved = 1;
+    }
+    uv_freeaddrinfo(res);
+    while (!fan__list_empty(&p->waiting)) {
+        lcall *lc = fan__container_of(p->waiting.next, lcall, link);
+        fan__list_remove(&lc->link);
+        if (p->resolved)
+            dispatch(lc);
+        else
+            finish(lc, status == UV_ECANCELED ? FAN_ECANCELED : FAN_EDNS);
+    }
+}
+
+static int resolve(pool *p)
+{
+    if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&p->addr) == 0 ||
+        uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&p->addr) == 0) {
+        p->resolved = 1;
+        return 0;
+    }
+    uv_getaddrinfo_t *req = malloc(sizeof *req);
+    if (!req)
+        return FAN_ENOMEM;
+    req->data = p;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(fan__srv()->loop, req, resolved, p->host, NULL, &hints);
+    if (rc < 0) {
+        free(req);
+        return FAN_EDNS;
+    }
+    p->resolving = req;
+    return 0;
+}
+
+/* A pool per origin: the authority of the URL ("host:port") is the key, so
+ * the URL parser runs once per upstream, not once per call. */
+static pool *find_pool(const char *authority, size_t len)
+{
+    for (pool *p = state->pools; p; p = p->next)
+        if (strlen(p->authority) == len && memcmp(p->authority, authority, len) == 0)
+            return p;
+    return NULL;
+}
+
+/* Parses "http://<authority>/" with curl's URL parser and makes its pool. */
+static int new_pool(const char *authority, size_t len, pool **out)
+{
+    char *url = malloc(len + 9);
+    CURLU *u = curl_url();
+    char *h = NULL, *port = NULL;
+    int rc = FAN_EINVAL;
+    pool *p = NULL;
+    if (!url || !u) {
+        rc = FAN_ENOMEM;
+        goto out;
+    }
+    sprintf(url, "http://%.*s/", (int)len, authority);
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    size_t hl = strlen(h);
+    rc = FAN_ENOMEM;
+    if (!(p = calloc(1, sizeof *p)))
+        goto out;
+    p->port = (int)strtol(port, NULL, 10);
+    /* An IPv6 literal comes bracketed: the socket address wants it bare. */
+    p->host = hl > 2 && h[0] == '[' ? strndup(h + 1, hl - 2) : strdup(h);
+    p->authority = strndup(authority, len);
+    p->hostport = malloc(hl + 8);
+    if (!p->host || !p->authority || !p->hostport) {
+        free(p->host);
+        free(p->authority);
+        free(p->hostport);
+        free(p);
+        p = NULL;
+        goto out;
+    }
+    if (p->port == 80)
+        sprintf(p->hostport, "%s", h);
+    else
+        sprintf(p->hostport, "%s:%d", h, p->port);
+    fan__list_init(&p->idle);
+    fan__list_init(&p->waiting);
+    p->next = state->pools;
+    state->pools = p;
+    rc = 0;
+out:
+    free(url);
+    curl_free(h);
+    curl_free(port);
+    curl_url_cleanup(u);
+    *out = p;
+    return rc;
+}
+
+/* Splits an http:// URL into its authority and its request target (path and
+ * query, without a fragment). A target with a space or a control character
+ * is refused, as curl's parser would. */
+static int split_url(const char *url, const char **auth, size_t *auth_len, const char **target,
+                     size_t *target_len)
+{
+    const char *a = url + 7; /* after "http://", checked by the caller */
+    size_t alen = strcspn(a, "/?#");
+    const char *t = a + alen;
+    size_t tlen = strcspn(t, "#");
+    if (alen == 0 || memchr(a, '@', alen))
+        return FAN_EINVAL; /* no host, or credentials: curl's business */
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
+            return FAN_EINVAL;
+    *auth = a;
+    *auth_len = alen;
+    *target = t;
+    *target_len = tlen;
+    return 0;
+}
+
+static size_t header_bytes(const fan_call *c)
+{
+    size_t n = 0;
+    for (const char *const *h = c->headers; h && *h; h++) {
+        if (strpbrk(*h, "\r\n"))
+            return (size_t)-1; /* header injection */
+        n += strlen(*h) + 2;
+    }
+    return n;
+}
+
+/* Copies n bytes to h and returns the end: the request head is assembled
+ * with copies, not printf, on this hot path. */
+static char *put(char *h, const char *s, size_t n)
+{
+    memcpy(h, s, n);
+    return h + n;
+}
+
+/* Allocates the call's state with the serialized request head after it:
+ * "METHOD /target HTTP/1.1\r\nHost: h\r\n<headers>[Content-Length]\r\n". */
+static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
+{
+    size_t hb = header_bytes(c);
+    if (hb == (size_t)-1)
+        return NULL;
+    int needs_length = c->body_len || !strcmp(c->method, "POST") || !strcmp(c->method, "PUT");
+    size_t cap = strlen(c->method) + tlen + strlen(p->hostport) + hb + 64 + (needs_length ? 40 : 0);
+    lcall *lc = malloc(sizeof *lc + cap);
+    if (!lc)
+        return NULL;
+    memset(lc, 0, sizeof *lc);
+    char *h = lc->head;
+    h = put(h, c->method, strlen(c->method));
+    h = put(h, tlen == 0 || target[0] == '?' ? " /" : " ", tlen == 0 || target[0] == '?' ? 2 : 1);
+    h = put(h, target, tlen);
+    h = put(h, " HTTP/1.1\r\nHost: ", 17);
+    h = put(h, p->hostport, strlen(p->hostport));
+    h = put(h, "\r\n", 2);
+    for (const char *const *x = c->headers; x && *x; x++) {
+        h = put(h, *x, strlen(*x));
+        h = put(h, "\r\n", 2);
+    }
+    if (needs_length)
+        h += sprintf(h, "Content-Length: %zu\r\n", c->body_len);
+    memcpy(h, "\r\n", 2);
+    lc->head_len = (size_t)(h + 2 - lc->head);
+    return lc;
+}
+
+static int lean_start(fan_call *c)
+{
+    const char *auth, *target;
+    size_t alen, tlen;
+    if (!get_state())
+        return FAN_ENOMEM;
+    int rc = split_url(c->url, &auth, &alen, &target, &tlen);
+    if (rc != 0)
+        return rc;
+    pool *p = find_pool(auth, alen);
+    if (!p && (rc = new_pool(auth, alen, &p)) != 0)
+        return rc;
+    lcall *lc = new_lcall(c, p, target, tlen);
+    if (!lc)
+        return header_bytes(c) == (size_t)-1 ? FAN_EINVAL : FAN_ENOMEM;
+    lc->call = c;
+    lc->pool = p;
+    lc->head_method = strcmp(c->method, "HEAD") == 0;
+    lc->idempotent = !strcmp(c->method, "GET") || lc->head_method || !strcmp(c->method, "PUT") ||
+                     !strcmp(c->method, "DELETE") || !strcmp(c->method, "OPTIONS");
+    fan__list_init(&lc->link);
+    uv_timer_init(fan__srv()->loop, &lc->timer);
+    lc->timer.data = lc;
+    uv_timer_start(&lc->timer, timed_out, c->timeout_ms, 0);
+    c->tp_data = lc;
+    if (p->resolved) {
+        dispatch(lc);
+        return 0;
+    }
+    fan__list_push(&p->waiting, &lc->link);
+    if (!p->resolving && (rc = resolve(p)) != 0) {
+        finish(lc, rc);
+        return 0;
+    }
+    if (p->resolved) {
+        fan__list_remove(&lc->link);
+        dispatch(lc);
+    }
+    return 0;
+}
+
+static void lean_cancel(fan_call *c)
+{
+    /* Closing the connection mid-exchange: the upstream sees the call
+     * abandoned at once. */
+    if (c->tp_data)
+        finish(c->tp_data, FAN_ECANCELED);
+}
+
+static void lean_shutdown(void)
+{
+    lean_state *st = state;
+    if (!st)
+        return;
+    while (st->pools) {
+        pool *p = st->pools;
+        st->pools = p->next;
+        while (!fan__list_empty(&p->idle))
+            conn_close(fan__container_of(p->idle.next, lconn, link));
+        if (p->resolving) {
+            p->dead = 1; /* the resolver's callback frees it */
+            uv_cancel((uv_req_t *)p->resolving);
+            continue;
+        }
+        pool_free(p);
+    }
+    uv_close((uv_handle_t *)&st->sweep, free_data);
+    state = NULL;
+}
+
+const fan__transport fan__lean_transport = {
+    .name = "lean",
+    .start = lean_start,
+    .cancel = lean_cancel,
+    .shutdown = lean_shutdown,
+};

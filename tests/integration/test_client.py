@@ -1,0 +1,249 @@
+"""The upstream client, run twice: once on the lean HTTP/1.1 transport and
+once on curl. Each faulty upstream behaviour is a path of a small raw-socket
+server, so the bytes on the wire are exactly what the test says."""
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import unittest
+from urllib.parse import quote
+
+import harness
+from harness import get_json, testapp
+
+BODY = b'{"value": 0.5}'
+
+
+def respond(conn, head, body=b""):
+    conn.sendall(head.encode() + body)
+
+
+class FaultServer:
+    """Accepts connections and answers each request by its path."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []  # (path, method, headers, body) in arrival order
+        self.served = {}    # connection id -> requests answered on it
+        self.stop = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def accept(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def read_request(self, conn, buf):
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return None, b""
+            buf += data
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = dict(l.split(": ", 1) for l in lines[1:])
+        n = int(headers.get("Content-Length", 0))
+        while len(buf) < n:
+            buf += conn.recv(65536)
+        return (method, path, headers, buf[:n]), buf[n:]
+
+    def serve(self, conn):
+        buf = b""
+        count = 0
+        try:
+            while True:
+                req, buf = self.read_request(conn, buf)
+                if req is None:
+                    return
+                self.requests.append(req)
+                count += 1
+                if not self.answer(conn, req, count):
+                    return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def answer(self, conn, req, count):
+        """Answers; returns False when the connection is to be closed."""
+        method, path, headers, body = req
+        ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        if path == "/ok":
+            respond(conn, ok % len(BODY), BODY)
+        elif path == "/echo":
+            out = json.dumps({"method": method, "headers": headers, "body": body.decode()}).encode()
+            respond(conn, ok % len(out), out)
+        elif path == "/head":
+            respond(conn, "HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n")
+        elif path == "/chunked":
+            respond(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for piece in (b'{"value"', b": 0.5}"):
+                conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                time.sleep(0.01)
+            conn.sendall(b"0\r\n\r\n")
+        elif path == "/close-delimited":
+            respond(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", BODY)
+            return False
+        elif path == "/continue":
+            respond(conn, "HTTP/1.1 100 Continue\r\n\r\n")
+            respond(conn, ok % len(BODY), BODY)
+        elif path == "/reset-mid-body":
+            respond(conn, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"x" * 10)
+            time.sleep(0.05)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        elif path == "/short-body":
+            respond(conn, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"x" * 10)
+            return False
+        elif path == "/garbage":
+            respond(conn, "SPDY/9 banana\r\n\r\n")
+            return False
+        elif path == "/endless-chunked":
+            respond(conn, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                conn.sendall(b"400\r\n" + b"x" * 1024 + b"\r\n")
+        elif path == "/header-flood":
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for i in range(20000):
+                conn.sendall(b"X-Flood-%d: %s\r\n" % (i, b"y" * 20))
+            conn.sendall(b"Content-Length: 0\r\n\r\n")
+        elif path == "/hang":
+            time.sleep(10)
+            return False
+        elif path == "/stale":
+            # Keeps the connection after the first answer but drops it, without
+            # a word, when the next request arrives on it: the pooled
+            # connection a client reuses turns out dead.
+            if count > 1:
+                return False
+            respond(conn, ok % len(BODY), BODY)
+        else:
+            respond(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+class ClientSuite:
+    """The same behaviours for each transport (set by the subclass)."""
+
+    transport = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = FaultServer()
+        os.environ["FANOUT_TRANSPORT"] = cls.transport
+        try:
+            cls.app = testapp()
+        finally:
+            del os.environ["FANOUT_TRANSPORT"]
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.app.stop()
+        finally:
+            cls.upstream.close()
+
+    def fetch(self, path, **params):
+        q = "".join(f"&{k}={quote(str(v), safe='')}" for k, v in params.items())
+        status, j = get_json(self.app.port, f"/fetch?url={quote(self.upstream.url(path), safe='')}{q}")
+        self.assertEqual(status, 200)
+        return j
+
+    def test_content_length_body(self):
+        j = self.fetch("/ok")
+        self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, 0.5))
+        self.assertEqual(j["content_type"], "application/json")
+
+    def test_chunked_body(self):
+        j = self.fetch("/chunked")
+        self.assertEqual((j["error"], j["value"]), ("ok", 0.5))
+
+    def test_close_delimited_body(self):
+        j = self.fetch("/close-delimited")
+        self.assertEqual((j["error"], j["value"]), ("ok", 0.5))
+
+    def test_interim_100_response_is_skipped(self):
+        j = self.fetch("/continue")
+        self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, 0.5))
+
+    def test_head_response_has_no_body(self):
+        j = self.fetch("/head", method="HEAD")
+        self.assertEqual((j["error"], j["status"], j["body_len"]), ("ok", 200, 0))
+
+    def test_method_body_and_headers_are_sent(self):
+        j = self.fetch("/echo", method="POST", body="a=1&b=2", header="X-Trace: abc")
+        sent = json.loads(j["body"])
+        self.assertEqual(sent["method"], "POST")
+        self.assertEqual(sent["body"], "a=1&b=2")
+        self.assertEqual(sent["headers"]["X-Trace"], "abc")
+        self.assertEqual(sent["headers"]["Host"], f"127.0.0.1:{self.upstream.port}")
+
+    def test_connections_are_reused(self):
+        before = len(self.upstream.requests)
+        for _ in range(5):
+            self.assertEqual(self.fetch("/ok")["error"], "ok")
+        self.assertEqual(len(self.upstream.requests), before + 5)
+
+    def test_stale_pooled_connection_is_retried_once(self):
+        self.assertEqual(self.fetch("/stale")["error"], "ok")
+        self.assertEqual(self.fetch("/stale")["error"], "ok")
+
+    def test_reset_mid_body_is_an_io_error(self):
+        self.assertEqual(self.fetch("/reset-mid-body")["error"], "io")
+
+    def test_short_body_is_a_protocol_error(self):
+        self.assertEqual(self.fetch("/short-body")["error"], "protocol")
+
+    def test_garbage_status_line_is_a_protocol_error(self):
+        self.assertEqual(self.fetch("/garbage")["error"], "protocol")
+
+    def test_endless_chunked_body_stops_at_the_limit(self):
+        j = self.fetch("/endless-chunked", max=100000)
+        self.assertEqual(j["error"], "too_large")
+
+    def test_header_flood_is_too_large(self):
+        self.assertEqual(self.fetch("/header-flood")["error"], "too_large")
+
+    def test_hanging_upstream_times_out(self):
+        t0 = time.monotonic()
+        j = self.fetch("/hang", timeout=300)
+        self.assertEqual(j["error"], "timeout")
+        self.assertLess((time.monotonic() - t0) / 0.3, 2.0)
+
+    def test_refused_connection(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        status, j = get_json(self.app.port, f"/fetch?url={quote(f'http://127.0.0.1:{port}/', safe='')}")
+        self.assertEqual(j["error"], "refused")
+
+
+class LeanTransport(ClientSuite, unittest.TestCase):
+    transport = "lean"
+
+
+class CurlTransport(ClientSuite, unittest.TestCase):
+    transport = "curl"
+
+
+if __name__ == "__main__":
+    harness.main()
