@@ -113,12 +113,22 @@ fan_limits *fan_app_limits(fan_app *app);
  * FAN_ENOMEM. The strings are copied. */
 int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
 
-/* Stores a string setting under `key` (copied), readable from any handler with
- * fan_config_str(). Settings are read-only once fan_run() started. Returns 0
- * or FAN_ENOMEM. */
+/* Stores a setting under `key` (both copied), readable from any handler with
+ * fan_config_str() and the other fan_config_* accessors. A setting overrides
+ * the configuration file and the environment (see "Configuration" below).
+ * When `key` is declared with fan_config_declare(), `value` is parsed as its
+ * type. Set settings before fan_run(): a request reads the settings and the
+ * configuration as they were when it first read one. Returns 0, FAN_EINVAL
+ * (with a log line) when the value does not parse as the declared type, or
+ * FAN_ENOMEM. */
 int fan_app_set(fan_app *app, const char *key, const char *value);
 
-/* The setting stored under `key`, or NULL. Owned by the app. */
+/* The value of `key` as text: a setting, or a declared key's value from the
+ * configuration (integers in decimal, booleans "true"/"false", string arrays
+ * as JSON), or NULL when it has none. Owned by the app; valid until the
+ * configuration changes (fan_app_set(), fan_config_declare(), a load or a
+ * reload) or the app is freed: handlers should use fan_config_str(), whose
+ * strings live as long as the request. */
 const char *fan_app_get(const fan_app *app, const char *key);
 
 /* Attaches a pointer of the program's own to the app (NULL by default), for
@@ -141,22 +151,71 @@ int fan_app_set_address(fan_app *app, const char *host, int port);
  * where. */
 int fan_app_listen(fan_app *app, int *bound_port);
 
-/* Runs the worker's event loop until fan_stop() is called or SIGINT/SIGTERM is
- * received; then closes the listeners, cancels every request still running,
- * waits until every call has ended and returns 0. */
+/* Runs this thread's event loop (one worker) until it is asked to stop, then
+ * returns 0 once everything is closed: every connection, listener and
+ * upstream connection, with no request left and the coroutine stacks freed.
+ *  - SIGTERM, SIGINT or fan_stop(): a graceful stop. The listeners close
+ *    (after accepting the connections already waiting in their backlog) and
+ *    idle keep-alive connections are closed at once; every request already
+ *    received runs to its end, upstream calls included, and is answered with
+ *    Connection: close, its connection closed after it. A connection that
+ *    has not sent its first request yet is kept until it does or its idle
+ *    timeout passes. When the graceful timeout passes (--graceful-timeout,
+ *    30 s by default; the longest given to the apps listening), what is left is
+ *    cancelled as below. A second SIGTERM/SIGINT changes nothing.
+ *  - SIGQUIT: stop at once. Every connection is closed and every request
+ *    cancelled (its calls aborted, its awaits return FAN_ECANCELED).
+ * SIGPIPE is ignored from the first call on. */
 int fan_run(void);
 
-/* Asks fan_run() to stop after the current loop iteration. Safe to call from a
- * handler. */
+/* Begins a graceful stop of fan_run(), as SIGTERM does: the listeners close
+ * after the current loop iteration and fan_run() returns once the requests
+ * in progress ended. Safe to call from a handler (whose own request then
+ * completes normally). Can't fail. */
 void fan_stop(void);
 
-/* Parses the command line with fan_app_option() (and --help), listens on the
- * app's address and runs. Returns a process exit status: 0 after a clean
- * stop, 2 for a usage error, 1 when the server cannot start. */
+/* Parses the command line with fan_app_option(), --workers N and --help,
+ * listens on the app's address and serves. Returns a process exit status: 0
+ * after a clean stop, 2 for a usage error, 1 when the server cannot start (a
+ * bad configuration included: see fan_app_config_error()).
+ *
+ * --workers N (default: the number of online CPUs) runs a master process
+ * that serves nothing itself. It opens N listening sockets on the app's
+ * address, all with SO_REUSEPORT (the kernel spreads connections among
+ * them; port 0 is chosen once, by the first), forks N workers, each of which
+ * builds its own loop and accepts on its own socket with fan_run(), and logs
+ * "listening on ..." once every worker listens. The app a worker serves is
+ * the master's as it was at fork time. The master restarts a worker that
+ * dies, logging its exit status or signal; connections queued on its socket
+ * wait for the new one. While workers keep dying less than 1 s after they
+ * started (3 such deaths in a row), restarts wait, 0.5 s at first, twice as
+ * long each time, up to 30 s. Signals to the master:
+ *  - SIGTERM, SIGINT: every worker stops gracefully (see fan_run()); the
+ *    master returns once they all exited.
+ *  - SIGQUIT: every worker stops at once.
+ *  - SIGHUP: reload. The hook of fan_app_on_reload() runs, then a new
+ *    generation of N workers starts on the same sockets and, once all of
+ *    them listen, the old ones stop gracefully. No listening socket closes,
+ *    so no connection is refused or reset. If the hook fails or a new worker
+ *    dies before it listens, the old workers go on serving.
+ * Workers ignore SIGHUP, and stop gracefully when the master dies. A worker
+ * that does not stop within its graceful timeout and 5 s is killed. The
+ * status is 1 if a worker failed to start, or did not exit with 0 once asked
+ * to stop. fan_main() returns in each worker too, with the worker's status,
+ * so that the program's cleanup after fan_main() runs in every process.
+ *
+ * --workers 0 serves in the calling process without a master, as
+ * fan_app_listen() and fan_run() do. Its socket has no SO_REUSEPORT, so it
+ * fails (exit status 1) whenever another socket holds the port. The
+ * master's sockets fail likewise if the holder lacks SO_REUSEPORT or belongs
+ * to another user, but two fanout masters of one user on one port share it.
+ * Call fan_main() before any fan_listen() of this process. */
 int fan_main(fan_app *app, int argc, char **argv);
 
 /* Applies one "--name=value" or "--name value" option to the app if it is
- * --host, --port, --log-level, --set key=value or names a limit. Returns 1
+ * --host, --port, --log-level, --set key=value, --config FILE (loaded at
+ * once with fan_app_load_config()), --graceful-timeout SECONDS (see
+ * fan_run()) or names a limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not
  * one of these, or a negative error (with a message in the log) when its
  * value is invalid. For programs that parse their own command lines. */
@@ -164,6 +223,19 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi);
 
 /* Prints the options fan_app_option() understands, one per line. */
 void fan_print_options(FILE *out);
+
+/* A reload hook: re-reads the program's configuration into `app` (for
+ * instance with fan_app_reload_config() or fan_app_set()). Returns 0 when
+ * the app is ready to serve, anything else when the new configuration is
+ * unusable; it should then leave the app as it found it. */
+typedef int (*fan_reload_fn)(fan_app *app, void *arg);
+
+/* Sets the hook fan_main()'s master calls on SIGHUP before it forks a new
+ * generation of workers, which serve the app as the hook left it. It runs
+ * in the master, outside any loop, so it may block (read files). A hook
+ * that fails keeps the running workers serving and logs an error. NULL
+ * removes it; SIGHUP then just replaces the workers. Can't fail. */
+void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
@@ -179,7 +251,8 @@ const char *fan_path(const fan_req *rq);
 const char *fan_query_string(const fan_req *rq);
 
 /* The URL-decoded value of the first query parameter `name`, "" for a name
- * without a value, or NULL when absent. Lives as long as the request. */
+ * without a value, or NULL when absent or when its value has a malformed
+ * escape ("%zz"). Lives as long as the request. */
 const char *fan_query(fan_req *rq, const char *name);
 
 /* A query parameter parsed as a long integer; `def` when it is absent. Sets
@@ -201,7 +274,10 @@ const char *fan_body(const fan_req *rq, size_t *len);
 /* The app that is serving this request (read-only during a request). */
 const fan_app *fan_req_app(const fan_req *rq);
 
-/* A setting of the request's app (see fan_app_set()), or NULL. */
+/* The value of `key` as text: a setting (fan_app_set(), --set) or a key of
+ * the configuration (see "Configuration" below), or NULL when it has none.
+ * Lives as long as the request: a request reads one version of the
+ * configuration from start to end, even across a reload. */
 const char *fan_config_str(const fan_req *rq, const char *key);
 
 /* Allocates `size` bytes from the request's arena, aligned for any type.
@@ -234,23 +310,30 @@ int fan_sleep(fan_req *rq, unsigned ms);
  * request is already cancelled. */
 int fan_set_deadline(fan_req *rq, unsigned ms);
 
-/* Why the request was cancelled: 0 if it was not, FAN_ETIMEDOUT for its
- * deadline, FAN_ECANCELED when the client went away or the server stops. */
+/* Why the running task (the handler's, or a child task's) was cancelled: 0
+ * if it was not, FAN_ETIMEDOUT for the request's deadline or the task's
+ * timeout, FAN_ECANCELED when the client went away, the server stops or the
+ * task was cancelled. */
 int fan_cancelled(const fan_req *rq);
 
 /* ------------------------------------------------------------------------ */
 /* Responses                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Adds a response header (both strings copied). Call before replying. Returns
- * 0, FAN_EINVAL for a name or value with forbidden characters (CR, LF, ...),
- * FAN_ESTATE after the reply, or FAN_ENOMEM. */
+/* Adds a response header (both strings copied). Call before replying, or
+ * from an after-request hook or error handler. Returns 0, FAN_EINVAL for a
+ * name or value with forbidden characters (CR, LF, ...), FAN_ESTATE once the
+ * response was sent, or FAN_ENOMEM. */
 int fan_set_header(fan_req *rq, const char *name, const char *value);
 
-/* Sends the response: status, Content-Type (may be NULL for none) and body
- * (copied). A request gets exactly one reply: a second returns FAN_ESTATE.
- * Returns 0 or a negative error; the reply is sent even if the client went
- * away in between (it is then dropped silently). */
+/* Answers the request: status, Content-Type (may be NULL for none) and body
+ * (copied). The reply is recorded, then the error handler of its status and
+ * the after-request hooks run (see "Hooks and error handlers"), then it is
+ * sent. A request gets exactly one reply: a second returns FAN_ESTATE;
+ * called from an after-request hook or an error handler, it replaces the
+ * recorded status, type and body instead (headers are kept). Returns 0 or a
+ * negative error; the reply is sent even if the client went away in between
+ * (it is then dropped silently). */
 int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len);
 
 /* A text/plain reply formatted like printf. */
@@ -266,6 +349,214 @@ int fan_reply_error(fan_req *rq, int status, const char *message);
 
 /* Whether the request has been answered. */
 int fan_replied(const fan_req *rq);
+
+/* The recorded status of the reply (0 before fan_reply()), for after-request
+ * hooks and error handlers. */
+int fan_response_status(const fan_req *rq);
+
+/* Changes the status of the recorded reply, from an after-request hook or an
+ * error handler. Returns 0, FAN_EINVAL for a status outside 200..999, or
+ * FAN_ESTATE before the reply or once it was sent. */
+int fan_set_status(fan_req *rq, int status);
+
+/* The recorded body of the reply and its length (NULL and 0 before
+ * fan_reply()). Lives as long as the request. */
+const void *fan_response_body(const fan_req *rq, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* The configuration is a JSON file (--config FILE, fan_app_load_config())
+ * whose nested objects name dotted keys: {"api": {"url": "http://..."}} sets
+ * "api.url". An application declares every key it accepts, with a type and a
+ * default; a key in the file that is not declared is an error, as is a value
+ * of the wrong type. Each key can be overridden by an environment variable:
+ * FANOUT_ and the key in upper case with '.' and '-' written '_'
+ * ("api.url": FANOUT_API_URL), parsed as the key's type. Priority, highest
+ * first: fan_app_set()/--set, the environment, the file, the default. The
+ * library declares the session.* keys (see "Sessions"). Declare keys and
+ * load the file before fan_run(); once it runs, change the configuration
+ * only with fan_app_reload_config(). A request reads one version of the
+ * configuration from start to end: the one in use when it first read a key. */
+typedef enum fan_config_type {
+    FAN_CONFIG_STRING,  /* a JSON string */
+    FAN_CONFIG_INT,     /* a JSON integer (64-bit) */
+    FAN_CONFIG_DOUBLE,  /* a JSON number */
+    FAN_CONFIG_BOOL,    /* true or false; in text: true/false, 1/0, yes/no, on/off */
+    FAN_CONFIG_STRINGS, /* an array of strings; in text: a JSON array, or one string */
+} fan_config_type;
+
+/* Declares `key` ("section.name": letters, digits, '_' and '-', segments
+ * joined by '.') with its type and its default as text (parsed as the type;
+ * NULL for none). Declare every key before loading a file. Declaring a key
+ * again changes its default. The key's environment override is read now.
+ * Returns 0; FAN_EINVAL for a malformed key, a default that does not parse,
+ * a type that differs from an earlier declaration or a bad environment
+ * override (the last two are also recorded: see fan_app_config_error()); or
+ * FAN_ENOMEM. */
+int fan_config_declare(fan_app *app, const char *key, fan_config_type type, const char *def);
+
+/* Loads the configuration file `path` (replacing a file loaded before) and
+ * re-reads the environment overrides. On any error nothing changes: every
+ * problem is logged, the first is kept for fan_app_config_error(), and the
+ * function returns FAN_EINVAL (syntax error, with file, line and column;
+ * unknown key; wrong type, with the key and both types; path NULL), FAN_EIO
+ * (the file cannot be read) or FAN_ENOMEM. The path is copied. */
+int fan_app_load_config(fan_app *app, const char *path);
+
+/* Re-reads the file loaded last and the environment overrides, and makes
+ * them the configuration of the requests that start from now on (running
+ * requests keep the version they started reading). Safe while fan_run()
+ * runs, from the loop's thread (a signal watcher, a handler), and from the
+ * hook of fan_app_on_reload() in the master. With no file
+ * loaded, only the environment is re-read. On failure the configuration in
+ * use is left untouched and the error is as for fan_app_load_config(). */
+int fan_app_reload_config(fan_app *app);
+
+/* The message of the last configuration error (a file that failed to load,
+ * a bad environment override), or NULL. A successful load clears it.
+ * fan_main() refuses to start while there is one. Owned by the app. */
+const char *fan_app_config_error(const fan_app *app);
+
+/* A key's value (see fan_config_str() for the text form). A key of another
+ * type, or a setting, is converted from its text; 0 (0.0, false) when the
+ * key has no value or the text does not parse. These can't fail. */
+long long fan_config_int(const fan_req *rq, const char *key);
+double fan_config_double(const fan_req *rq, const char *key);
+int fan_config_bool(const fan_req *rq, const char *key);
+
+/* The `index`th string of a FAN_CONFIG_STRINGS key, or NULL past its end or
+ * for a key of another type. Lives as long as the request. */
+const char *fan_config_strings(const fan_req *rq, const char *key, size_t index);
+
+/* ------------------------------------------------------------------------ */
+/* Hooks and error handlers                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The order, for a request that matches a route:
+ *   1. the before-request hooks, in registration order, in the handler's
+ *      coroutine (they may await). A hook that replies ends the request
+ *      early: later hooks and the handler do not run. They are skipped as
+ *      well once the request is cancelled.
+ *   2. the handler. Nothing more runs until it (or anything else) replies.
+ * Then, whenever the reply is made (by the handler, a before-request hook,
+ * the 500/504 of a handler that returned without answering, or the
+ * router's own 400/404/405 for requests that match no route):
+ *   3. the error handler registered for the reply's status, if any (or the
+ *      one registered for 0, for a status >= 400 without its own); it may
+ *      replace the reply by replying again, or leave it.
+ *   4. the after-request hooks, in registration order; they may change the
+ *      status (fan_set_status()), add headers, or replace the body by
+ *      replying again. Their changes are final: no error handler runs again.
+ *   5. the session's Set-Cookie header, if the session changed.
+ *   6. the response is written.
+ * Steps 3 and 4 run wherever the reply is made, sometimes outside any
+ * coroutine: error handlers and after-request hooks must not await or sleep.
+ * Errors the connection answers before a request exists (malformed requests,
+ * 408, 413, 431) go through none of this. Register hooks before fan_run(). */
+
+/* Appends a before-request hook. Returns 0, FAN_EINVAL for NULL, or
+ * FAN_ENOMEM. */
+int fan_before_request(fan_app *app, fan_handler hook);
+
+/* Appends an after-request hook. Returns 0, FAN_EINVAL for NULL, or
+ * FAN_ENOMEM. */
+int fan_after_request(fan_app *app, fan_handler hook);
+
+/* Sets the error handler of replies with `status` (400..999), or with 0 the
+ * fallback of every status >= 400 without its own; a second call replaces
+ * it, NULL removes it. It reads the reply with fan_response_status() and
+ * fan_response_body(). Returns 0, FAN_EINVAL for another status, or
+ * FAN_ENOMEM. */
+int fan_error_handler(fan_app *app, int status, fan_handler handler);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* A session is a set of string values kept by the client in a signed cookie
+ * (docs/guide.md describes the format): readable by the client, not
+ * forgeable without a secret. It is configured by these keys:
+ *   session.secrets      array of strings; the first signs, every one
+ *                        verifies (rotation: put the new secret first).
+ *                        Without one, sessions are empty and cannot be set.
+ *   session.cookie_name  default "fanout_session"
+ *   session.max_age      seconds a written session is valid (default 14 days)
+ *   session.secure       the Secure attribute (default true)
+ *   session.samesite     "Strict", "Lax" (default) or "None"
+ *   session.max_size     the largest cookie, attributes included (4096)
+ * The cookie is HttpOnly with Path=/. An incoming cookie that is tampered
+ * with, expired, oversized or malformed gives an empty session and a warning
+ * in the log, never an error. The Set-Cookie header is sent only when the
+ * session changed (each change renews the expiry). Every function below may
+ * be called from any task of the request. */
+
+/* The session's value of `key`, or NULL. Lives as long as the request. */
+const char *fan_session_get(fan_req *rq, const char *key);
+
+/* Sets `key` to `value` (both copied, UTF-8). Returns 0; FAN_ETOOLARGE if
+ * the cookie would exceed session.max_size; FAN_ESTATE once the response was
+ * sent, or with no secret configured; FAN_EINVAL for text that is not UTF-8
+ * or a bad session.samesite, session.max_age or session.cookie_name (with a
+ * log line); FAN_ENOMEM. On failure the session is unchanged. */
+int fan_session_set(fan_req *rq, const char *key, const char *value);
+
+/* Removes `key` (nothing changes if it is absent). Errors as for
+ * fan_session_set(). */
+int fan_session_delete(fan_req *rq, const char *key);
+
+/* Removes every value; the cookie is then deleted (Max-Age=0). Errors as for
+ * fan_session_set(). */
+int fan_session_clear(fan_req *rq);
+
+/* ------------------------------------------------------------------------ */
+/* Request and response helpers                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The value of cookie `name` sent by the client (the first one, without
+ * surrounding double quotes, not decoded), or NULL. Lives as long as the
+ * request. */
+const char *fan_cookie(fan_req *rq, const char *name);
+
+/* The URL-decoded value of field `name` of an application/x-www-form-
+ * urlencoded body ('+' is a space), "" for a name without '=', or NULL when
+ * absent or when the body is not of that type. Lives as long as the
+ * request. */
+const char *fan_form(fan_req *rq, const char *name);
+
+/* The request body parsed as JSON (any value), or NULL if it is empty or
+ * malformed. Parsed once; borrowed: freed with the request. */
+json_t *fan_body_json(fan_req *rq);
+
+/* fan_body_json(), or, when there is none, a reply and NULL: 415 if the
+ * Content-Type is given and is not JSON, 400 if the body is empty or
+ * malformed: {"error": "malformed JSON body: <what> at line L, column C",
+ * "status": 400, "line": L, "column": C}. The handler then just returns. */
+json_t *fan_require_json(fan_req *rq);
+
+/* Replies with `status` (301, 302, 303, 307 or 308) and a Location header.
+ * Returns 0, FAN_EINVAL for another status or a location with CR, LF or
+ * other control characters, or an error of fan_reply(). */
+int fan_redirect(fan_req *rq, int status, const char *location);
+
+/* Attributes of fan_set_cookie(). Zero-initialise and set what you need. */
+typedef struct fan_cookie_opts {
+    const char *path;       /* Path, or NULL for none */
+    const char *domain;     /* Domain, or NULL for none */
+    long long max_age;      /* Max-Age in seconds; 0 for none (a browser-session
+                               cookie); negative deletes the cookie (Max-Age=0) */
+    int secure;             /* Secure */
+    int http_only;          /* HttpOnly */
+    const char *same_site;  /* "Strict", "Lax", "None", or NULL for none */
+} fan_cookie_opts;
+
+/* Adds a Set-Cookie header (opts may be NULL for no attribute). The name
+ * must be an HTTP token and the value cookie-octets (no space, '"', ',', ';'
+ * or '\\'): encode other values first (e.g. base64url). Returns 0, FAN_EINVAL
+ * for a bad name, value or attribute (CR and LF included), FAN_ESTATE once
+ * the response was sent, or FAN_ENOMEM. */
+int fan_set_cookie(fan_req *rq, const char *name, const char *value, const fan_cookie_opts *opts);
 
 /* ------------------------------------------------------------------------ */
 /* Upstream calls                                                           */
@@ -294,19 +585,20 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
 /* fan_call_start() with GET and a printf-formatted URL. */
 fan_call *fan_get(fan_req *rq, const char *url_fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Suspends the handler until `call` has finished. Returns the call's error:
+/* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a
  * negative code (FAN_ECANCELED if the request was cancelled). */
 int fan_await(fan_req *rq, fan_call *call);
 
-/* Suspends until every call of the request has finished. Returns 0 when all
- * of them got a response, else the error of the first failed one (in start
- * order). */
+/* Suspends until every call the running task started has finished. Returns
+ * 0 when all of them got a response, else the error of the first failed one
+ * (in start order). */
 int fan_await_all(fan_req *rq);
 
-/* Suspends until the next call finishes that no fan_await_any() has returned
- * yet, and returns it, in completion order. Returns NULL when every call has
- * been returned, or when the request is cancelled. */
+/* Suspends until the next call of the running task finishes that no
+ * fan_await_any() has returned yet, and returns it, in completion order.
+ * Returns NULL when every call has been returned, or when the task is
+ * cancelled. */
 fan_call *fan_await_any(fan_req *rq);
 
 /* Cancels a call that has not finished: it ends with FAN_ECANCELED. */
@@ -343,6 +635,89 @@ const char *fan_call_name(const fan_call *call);
  * while running). */
 double fan_call_started(const fan_call *call);
 double fan_call_finished(const fan_call *call);
+
+/* ------------------------------------------------------------------------ */
+/* Child tasks                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* A child task: a function running on its own coroutine within a request,
+ * like asyncio.create_task(). It sees the same fan_req (context, settings,
+ * store, session) and may await calls, sleep, run blocking work and spawn
+ * tasks of its own. Tasks of a request run on one thread, switching only
+ * where they await: code between two awaits never races with another task.
+ *
+ * Structure: the calls and children a task starts belong to it. When a
+ * task's function returns, what it started and left running is cancelled;
+ * cancelling a task (or its request) cancels its calls and children. A
+ * request's memory is freed only after every task ended. fan_await_all() and
+ * fan_await_any() concern the calls of the task that calls them. */
+typedef struct fan_task fan_task;
+
+/* A task's function: returns 0 for success or a negative FAN_E* code
+ * (positive values count as 0). Results travel through `arg` or the
+ * request's store. */
+typedef int (*fan_task_fn)(fan_req *rq, void *arg);
+
+/* Starts fn(rq, arg) as a child of the running task (the handler's, or
+ * another task's). It starts running when the caller next awaits. Returns
+ * NULL when out of memory. The task is freed with the request. */
+fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg);
+
+/* Suspends until task `t` ended; returns its result, or FAN_ECANCELED if the
+ * caller was cancelled meanwhile (t is then cancelled as the caller's child,
+ * if it is one). */
+int fan_task_await(fan_req *rq, fan_task *t);
+
+typedef enum fan_gather_policy {
+    FAN_GATHER_ALL = 0,       /* wait for every task; return the first error (in order) */
+    FAN_GATHER_FAIL_FAST = 1, /* on the first failure cancel the others, wait, return it */
+} fan_gather_policy;
+
+/* Waits for the `n` tasks of `tasks` (or, with tasks NULL, for every child
+ * of the running task) according to `policy`. Returns 0 when all succeeded,
+ * the failing task's result, or FAN_ECANCELED if the caller was cancelled. */
+int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
+
+/* Suspends until the next child of the running task ends that this function
+ * has not returned yet, and returns it; NULL when none is left or the caller
+ * was cancelled. */
+fan_task *fan_task_await_any(fan_req *rq);
+
+/* Cancels a task: its awaits return FAN_ECANCELED, its calls and children
+ * are cancelled. It still runs to the end of its function (it unwinds by
+ * returning). NULL is ignored. */
+void fan_task_cancel(fan_task *t);
+
+/* Cancels the task (reason FAN_ETIMEDOUT, seen with fan_cancelled() inside
+ * it) if it has not ended `ms` from now; 0 removes the timeout. Returns 0,
+ * FAN_ESTATE if it ended or was cancelled, or FAN_ENOMEM. */
+int fan_task_set_timeout(fan_task *t, unsigned ms);
+
+/* Whether the task ended, and its result (1 while it runs). */
+int fan_task_done(const fan_task *t);
+int fan_task_result(const fan_task *t);
+
+/* Runs fn(arg) on libuv's thread pool and suspends the calling task until it
+ * returned; the loop serves everything else meanwhile (the counterpart of
+ * run_in_executor). fn must not touch the request or any fanout object.
+ * Returns 0, FAN_ENOMEM, or FAN_ECANCELED when the task was cancelled: if fn
+ * had not started it never will; if it had, this waits for it to return
+ * first (so `arg` may live on the caller's stack). */
+int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Per-request store (Flask's g)                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Stores `value` under `key` (copied) for the rest of the request, visible
+ * to every task of the request. Replacing a value destroys the old one with
+ * its destructor. Every value is destroyed (destroy(value), if destroy is not
+ * NULL) when the request's memory is freed. Returns 0 or FAN_ENOMEM (then
+ * the value is not stored and not destroyed). */
+int fan_store_set(fan_req *rq, const char *key, void *value, void (*destroy)(void *value));
+
+/* The value stored under `key`, or NULL. */
+void *fan_store_get(const fan_req *rq, const char *key);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */

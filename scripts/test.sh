@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every test twice: in the
 # normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build
-# (which also fails on any leak at a server's exit).
+# (which also fails on any leak at a server's exit). Tests run one at a time:
+# their timing ratios assume the machine is not busy with another test. The
+# normal build also runs the benchmark's smoke mode, which installs nginx,
+# wrk and gnuplot if they are missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test || exit 1
@@ -20,7 +23,7 @@ run_suite() {
     echo "== $dir: tests"
     local log
     log=$(mktemp)
-    (cd "$dir" && ctest --output-on-failure -j2 --timeout 600) | tee "$log"
+    (cd "$dir" && ctest --output-on-failure --timeout 600) | tee "$log"
     local summary
     summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -1)
     rm -f "$log"

@@ -1,10 +1,11 @@
-/* Applications: routes, limits and settings. */
+/* Applications: routes, limits, and freeing what the app owns. Settings and
+ * the configuration are in config.c. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
+#include "app/app.h"
 
 static const fan_limits default_limits = {
     .max_header_bytes = 16 * 1024,
@@ -40,10 +41,8 @@ fan_app *fan_app_new(void)
     app->router = fan__router_new();
     app->host = strdup("0.0.0.0");
     app->port = 8080;
-    if (!app->router || !app->host) {
-        fan__router_free(app->router);
-        free(app->host);
-        free(app);
+    if (!app->router || !app->host || fan__config_init(app) != 0) {
+        fan_app_free(app);
         return NULL;
     }
     return app;
@@ -62,6 +61,8 @@ void fan_app_free(fan_app *app)
         free(s);
         s = next;
     }
+    fan__config_free(app->config);
+    fan__hooks_free(app);
     free(app);
 }
 
@@ -73,37 +74,6 @@ fan_limits *fan_app_limits(fan_app *app)
 int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler)
 {
     return fan__router_add(app->router, method, pattern, (void *)handler);
-}
-
-int fan_app_set(fan_app *app, const char *key, const char *value)
-{
-    char *v = strdup(value ? value : "");
-    if (!v)
-        return FAN_ENOMEM;
-    for (fan__setting *s = app->settings; s; s = s->next)
-        if (strcmp(s->key, key) == 0) {
-            free(s->value);
-            s->value = v;
-            return 0;
-        }
-    fan__setting *s = calloc(1, sizeof *s);
-    if (!s || !(s->key = strdup(key))) {
-        free(s);
-        free(v);
-        return FAN_ENOMEM;
-    }
-    s->value = v;
-    s->next = app->settings;
-    app->settings = s;
-    return 0;
-}
-
-const char *fan_app_get(const fan_app *app, const char *key)
-{
-    for (const fan__setting *s = app->settings; s; s = s->next)
-        if (strcmp(s->key, key) == 0)
-            return s->value;
-    return NULL;
 }
 
 void fan_app_set_data(fan_app *app, void *data)

@@ -1,11 +1,16 @@
-/* Command-line options: every limit, settings, --host and --port. */
+/* Command-line options: every limit, settings, --host, --port, --workers. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/http.h"
+#include "server/server.h"
+
+#define WORKERS_MAX 1024
+#define GRACEFUL_MAX_S 86400 /* a day */
 
 typedef struct limit_opt {
     const char *flag;
@@ -107,6 +112,14 @@ static int address_option(fan_app *app, int argc, char **argv, int *argi)
     }
     if (match_flag("--log_level", argc, argv, argi, &value))
         return log_level_option(value);
+    if (match_flag("--graceful_timeout", argc, argv, argi, &value)) {
+        unsigned long long v;
+        if (parse_number("--graceful-timeout", value, GRACEFUL_MAX_S, &v))
+            return FAN_EINVAL;
+        app->graceful_timeout_s = (unsigned)v;
+        app->graceful_timeout_set = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -138,7 +151,16 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
         }
         char key[256];
         snprintf(key, sizeof key, "%.*s", (int)(eq - value), value);
-        return fan_app_set(app, key, eq + 1) == 0 ? 1 : FAN_ENOMEM;
+        rc = fan_app_set(app, key, eq + 1);
+        return rc == 0 ? 1 : rc;
+    }
+    if (match_flag("--config", argc, argv, argi, &value)) {
+        if (!value || !*value) {
+            fan_log(FAN_LOG_ERROR, "--config: expected a file name");
+            return FAN_EINVAL;
+        }
+        rc = fan_app_load_config(app, value);
+        return rc == 0 ? 1 : rc;
     }
     return 0;
 }
@@ -148,7 +170,10 @@ void fan_print_options(FILE *out)
     fprintf(out, "  --host ADDR              address to listen on (default 0.0.0.0)\n"
                  "  --port N                 port to listen on (default 8080)\n"
                  "  --set KEY=VALUE          an application setting\n"
-                 "  --log-level LEVEL        debug, info, warn or error (default info)\n");
+                 "  --config FILE            a JSON configuration file (docs/guide.md)\n"
+                 "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+                 "  --graceful-timeout S     on SIGTERM, seconds the requests in progress may\n"
+                 "                           take before they are cancelled (default 30)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);
@@ -170,22 +195,54 @@ int fan_app_listen(fan_app *app, int *bound_port)
     return rc;
 }
 
+/* The number of online CPUs: the default of --workers. */
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (int)n;
+}
+
+/* --workers N, which only fan_main() understands. Returns 1 if consumed, 0
+ * if not this option, FAN_EINVAL for a bad value. */
+static int workers_option(int argc, char **argv, int *argi, int *workers)
+{
+    const char *value;
+    unsigned long long v;
+    if (!match_flag("--workers", argc, argv, argi, &value))
+        return 0;
+    if (parse_number("--workers", value, WORKERS_MAX, &v))
+        return FAN_EINVAL;
+    *workers = (int)v;
+    return 1;
+}
+
 int fan_main(fan_app *app, int argc, char **argv)
 {
+    int workers = -1; /* not given: one per CPU */
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: %s [options]\n\n", argv[0]);
+            printf("  --workers N              worker processes under a master (default: one\n"
+                   "                           per CPU); 0 serves in this process, no master\n");
             fan_print_options(stdout);
             return 0;
         }
-        int rc = fan_app_option(app, argc, argv, &i);
+        int rc = workers_option(argc, argv, &i, &workers);
+        if (rc == 0)
+            rc = fan_app_option(app, argc, argv, &i);
         if (rc == 0) {
             fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], argv[i]);
             return 2;
         }
-        if (rc < 0)
-            return 2;
+        if (rc < 0) /* a configuration that cannot be used is not a usage error */
+            return fan_app_config_error(app) ? 1 : 2;
     }
+    if (fan_app_config_error(app))
+        return 1; /* e.g. a bad FANOUT_* variable, logged when it was read */
+    if (workers < 0)
+        workers = online_cpus();
+    if (workers > 0)
+        return fan__serve_workers(app, workers);
     if (fan_app_listen(app, NULL) != 0)
         return 1;
     return fan_run() == 0 ? 0 : 1;

@@ -372,7 +372,8 @@ static void send_request(lcall *lc, lconn *conn)
     uv_buf_t bufs[2] = {uv_buf_init(lc->head, (unsigned)lc->head_len),
                         uv_buf_init((char *)c->body, (unsigned)c->body_len)};
     conn->write.data = conn;
-    int rc = uv_write(&conn->write, (uv_stream_t *)&conn->tcp, bufs, c->body_len ? 2 : 1, written);
+    int rc = fan__stream_write((uv_stream_t *)&conn->tcp, &conn->write, bufs,
+                               c->body_len ? 2 : 1, written);
     if (rc < 0)
         conn_failed(conn, map_uv(rc));
 }

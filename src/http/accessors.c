@@ -73,11 +73,6 @@ const fan_app *fan_req_app(const fan_req *rq)
     return rq->app;
 }
 
-const char *fan_config_str(const fan_req *rq, const char *key)
-{
-    return fan_app_get(rq->app, key);
-}
-
 void *fan_alloc(fan_req *rq, size_t size)
 {
     return fan__arena_alloc(&rq->arena, size);
@@ -141,7 +136,7 @@ int fan_sleep(fan_req *rq, unsigned ms)
     s->op.cancel = sleep_cancel;
     uv_timer_init(fan__srv()->loop, &s->timer);
     s->timer.data = s;
-    fan__op_begin(rq, &s->op);
+    fan__op_begin(rq, &s->op, fan__task_of(rq));
     uv_timer_start(&s->timer, sleep_fired, ms, 0);
     int rc = fan__req_wait(rq, sleep_ready, s);
     uv_timer_stop(&s->timer);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/url.h"
 #include "http/http.h"
@@ -104,10 +106,34 @@ static int on_url_complete(llhttp_t *p)
     return rc ? limit_hit(c, 400) : 0;
 }
 
+/* RFC 9110 token characters: a header name with anything else (a space
+ * before the colon, a control character) is rejected, not guessed at. */
+static int is_token(const char *s, size_t len)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
 static int on_header_value_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
     fan_req *rq = c->rq;
+    if (rq->method) {
+        /* A trailer after a chunked body: never merged into the request's
+         * headers, where it could add what the head did not say. */
+        c->field.len = c->value.len = 0;
+        return 0;
+    }
+    if (!is_token(c->field.data, c->field.len))
+        return limit_hit(c, 400);
     if (rq->nheaders >= c->app->limits.max_headers)
         return limit_hit(c, 431);
     if (rq->nheaders % 16 == 0) {
@@ -125,6 +151,14 @@ static int on_header_value_complete(llhttp_t *p)
     return h->name && h->value ? 0 : limit_hit(c, 503);
 }
 
+static unsigned host_count(const fan_req *rq)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < rq->nheaders; i++)
+        n += strcasecmp(rq->headers[i].name, "Host") == 0;
+    return n;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
@@ -133,6 +167,8 @@ static int on_headers_complete(llhttp_t *p)
     rq->method = (char *)llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
     rq->http_minor = p->http_major == 1 ? p->http_minor : 0;
     rq->head = strcmp(rq->method, "HEAD") == 0;
+    if (p->http_major == 1 && p->http_minor >= 1 && host_count(rq) != 1)
+        return limit_hit(c, 400); /* RFC 9112 3.2: exactly one Host */
     int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_bytes)
         return limit_hit(c, 413);
@@ -159,7 +195,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
-    c->rq->keep_alive = llhttp_should_keep_alive(p);
+    /* After an Upgrade request the bytes that follow are not HTTP/1.1: answer
+     * it as a plain request and close. */
+    c->rq->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
     /* Stop here: the next pipelined request is parsed only once this one is
      * answered, so that answers go out in order. */
     return HPE_PAUSED;
@@ -266,7 +304,7 @@ static void fail(fan__conn *c, int status, const char *why)
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 400: return "malformed request target";
+    case 400: return "malformed request target or header";
     case 413: return "request body too large";
     case 417: return "unsupported expectation";
     case 431: return "request header fields too large";
@@ -291,8 +329,12 @@ static int process(fan__conn *c, const char *data, size_t len, size_t *used)
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         *used = (size_t)(llhttp_get_error_pos(&c->parser) - data);
         fan_req *rq = c->rq;
-        if (err == HPE_PAUSED_UPGRADE)
-            rq->keep_alive = 0; /* what follows is not HTTP/1.1: answer and close */
+        if (!rq) {
+            /* Only an upgrade pause comes without a request: the request
+             * before it is answered and the connection closes. */
+            *used = len;
+            return 0;
+        }
         if (!rq->keep_alive || fan__srv()->stopping)
             c->close_after_write = 1;
         set_timer(c, T_NONE);
@@ -328,6 +370,7 @@ void fan__conn_request_done(fan__conn *c)
 {
     c->rq = NULL;
     c->serving = 0;
+    c->served++;
     if (c->closing) {
         conn_free_if_closed(c);
         return;
@@ -346,6 +389,31 @@ void fan__conn_request_done(fan__conn *c)
      * here while process_buffered() is still on the stack: it goes on. */
     if (!c->processing)
         process_buffered(c);
+    /* Graceful stop: a request answered before the stop began did not say
+     * Connection: close; its connection must not wait for its idle timeout. */
+    if (fan__srv()->stopping)
+        fan__conn_close_if_idle(c);
+}
+
+/* Whether the client sent bytes not read yet: during a graceful stop such a
+ * connection carries a request on its way and is not idle. */
+static int input_pending(fan__conn *c)
+{
+    uv_os_fd_t fd;
+    char byte;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+void fan__conn_close_if_idle(fan__conn *c)
+{
+    /* A fresh connection is kept: its first request may be on its way (until
+     * it arrives, the idle timeout or the graceful timeout closes it). */
+    if (c->closing || c->rq || c->serving || c->in.len || c->writes || !c->served)
+        return;
+    if (!input_pending(c))
+        fan__conn_close(c);
 }
 
 static char read_buf[READ_CHUNK];
@@ -397,12 +465,23 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         process_buffered(c);
 }
 
-void fan__conn_accept(fan__listener *l)
+void fan__conn_accept(fan__listener *l, int fd)
 {
     fan__server *srv = fan__srv();
     fan__conn *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        /* Out of memory: take the connection and drop it, or libuv would
+         * stop watching the listener (it waits for an accept). */
+        fan_log(FAN_LOG_ERROR, "out of memory for a connection: dropping it");
+        if (fd < 0) {
+            int lfd;
+            if (uv_fileno((uv_handle_t *)&l->tcp, &lfd) == 0 && (fd = accept(lfd, NULL, NULL)) < 0)
+                return;
+        }
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     c->app = l->app;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
@@ -410,7 +489,11 @@ void fan__conn_accept(fan__listener *l)
     c->handles = 2;
     fan__list_push(&srv->conns, &c->link);
     srv->nconns++;
-    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
+    int rc = fd < 0 ? uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp)
+                    : uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        if (fd >= 0)
+            close(fd);
         fan__conn_close(c);
         return;
     }

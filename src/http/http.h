@@ -33,6 +33,20 @@ struct fan_app {
     void *data;          /* the program's own pointer */
     char *host;          /* where fan_app_listen() listens */
     int port;
+
+    /* the application context (src/app/) */
+    struct fan__config *config;          /* declared keys, layers, snapshot */
+    fan_handler *before_hooks, *after_hooks;
+    unsigned nbefore, nafter;
+    struct fan__error_route *error_routes; /* fan_error_handler() */
+    unsigned nerror_routes;
+
+    /* the process model (src/server/master.c): fan_app_on_reload()'s hook and
+     * --graceful-timeout (meaningful only when graceful_timeout_set) */
+    fan_reload_fn reload;
+    void *reload_arg;
+    unsigned graceful_timeout_s;
+    int graceful_timeout_set;
 };
 
 typedef struct fan__header {
@@ -41,12 +55,19 @@ typedef struct fan__header {
 
 typedef struct fan__conn fan__conn;
 
+typedef struct fan_task fan__task;
+
 /* Something a request waits on or owns that must end before the request's
- * memory is freed: an upstream call, a timer. `cancel` asks it to end soon;
- * it must then call fan__op_end(). */
+ * memory is freed: an upstream call, a timer, a child task, a write.
+ * `cancel` (may be NULL) asks it to end soon; it must then call
+ * fan__op_end(). `owner` is the task that started it (NULL for the
+ * request's own: writes, the deadline); cancelling a task cancels the ops it
+ * owns. */
 typedef struct fan__op {
     fan__list link;
     void (*cancel)(struct fan__op *op);
+    fan__task *owner;
+    unsigned long long cancel_epoch; /* the cancel_ops() walk that reached it */
 } fan__op;
 
 typedef struct fan__defer {
@@ -55,15 +76,50 @@ typedef struct fan__defer {
     struct fan__defer *next;
 } fan__defer;
 
-/* What a suspended handler waits for: it is resumed when ready(rq) holds or
- * the request is cancelled. */
+/* What a suspended task waits for: it is resumed when ready(rq, arg) holds
+ * or the task is cancelled. */
 typedef int (*fan__ready_fn)(fan_req *rq, void *arg);
+
+/* A coroutine of a request: the handler itself (the request's main task) or
+ * a child started with fan_spawn(). Each task owns the calls and children it
+ * starts; when its function returns, those still running are cancelled. */
+struct fan_task {
+    fan_req *rq;
+    fan__task *parent;        /* NULL for the main task */
+    fan__coro *co;            /* while the function runs */
+    fan__op op;               /* a child task is an op of its parent */
+    fan__list link;           /* rq->tasks while it has a coroutine */
+    fan__list children;       /* child tasks, in start order */
+    fan__list child_link;
+    fan__list done_children;  /* finished, not returned by fan_task_await_any */
+    fan__list done_link;
+    int (*fn)(fan_req *rq, void *arg);
+    void *arg;
+    int result;               /* 1 while running, then the function's result */
+    int cancelled;            /* 0, or why: FAN_ECANCELED / FAN_ETIMEDOUT */
+    int waiting;
+    int shielded;             /* this wait ignores cancellation */
+    fan__ready_fn ready;
+    void *ready_arg;
+    void *timeout;            /* fan_task_set_timeout()'s timer op */
+    fan__list calls;          /* calls this task started, in start order */
+    fan__list completed;      /* finished calls not returned by fan_await_any */
+    unsigned calls_running;
+};
+
+typedef struct fan__stored {
+    const char *key;
+    void *value;
+    void (*destroy)(void *value);
+    struct fan__stored *next;
+} fan__stored;
 
 struct fan_req {
     fan__arena arena;
     fan_app *app;
     fan__conn *conn;        /* NULL once the connection is gone */
-    fan__coro *co;          /* the handler's coroutine while it runs */
+    fan__task main;         /* the handler's task */
+    fan__list tasks;        /* tasks with a coroutine, the main one included */
     fan_handler handler;
 
     /* request */
@@ -80,24 +136,25 @@ struct fan_req {
     int cancelled;          /* 0 or FAN_ETIMEDOUT / FAN_ECANCELED */
     int handler_done;
     int replied;
-    int waiting;            /* the coroutine is suspended in wait() */
     int busy;               /* settle() must neither resume nor free now */
-    fan__ready_fn ready;
-    void *ready_arg;
+    unsigned long long cancel_epoch;
     fan__list ops;          /* live fan__op */
     unsigned nops;
     fan__defer *defers;
     uv_timer_t *deadline;
+    fan__stored *store;     /* fan_store_set() */
 
     /* response */
     fan__header *out_headers;
     unsigned nout, out_cap;
     int status;
-
-    /* client layer state (calls) */
-    fan__list calls;        /* every call, in start order */
-    fan__list completed;    /* finished calls not yet returned by fan_await_any */
-    unsigned calls_running;
+    /* the recorded reply, written once the hooks ran (response.c) */
+    const char *content_type;
+    char *out_body;
+    size_t out_len;
+    int finishing;          /* error handler and after-request hooks run */
+    int sent;               /* the response was written (or dropped) */
+    struct fan__reqctx *ctx; /* the app layer's state (src/app/context.c) */
 };
 
 /* A client connection. Owned by the loop; freed after its handle closed and
@@ -122,6 +179,9 @@ struct fan__conn {
     int handles;              /* open uv handles (tcp, timer) */
     int close_after_write;
     int eof;
+    unsigned served;          /* requests ended on it: a graceful stop closes a
+                               * connection that served one and waits for the
+                               * first request of a fresh one */
 };
 
 /* The per-thread server state: everything fan_run() needs to stop cleanly. */
@@ -145,34 +205,98 @@ fan_req *fan__req_new(fan__conn *conn);
 void fan__req_start(fan_req *rq);            /* routes and runs the handler */
 void fan__req_cancel(fan_req *rq, int reason);
 void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
-void fan__op_begin(fan_req *rq, fan__op *op);
+void fan__op_begin(fan_req *rq, fan__op *op, fan__task *owner);
 void fan__op_end(fan_req *rq, fan__op *op);
 
-/* Suspends the handler until ready(rq, arg) or cancellation. Returns 0, or
- * FAN_ECANCELED when the request is cancelled. Must run in the handler's
- * coroutine. */
+/* The task whose coroutine is running, or NULL on the loop's own stack. */
+fan__task *fan__task_current(void);
+
+/* The running task of `rq`; its main task when called from the loop. */
+fan__task *fan__task_of(fan_req *rq);
+
+/* Suspends the running task until ready(rq, arg) or its cancellation.
+ * Returns 0, or FAN_ECANCELED when the task is cancelled. Must run in one of
+ * the request's coroutines. */
 int fan__req_wait(fan_req *rq, fan__ready_fn ready, void *arg);
 
-/* Resumes the handler if it waits and what it waits for is ready. Call after
- * anything it may wait for changed. */
+/* The same, but cancellation does not end the wait: for waits whose
+ * memory must outlive them (work on another thread). Returns FAN_ECANCELED
+ * if the task was cancelled meanwhile, once ready. */
+int fan__req_wait_shielded(fan_req *rq, fan__ready_fn ready, void *arg);
+
+/* Resumes every task whose wait is over, and frees the request once its
+ * handler returned and every op ended. Call after anything a task may wait
+ * for changed. */
 void fan__req_notify(fan_req *rq);
 
-/* Connection side (conn.c). */
-void fan__conn_accept(fan__listener *l);
+/* Cancels a task, the ops it owns and its children (recursively), waking
+ * them with FAN_ECANCELED. */
+void fan__task_cancel(fan__task *t, int reason);
+
+/* Prepares a task: lists, state. */
+void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent);
+
+/* Starts a prepared task's coroutine running fn(arg) with `entry`. Returns 0
+ * or FAN_ENOMEM. The task runs at the next settle. */
+int fan__task_start(fan__task *t, void (*entry)(void *), void *arg);
+
+/* Connection side (conn.c). fan__conn_accept() takes the connection libuv
+ * accepted on `l` (fd < 0), or adopts an fd accepted from its backlog when a
+ * graceful stop closes the listener (see fan__http_stop_accepting()). */
+void fan__conn_accept(fan__listener *l, int fd);
 void fan__conn_request_done(fan__conn *c);     /* the request in it has ended */
 int fan__conn_write(fan__conn *c, uv_buf_t *bufs, unsigned nbufs, void *mem, int close);
 void fan__conn_close(fan__conn *c);
+
+/* During a graceful stop: closes the connection if it is idle, i.e. it served
+ * a request, has none in progress and nothing buffered or unread. */
+void fan__conn_close_if_idle(fan__conn *c);
 
 /* Response helpers (response.c). */
 int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const char *body,
                    int close);
 const char *fan__status_text(int status);
 
+/* Application context (src/app/hooks.c). */
+
+/* Runs the before-request hooks in the handler's coroutine. Returns 1 if the
+ * handler must not run: a hook replied or the request was cancelled. */
+int fan__hooks_before(fan_req *rq);
+
+/* Runs what comes between a reply and its writing: the error handler of its
+ * status, the after-request hooks, the session's cookie. */
+void fan__hooks_reply(fan_req *rq);
+
+/* Writes `bufs`: at once if the socket takes them all (returns 1, cb is
+ * not called), else the rest through uv_write (returns 0, cb is called), or
+ * a negative libuv error. `bufs` may be modified. (stream.c) */
+int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
+                      uv_write_cb cb);
 
 /* Closes every listener and connection and cancels every request (server.c). */
 void fan__http_shutdown(void);
 
 /* Whether no connection and no request is left. */
 int fan__http_idle(void);
+
+/* Graceful stop (server.c): closes every listener after accepting what is
+ * already in its backlog, and closes idle keep-alive connections. Requests in
+ * progress go on; their answers carry Connection: close. */
+void fan__http_stop_accepting(void);
+void fan__http_close_idle(void);
+
+/* Listens for `app` on `fd`, a bound TCP socket (a worker's, from its master:
+ * see src/server/master.c). Takes the descriptor, even on failure. Returns 0
+ * or a FAN_E* code, with a log line. */
+int fan__listen_fd(fan_app *app, int fd);
+
+/* Whether this thread's server state (and its libuv loop) exists already. */
+int fan__srv_exists(void);
+
+/* The app's graceful timeout in ms (--graceful-timeout; 30 s by default),
+ * and the longest given to the apps this thread listens for (30 s if none
+ * was). */
+unsigned fan__graceful_ms(const fan_app *app);
+unsigned fan__http_graceful_ms(void);
 
 #endif

@@ -23,8 +23,8 @@ fan_req *fan__req_new(fan__conn *conn)
     rq->app = conn->app;
     rq->status = 0;
     fan__list_init(&rq->ops);
-    fan__list_init(&rq->calls);
-    fan__list_init(&rq->completed);
+    fan__list_init(&rq->tasks);
+    fan__task_init(&rq->main, rq, NULL);
     fan__srv()->nreqs++;
     return rq;
 }
@@ -58,8 +58,10 @@ int fan_defer(fan_req *rq, void (*fn)(void *), void *arg)
     return 0;
 }
 
-void fan__op_begin(fan_req *rq, fan__op *op)
+void fan__op_begin(fan_req *rq, fan__op *op, fan__task *owner)
 {
+    op->owner = owner;
+    op->cancel_epoch = 0;
     fan__list_push(&rq->ops, &op->link);
     rq->nops++;
 }
@@ -72,33 +74,86 @@ void fan__op_end(fan_req *rq, fan__op *op)
     settle(rq);
 }
 
-static void cancel_ops(fan_req *rq)
+/* Cancels the ops `owner` owns (every op with a cancel function when owner is
+ * NULL). Cancelling an op may end it (and unlink it) at once; the busy count
+ * keeps settle() from resuming tasks or freeing the request meanwhile. The
+ * walk restarts after each cancel because one may end several ops. */
+static void cancel_ops(fan_req *rq, fan__task *owner)
 {
-    /* Cancelling an op may end it (and unlink it) at once; the busy count keeps
-     * settle() from resuming the handler or freeing the request meanwhile. */
     rq->busy++;
-    fan__list *pos = rq->ops.next;
-    while (pos != &rq->ops) {
-        fan__list *next = pos->next;
-        fan__op *op = fan__container_of(pos, fan__op, link);
-        if (op->cancel)
+    unsigned long long epoch = ++rq->cancel_epoch;
+    for (int again = 1; again;) {
+        again = 0;
+        fan__list *pos;
+        fan__list_each(pos, &rq->ops)
+        {
+            fan__op *op = fan__container_of(pos, fan__op, link);
+            if (!op->cancel || op->cancel_epoch == epoch || (owner && op->owner != owner))
+                continue;
+            op->cancel_epoch = epoch;
             op->cancel(op);
-        pos = next;
+            again = 1;
+            break;
+        }
     }
     rq->busy--;
+}
+
+static _Thread_local fan__task *current_task;
+
+fan__task *fan__task_current(void)
+{
+    return current_task;
+}
+
+fan__task *fan__task_of(fan_req *rq)
+{
+    fan__task *t = current_task;
+    return t && t->rq == rq ? t : &rq->main;
+}
+
+void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent)
+{
+    memset(t, 0, sizeof *t);
+    t->rq = rq;
+    t->parent = parent;
+    t->result = 1;
+    fan__list_init(&t->link);
+    fan__list_init(&t->children);
+    fan__list_init(&t->child_link);
+    fan__list_init(&t->done_children);
+    fan__list_init(&t->done_link);
+    fan__list_init(&t->calls);
+    fan__list_init(&t->completed);
+}
+
+int fan__task_start(fan__task *t, void (*entry)(void *), void *arg)
+{
+    t->co = fan__coro_new(entry, arg, t->rq->app->limits.stack_size);
+    if (!t->co)
+        return FAN_ENOMEM;
+    fan__list_push(&t->rq->tasks, &t->link);
+    /* A new task runs as soon as the loop gets control: it "waits" for
+     * nothing. */
+    t->waiting = 1;
+    t->ready = NULL;
+    return 0;
 }
 
 static void run_handler(void *arg)
 {
     fan_req *rq = arg;
+    /* The before-request hooks run here, in the handler's coroutine, so that
+     * they may await; one that replies answers in the handler's place. */
+    if (fan__hooks_before(rq))
+        return;
     rq->handler(rq);
 }
 
-/* Called on the loop's stack once the handler's function returned. */
+/* The main task's function returned: answer if it did not, and cancel what
+ * it left running (structured concurrency: nothing outlives the handler). */
 static void handler_finished(fan_req *rq)
 {
-    fan__coro_free(rq->co);
-    rq->co = NULL;
     rq->handler_done = 1;
     if (!rq->replied) {
         if (rq->cancelled == FAN_ETIMEDOUT)
@@ -106,29 +161,71 @@ static void handler_finished(fan_req *rq)
         else
             fan_reply_error(rq, 500, "handler returned without a response");
     }
-    /* Structured concurrency: nothing the handler started outlives it. */
-    cancel_ops(rq);
+    cancel_ops(rq, NULL);
 }
 
-static void resume(fan_req *rq)
+static void task_finished(fan__task *t)
 {
-    rq->busy++;
-    fan__coro_resume(rq->co);
-    if (fan__coro_done(rq->co))
+    fan_req *rq = t->rq;
+    fan__coro_free(t->co);
+    t->co = NULL;
+    t->waiting = 0;
+    fan__list_remove(&t->link);
+    if (t->result == 1)
+        t->result = 0;
+    if (t == &rq->main) {
         handler_finished(rq);
-    rq->busy--;
+        return;
+    }
+    cancel_ops(rq, t); /* its calls, children and timeout timer */
+    fan__list_push(&t->parent->done_children, &t->done_link);
+    fan__op_end(rq, &t->op);
 }
 
-/* Moves the request forward after anything it depends on changed: wakes the
- * handler if what it waits for is ready, frees the request once its handler
- * returned and every op ended. */
+static void resume(fan__task *t)
+{
+    fan__task *prev = current_task;
+    current_task = t;
+    t->waiting = 0;
+    fan__coro_resume(t->co);
+    current_task = prev;
+    if (fan__coro_done(t->co))
+        task_finished(t);
+}
+
+static int task_ready(fan__task *t)
+{
+    if (!t->waiting)
+        return 0;
+    if (t->cancelled && !t->shielded)
+        return 1;
+    return !t->ready || t->ready(t->rq, t->ready_arg);
+}
+
+/* Moves the request forward after anything it depends on changed: resumes
+ * every task whose wait is over (resuming one may make another ready, so it
+ * loops), then frees the request once its handler returned and every op
+ * ended. Coroutines are only resumed from the loop's own stack. */
 static void settle(fan_req *rq)
 {
     if (rq->busy)
         return;
-    if (rq->waiting && fan__coro_current() == NULL &&
-        (rq->cancelled || rq->ready(rq, rq->ready_arg))) {
-        resume(rq);
+    if (fan__coro_current() == NULL) {
+        rq->busy++;
+        for (int progress = 1; progress;) {
+            progress = 0;
+            fan__list *pos;
+            fan__list_each(pos, &rq->tasks)
+            {
+                fan__task *t = fan__container_of(pos, fan__task, link);
+                if (task_ready(t)) {
+                    resume(t);
+                    progress = 1;
+                    break; /* the list may have changed */
+                }
+            }
+        }
+        rq->busy--;
     }
     if (!rq->busy && rq->handler_done && rq->nops == 0)
         req_free(rq);
@@ -139,17 +236,38 @@ void fan__req_notify(fan_req *rq)
     settle(rq);
 }
 
+static int wait(fan_req *rq, fan__ready_fn ready, void *arg, int shielded)
+{
+    fan__task *t = current_task;
+    assert(t != NULL && t->rq == rq && fan__coro_current() == t->co);
+    while ((shielded || !t->cancelled) && !ready(rq, arg)) {
+        t->ready = ready;
+        t->ready_arg = arg;
+        t->shielded = shielded;
+        t->waiting = 1;
+        fan__coro_yield();
+    }
+    t->shielded = 0;
+    return t->cancelled ? FAN_ECANCELED : 0;
+}
+
 int fan__req_wait(fan_req *rq, fan__ready_fn ready, void *arg)
 {
-    assert(rq->co != NULL && fan__coro_current() == rq->co);
-    while (!rq->cancelled && !ready(rq, arg)) {
-        rq->ready = ready;
-        rq->ready_arg = arg;
-        rq->waiting = 1;
-        fan__coro_yield();
-        rq->waiting = 0;
-    }
-    return rq->cancelled ? FAN_ECANCELED : 0;
+    return wait(rq, ready, arg, 0);
+}
+
+int fan__req_wait_shielded(fan_req *rq, fan__ready_fn ready, void *arg)
+{
+    return wait(rq, ready, arg, 1);
+}
+
+void fan__task_cancel(fan__task *t, int reason)
+{
+    if (t->result != 1 || t->cancelled)
+        return;
+    t->cancelled = reason;
+    cancel_ops(t->rq, t); /* its calls, sleeps and child tasks */
+    settle(t->rq);
 }
 
 void fan__req_cancel(fan_req *rq, int reason)
@@ -159,7 +277,9 @@ void fan__req_cancel(fan_req *rq, int reason)
     rq->cancelled = reason;
     if (rq->deadline)
         uv_timer_stop(rq->deadline);
-    cancel_ops(rq);
+    rq->busy++;
+    fan__task_cancel(&rq->main, reason);
+    rq->busy--;
     settle(rq);
 }
 
@@ -194,7 +314,7 @@ static void deadline_closed(uv_handle_t *h)
 static void deadline_cancel(fan__op *op)
 {
     deadline_op *d = fan__container_of(op, deadline_op, op);
-    if (!d->rq->handler_done)
+    if (!d->rq->handler_done || uv_is_closing((uv_handle_t *)&d->timer))
         return; /* cancelling the request only stops the timer */
     d->rq->deadline = NULL;
     uv_close((uv_handle_t *)&d->timer, deadline_closed);
@@ -215,7 +335,7 @@ int fan_set_deadline(fan_req *rq, unsigned ms)
         uv_timer_init(fan__srv()->loop, &d->timer);
         d->timer.data = rq;
         rq->deadline = &d->timer;
-        fan__op_begin(rq, &d->op);
+        fan__op_begin(rq, &d->op, NULL);
     }
     if (ms == 0)
         uv_timer_stop(rq->deadline);
@@ -226,7 +346,8 @@ int fan_set_deadline(fan_req *rq, unsigned ms)
 
 int fan_cancelled(const fan_req *rq)
 {
-    return rq->cancelled;
+    fan__task *t = current_task;
+    return t && t->rq == rq ? t->cancelled : rq->main.cancelled;
 }
 
 void fan__req_start(fan_req *rq)
@@ -245,14 +366,12 @@ void fan__req_start(fan_req *rq)
         fan_reply_error(rq, 405, "method not allowed on this path");
     } else {
         rq->handler = (fan_handler)m->handler;
-        rq->co = fan__coro_new(run_handler, rq, rq->app->limits.stack_size);
-        if (!rq->co) {
+        if (fan__task_start(&rq->main, run_handler, rq) != 0) {
             fan_reply_error(rq, 503, "out of memory for a coroutine");
         } else {
             rq->handler_done = 0;
             if (rq->app->limits.request_timeout_ms)
                 fan_set_deadline(rq, rq->app->limits.request_timeout_ms);
-            resume(rq);
         }
     }
     settle(rq);

@@ -1,5 +1,7 @@
-/* Writing responses: the status line and headers are formatted into the
- * request's arena and sent with the body in one writev. */
+/* Writing responses. A reply is first recorded in the request (status,
+ * headers, type, body); the error handler of its status and the after-request
+ * hooks may change it; then the status line and headers are formatted into
+ * the request's arena and sent with the body in one writev. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +79,7 @@ static int valid_token(const char *s, int allow_space)
 
 int fan_set_header(fan_req *rq, const char *name, const char *value)
 {
-    if (rq->replied)
+    if (rq->sent || (rq->replied && !rq->finishing))
         return FAN_ESTATE;
     if (!valid_token(name, 0) || !valid_token(value, 1))
         return FAN_EINVAL;
@@ -117,43 +119,38 @@ static void req_written(uv_write_t *w, int status)
     fan__op_end(rq, &rw->op);
 }
 
-static size_t head_size(const fan_req *rq, const char *content_type)
+static size_t head_size(const fan_req *rq)
 {
-    size_t n = 160 + strlen(fan__status_text(rq->status)) + (content_type ? strlen(content_type) : 0);
+    size_t n = 160 + strlen(fan__status_text(rq->status)) +
+               (rq->content_type ? strlen(rq->content_type) : 0);
     for (unsigned i = 0; i < rq->nout; i++)
         n += strlen(rq->out_headers[i].name) + strlen(rq->out_headers[i].value) + 4;
     return n;
 }
 
-int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len)
+/* Formats the head of the recorded reply and writes it with the body in one
+ * writev. The body already lives in the request's arena. */
+static int send_reply(fan_req *rq)
 {
-    if (rq->replied)
-        return FAN_ESTATE;
-    if (status < 200 || status > 999)
-        return FAN_EINVAL;
-    if (content_type && !valid_token(content_type, 1))
-        return FAN_EINVAL;
-    rq->replied = 1;
-    rq->status = status;
     fan__conn *c = rq->conn;
     if (!c || c->closing)
         return 0; /* the client went away: nothing to send */
     if (fan__srv()->stopping)
         c->close_after_write = 1;
-    size_t cap = head_size(rq, content_type);
+    size_t cap = head_size(rq);
     char *head = fan__arena_alloc(&rq->arena, cap);
     req_write *rw = fan__arena_alloc(&rq->arena, sizeof *rw);
-    char *copy = len && !rq->head ? fan__arena_alloc(&rq->arena, len) : NULL;
-    if (!head || !rw || (len && !rq->head && !copy)) {
+    if (!head || !rw) {
         fan__conn_close(c);
         return FAN_ENOMEM;
     }
+    int status = rq->status;
     int n = snprintf(head, cap, "HTTP/1.1 %d %s\r\n%sServer: fanout\r\n", status,
                      fan__status_text(status), date_header());
-    if (content_type)
-        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\n", content_type);
+    if (rq->content_type)
+        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\n", rq->content_type);
     if (status != 204 && status != 304)
-        n += snprintf(head + n, cap - (size_t)n, "Content-Length: %zu\r\n", len);
+        n += snprintf(head + n, cap - (size_t)n, "Content-Length: %zu\r\n", rq->out_len);
     if (c->close_after_write)
         n += snprintf(head + n, cap - (size_t)n, "Connection: close\r\n");
     else if (rq->http_minor == 0)
@@ -162,25 +159,65 @@ int fan_reply(fan_req *rq, int status, const char *content_type, const void *bod
         n += snprintf(head + n, cap - (size_t)n, "%s: %s\r\n", rq->out_headers[i].name,
                       rq->out_headers[i].value);
     n += snprintf(head + n, cap - (size_t)n, "\r\n");
-    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(copy, 0)};
+    uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(rq->out_body, 0)};
     unsigned nbufs = 1;
-    if (copy) {
-        memcpy(copy, body, len);
-        bufs[1].len = len;
+    if (rq->out_len && !rq->head && status != 204 && status != 304) {
+        bufs[1].len = rq->out_len;
         nbufs = 2;
     }
     rw->rq = rq;
     rw->op.cancel = NULL; /* a write ends by itself, or when the connection closes */
     rw->w.data = rw;
-    fan__op_begin(rq, &rw->op);
-    int rc = uv_write(&rw->w, (uv_stream_t *)&c->tcp, bufs, nbufs, req_written);
+    int rc = fan__stream_write((uv_stream_t *)&c->tcp, &rw->w, bufs, nbufs, req_written);
     if (rc < 0) {
-        fan__list_remove(&rw->op.link);
-        rq->nops--;
         fan__conn_close(c);
         return FAN_EIO;
     }
+    if (rc == 0) /* queued: the request lives until the write completes */
+        fan__op_begin(rq, &rw->op, NULL);
     return 0;
+}
+
+/* Records a reply; `body` is copied unless it already is in the arena. The
+ * first reply runs the error handler and the after-request hooks (which may
+ * record a replacement through this same function) and then sends it. */
+static int record_reply(fan_req *rq, int status, const char *content_type, const void *body,
+                        size_t len, int in_arena)
+{
+    if (rq->sent || (rq->replied && !rq->finishing))
+        return FAN_ESTATE;
+    if (status < 200 || status > 999)
+        return FAN_EINVAL;
+    if (content_type && !valid_token(content_type, 1))
+        return FAN_EINVAL;
+    char *copy = (char *)body;
+    const char *type = content_type;
+    if (len && !in_arena) {
+        copy = fan__arena_alloc(&rq->arena, len);
+        if (copy)
+            memcpy(copy, body, len);
+    }
+    if (content_type)
+        type = fan__arena_strdup(&rq->arena, content_type);
+    if ((len && !copy) || (content_type && !type))
+        return FAN_ENOMEM;
+    rq->status = status;
+    rq->content_type = type;
+    rq->out_body = len ? copy : NULL;
+    rq->out_len = len;
+    if (rq->replied)
+        return 0; /* a hook replaced the reply being finished */
+    rq->replied = 1;
+    rq->finishing = 1;
+    fan__hooks_reply(rq);
+    rq->finishing = 0;
+    rq->sent = 1;
+    return send_reply(rq);
+}
+
+int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len)
+{
+    return record_reply(rq, status, content_type, body, len, 0);
 }
 
 int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
@@ -191,7 +228,7 @@ int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
     va_end(ap);
     if (!s)
         return FAN_ENOMEM;
-    return fan_reply(rq, status, "text/plain; charset=utf-8", s, strlen(s));
+    return record_reply(rq, status, "text/plain; charset=utf-8", s, strlen(s), 1);
 }
 
 int fan_reply_json(fan_req *rq, int status, json_t *json)
@@ -216,6 +253,28 @@ int fan_reply_error(fan_req *rq, int status, const char *message)
 int fan_replied(const fan_req *rq)
 {
     return rq->replied;
+}
+
+int fan_response_status(const fan_req *rq)
+{
+    return rq->replied ? rq->status : 0;
+}
+
+int fan_set_status(fan_req *rq, int status)
+{
+    if (!rq->finishing)
+        return FAN_ESTATE;
+    if (status < 200 || status > 999)
+        return FAN_EINVAL;
+    rq->status = status;
+    return 0;
+}
+
+const void *fan_response_body(const fan_req *rq, size_t *len)
+{
+    if (len)
+        *len = rq->replied ? rq->out_len : 0;
+    return rq->replied ? (rq->out_body ? rq->out_body : "") : NULL;
 }
 
 typedef struct raw_write {

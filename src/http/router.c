@@ -88,7 +88,8 @@ static int child_for(node *n, const char *seg, size_t len, int last, node **out)
         if (*slot) {
             /* One parameter name per position keeps matches unambiguous. */
             const char *name = kind == 1 ? seg + 1 : "*";
-            if (strlen((*slot)->param) != strlen(name) || strncmp((*slot)->param, name, len) != 0)
+            size_t nlen = kind == 1 ? len - 1 : 1;
+            if (strlen((*slot)->param) != nlen || strncmp((*slot)->param, name, nlen) != 0)
                 return FAN_EINVAL;
             *out = *slot;
             return 0;
@@ -155,10 +156,8 @@ typedef struct walk {
     const char *names[FAN__MAX_PARAMS];
     const char *values[FAN__MAX_PARAMS];
     const node *first_match; /* first node that matched the path, for 405 */
-    const char *first_names[FAN__MAX_PARAMS];
     fan__route_match *m;
-    const char *rest; /* the raw remainder for a wildcard, decoded */
-    char **rests;     /* rests[i]: decoded path from segment i on */
+    char **rests; /* rests[i]: decoded path from segment i on */
 } walk;
 
 static void *handler_for(const node *n, const char *method)

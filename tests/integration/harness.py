@@ -21,11 +21,13 @@ SAN_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error
 class Server:
     """A fanout process listening on a free port (read from its log)."""
 
-    def __init__(self, argv, name="server"):
+    def __init__(self, argv, name="server", env=None):
+        """env: variables added to this process's environment, if any."""
         self.name = name
         self.argv = argv + ["--port", "0", "--host", "127.0.0.1"]
         self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     text=True, errors="replace")
+                                     text=True, errors="replace",
+                                     env={**os.environ, **env} if env else None)
         self.lines = []
         self.port = None
         self._ready = threading.Event()
@@ -46,6 +48,18 @@ class Server:
 
     def log(self):
         return "\n".join(self.lines)
+
+    def wait_log(self, pattern, count=1, timeout=10):
+        """Waits until `count` log lines match the regex `pattern`; returns
+        the matches, or raises AssertionError with the log on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in (re.search(pattern, l) for l in list(self.lines)) if m]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: no {count} lines match {pattern!r}\n{self.log()}")
+            time.sleep(0.02)
 
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -73,8 +87,13 @@ class Server:
         return self.proc.returncode
 
 
-def testapp(*args):
-    return Server([TESTAPP, *args], "testapp")
+def testapp(*args, env=None):
+    # fan_main() now forks one worker per CPU by default; suites written for
+    # one serving process (limits are per worker) get one worker under the
+    # master, unless they choose.
+    if not any(a == "--workers" or str(a).startswith("--workers=") for a in args):
+        args = ("--workers", "1", *args)
+    return Server([TESTAPP, *args], "testapp", env=env)
 
 
 def mock(*args):
@@ -156,6 +175,39 @@ def request(port, method="GET", path="/", headers=(), body=b"", timeout=30):
             hdrs += f"Content-Length: {len(body)}\r\n"
         s.sendall(f"{method} {path} HTTP/1.1\r\nHost: t\r\n{hdrs}\r\n".encode() + body)
         return Reader(s).read(head_request=(method == "HEAD"))
+
+
+class AppWithMock(unittest.TestCase):
+    """A test case with a mock upstream (cls.mock) and an app under test
+    (cls.app, made by the subclass's make_app()), both stopped cleanly."""
+
+    @classmethod
+    def make_app(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = mock()
+        cls.app = cls.make_app()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.app.stop()
+        finally:
+            cls.mock.stop()
+
+    def stats(self):
+        """The mock's counters: requests, completed, cancelled, in_flight."""
+        return get_json(self.mock.port, "/stats")[1]
+
+    def wait_cancelled(self, want, within=2.0):
+        """The mock's cancelled count once it reaches `want`, or after
+        `within` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and self.stats()["cancelled"] < want:
+            time.sleep(0.05)
+        return self.stats()["cancelled"]
 
 
 def get_json(port, path, timeout=30):

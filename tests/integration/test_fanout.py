@@ -41,7 +41,9 @@ class Seed(unittest.TestCase):
         self.assertLessEqual(ratio, 0.75)
 
     def test_each_call_is_logged_when_it_starts_and_finishes(self):
+        before = self.demo.log().count("Finish both requests")
         request(self.demo.port, "GET", "/")
+        self.demo.wait_log("Finish both requests", before + 1)
         log = self.demo.log()
         events = re.findall(r"(Start request \d|Finish request \d|Finish both requests)", log)
         self.assertEqual(events[-5:], ["Start request 1", "Start request 2", "Finish request 2",
@@ -91,23 +93,17 @@ class RefusedUpstream(unittest.TestCase):
             self.assertEqual(j["upstream"], "api_a")
             self.assertEqual(j["kind"], "refused")
             self.assertIn("api_a", j["error"])
-            self.assertIn("upstream api_a failed", d.log())
+            d.wait_log("upstream api_a failed")
         finally:
             d.stop()
 
 
-class Calls(unittest.TestCase):
+class Calls(harness.AppWithMock):
     """The client through the test app: error kinds, timeouts, cancellation."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.mock = mock()
-        cls.app = testapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-        cls.mock.stop()
+    def make_app(cls):
+        return testapp()
 
     def fetch(self, url, **params):
         q = "&".join(f"{k}={v}" for k, v in params.items())
@@ -115,9 +111,6 @@ class Calls(unittest.TestCase):
         status, j = get_json(self.app.port, f"/fetch?url={quote(url, safe='')}&{q}")
         self.assertEqual(status, 200)
         return j
-
-    def stats(self):
-        return get_json(self.mock.port, "/stats")[1]
 
     def test_a_response_carries_status_headers_and_body(self):
         j = self.fetch(self.mock.url("/delay?ms=0&status=201"))
@@ -160,7 +153,8 @@ class Calls(unittest.TestCase):
             c.sendall(b"SPDY/9 banana\r\n\r\n")
             c.close()
 
-        t = threading.Thread(target=garbage)
+        srv.settimeout(10)
+        t = threading.Thread(target=garbage, daemon=True)
         t.start()
         j = self.fetch(f"http://127.0.0.1:{srv.getsockname()[1]}/")
         t.join()
@@ -195,12 +189,9 @@ class Calls(unittest.TestCase):
         s.sendall(f"GET /fanout?n=3&url={url} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         time.sleep(0.3)
         s.close()
-        deadline = time.monotonic() + 2.0  # well before the 5 s delay ends
-        while time.monotonic() < deadline and self.stats()["cancelled"] < before + 3:
-            time.sleep(0.05)
-        st = self.stats()
-        self.assertEqual(st["cancelled"], before + 3)
-        self.assertEqual(st["in_flight"], 0)
+        # Within 2 s: well before the 5 s delay ends.
+        self.assertEqual(self.wait_cancelled(before + 3), before + 3)
+        self.assertEqual(self.stats()["in_flight"], 0)
 
     def test_request_deadline_cancels_its_calls(self):
         from urllib.parse import quote
@@ -212,10 +203,7 @@ class Calls(unittest.TestCase):
         self.assertEqual(status, 502)
         self.assertEqual((j["all"], j["cancelled"]), ("cancelled", "timeout"))
         self.assertLess(elapsed / 0.3, 1.5)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and self.stats()["cancelled"] < before + 2:
-            time.sleep(0.05)
-        self.assertEqual(self.stats()["cancelled"], before + 2)
+        self.assertEqual(self.wait_cancelled(before + 2), before + 2)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import unittest
 from urllib.parse import quote
 
 import harness
-from harness import get_json, mock, request
+from harness import get_json, request
 
 TASKAPP = os.environ.get("FANOUT_TASKAPP", "build/tests/taskapp")
 
@@ -29,25 +29,10 @@ def taskapp(*args):
     return harness.Server([TASKAPP, *args], "taskapp")
 
 
-class Tasks(unittest.TestCase):
+class Tasks(harness.AppWithMock):
     @classmethod
-    def setUpClass(cls):
-        cls.mock = mock()
-        cls.app = taskapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-        cls.mock.stop()
-
-    def stats(self):
-        return get_json(self.mock.port, "/stats")[1]
-
-    def wait_cancelled(self, want, within=2.0):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and self.stats()["cancelled"] < want:
-            time.sleep(0.05)
-        return self.stats()["cancelled"]
+    def make_app(cls):
+        return taskapp()
 
     def test_1000_concurrent_requests_each_see_only_their_own_store(self):
         # 1000 connections, every request sent before any answer is read: all

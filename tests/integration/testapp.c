@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <fanout.h>
 
@@ -82,7 +83,7 @@ static json_t *call_json(fan_call *c)
     return j;
 }
 
-/* One call: ?url=&timeout=ms&max=bytes&method=&body= */
+/* One call: ?url=&timeout=ms&max=bytes&method=&body=&header=Name:%20value */
 static void fetch(fan_req *rq)
 {
     const char *url = fan_query(rq, "url");
@@ -91,7 +92,11 @@ static void fetch(fan_req *rq)
         fan_reply_error(rq, 400, "url is required");
         return;
     }
+    const char **headers = fan_alloc(rq, 2 * sizeof *headers);
+    headers[0] = fan_query(rq, "header");
+    headers[1] = NULL;
     fan_call_opts o = {
+        .headers = headers[0] ? headers : NULL,
         .method = fan_query(rq, "method"),
         .timeout_ms = (unsigned)fan_query_long(rq, "timeout", 0, NULL),
         .max_body_bytes = (size_t)fan_query_long(rq, "max", 0, NULL),
@@ -140,6 +145,266 @@ static void big(fan_req *rq)
     fan_reply(rq, 200, "text/plain", b, (size_t)n);
 }
 
+/* The process serving the request (a worker, under fan_main()'s master),
+ * with the "greeting" setting the reload hook maintains, after ?ms=N. */
+static void pid_view(fan_req *rq)
+{
+    long ms = fan_query_long(rq, "ms", 0, NULL);
+    if (ms > 0 && fan_sleep(rq, (unsigned)ms) != 0)
+        return;
+    const char *greeting = fan_config_str(rq, "greeting");
+    fan_reply_json(rq, 200, json_pack("{s:I, s:s?}", "pid", (json_int_t)getpid(), "greeting",
+                                      greeting));
+}
+
+/* Reload hook: the "greeting" setting is the first line of the file named by
+ * FANOUT_TEST_RELOAD_FILE. A missing or empty file fails the reload and
+ * leaves the setting alone. */
+static int reload_greeting(fan_app *app, void *arg)
+{
+    (void)arg;
+    const char *path = getenv("FANOUT_TEST_RELOAD_FILE");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    char line[256] = "";
+    int ok = f && fgets(line, sizeof line, f) != NULL;
+    if (f)
+        fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!ok || !line[0]) {
+        fan_log(FAN_LOG_ERROR, "reload: cannot read a greeting from %s", path ? path : "(unset)");
+        return -1;
+    }
+    return fan_app_set(app, "greeting", line);
+}
+
+/* ---- The application context: configuration, sessions, hooks, helpers.
+ * Every route below is under /app/, and so is what the hooks and error
+ * handlers do, so that the other suites see the server unchanged. */
+
+static fan_app *the_app; /* for /app/reload, which needs the app writable */
+static int private_runs;  /* how often the /app/private handler ran */
+
+static int is_app_path(fan_req *rq)
+{
+    return strncmp(fan_path(rq), "/app/", 5) == 0;
+}
+
+/* The declared keys' values, read as their types. */
+static void app_config(fan_req *rq)
+{
+    json_t *tags = json_array();
+    const char *t;
+    for (size_t i = 0; (t = fan_config_strings(rq, "app.tags", i)); i++)
+        json_array_append_new(tags, json_string(t));
+    fan_reply_json(rq, 200, json_pack("{s:s?, s:I, s:f, s:b, s:o, s:s?, s:s?}", "greeting",
+                                      fan_config_str(rq, "app.greeting"), "limit",
+                                      (json_int_t)fan_config_int(rq, "app.limit"), "ratio",
+                                      fan_config_double(rq, "app.ratio"), "debug",
+                                      fan_config_bool(rq, "app.debug"), "tags", tags, "limit_text",
+                                      fan_config_str(rq, "app.limit"), "setting",
+                                      fan_config_str(rq, "plain")));
+}
+
+/* Re-reads the configuration file; reports the outcome and the greeting. */
+static void app_reload(fan_req *rq)
+{
+    int rc = fan_app_reload_config(the_app);
+    fan_reply_json(rq, 200, json_pack("{s:s, s:s?}", "rc", fan_errname(rc), "error",
+                                      rc ? fan_app_config_error(the_app) : NULL));
+}
+
+/* ?op=get|set|delete|clear&key=&value= (set with ?size=N: N 'x's). */
+static void app_session(fan_req *rq)
+{
+    const char *op = fan_query(rq, "op"), *key = fan_query(rq, "key");
+    const char *value = fan_query(rq, "value");
+    long size = fan_query_long(rq, "size", 0, NULL);
+    int rc = 0;
+    if (size > 0 && size < 1000000) {
+        char *v = fan_alloc(rq, (size_t)size + 1);
+        memset(v, 'x', (size_t)size);
+        v[size] = '\0';
+        value = v;
+    }
+    if (op && strcmp(op, "set") == 0)
+        rc = fan_session_set(rq, key, value ? value : "");
+    else if (op && strcmp(op, "delete") == 0)
+        rc = fan_session_delete(rq, key);
+    else if (op && strcmp(op, "clear") == 0)
+        rc = fan_session_clear(rq);
+    const char *now = key ? fan_session_get(rq, key) : NULL;
+    fan_reply_json(rq, 200, json_pack("{s:s, s:s?}", "rc", fan_errname(rc), "value", now));
+}
+
+/* Appends `what` to the request's trace of who ran (/app/ requests only). */
+static void trace(fan_req *rq, const char *what)
+{
+    if (!is_app_path(rq))
+        return;
+    const char *before = fan_store_get(rq, "trace");
+    fan_store_set(rq, "trace", fan_sprintf(rq, "%s%s%s", before ? before : "", before ? "," : "",
+                                           what), NULL);
+}
+
+/* Before-request hooks: /app/private/ needs an X-Token header; X-Hook-Sleep
+ * makes the hook await first, as hooks run in the handler's coroutine. */
+static void require_token(fan_req *rq)
+{
+    trace(rq, "before1");
+    if (fan_header(rq, "X-Hook-Sleep"))
+        fan_sleep(rq, 20);
+    if (strncmp(fan_path(rq), "/app/private/", 13) == 0 && !fan_header(rq, "X-Token"))
+        fan_reply_error(rq, 401, "an X-Token header is required");
+}
+
+static void second_before_hook(fan_req *rq)
+{
+    trace(rq, "before2");
+}
+
+/* A handler that takes part in the trace. */
+static void app_order(fan_req *rq)
+{
+    trace(rq, "handler");
+    fan_reply(rq, 200, "text/plain", "ok", 2);
+}
+
+/* Writes the session from a child task, then answers from the handler. */
+static int session_task(fan_req *rq, void *arg)
+{
+    (void)arg;
+    return fan_session_set(rq, "from", "task");
+}
+
+static void app_session_task(fan_req *rq)
+{
+    int rc = fan_task_await(rq, fan_spawn(rq, session_task, NULL));
+    fan_reply_json(rq, 200, json_pack("{s:s}", "rc", fan_errname(rc)));
+}
+
+static void app_private(fan_req *rq)
+{
+    private_runs++;
+    fan_reply_json(rq, 200, json_pack("{s:i}", "runs", private_runs));
+}
+
+/* After-request hook: reports the status it saw; ?after_status=N changes it. */
+static void tag_response(fan_req *rq)
+{
+    if (!is_app_path(rq))
+        return;
+    trace(rq, "after1");
+    fan_set_header(rq, "X-App-After", fan_sprintf(rq, "%d", fan_response_status(rq)));
+    long status = fan_query_long(rq, "after_status", 0, NULL);
+    if (status)
+        fan_set_status(rq, (int)status);
+}
+
+/* The second after-request hook: reports the trace in X-Hook-Order. */
+static void report_trace(fan_req *rq)
+{
+    trace(rq, "after2");
+    const char *t = fan_store_get(rq, "trace");
+    if (t)
+        fan_set_header(rq, "X-Hook-Order", t);
+}
+
+/* Error handler of 404 and 500 under /app/; as the fallback of every other
+ * status >= 400, it acts only on 418 (the other errors keep their JSON). */
+static void app_error(fan_req *rq)
+{
+    int status = fan_response_status(rq);
+    if (!is_app_path(rq) || (status != 404 && status != 500 && status != 418))
+        return;
+    trace(rq, "error");
+    size_t len;
+    const char *body = fan_response_body(rq, &len);
+    fan_reply_printf(rq, status, "custom %d for %s (was %.*s)", status, fan_path(rq), (int)len,
+                     body);
+}
+
+static void app_noreply(fan_req *rq)
+{
+    (void)rq;
+}
+
+static void app_teapot(fan_req *rq)
+{
+    fan_reply_error(rq, 418, "short and stout");
+}
+
+static void app_cookie(fan_req *rq)
+{
+    fan_reply_json(rq, 200, json_pack("{s:s?}", "value", fan_cookie(rq, fan_query(rq, "name"))));
+}
+
+/* ?name=&value=&path=&domain=&max_age=&secure=1&httponly=1&samesite= */
+static void app_set_cookie(fan_req *rq)
+{
+    fan_cookie_opts o = {
+        .path = fan_query(rq, "path"),
+        .domain = fan_query(rq, "domain"),
+        .max_age = fan_query_long(rq, "max_age", 0, NULL),
+        .secure = fan_query(rq, "secure") != NULL,
+        .http_only = fan_query(rq, "httponly") != NULL,
+        .same_site = fan_query(rq, "samesite"),
+    };
+    int rc = fan_set_cookie(rq, fan_query(rq, "name"), fan_query(rq, "value"), &o);
+    fan_reply_json(rq, 200, json_pack("{s:s}", "rc", fan_errname(rc)));
+}
+
+static void app_form(fan_req *rq)
+{
+    fan_reply_json(rq, 200, json_pack("{s:s?, s:s?, s:s?}", "name", fan_form(rq, "name"), "empty",
+                                      fan_form(rq, "empty"), "missing", fan_form(rq, "missing")));
+}
+
+static void app_json(fan_req *rq)
+{
+    json_t *j = fan_require_json(rq);
+    if (!j)
+        return;
+    fan_reply_json(rq, 200, json_pack("{s:O}", "got", j));
+}
+
+static void app_redirect(fan_req *rq)
+{
+    int rc = fan_redirect(rq, (int)fan_query_long(rq, "status", 302, NULL), fan_query(rq, "to"));
+    if (rc != 0)
+        fan_reply_json(rq, 400, json_pack("{s:s}", "rc", fan_errname(rc)));
+}
+
+/* Declares the configuration and adds the routes and hooks above. */
+static void app_context_routes(fan_app *app)
+{
+    the_app = app;
+    fan_config_declare(app, "app.greeting", FAN_CONFIG_STRING, "hello");
+    fan_config_declare(app, "app.limit", FAN_CONFIG_INT, "10");
+    fan_config_declare(app, "app.ratio", FAN_CONFIG_DOUBLE, "0.5");
+    fan_config_declare(app, "app.debug", FAN_CONFIG_BOOL, "false");
+    fan_config_declare(app, "app.tags", FAN_CONFIG_STRINGS, NULL);
+    fan_route(app, "GET", "/app/config", app_config);
+    fan_route(app, "GET", "/app/reload", app_reload);
+    fan_route(app, "GET", "/app/session", app_session);
+    fan_route(app, "GET", "/app/private/data", app_private);
+    fan_route(app, "GET", "/app/noreply", app_noreply);
+    fan_route(app, "GET", "/app/cookie", app_cookie);
+    fan_route(app, "GET", "/app/setcookie", app_set_cookie);
+    fan_route(app, "POST", "/app/form", app_form);
+    fan_route(app, "POST", "/app/json", app_json);
+    fan_route(app, "GET", "/app/redirect", app_redirect);
+    fan_route(app, "GET", "/app/order", app_order);
+    fan_route(app, "GET", "/app/session_task", app_session_task);
+    fan_before_request(app, require_token);
+    fan_before_request(app, second_before_hook);
+    fan_after_request(app, tag_response);
+    fan_after_request(app, report_trace);
+    fan_route(app, "GET", "/app/teapot", app_teapot);
+    fan_error_handler(app, 404, app_error);
+    fan_error_handler(app, 500, app_error);
+    fan_error_handler(app, 0, app_error);
+}
+
 int main(int argc, char **argv)
 {
     fan_app *app = fan_app_new();
@@ -154,6 +419,9 @@ int main(int argc, char **argv)
     fan_route(app, "GET", "/fetch", fetch);
     fan_route(app, "GET", "/fanout", fanout_view);
     fan_route(app, "GET", "/big", big);
+    fan_route(app, "GET", "/pid", pid_view);
+    app_context_routes(app);
+    fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);
     return rc;

@@ -134,6 +134,20 @@ static void backtracks_from_a_literal_dead_end_to_a_parameter(void **state)
     fan__router_free(r);
 }
 
+static void routes_share_a_parameter_in_the_middle_of_the_path(void **state)
+{
+    fan__router *r = make();
+    assert_int_equal(fan__router_add(r, "POST", "/users/:id/posts/:post", &h1), 0);
+    assert_int_equal(fan__router_add(r, "GET", "/users/:id/posts", &h3), 0);
+    fan__route_match m;
+    match(r, "POST", "/users/7/posts/9", &m);
+    assert_ptr_equal(m.handler, &h1);
+    assert_int_equal(m.nparams, 2);
+    assert_string_equal(m.values[0], "7");
+    assert_string_equal(m.values[1], "9");
+    fan__router_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +159,7 @@ int main(void)
         cmocka_unit_test(any_method_route_matches_every_method),
         cmocka_unit_test(bad_patterns_and_duplicates_are_rejected),
         cmocka_unit_test(backtracks_from_a_literal_dead_end_to_a_parameter),
+        cmocka_unit_test(routes_share_a_parameter_in_the_middle_of_the_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,174 @@
+/* The application context, internal to libfanout: the configuration store,
+ * the per-request context of the app layer (pinned configuration, session,
+ * parsed cookies and JSON body), hooks, and the signed-cookie codec. The
+ * public contract is include/fanout.h. */
+#ifndef FAN_APP_APP_H
+#define FAN_APP_APP_H
+
+#include <stddef.h>
+
+#include "http/http.h"
+
+/* ------------------------------------------------------------------------ */
+/* Configuration (config.c, config_parse.c)                                 */
+/* ------------------------------------------------------------------------ */
+
+/* One declared key. */
+typedef struct fan__decl {
+    char *key;
+    char *env;            /* its override variable: FANOUT_SECTION_KEY */
+    fan_config_type type;
+    json_t *def;          /* the default, or NULL for none */
+} fan__decl;
+
+/* An immutable view of every value: what a request reads. A request pins
+ * the snapshot it first read, so a reload never changes (or frees) values
+ * under a running handler. */
+typedef struct fan__snap {
+    unsigned refs;
+    json_t *values;       /* key -> typed value (settings are strings) */
+    json_t *texts;        /* key -> the value as text, for fan_config_str() */
+} fan__snap;
+
+/* The layers of the configuration, lowest priority first: declared
+ * defaults, the file, FANOUT_* variables, then fan_app_set()/--set (kept in
+ * app->settings as text). */
+typedef struct fan__config {
+    fan__decl *decls;
+    size_t ndecls, cap;
+    json_t *file;         /* key -> value read from the file, checked */
+    json_t *env;          /* key -> value parsed from the environment */
+    char *path;           /* the file loaded, re-read by fan_app_reload_config() */
+    char *error;          /* the last error message, or NULL */
+    fan__snap *snap;      /* the current values */
+} fan__config;
+
+/* Creates the store and declares the library's own keys (session.*). Returns
+ * 0 or FAN_ENOMEM; a bad environment override is recorded as the config
+ * error, not returned, so that fan_main() can refuse to start. */
+int fan__config_init(fan_app *app);
+void fan__config_free(fan__config *cfg);
+
+/* The declaration of `key`, or NULL. */
+const fan__decl *fan__config_decl(const fan__config *cfg, const char *key);
+
+/* Logs an error of the configuration, and keeps it as the configuration
+ * error unless one is kept already (the first error of a load is the one to
+ * show). */
+void fan__config_fail(fan__config *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Rebuilds the current snapshot from the layers. Returns 0 or FAN_ENOMEM
+ * (the old snapshot is then kept). */
+int fan__config_rebuild(fan_app *app);
+
+/* The value of `key` in the app's current snapshot (borrowed), or NULL. */
+json_t *fan__config_get(const fan_app *app, const char *key);
+
+void fan__snap_release(fan__snap *s);
+
+/* Parses the text of an override or a default as `type`. Returns a new
+ * reference, or NULL with a description of the problem in `why`. */
+json_t *fan__config_parse_text(fan_config_type type, const char *text, char *why, size_t whylen);
+
+/* `v` as a value of `type` (a new reference; integers become reals for
+ * FAN_CONFIG_DOUBLE), or NULL when it does not fit, with `why` saying what
+ * was expected and what was found. */
+json_t *fan__config_coerce(fan_config_type type, json_t *v, char *why, size_t whylen);
+
+/* Reads a configuration file into a flat object (key -> value) of declared
+ * keys with the right types. Returns it, or NULL after logging every error
+ * and recording the first one, with *rc set to FAN_EINVAL (syntax, unknown
+ * key, type), FAN_EIO (unreadable) or FAN_ENOMEM. */
+json_t *fan__config_read_file(fan__config *cfg, const char *path, int *rc);
+
+/* Reads the FANOUT_* override of every declared key (or of `only`, if not
+ * NULL) into `into`. Returns 0, or FAN_EINVAL after logging and recording
+ * every bad value. */
+int fan__config_read_env(fan__config *cfg, json_t *into, const fan__decl *only);
+
+/* The variable that overrides `key`: "FANOUT_" and the key in upper case,
+ * with '.' and '-' written '_'. Malloc'ed; NULL when out of memory. */
+char *fan__config_env_name(const char *key);
+
+/* ------------------------------------------------------------------------ */
+/* The app layer's per-request state (context.c)                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fan__session {
+    json_t *data;         /* object of strings; NULL until loaded */
+    char *set_cookie;     /* the Set-Cookie value to send, once changed */
+    int changed;
+    int incoming;         /* the client sent a session cookie, valid or not */
+} fan__session;
+
+typedef struct fan__reqctx {
+    fan__snap *config;    /* pinned at the first configuration read */
+    fan__session session;
+    fan__header *cookies; /* parsed Cookie headers, NULL until parsed */
+    unsigned ncookies;
+    int cookies_parsed;
+    json_t *json;         /* the parsed JSON body */
+    json_error_t json_error;
+    int json_parsed;
+} fan__reqctx;
+
+/* The request's app-layer state, created on first use and freed with the
+ * request. NULL when out of memory. Requests are never really const: the
+ * accessors that take a const fan_req still cache what they parse. */
+fan__reqctx *fan__ctx(const fan_req *rq);
+
+/* The configuration snapshot of the request (pinned on first use), or the
+ * app's current one when out of memory. Never NULL. */
+fan__snap *fan__req_config(const fan_req *rq);
+
+/* Formats a Set-Cookie value into the request's arena (helpers.c). Returns
+ * 0, FAN_EINVAL for a bad name, value or attribute, or FAN_ENOMEM. */
+int fan__cookie_format(fan_req *rq, const char *name, const char *value,
+                       const fan_cookie_opts *opts, char **out);
+
+/* Frees the hook lists of the app (hooks.c). */
+void fan__hooks_free(fan_app *app);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions (session.c) and signed values (signed.c)                        */
+/* ------------------------------------------------------------------------ */
+
+/* Sets the Set-Cookie header if the session changed. */
+void fan__session_commit(fan_req *rq);
+
+/* The length of the unpadded base64url encoding of n bytes. */
+size_t fan__b64url_len(size_t n);
+
+/* Encodes n bytes as unpadded base64url into out (fan__b64url_len(n) + 1
+ * bytes, NUL-terminated). */
+void fan__b64url_encode(const void *in, size_t n, char *out);
+
+/* Decodes unpadded base64url text of length n into out (at least n * 3 / 4
+ * bytes). Returns the decoded length, or -1 for a character outside the
+ * alphabet, padding, an impossible length or non-zero trailing bits (so each
+ * value has exactly one encoding). */
+long fan__b64url_decode(const char *in, size_t n, unsigned char *out);
+
+enum {
+    FAN__SIGNED_OK = 0,
+    FAN__SIGNED_MALFORMED = -1, /* not three base64url parts of the right sizes */
+    FAN__SIGNED_FORGED = -2,    /* the signature matches no secret */
+    FAN__SIGNED_EXPIRED = -3,   /* signed, but its expiry has passed */
+};
+
+/* Signs `payload` valid until `expires` (Unix seconds) with `secret`:
+ * base64url(payload) "." base64url(expiry in decimal) "." base64url(HMAC).
+ * Returns a malloc'ed string, or NULL when out of memory. */
+char *fan__signed_encode(const char *payload, size_t len, long long expires, const char *secret);
+
+/* Verifies `value` against every secret and its expiry against `now`.
+ * Returns FAN__SIGNED_OK with the payload in *payload (malloc'ed,
+ * NUL-terminated) and its length in *len, or one of the FAN__SIGNED_*
+ * errors. */
+int fan__signed_decode(const char *value, const char *const *secrets, size_t nsecrets,
+                       long long now, char **payload, size_t *len);
+
+/* A short description of a FAN__SIGNED_* error, for logs. */
+const char *fan__signed_strerror(int rc);
+
+#endif
