@@ -81,9 +81,11 @@ int cmd_demo(int argc, char **argv)
             got = fan_app_option(app, argc, argv, &i);
         if (got == 0)
             fprintf(stderr, "fanout demo: unknown option '%s' (see --help)\n", argv[i]);
-        if (got <= 0)
-            rc = 2;
+        if (got <= 0) /* a configuration that cannot be used is not a usage error */
+            rc = got < 0 && fan_app_config_error(app) ? 1 : 2;
     }
+    if (rc == 0 && fan_app_config_error(app))
+        rc = 1; /* e.g. a bad FANOUT_* variable, logged when it was read */
     if (rc == 0 && (start_mock(app, mock) != 0 || fan_app_listen(app, NULL) != 0))
         rc = 1;
     if (rc == 0)

@@ -15,7 +15,7 @@
 
 #include "client/client.h"
 
-#define IDLE_MAX 256           /* idle connections kept per host */
+#define IDLE_MAX 4096          /* idle connections kept per host */
 #define IDLE_TIMEOUT_MS 30000  /* an idle pooled connection is closed after it */
 
 typedef struct pool pool;
@@ -62,6 +62,7 @@ struct pool {
     int dead;              /* dropped at shutdown while resolving */
     uv_getaddrinfo_t *resolving;
     fan__list idle;
+    unsigned nidle;
     fan__list waiting;
     pool *next;
 };
@@ -102,12 +103,21 @@ static void conn_closed(uv_handle_t *h)
     free(conn);
 }
 
+/* Takes a connection out of its pool's idle list, if it is there. */
+static void unidle(lconn *conn)
+{
+    if (!fan__list_empty(&conn->link)) {
+        fan__list_remove(&conn->link);
+        conn->pool->nidle--;
+    }
+}
+
 static void conn_close(lconn *conn)
 {
     if (conn->closing)
         return;
     conn->closing = 1;
-    fan__list_remove(&conn->link);
+    unidle(conn);
     uv_close((uv_handle_t *)&conn->tcp, conn_closed);
 }
 
@@ -139,13 +149,11 @@ static void conn_release(lconn *conn, int reusable)
         conn_close(conn);
         return;
     }
-    unsigned n = 0;
-    fan__list *pos;
-    fan__list_each(pos, &conn->pool->idle) n++;
-    if (n >= IDLE_MAX) {
+    if (conn->pool->nidle >= IDLE_MAX) {
         conn_close(conn);
         return;
     }
+    conn->pool->nidle++;
     conn->reused = 1;
     conn->idle_since = uv_now(fan__srv()->loop);
     fan__list_push(&conn->pool->idle, &conn->link);
@@ -431,7 +439,7 @@ static void dispatch(lcall *lc)
     pool *p = lc->pool;
     if (!fan__list_empty(&p->idle)) {
         lconn *conn = fan__container_of(p->idle.prev, lconn, link); /* the warmest */
-        fan__list_remove(&conn->link);
+        unidle(conn);
         send_request(lc, conn);
         return;
     }

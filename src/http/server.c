@@ -76,7 +76,7 @@ static int listener_start(fan__listener *l, int rc, const char *host, int port)
 {
     fan__server *srv = fan__srv();
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        rc = uv_listen((uv_stream_t *)&l->tcp, FAN__LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         fan_log(FAN_LOG_ERROR, "cannot listen on %s:%d: %s", host, port, uv_strerror(rc));
         uv_close((uv_handle_t *)&l->tcp, listener_closed);

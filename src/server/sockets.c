@@ -45,7 +45,7 @@ static int open_one(const char *host, int *port)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
         (ss.ss_family == AF_INET6 && /* dual-stack, as libuv binds */
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
-        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 511) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, FAN__LISTEN_BACKLOG) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         int e = errno;
         if (fd >= 0)

@@ -236,11 +236,14 @@ class Sessions(unittest.TestCase):
         [header] = set_cookies(r)
         self.assertTrue(header.startswith(f"{COOKIE}=; Path=/; Max-Age=0;"), header)
 
-    def test_a_child_task_writes_the_session_of_its_request(self):
-        r = get(self.port, "/app/session_task")
+    def test_a_child_task_reads_config_and_session_and_writes_the_session(self):
+        cookie = session_cookie(self.session("op=set&key=user&value=alice"))
+        r = get(self.port, "/app/session_task", [("Cookie", f"{COOKIE}={cookie}")])
         self.assertEqual(r.json()["rc"], "ok")
+        # The task's write lands in this response's cookie.
         r = self.session("key=from", session_cookie(r))
-        self.assertEqual(r.json()["value"], "task")
+        greeting = get(self.port, "/app/config").json()["greeting"]
+        self.assertEqual(r.json()["value"], f"task:{greeting}:alice")
 
     def test_deleting_an_absent_key_sends_no_cookie(self):
         self.assertEqual(set_cookies(self.session("op=delete&key=nothing")), [])

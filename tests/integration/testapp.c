@@ -269,11 +269,15 @@ static void app_order(fan_req *rq)
     fan_reply(rq, 200, "text/plain", "ok", 2);
 }
 
-/* Writes the session from a child task, then answers from the handler. */
+/* A child task reads the configuration and the session of its request and
+ * writes the session; the handler answers after it. */
 static int session_task(fan_req *rq, void *arg)
 {
     (void)arg;
-    return fan_session_set(rq, "from", "task");
+    const char *user = fan_session_get(rq, "user");
+    return fan_session_set(rq, "from", fan_sprintf(rq, "task:%s:%s",
+                                                   fan_config_str(rq, "app.greeting"),
+                                                   user ? user : "-"));
 }
 
 static void app_session_task(fan_req *rq)
