@@ -38,8 +38,8 @@ run_suite() {
     failed=$((failed + fails))
 }
 
-run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
-run_suite build-asan -DFANOUT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_TESTS=ON
+run_suite build-asan -DFANOUT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DFANOUT_TESTS=ON
 echo
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
