@@ -391,40 +391,41 @@ const char *fan_config_str(const fan_req *rq, const char *key)
     return text;
 }
 
-long long fan_config_int(const fan_req *rq, const char *key)
+/* The value of `key` as `type`: the stored JSON when it already has that
+ * type, else its text parsed as the type (a setting given as text). A new
+ * reference, or NULL when there is none or it does not parse. */
+static json_t *typed_value(const fan_req *rq, const char *key, fan_config_type type)
 {
     const char *text;
     json_t *v = req_value(rq, key, &text);
-    if (json_is_integer(v))
-        return json_integer_value(v);
+    int ok = type == FAN_CONFIG_INT      ? json_is_integer(v)
+             : type == FAN_CONFIG_DOUBLE ? json_is_number(v)
+                                         : json_is_boolean(v);
+    if (ok)
+        return json_incref(v);
     char why[64];
-    json_t *n = text ? fan__config_parse_text(FAN_CONFIG_INT, text, why, sizeof why) : NULL;
-    long long r = n ? json_integer_value(n) : 0;
+    return text ? fan__config_parse_text(type, text, why, sizeof why) : NULL;
+}
+
+long long fan_config_int(const fan_req *rq, const char *key)
+{
+    json_t *n = typed_value(rq, key, FAN_CONFIG_INT);
+    long long r = json_integer_value(n);
     json_decref(n);
     return r;
 }
 
 double fan_config_double(const fan_req *rq, const char *key)
 {
-    const char *text;
-    json_t *v = req_value(rq, key, &text);
-    if (json_is_number(v))
-        return json_number_value(v);
-    char why[64];
-    json_t *n = text ? fan__config_parse_text(FAN_CONFIG_DOUBLE, text, why, sizeof why) : NULL;
-    double r = n ? json_number_value(n) : 0.0;
+    json_t *n = typed_value(rq, key, FAN_CONFIG_DOUBLE);
+    double r = json_number_value(n);
     json_decref(n);
     return r;
 }
 
 int fan_config_bool(const fan_req *rq, const char *key)
 {
-    const char *text;
-    json_t *v = req_value(rq, key, &text);
-    if (json_is_boolean(v))
-        return json_is_true(v);
-    char why[64];
-    json_t *b = text ? fan__config_parse_text(FAN_CONFIG_BOOL, text, why, sizeof why) : NULL;
+    json_t *b = typed_value(rq, key, FAN_CONFIG_BOOL);
     int r = json_is_true(b);
     json_decref(b);
     return r;

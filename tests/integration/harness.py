@@ -87,6 +87,15 @@ class Server:
         return self.proc.returncode
 
 
+def closed_port():
+    """A loopback port with nothing listening on it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def testapp(*args, env=None):
     # fan_main() now forks one worker per CPU by default; suites written for
     # one serving process (limits are per worker) get one worker under the

@@ -229,10 +229,7 @@ class ClientSuite:
         self.assertLess((time.monotonic() - t0) / 0.3, 2.0)
 
     def test_refused_connection(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = harness.closed_port()
         status, j = get_json(self.app.port, f"/fetch?url={quote(f'http://127.0.0.1:{port}/', safe='')}")
         self.assertEqual(j["error"], "refused")
 

@@ -1,7 +1,6 @@
 """The examples, run as a user would: examples/dashboard against the mock."""
 import json
 import os
-import socket
 import tempfile
 import unittest
 
@@ -9,14 +8,6 @@ import harness
 from harness import request
 
 EXAMPLES = os.environ.get("FANOUT_EXAMPLES", "build/examples")
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Dashboard(harness.AppWithMock):
@@ -73,7 +64,7 @@ class Dashboard(harness.AppWithMock):
         self.assertGreater(j["elapsed"] / 0.3, 0.95)
 
     def test_a_failing_optional_api_gives_a_partial_answer(self):
-        srv = self.dashboard(FANOUT_DASHBOARD_RECOMMENDATIONS_URL=f"http://127.0.0.1:{closed_port()}/")
+        srv = self.dashboard(FANOUT_DASHBOARD_RECOMMENDATIONS_URL=f"http://127.0.0.1:{harness.closed_port()}/")
         try:
             r = request(srv.port, "GET", "/dashboard", self.login(srv.port))
             self.assertEqual(r.status, 200)
@@ -86,7 +77,7 @@ class Dashboard(harness.AppWithMock):
 
     def test_a_failing_required_api_is_a_502_and_cancels_the_other(self):
         before = self.stats()["cancelled"]
-        srv = self.dashboard(FANOUT_DASHBOARD_TOKEN_URL=f"http://127.0.0.1:{closed_port()}/")
+        srv = self.dashboard(FANOUT_DASHBOARD_TOKEN_URL=f"http://127.0.0.1:{harness.closed_port()}/")
         try:
             r = request(srv.port, "GET", "/dashboard", self.login(srv.port))
             self.assertEqual(r.status, 502)

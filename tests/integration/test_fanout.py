@@ -10,15 +10,6 @@ import harness
 from harness import demo, get_json, mock, request, testapp
 
 
-def closed_port():
-    """A loopback port with nothing listening on it."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Seed(unittest.TestCase):
     """`fanout demo`: API A takes 2000 ms, API B 1000 ms, called concurrently."""
 
@@ -85,7 +76,7 @@ class Seed(unittest.TestCase):
 
 class RefusedUpstream(unittest.TestCase):
     def test_demo_answers_502_naming_the_refused_upstream(self):
-        d = demo("--api-a", f"http://127.0.0.1:{closed_port()}")
+        d = demo("--api-a", f"http://127.0.0.1:{harness.closed_port()}")
         try:
             r = request(d.port, "GET", "/")
             self.assertEqual(r.status, 502)
@@ -119,7 +110,7 @@ class Calls(harness.AppWithMock):
         self.assertIsInstance(j["value"], float)
 
     def test_handler_sees_refused(self):
-        j = self.fetch(f"http://127.0.0.1:{closed_port()}/")
+        j = self.fetch(f"http://127.0.0.1:{harness.closed_port()}/")
         self.assertEqual(j["error"], "refused")
         self.assertEqual(j["status"], 0)
 
