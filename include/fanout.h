@@ -296,8 +296,9 @@ int fan_defer(fan_req *rq, void (*fn)(void *arg), void *arg);
  * memory. */
 char *fan_sprintf(fan_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Seconds on a monotonic clock (the loop's cached time, refreshed on each
- * iteration, in ms resolution), like Python's time.perf_counter(). */
+/* Seconds on a monotonic clock with sub-microsecond resolution, like
+ * Python's time.perf_counter(). Only differences between two values mean
+ * something. Thread-safe; can't fail. */
 double fan_now(void);
 
 /* Suspends the calling handler for `ms` milliseconds without blocking anything

@@ -13,67 +13,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client/client.h"
+#include "client/lean.h"
 
 #define IDLE_MAX 4096          /* idle connections kept per host */
 #define IDLE_TIMEOUT_MS 30000  /* an idle pooled connection is closed after it */
 
-typedef struct pool pool;
-typedef struct lcall lcall;
-
-typedef struct lconn {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    llhttp_t parser;
-    pool *pool;
-    lcall *lc;             /* the call it serves, NULL when idle */
-    fan__list link;        /* pool->idle while idle */
-    fan__buf field, value; /* a response header being assembled */
-    uint64_t idle_since;
-    int reused;            /* it served a response before this call */
-    int got_bytes;         /* response bytes arrived for the current call */
-    int complete;          /* the current response is complete */
-    int broken;            /* not reusable whatever the response said */
-    int closing;
-} lconn;
-
-struct lcall {
-    fan_call *call;
-    lconn *conn;
-    pool *pool;
-    uv_timer_t timer;      /* connect, then total timeout */
-    fan__list link;        /* pool->waiting while the host is being resolved */
-    size_t head_len;
-    int head_method;       /* a HEAD request: the response has no body */
-    int idempotent;
-    int retried;
-    int error;             /* set by a parser callback that aborts */
-    char head[];           /* the serialized request line and headers */
-};
-
-struct pool {
-    char *authority;       /* the URL's "host:port", the pool's key */
-    char *host;            /* for the socket address (IPv6 without brackets) */
-    char *hostport;        /* for the Host header */
-    int port;
-    struct sockaddr_storage addr;
-    int resolved;
-    int dead;              /* dropped at shutdown while resolving */
-    uv_getaddrinfo_t *resolving;
-    fan__list idle;
-    unsigned nidle;
-    fan__list waiting;
-    pool *next;
-};
-
-typedef struct lean_state {
-    pool *pools;
-    uv_timer_t sweep;      /* closes connections idle too long */
-    int sweeping;
-} lean_state;
-
-static _Thread_local lean_state *state;
+_Thread_local lean_state *fan__lean;
 
 static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void send_request(lcall *lc, lconn *conn);
@@ -81,11 +26,11 @@ static void start_connect(lcall *lc);
 
 static lean_state *get_state(void)
 {
-    if (!state && (state = calloc(1, sizeof *state))) {
-        uv_timer_init(fan__srv()->loop, &state->sweep);
-        state->sweep.data = state;
+    if (!fan__lean && (fan__lean = calloc(1, sizeof *fan__lean))) {
+        uv_timer_init(fan__srv()->loop, &fan__lean->sweep);
+        fan__lean->sweep.data = fan__lean;
     }
-    return state;
+    return fan__lean;
 }
 
 static void free_data(uv_handle_t *h)
@@ -125,7 +70,7 @@ static void sweep_idle(uv_timer_t *t)
 {
     uint64_t now = uv_now(t->loop);
     int left = 0;
-    for (pool *p = state->pools; p; p = p->next) {
+    for (pool *p = fan__lean->pools; p; p = p->next) {
         fan__list *pos = p->idle.next;
         while (pos != &p->idle) {
             lconn *conn = fan__container_of(pos, lconn, link);
@@ -138,7 +83,7 @@ static void sweep_idle(uv_timer_t *t)
     }
     if (!left) {
         uv_timer_stop(t);
-        state->sweeping = 0;
+        fan__lean->sweeping = 0;
     }
 }
 
@@ -157,10 +102,10 @@ static void conn_release(lconn *conn, int reusable)
     conn->reused = 1;
     conn->idle_since = uv_now(fan__srv()->loop);
     fan__list_push(&conn->pool->idle, &conn->link);
-    if (!state->sweeping) {
-        state->sweeping = 1;
-        uv_timer_start(&state->sweep, sweep_idle, IDLE_TIMEOUT_MS, IDLE_TIMEOUT_MS);
-        uv_unref((uv_handle_t *)&state->sweep);
+    if (!fan__lean->sweeping) {
+        fan__lean->sweeping = 1;
+        uv_timer_start(&fan__lean->sweep, sweep_idle, IDLE_TIMEOUT_MS, IDLE_TIMEOUT_MS);
+        uv_unref((uv_handle_t *)&fan__lean->sweep);
     }
 }
 
@@ -173,7 +118,7 @@ static void lcall_closed(uv_handle_t *h)
 
 /* Ends the call with `error`. The connection goes back to the pool only after
  * a complete response on a keep-alive connection. */
-static void finish(lcall *lc, int error)
+void fan__lean_finish(lcall *lc, int error)
 {
     fan_call *c = lc->call;
     lconn *conn = lc->conn;
@@ -191,7 +136,7 @@ static void finish(lcall *lc, int error)
 
 static void timed_out(uv_timer_t *t)
 {
-    finish(t->data, FAN_ETIMEDOUT);
+    fan__lean_finish(t->data, FAN_ETIMEDOUT);
 }
 
 static int map_uv(int status)
@@ -223,7 +168,7 @@ static void conn_failed(lconn *conn, int error)
         start_connect(lc);
         return;
     }
-    finish(lc, error);
+    fan__lean_finish(lc, error);
 }
 
 /* ---- response parsing ------------------------------------------------- */
@@ -334,7 +279,7 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (n == UV_EOF && conn->got_bytes && !conn->complete)
             llhttp_finish(&conn->parser);
         if (n == UV_EOF && conn->complete) {
-            finish(lc, 0); /* a body delimited by the end of the connection */
+            fan__lean_finish(lc, 0); /* a body delimited by the end of the connection */
             return;
         }
         conn_failed(conn, n == UV_EOF ? FAN_EPROTO : map_uv((int)n));
@@ -348,13 +293,13 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         /* Bytes after the response would be a second, unasked-for one: the
          * connection is not reused. */
         conn->broken = llhttp_get_error_pos(&conn->parser) != buf->base + n;
-        finish(lc, 0);
+        fan__lean_finish(lc, 0);
         return;
     }
     if (lc->error == 0)
         fan_log(FAN_LOG_DEBUG, "lean: bad response from %s:%d: %s", lc->pool->host,
                 lc->pool->port, llhttp_get_error_reason(&conn->parser));
-    finish(lc, lc->error ? lc->error : FAN_EPROTO);
+    fan__lean_finish(lc, lc->error ? lc->error : FAN_EPROTO);
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -395,7 +340,7 @@ static void connected(uv_connect_t *req, int status)
     if (status < 0) {
         lc->conn = NULL;
         conn_release(conn, 0);
-        finish(lc, map_uv(status));
+        fan__lean_finish(lc, map_uv(status));
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
@@ -412,7 +357,7 @@ static void start_connect(lcall *lc)
     pool *p = lc->pool;
     lconn *conn = calloc(1, sizeof *conn);
     if (!conn) {
-        finish(lc, FAN_ENOMEM);
+        fan__lean_finish(lc, FAN_ENOMEM);
         return;
     }
     conn->pool = p;
@@ -429,12 +374,12 @@ static void start_connect(lcall *lc)
     if (rc < 0) {
         lc->conn = NULL;
         conn_release(conn, 0);
-        finish(lc, map_uv(rc));
+        fan__lean_finish(lc, map_uv(rc));
     }
 }
 
 /* Takes an idle connection of the pool, or opens a new one. */
-static void dispatch(lcall *lc)
+void fan__lean_dispatch(lcall *lc)
 {
     pool *p = lc->pool;
     if (!fan__list_empty(&p->idle)) {
@@ -444,148 +389,6 @@ static void dispatch(lcall *lc)
         return;
     }
     start_connect(lc);
-}
-
-/* ---- pools and name resolution ---------------------------------------- */
-
-static void pool_free(pool *p)
-{
-    free(p->authority);
-    free(p->host);
-    free(p->hostport);
-    free(p);
-}
-
-static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    pool *p = req->data;
-    p->resolving = NULL;
-    free(req);
-    if (p->dead) {
-        uv_freeaddrinfo(res);
-        pool_free(p);
-        return;
-    }
-    if (status == 0 && res) {
-        /* sin_port and sin6_port sit at the same offset. */
-        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
-        ((struct sockaddr_in *)&p->addr)->sin_port = htons((uint16_t)p->port);
-        p->resolved = 1;
-    }
-    uv_freeaddrinfo(res);
-    while (!fan__list_empty(&p->waiting)) {
-        lcall *lc = fan__container_of(p->waiting.next, lcall, link);
-        fan__list_remove(&lc->link);
-        if (p->resolved)
-            dispatch(lc);
-        else
-            finish(lc, status == UV_ECANCELED ? FAN_ECANCELED : FAN_EDNS);
-    }
-}
-
-static int resolve(pool *p)
-{
-    if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&p->addr) == 0 ||
-        uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&p->addr) == 0) {
-        p->resolved = 1;
-        return 0;
-    }
-    uv_getaddrinfo_t *req = malloc(sizeof *req);
-    if (!req)
-        return FAN_ENOMEM;
-    req->data = p;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rc = uv_getaddrinfo(fan__srv()->loop, req, resolved, p->host, NULL, &hints);
-    if (rc < 0) {
-        free(req);
-        return FAN_EDNS;
-    }
-    p->resolving = req;
-    return 0;
-}
-
-/* A pool per origin: the authority of the URL ("host:port") is the key, so
- * the URL parser runs once per upstream, not once per call. */
-static pool *find_pool(const char *authority, size_t len)
-{
-    for (pool *p = state->pools; p; p = p->next)
-        if (strlen(p->authority) == len && memcmp(p->authority, authority, len) == 0)
-            return p;
-    return NULL;
-}
-
-/* Parses "http://<authority>/" with curl's URL parser and makes its pool. */
-static int new_pool(const char *authority, size_t len, pool **out)
-{
-    char *url = malloc(len + 9);
-    CURLU *u = curl_url();
-    char *h = NULL, *port = NULL;
-    int rc = FAN_EINVAL;
-    pool *p = NULL;
-    if (!url || !u) {
-        rc = FAN_ENOMEM;
-        goto out;
-    }
-    sprintf(url, "http://%.*s/", (int)len, authority);
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
-        goto out;
-    size_t hl = strlen(h);
-    rc = FAN_ENOMEM;
-    if (!(p = calloc(1, sizeof *p)))
-        goto out;
-    p->port = (int)strtol(port, NULL, 10);
-    /* An IPv6 literal comes bracketed: the socket address wants it bare. */
-    p->host = hl > 2 && h[0] == '[' ? strndup(h + 1, hl - 2) : strdup(h);
-    p->authority = strndup(authority, len);
-    p->hostport = malloc(hl + 8);
-    if (!p->host || !p->authority || !p->hostport) {
-        free(p->host);
-        free(p->authority);
-        free(p->hostport);
-        free(p);
-        p = NULL;
-        goto out;
-    }
-    if (p->port == 80)
-        sprintf(p->hostport, "%s", h);
-    else
-        sprintf(p->hostport, "%s:%d", h, p->port);
-    fan__list_init(&p->idle);
-    fan__list_init(&p->waiting);
-    p->next = state->pools;
-    state->pools = p;
-    rc = 0;
-out:
-    free(url);
-    curl_free(h);
-    curl_free(port);
-    curl_url_cleanup(u);
-    *out = p;
-    return rc;
-}
-
-/* Splits an http:// URL into its authority and its request target (path and
- * query, without a fragment). A target with a space or a control character
- * is refused, as curl's parser would. */
-static int split_url(const char *url, const char **auth, size_t *auth_len, const char **target,
-                     size_t *target_len)
-{
-    const char *a = url + 7; /* after "http://", checked by the caller */
-    size_t alen = strcspn(a, "/?#");
-    const char *t = a + alen;
-    size_t tlen = strcspn(t, "#");
-    if (alen == 0 || memchr(a, '@', alen))
-        return FAN_EINVAL; /* no host, or credentials: curl's business */
-    for (size_t i = 0; i < tlen; i++)
-        if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
-            return FAN_EINVAL;
-    *auth = a;
-    *auth_len = alen;
-    *target = t;
-    *target_len = tlen;
-    return 0;
 }
 
 static size_t header_bytes(const fan_call *c)
@@ -644,11 +447,11 @@ static int lean_start(fan_call *c)
     size_t alen, tlen;
     if (!get_state())
         return FAN_ENOMEM;
-    int rc = split_url(c->url, &auth, &alen, &target, &tlen);
+    int rc = fan__lean_split_url(c->url, &auth, &alen, &target, &tlen);
     if (rc != 0)
         return rc;
-    pool *p = find_pool(auth, alen);
-    if (!p && (rc = new_pool(auth, alen, &p)) != 0)
+    pool *p = fan__lean_find_pool(auth, alen);
+    if (!p && (rc = fan__lean_new_pool(auth, alen, &p)) != 0)
         return rc;
     lcall *lc = new_lcall(c, p, target, tlen);
     if (!lc)
@@ -664,17 +467,17 @@ static int lean_start(fan_call *c)
     uv_timer_start(&lc->timer, timed_out, c->timeout_ms, 0);
     c->tp_data = lc;
     if (p->resolved) {
-        dispatch(lc);
+        fan__lean_dispatch(lc);
         return 0;
     }
     fan__list_push(&p->waiting, &lc->link);
-    if (!p->resolving && (rc = resolve(p)) != 0) {
-        finish(lc, rc);
+    if (!p->resolving && (rc = fan__lean_resolve(p)) != 0) {
+        fan__lean_finish(lc, rc);
         return 0;
     }
     if (p->resolved) {
         fan__list_remove(&lc->link);
-        dispatch(lc);
+        fan__lean_dispatch(lc);
     }
     return 0;
 }
@@ -684,12 +487,12 @@ static void lean_cancel(fan_call *c)
     /* Closing the connection mid-exchange: the upstream sees the call
      * abandoned at once. */
     if (c->tp_data)
-        finish(c->tp_data, FAN_ECANCELED);
+        fan__lean_finish(c->tp_data, FAN_ECANCELED);
 }
 
 static void lean_shutdown(void)
 {
-    lean_state *st = state;
+    lean_state *st = fan__lean;
     if (!st)
         return;
     while (st->pools) {
@@ -702,10 +505,10 @@ static void lean_shutdown(void)
             uv_cancel((uv_req_t *)p->resolving);
             continue;
         }
-        pool_free(p);
+        fan__lean_pool_free(p);
     }
     uv_close((uv_handle_t *)&st->sweep, free_data);
-    state = NULL;
+    fan__lean = NULL;
 }
 
 const fan__transport fan__lean_transport = {

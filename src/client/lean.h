@@ -1,0 +1,90 @@
+/* The lean transport's internals, shared by lean.c (connections, calls) and
+ * lean_pool.c (origins, URLs, name resolution). */
+#ifndef FAN_CLIENT_LEAN_H
+#define FAN_CLIENT_LEAN_H
+
+#include "client/client.h"
+
+typedef struct pool pool;
+typedef struct lcall lcall;
+
+typedef struct lconn {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    llhttp_t parser;
+    pool *pool;
+    lcall *lc;             /* the call it serves, NULL when idle */
+    fan__list link;        /* pool->idle while idle */
+    fan__buf field, value; /* a response header being assembled */
+    uint64_t idle_since;
+    int reused;            /* it served a response before this call */
+    int got_bytes;         /* response bytes arrived for the current call */
+    int complete;          /* the current response is complete */
+    int broken;            /* not reusable whatever the response said */
+    int closing;
+} lconn;
+
+struct lcall {
+    fan_call *call;
+    lconn *conn;
+    pool *pool;
+    uv_timer_t timer;      /* connect, then total timeout */
+    fan__list link;        /* pool->waiting while the host is being resolved */
+    size_t head_len;
+    int head_method;       /* a HEAD request: the response has no body */
+    int idempotent;
+    int retried;
+    int error;             /* set by a parser callback that aborts */
+    char head[];           /* the serialized request line and headers */
+};
+
+struct pool {
+    char *authority;       /* the URL's "host:port", the pool's key */
+    char *host;            /* for the socket address (IPv6 without brackets) */
+    char *hostport;        /* for the Host header */
+    int port;
+    struct sockaddr_storage addr;
+    int resolved;
+    int dead;              /* dropped at shutdown while resolving */
+    uv_getaddrinfo_t *resolving;
+    fan__list idle;
+    unsigned nidle;
+    fan__list waiting;
+    pool *next;
+};
+
+typedef struct lean_state {
+    pool *pools;
+    uv_timer_t sweep;      /* closes connections idle too long */
+    int sweeping;
+} lean_state;
+
+extern _Thread_local lean_state *fan__lean;
+
+/* Ends a call with `error` (lean.c). */
+void fan__lean_finish(lcall *lc, int error);
+
+/* Sends a call on an idle connection of its pool, or a new one (lean.c). */
+void fan__lean_dispatch(lcall *lc);
+
+/* The pool of an origin ("host:port" as the URL wrote it), or NULL. */
+pool *fan__lean_find_pool(const char *authority, size_t len);
+
+/* Parses the origin with curl's URL API and makes its pool. Returns 0,
+ * FAN_EINVAL or FAN_ENOMEM. */
+int fan__lean_new_pool(const char *authority, size_t len, pool **out);
+
+/* Resolves the pool's host: at once for a numeric address, else through
+ * uv_getaddrinfo (the waiting calls are dispatched or failed when it
+ * answers). Returns 0 or FAN_EDNS / FAN_ENOMEM. */
+int fan__lean_resolve(pool *p);
+
+/* Frees a pool that has no connection left. */
+void fan__lean_pool_free(pool *p);
+
+/* Splits an http:// URL into its authority and its request target. */
+int fan__lean_split_url(const char *url, const char **auth, size_t *auth_len,
+                        const char **target, size_t *target_len);
+
+#endif

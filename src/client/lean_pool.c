@@ -1,0 +1,148 @@
+/* The lean transport's pools: one per upstream origin, found by the URL's
+ * authority, parsed once with curl's URL API, resolved once. */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/lean.h"
+
+void fan__lean_pool_free(pool *p)
+{
+    free(p->authority);
+    free(p->host);
+    free(p->hostport);
+    free(p);
+}
+
+static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    pool *p = req->data;
+    p->resolving = NULL;
+    free(req);
+    if (p->dead) {
+        uv_freeaddrinfo(res);
+        fan__lean_pool_free(p);
+        return;
+    }
+    if (status == 0 && res) {
+        /* sin_port and sin6_port sit at the same offset. */
+        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+        ((struct sockaddr_in *)&p->addr)->sin_port = htons((uint16_t)p->port);
+        p->resolved = 1;
+    }
+    uv_freeaddrinfo(res);
+    while (!fan__list_empty(&p->waiting)) {
+        lcall *lc = fan__container_of(p->waiting.next, lcall, link);
+        fan__list_remove(&lc->link);
+        if (p->resolved)
+            fan__lean_dispatch(lc);
+        else
+            fan__lean_finish(lc, status == UV_ECANCELED ? FAN_ECANCELED : FAN_EDNS);
+    }
+}
+
+int fan__lean_resolve(pool *p)
+{
+    if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&p->addr) == 0 ||
+        uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&p->addr) == 0) {
+        p->resolved = 1;
+        return 0;
+    }
+    uv_getaddrinfo_t *req = malloc(sizeof *req);
+    if (!req)
+        return FAN_ENOMEM;
+    req->data = p;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(fan__srv()->loop, req, resolved, p->host, NULL, &hints);
+    if (rc < 0) {
+        free(req);
+        return FAN_EDNS;
+    }
+    p->resolving = req;
+    return 0;
+}
+
+/* A pool per origin: the authority of the URL ("host:port") is the key, so
+ * the URL parser runs once per upstream, not once per call. */
+pool *fan__lean_find_pool(const char *authority, size_t len)
+{
+    for (pool *p = fan__lean->pools; p; p = p->next)
+        if (strlen(p->authority) == len && memcmp(p->authority, authority, len) == 0)
+            return p;
+    return NULL;
+}
+
+/* Parses "http://<authority>/" with curl's URL parser and makes its pool. */
+int fan__lean_new_pool(const char *authority, size_t len, pool **out)
+{
+    char *url = malloc(len + 9);
+    CURLU *u = curl_url();
+    char *h = NULL, *port = NULL;
+    int rc = FAN_EINVAL;
+    pool *p = NULL;
+    if (!url || !u) {
+        rc = FAN_ENOMEM;
+        goto out;
+    }
+    sprintf(url, "http://%.*s/", (int)len, authority);
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        goto out;
+    size_t hl = strlen(h);
+    rc = FAN_ENOMEM;
+    if (!(p = calloc(1, sizeof *p)))
+        goto out;
+    p->port = (int)strtol(port, NULL, 10);
+    /* An IPv6 literal comes bracketed: the socket address wants it bare. */
+    p->host = hl > 2 && h[0] == '[' ? strndup(h + 1, hl - 2) : strdup(h);
+    p->authority = strndup(authority, len);
+    p->hostport = malloc(hl + 8);
+    if (!p->host || !p->authority || !p->hostport) {
+        free(p->host);
+        free(p->authority);
+        free(p->hostport);
+        free(p);
+        p = NULL;
+        goto out;
+    }
+    if (p->port == 80)
+        sprintf(p->hostport, "%s", h);
+    else
+        sprintf(p->hostport, "%s:%d", h, p->port);
+    fan__list_init(&p->idle);
+    fan__list_init(&p->waiting);
+    p->next = fan__lean->pools;
+    fan__lean->pools = p;
+    rc = 0;
+out:
+    free(url);
+    curl_free(h);
+    curl_free(port);
+    curl_url_cleanup(u);
+    *out = p;
+    return rc;
+}
+
+/* Splits an http:// URL into its authority and its request target (path and
+ * query, without a fragment). A target with a space or a control character
+ * is refused, as curl's parser would. */
+int fan__lean_split_url(const char *url, const char **auth, size_t *auth_len, const char **target,
+                     size_t *target_len)
+{
+    const char *a = url + 7; /* after "http://", checked by the caller */
+    size_t alen = strcspn(a, "/?#");
+    const char *t = a + alen;
+    size_t tlen = strcspn(t, "#");
+    if (alen == 0 || memchr(a, '@', alen))
+        return FAN_EINVAL; /* no host, or credentials: curl's business */
+    for (size_t i = 0; i < tlen; i++)
+        if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
+            return FAN_EINVAL;
+    *auth = a;
+    *auth_len = alen;
+    *target = t;
+    *target_len = tlen;
+    return 0;
+}
+
