@@ -78,6 +78,8 @@ typedef struct fan_limits {
     unsigned header_timeout_ms;    /* to receive a whole request head; 408 (default 10000) */
     unsigned body_timeout_ms;      /* between two reads of a request body; 408 (default 10000) */
     unsigned idle_timeout_ms;      /* idle keep-alive connection is closed (default 5000) */
+    unsigned write_timeout_ms;     /* a response write not completed in it (the client does
+                                    * not read) closes the connection, 0 = none (30000) */
     unsigned request_timeout_ms;   /* per-request deadline, 0 = none (default 30000) */
     size_t max_pipelined_bytes;    /* unparsed input buffered while a request runs (64 KiB) */
     size_t max_connections;        /* open client connections per worker (default 10000) */
@@ -165,6 +167,8 @@ int fan_app_listen(fan_app *app, int *bound_port);
  *    cancelled as below. A second SIGTERM/SIGINT changes nothing.
  *  - SIGQUIT: stop at once. Every connection is closed and every request
  *    cancelled (its calls aborted, its awaits return FAN_ECANCELED).
+ *  - SIGUSR1: fan_log_reopen(), for log rotation. SIGUSR1 is blocked once
+ *    fan_run() returned (its default action would end the process).
  * SIGPIPE is ignored from the first call on. */
 int fan_run(void);
 
@@ -198,6 +202,8 @@ void fan_stop(void);
  *    them listen, the old ones stop gracefully. No listening socket closes,
  *    so no connection is refused or reset. If the hook fails or a new worker
  *    dies before it listens, the old workers go on serving.
+ *  - SIGUSR1: the master reopens its log files (fan_log_reopen()) and
+ *    forwards the signal to every worker, which does the same.
  * Workers ignore SIGHUP, and stop gracefully when the master dies. A worker
  * that does not stop within its graceful timeout and 5 s is killed. The
  * status is 1 if a worker failed to start, or did not exit with 0 once asked
@@ -213,7 +219,10 @@ void fan_stop(void);
 int fan_main(fan_app *app, int argc, char **argv);
 
 /* Applies one "--name=value" or "--name value" option to the app if it is
- * --host, --port, --log-level, --set key=value, --config FILE (loaded at
+ * --host, --port, --log-level, --log-format text|json, --log-file FILE,
+ * --access-log off|stderr|FILE (these three process-wide: see
+ * fan_log_set_format(), fan_log_open(), fan_access_log_open()),
+ * --set key=value, --config FILE (loaded at
  * once with fan_app_load_config()), --graceful-timeout SECONDS (see
  * fan_run()) or names a limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not
@@ -731,12 +740,48 @@ typedef enum fan_log_level {
     FAN_LOG_ERROR,
 } fan_log_level;
 
-/* Writes one line to stderr: time, level, pid and the message. Lines below
- * the threshold (default FAN_LOG_INFO) are dropped. */
+typedef enum fan_log_format {
+    FAN_LOG_TEXT, /* "TIME LEVEL [PID] message" */
+    FAN_LOG_JSON, /* {"time":..., "level":..., "pid":..., "msg":...} */
+} fan_log_format;
+
+/* Writes one line to the error log (stderr unless fan_log_open() named a
+ * file): time, level, pid and the message, as text or as a JSON object (see
+ * fan_log_set_format()). Lines below the threshold (default FAN_LOG_INFO)
+ * are dropped. Each line is a single write(), so lines of several processes
+ * sharing the log never interleave. Messages are cut at about 2 KB. */
 void fan_log(fan_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Sets the lowest level that is written. */
 void fan_log_set_level(fan_log_level level);
+
+/* Sets the format of both the error log and the access log (default
+ * FAN_LOG_TEXT; --log-format). In JSON every line is one object; the access
+ * log's fields are its keys. Can't fail. */
+void fan_log_set_format(fan_log_format format);
+
+/* Sends the error log to the file `path` (created if needed, appended to),
+ * or back to stderr when `path` is NULL or "stderr" (--log-file). The
+ * previous file is closed once the new one is open. Returns 0, FAN_ENOMEM,
+ * or FAN_EIO (logged, on stderr or the old file) when the file cannot be
+ * opened: the log then goes where it went before. */
+int fan_log_open(const char *path);
+
+/* The same for the access log (--access-log): one line per request when it
+ * ends, with its method, raw path, status, duration, response bytes, the
+ * number of upstream calls it made and of those that failed (ended with a
+ * FAN_E* error; any HTTP status is a success), and the client's address.
+ * Requests refused before they were routed (a malformed or oversized head)
+ * have no line. "off" turns it off; NULL or "stderr" (the default)
+ * writes to stderr. Returns 0, FAN_ENOMEM or FAN_EIO as fan_log_open(). */
+int fan_access_log_open(const char *path);
+
+/* Reopens the log files under their names, for log rotation: once the old
+ * file was renamed, lines go to a new file at the original path. fan_run()
+ * calls it on SIGUSR1, and fan_main()'s master on SIGUSR1, which it also
+ * forwards to its workers. Stderr is left alone. Returns 0, or FAN_EIO
+ * (logged) if a file cannot be reopened; that log keeps its old file. */
+int fan_log_reopen(void);
 
 #ifdef __cplusplus
 }

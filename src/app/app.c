@@ -14,6 +14,7 @@ static const fan_limits default_limits = {
     .header_timeout_ms = 10000,
     .body_timeout_ms = 10000,
     .idle_timeout_ms = 5000,
+    .write_timeout_ms = 30000,
     .request_timeout_ms = 30000,
     .max_pipelined_bytes = 64 * 1024,
     .max_connections = 10000,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "http/http.h"
 #include "server/server.h"
 
@@ -29,6 +30,7 @@ static const limit_opt limit_opts[] = {
     UN(header_timeout_ms, "time to receive a request head (408)"),
     UN(body_timeout_ms, "time between two reads of a request body (408)"),
     UN(idle_timeout_ms, "idle keep-alive connections are closed after it"),
+    UN(write_timeout_ms, "a response not taken by the client in it: closed"),
     UN(request_timeout_ms, "per-request deadline, 0 for none"),
     SZ(max_pipelined_bytes, "input buffered while a request runs"),
     SZ(max_connections, "open connections per worker (503 beyond)"),
@@ -93,6 +95,32 @@ static int log_level_option(const char *value)
     return FAN_EINVAL;
 }
 
+/* --log-format, --log-file and --access-log: process-wide, like
+ * --log-level. Returns 1 if consumed, 0 if not one of these, or an error. */
+static int log_option(int argc, char **argv, int *argi)
+{
+    const char *value;
+    if (match_flag("--log_format", argc, argv, argi, &value)) {
+        if (value && (strcmp(value, "text") == 0 || strcmp(value, "json") == 0)) {
+            fan_log_set_format(value[0] == 'j' ? FAN_LOG_JSON : FAN_LOG_TEXT);
+            return 1;
+        }
+        fan_log(FAN_LOG_ERROR, "--log-format: expected text or json");
+        return FAN_EINVAL;
+    }
+    int access = 0;
+    if (!match_flag("--log_file", argc, argv, argi, &value) &&
+        !(access = match_flag("--access_log", argc, argv, argi, &value)))
+        return 0;
+    if (!value || !*value) {
+        fan_log(FAN_LOG_ERROR, "%s: expected %sstderr or a file name",
+                access ? "--access-log" : "--log-file", access ? "off, " : "");
+        return FAN_EINVAL;
+    }
+    int rc = access ? fan_access_log_open(value) : fan_log_open(value);
+    return rc == 0 ? 1 : rc;
+}
+
 static int address_option(fan_app *app, int argc, char **argv, int *argi)
 {
     const char *value;
@@ -127,6 +155,8 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
 {
     const char *value;
     int rc = address_option(app, argc, argv, argi);
+    if (rc == 0)
+        rc = log_option(argc, argv, argi);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
@@ -172,6 +202,10 @@ void fan_print_options(FILE *out)
                  "  --set KEY=VALUE          an application setting\n"
                  "  --config FILE            a JSON configuration file (docs/guide.md)\n"
                  "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+                 "  --log-format FORMAT      text or json (JSON lines), for both logs\n"
+                 "  --log-file FILE          the error log's file (default stderr)\n"
+                 "  --access-log WHERE       off, stderr (default) or a file: a line per\n"
+                 "                           request; SIGUSR1 reopens the log files\n"
                  "  --graceful-timeout S     on SIGTERM, seconds the requests in progress may\n"
                  "                           take before they are cancelled (default 30)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
@@ -189,7 +223,7 @@ int fan_app_listen(fan_app *app, int *bound_port)
     int bound;
     int rc = fan_listen(app, app->host, app->port, &bound);
     if (rc == 0)
-        fan_log(FAN_LOG_INFO, "listening on http://%s:%d", app->host, bound);
+        fan__log_notice("listening on http://%s:%d", app->host, bound);
     if (bound_port)
         *bound_port = rc == 0 ? bound : 0;
     return rc;

@@ -52,6 +52,8 @@ void fan__call_finish(fan_call *c, int error)
     c->finished = fan_now();
     c->task->calls_running--;
     fan__list_push(&c->task->completed, &c->done_link);
+    rq->ncalls++;
+    rq->ncalls_failed += error != 0;
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */

@@ -11,7 +11,10 @@
 
 #define READ_CHUNK 65536
 
-enum { T_NONE, T_HEAD, T_BODY, T_IDLE };
+/* What the connection's one timer waits for. They never overlap: a write is
+ * queued only while a request is served (no head, body or idle timer then)
+ * or after an error reply that closes the connection. */
+enum { T_NONE, T_HEAD, T_BODY, T_IDLE, T_WRITE };
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
@@ -259,10 +262,28 @@ void fan__conn_close(fan__conn *c)
     }
 }
 
+/* Makes the coming close a reset: a graceful close would leave the unsent
+ * part of the response in the kernel (up to the socket's send buffer) for a
+ * peer that does not read it. */
+static void reset_on_close(fan__conn *c)
+{
+    uv_os_fd_t fd;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
 static void timer_fired(uv_timer_t *t)
 {
     fan__conn *c = t->data;
-    if (c->rq && !c->serving) {
+    if (c->timer_kind == T_WRITE) {
+        /* Closing cancels the write (UV_ECANCELED), which releases the
+         * request and the response it holds. */
+        fan_log(FAN_LOG_INFO, "response not taken by the client within %u ms; closing the "
+                "connection", c->app->limits.write_timeout_ms);
+        reset_on_close(c);
+        fan__conn_close(c);
+    } else if (c->rq && !c->serving) {
         fan_log(FAN_LOG_INFO, "request not received in time (408); closing the connection");
         c->close_after_write = 1;
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -279,6 +300,7 @@ static void set_timer(fan__conn *c, int kind)
     unsigned ms = kind == T_HEAD   ? lim->header_timeout_ms
                   : kind == T_BODY ? lim->body_timeout_ms
                   : kind == T_IDLE ? lim->idle_timeout_ms
+                  : kind == T_WRITE ? lim->write_timeout_ms
                                    : 0;
     /* The head timer runs from the first byte of the request: re-arming it on
      * every read would let a slow client trickle headers forever. */
@@ -289,6 +311,18 @@ static void set_timer(fan__conn *c, int kind)
         uv_timer_start(&c->timer, timer_fired, ms, 0);
     else
         uv_timer_stop(&c->timer);
+}
+
+void fan__conn_write_queued(fan__conn *c)
+{
+    if (!c->closing)
+        set_timer(c, T_WRITE);
+}
+
+void fan__conn_write_done(fan__conn *c)
+{
+    if (!c->closing && c->timer_kind == T_WRITE)
+        set_timer(c, T_NONE);
 }
 
 static void fail(fan__conn *c, int status, const char *why)

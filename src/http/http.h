@@ -160,6 +160,11 @@ struct fan_req {
     int finishing;          /* error handler and after-request hooks run */
     int sent;               /* the response was written (or dropped) */
     struct fan__reqctx *ctx; /* the app layer's state (src/app/context.c) */
+
+    /* for the access log, written when the request is freed */
+    double started;         /* fan_now() when its first byte was parsed */
+    size_t out_bytes;       /* response bytes handed to the socket */
+    unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
 };
 
 /* A client connection. Owned by the loop; freed after its handle closed and
@@ -252,6 +257,13 @@ void fan__conn_accept(fan__listener *l, int fd);
 void fan__conn_request_done(fan__conn *c);     /* the request in it has ended */
 int fan__conn_write(fan__conn *c, uv_buf_t *bufs, unsigned nbufs, void *mem, int close);
 void fan__conn_close(fan__conn *c);
+
+/* A response write was queued (the socket did not take it at once): the
+ * connection is closed unless fan__conn_write_done() follows within the
+ * write timeout. Only while no head, body or idle timeout runs: while a
+ * request is served, or for an error reply after which it closes. */
+void fan__conn_write_queued(fan__conn *c);
+void fan__conn_write_done(fan__conn *c);
 
 /* During a graceful stop: closes the connection if it is idle, i.e. it served
  * a request, has none in progress and nothing buffered or unread. */

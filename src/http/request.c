@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "http/http.h"
 
 static void settle(fan_req *rq);
@@ -22,6 +23,7 @@ fan_req *fan__req_new(fan__conn *conn)
     rq->conn = conn;
     rq->app = conn->app;
     rq->status = 0;
+    rq->started = fan_now();
     fan__list_init(&rq->ops);
     fan__list_init(&rq->tasks);
     fan__task_init(&rq->main, rq, NULL);
@@ -29,9 +31,44 @@ fan_req *fan__req_new(fan__conn *conn)
     return rq;
 }
 
+/* The client's address into `out`, or NULL once the connection is gone. */
+static const char *client_address(const fan__conn *conn, char *out, size_t len)
+{
+    struct sockaddr_storage sa;
+    int salen = sizeof sa;
+    if (!conn || uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&sa, &salen) != 0)
+        return NULL;
+    int rc = sa.ss_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)&sa, out, len)
+                                      : uv_ip4_name((const struct sockaddr_in *)&sa, out, len);
+    return rc == 0 ? out : NULL;
+}
+
+/* The access log's line, written when the request ends: its response has
+ * been handed to the socket by then (or the client went away). A request
+ * never answered (parsed partially, then its connection closed or was
+ * refused with a raw 4xx by conn.c) has no line. */
+static void access_log(const fan_req *rq)
+{
+    if (!fan__access_log_on() || !rq->status || !rq->method)
+        return;
+    char addr[64];
+    fan__access_entry e = {
+        .client = client_address(rq->conn, addr, sizeof addr),
+        .method = rq->method,
+        .path = rq->raw_path ? rq->raw_path : "",
+        .status = rq->status,
+        .ms = (fan_now() - rq->started) * 1000.0,
+        .bytes = rq->out_bytes,
+        .calls = rq->ncalls,
+        .failed = rq->ncalls_failed,
+    };
+    fan__access_log(&e);
+}
+
 static void req_free(fan_req *rq)
 {
     fan__conn *conn = rq->conn;
+    access_log(rq);
     /* Deferred cleanups run last-registered first, like unwinding. */
     while (rq->defers) {
         fan__defer *d = rq->defers;

@@ -115,6 +115,8 @@ static void req_written(uv_write_t *w, int status)
     if (status < 0 && rq->conn) {
         fan_log(FAN_LOG_DEBUG, "response not delivered: %s", uv_strerror(status));
         fan__conn_close(rq->conn);
+    } else if (rq->conn) {
+        fan__conn_write_done(rq->conn);
     }
     fan__op_end(rq, &rw->op);
 }
@@ -165,6 +167,7 @@ static int send_reply(fan_req *rq)
         bufs[1].len = rq->out_len;
         nbufs = 2;
     }
+    rq->out_bytes = bufs[0].len + bufs[1].len * (nbufs - 1);
     rw->rq = rq;
     rw->op.cancel = NULL; /* a write ends by itself, or when the connection closes */
     rw->w.data = rw;
@@ -173,8 +176,10 @@ static int send_reply(fan_req *rq)
         fan__conn_close(c);
         return FAN_EIO;
     }
-    if (rc == 0) /* queued: the request lives until the write completes */
+    if (rc == 0) { /* queued: the request lives until the write completes */
         fan__op_begin(rq, &rw->op, NULL);
+        fan__conn_write_queued(c); /* a client that never reads must not hold it */
+    }
     return 0;
 }
 
@@ -334,5 +339,9 @@ int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const ch
         fan__conn_close(c);
         return FAN_EIO;
     }
+    /* An error reply that closes: bounded like any response. (100 Continue
+     * keeps the connection and its body timer.) */
+    if (close)
+        fan__conn_write_queued(c);
     return 0;
 }

@@ -33,6 +33,7 @@
 #include <sys/prctl.h>
 #endif
 
+#include "core/log.h"
 #include "server/server.h"
 
 #define RESTART_MIN_S 0.5 /* the first delay once workers keep dying quickly */
@@ -73,7 +74,7 @@ typedef struct master {
     int is_worker; /* set in a child just after fork */
 } master;
 
-static const int watched[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD};
+static const int watched[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1};
 #define NWATCHED (sizeof watched / sizeof watched[0])
 
 static volatile sig_atomic_t caught[NSIG];
@@ -335,8 +336,7 @@ static void worker_ready(master *m, pid_t pid)
             m->w[i].ready = 1;
     if (!m->announced && count(m, m->gen, 1) == m->n) {
         m->announced = 1;
-        fan_log(FAN_LOG_INFO, "listening on http://%s:%d with %d workers", m->app->host, m->port,
-                m->n);
+        fan__log_notice("listening on http://%s:%d with %d workers", m->app->host, m->port, m->n);
     }
     if (m->next_gen && count(m, m->next_gen, 1) == m->n) {
         unsigned old = m->gen;
@@ -461,6 +461,12 @@ static void handle_signals(master *m)
     }
     if (take(SIGHUP))
         reload(m);
+    if (take(SIGUSR1)) { /* log rotation: the workers write to the files too */
+        fan_log_reopen();
+        fan_log(FAN_LOG_INFO, "received SIGUSR1: log files reopened, forwarding to the workers");
+        for (size_t i = 0; i < m->nw; i++)
+            kill(m->w[i].pid, SIGUSR1);
+    }
 }
 
 /* How long ppoll() may wait: until the next restart or the next kill. */

@@ -1,5 +1,5 @@
 /* Running and stopping a worker's loop: SIGTERM/SIGINT drain it gracefully,
- * SIGQUIT stops it at once. */
+ * SIGQUIT stops it at once, SIGUSR1 reopens the log files. */
 #include <pthread.h>
 #include <signal.h>
 
@@ -10,6 +10,7 @@
 /* What fan_run() needs beyond the server state, per thread. */
 typedef struct run_state {
     uv_signal_t sigquit;
+    uv_signal_t sigusr1; /* log rotation: reopen the log files */
     uv_timer_t grace;
     int halt;          /* SIGQUIT: cancel everything now */
     int grace_expired; /* the graceful timeout passed */
@@ -26,7 +27,10 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     fan__server *srv = fan__srv();
     (void)s;
-    if (signum == SIGQUIT) {
+    if (signum == SIGUSR1) {
+        fan_log_reopen();
+        fan_log(FAN_LOG_INFO, "received SIGUSR1: log files reopened");
+    } else if (signum == SIGQUIT) {
         fan_log(FAN_LOG_INFO, "received SIGQUIT: stopping at once");
         run.halt = 1;
         srv->stopping = 1;
@@ -50,11 +54,11 @@ void fan_stop(void)
 
 static void watch_signals(fan__server *srv)
 {
-    uv_signal_t *handles[] = {&srv->sigint, &srv->sigterm, &run.sigquit};
-    const int signums[] = {SIGINT, SIGTERM, SIGQUIT};
+    uv_signal_t *handles[] = {&srv->sigint, &srv->sigterm, &run.sigquit, &run.sigusr1};
+    const int signums[] = {SIGINT, SIGTERM, SIGQUIT, SIGUSR1};
     sigset_t set;
     sigemptyset(&set);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         uv_signal_init(srv->loop, handles[i]);
         uv_signal_start(handles[i], on_signal, signums[i]);
         uv_unref((uv_handle_t *)handles[i]);
@@ -124,6 +128,14 @@ int fan_run(void)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&run.sigquit, NULL);
+    /* Closing its watcher gives SIGUSR1 its default action back, which is
+     * to terminate: a rotation after fan_run() would kill a stopping
+     * worker. Blocked, it stays pending and harmless. */
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
+    uv_close((uv_handle_t *)&run.sigusr1, NULL);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     fan__coro_pool_clear();
     srv->running = 0;
