@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every test twice: in the
 # normal build and in an AddressSanitizer + UndefinedBehaviorSanitizer build
-# (which also fails on any leak at a server's exit). Tests run one at a time:
+# (which also fails on any leak at a server's exit), then the fuzz targets
+# for a bounded time in a clang build. Tests run one at a time:
 # their timing ratios assume the machine is not busy with another test. The
 # normal build also runs the benchmark's smoke mode, which installs nginx,
 # wrk and gnuplot if they are missing.
@@ -40,6 +41,10 @@ run_suite() {
 
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_TESTS=ON
 run_suite build-asan -DFANOUT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DFANOUT_TESTS=ON
+# libFuzzer targets (tests/fuzz), built with clang, each run for 20 s on a
+# copy of its seed corpus.
+run_suite build-fuzz -DFANOUT_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFANOUT_TESTS=OFF \
+    -DCMAKE_C_COMPILER=clang
 echo
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

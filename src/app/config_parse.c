@@ -85,7 +85,13 @@ json_t *fan__config_parse_text(fan_config_type type, const char *t, char *why, s
     json_t *v = NULL;
     errno = 0;
     switch (type) {
-    case FAN_CONFIG_STRING: return json_string(t);
+    case FAN_CONFIG_STRING:
+        /* jansson refuses text that is not UTF-8: say so, for every caller
+         * logs `why` when this returns NULL (found by tests/fuzz). */
+        if (!(v = json_string(t)))
+            snprintf(why, whylen, "expected %s, got text that is not valid UTF-8",
+                     expected_name(type));
+        return v;
     case FAN_CONFIG_INT: {
         long long n = strtoll(t, &end, 10);
         if (*t && !isspace((unsigned char)*t) && !*end && !errno)
@@ -102,6 +108,11 @@ json_t *fan__config_parse_text(fan_config_type type, const char *t, char *why, s
     default:
         if (*t != '[') {
             v = json_pack("[s]", t); /* one string: a list of one */
+            if (!v) {
+                snprintf(why, whylen, "expected %s, got text that is not valid UTF-8",
+                         expected_name(type));
+                return NULL;
+            }
         } else {
             json_error_t err;
             json_t *a = json_loads(t, 0, &err);

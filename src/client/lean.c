@@ -217,6 +217,13 @@ static int on_headers_complete(llhttp_t *p)
 {
     lcall *lc = parser_call(p);
     int status = llhttp_get_status_code(p);
+    /* llhttp takes "HTTP/1.1 40 x" as status 40; RFC 9110 wants three
+     * digits, and a handler must never see a status below 100 (found by
+     * tests/fuzz). */
+    if (status < 100) {
+        lc->error = FAN_EPROTO;
+        return -1;
+    }
     /* HEAD, 204 and 304 responses have no body whatever their headers say. */
     if (lc->head_method || status == 204 || status == 304)
         return 1;
