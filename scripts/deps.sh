@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
       libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(libcmocka-dev python3)
+    pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
 fi
 

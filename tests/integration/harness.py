@@ -87,6 +87,22 @@ class Server:
         return self.proc.returncode
 
 
+def worker_pid(port):
+    """The pid of the process that serves `port` (the testapp's /pid)."""
+    status, j = get_json(port, "/pid", timeout=10)
+    assert status == 200, status
+    return j["pid"]
+
+
+def rss_kib(pid):
+    """The resident set size of process `pid`, in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def closed_port():
     """A loopback port with nothing listening on it."""
     s = socket.socket()

@@ -22,21 +22,6 @@ def get(path):
     return f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
 
 
-def worker_pid(port):
-    status, j = harness.get_json(port, "/pid", timeout=10)
-    assert status == 200, status
-    return j["pid"]
-
-
-def rss_kib(pid):
-    """The resident set size of process `pid`, in KiB."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def timed_request(port, path="/pid"):
     """(status, seconds) of one request on a fresh connection."""
     t0 = time.monotonic()
@@ -53,7 +38,7 @@ class LimitCase(unittest.TestCase):
     def setUpClass(cls):
         cls.server = harness.testapp(*cls.args)
         cls.port = cls.server.port
-        cls.pid = worker_pid(cls.port)
+        cls.pid = harness.worker_pid(cls.port)
 
     @classmethod
     def tearDownClass(cls):
@@ -62,7 +47,7 @@ class LimitCase(unittest.TestCase):
     def assertServes(self):
         status, _ = timed_request(self.port)
         self.assertEqual(status, 200)
-        self.assertEqual(worker_pid(self.port), self.pid, "worker replaced")
+        self.assertEqual(harness.worker_pid(self.port), self.pid, "worker replaced")
 
 
 class SlowReader(LimitCase):
@@ -73,7 +58,7 @@ class SlowReader(LimitCase):
     def test_client_that_never_reads_is_closed_and_its_memory_released(self):
         for _ in range(3):  # warm up: the worker's steady state
             self.assertServes()
-        before = rss_kib(self.pid)
+        before = harness.rss_kib(self.pid)
         s = socket.socket()
         self.addCleanup(s.close)
         # A small receive window: the response stays in the server.
@@ -87,7 +72,7 @@ class SlowReader(LimitCase):
         while time.monotonic() - t0 < self.TIMEOUT_MS / 1000 * 0.6:
             status, _ = timed_request(self.port)
             answered += status == 200
-            peak = max(peak, rss_kib(self.pid))
+            peak = max(peak, harness.rss_kib(self.pid))
         self.assertGreater(answered, 0)
         self.server.wait_log(r"response not taken by the client within 500 ms", timeout=10)
         elapsed = time.monotonic() - t0
@@ -104,7 +89,7 @@ class SlowReader(LimitCase):
         after = before
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            after = rss_kib(self.pid)
+            after = harness.rss_kib(self.pid)
             if after - before < 8 * 1024:
                 break
             time.sleep(0.05)
@@ -138,7 +123,7 @@ class IdleConnections(LimitCase):
     def test_thousands_of_idle_keep_alive_connections_cost_little(self):
         for _ in range(3):
             self.assertServes()
-        before = rss_kib(self.pid)
+        before = harness.rss_kib(self.pid)
         socks = []
         try:
             batch = 250
@@ -152,7 +137,7 @@ class IdleConnections(LimitCase):
                     self.assertEqual(r.status, 200)
                     self.assertIsNone(r.header("Connection"))  # kept open
             time.sleep(0.2)
-            after = rss_kib(self.pid)
+            after = harness.rss_kib(self.pid)
             per_conn = (after - before) * 1024 / self.COUNT
             print(f"\n  {self.COUNT} idle connections: RSS {before} -> {after} KiB,"
                   f" {per_conn:.0f} bytes per connection", file=sys.stderr)
