@@ -262,6 +262,11 @@ static const llhttp_settings_t settings = {
     .on_message_complete = on_message_complete,
 };
 
+const llhttp_settings_t *fan__lean_settings(void)
+{
+    return &settings;
+}
+
 static char read_buf[65536];
 
 static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

@@ -68,6 +68,10 @@ void fan__lean_finish(lcall *lc, int error);
 /* Sends a call on an idle connection of its pool, or a new one (lean.c). */
 void fan__lean_dispatch(lcall *lc);
 
+/* The llhttp callbacks that read a response into conn->lc->call (lean.c);
+ * exposed for the response fuzzer (tests/fuzz/fuzz_response.c). */
+const llhttp_settings_t *fan__lean_settings(void);
+
 /* The pool of an origin ("host:port" as the URL wrote it), or NULL. */
 pool *fan__lean_find_pool(const char *authority, size_t len);
 
