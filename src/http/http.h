@@ -218,9 +218,6 @@ void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
 void fan__op_begin(fan_req *rq, fan__op *op, fan__task *owner);
 void fan__op_end(fan_req *rq, fan__op *op);
 
-/* The task whose coroutine is running, or NULL on the loop's own stack. */
-fan__task *fan__task_current(void);
-
 /* The running task of `rq`; its main task when called from the loop. */
 fan__task *fan__task_of(fan_req *rq);
 
@@ -255,7 +252,6 @@ int fan__task_start(fan__task *t, void (*entry)(void *), void *arg);
  * graceful stop closes the listener (see fan__http_stop_accepting()). */
 void fan__conn_accept(fan__listener *l, int fd);
 void fan__conn_request_done(fan__conn *c);     /* the request in it has ended */
-int fan__conn_write(fan__conn *c, uv_buf_t *bufs, unsigned nbufs, void *mem, int close);
 void fan__conn_close(fan__conn *c);
 
 /* A response write was queued (the socket did not take it at once): the

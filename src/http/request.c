@@ -138,11 +138,6 @@ static void cancel_ops(fan_req *rq, fan__task *owner)
 
 static _Thread_local fan__task *current_task;
 
-fan__task *fan__task_current(void)
-{
-    return current_task;
-}
-
 fan__task *fan__task_of(fan_req *rq)
 {
     fan__task *t = current_task;
