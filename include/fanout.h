@@ -44,6 +44,8 @@ typedef enum fan_error {
     FAN_EIO = -10,         /* another network or system error */
     FAN_EADDRINUSE = -11,  /* the listening address is taken */
     FAN_ESTATE = -12,      /* the operation is not valid now (e.g. replied twice) */
+    FAN_EBUSY = -13,       /* too many upstream calls: the call queue was full, or the
+                            * call waited longer than call_queue_timeout_ms */
 } fan_error;
 
 /* A short English description of an error code. Never returns NULL. */
@@ -87,6 +89,18 @@ typedef struct fan_limits {
     unsigned call_timeout_ms;      /* default total timeout of an upstream call (10000) */
     unsigned connect_timeout_ms;   /* upstream connect timeout (default 3000) */
     size_t max_call_body_bytes;    /* upstream response body limit (default 8 MiB) */
+    /* Upstream calls in flight per worker, all origins together, and to one
+     * origin (scheme, host and port); 0 = no limit. A call beyond either
+     * waits in the worker's call queue, first come first served, and starts
+     * when a call ends (default 16384 and 16384: lower max_calls_per_host
+     * to keep one slow upstream from taking every slot). */
+    size_t max_calls;
+    size_t max_calls_per_host;
+    size_t max_queued_calls;       /* calls waiting per worker; one more fails at once with
+                                    * FAN_EBUSY, 0 = no waiting (default 16384) */
+    unsigned call_queue_timeout_ms; /* longest wait in the queue, then FAN_EBUSY, 0 = only
+                                     * the call's own timeout (default 5000; the call's
+                                     * timeout counts the wait too) */
 } fan_limits;
 
 /* ------------------------------------------------------------------------ */

@@ -11,6 +11,7 @@
 
 static struct {
     unsigned long requests, completed, cancelled, in_flight;
+    unsigned long peak; /* most requests in flight at once since /stats was last read */
 } stats;
 
 static uint64_t rng_state;
@@ -53,7 +54,8 @@ static void delay_view(fan_req *rq)
         bad_param(rq, "jitter", jitter, 0, 3600000, ok4))
         return;
     stats.requests++;
-    stats.in_flight++;
+    if (++stats.in_flight > stats.peak)
+        stats.peak = stats.in_flight;
     unsigned wait = (unsigned)ms + (jitter ? (unsigned)(random_unit() * (double)jitter) : 0);
     int rc = wait ? fan_sleep(rq, wait) : 0;
     stats.in_flight--;
@@ -93,9 +95,11 @@ static void delay_view(fan_req *rq)
 static void stats_view(fan_req *rq)
 {
     fan_reply_json(rq, 200,
-                   json_pack("{s:I, s:I, s:I, s:I}", "requests", (json_int_t)stats.requests,
+                   json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)stats.requests,
                              "completed", (json_int_t)stats.completed, "cancelled",
-                             (json_int_t)stats.cancelled, "in_flight", (json_int_t)stats.in_flight));
+                             (json_int_t)stats.cancelled, "in_flight", (json_int_t)stats.in_flight,
+                             "peak_in_flight", (json_int_t)stats.peak));
+    stats.peak = stats.in_flight;
 }
 
 int mock_routes(fan_app *app, const mock_opts *opts)

@@ -38,6 +38,10 @@ static const limit_opt limit_opts[] = {
     UN(call_timeout_ms, "default total timeout of an upstream call"),
     UN(connect_timeout_ms, "upstream connect timeout"),
     SZ(max_call_body_bytes, "upstream response body limit"),
+    SZ(max_calls, "upstream calls in flight per worker, 0 for no limit"),
+    SZ(max_calls_per_host, "upstream calls in flight per worker to one origin, 0 for no limit"),
+    SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),
+    UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
 };
 
 /* Matches "--name=value" or "--name value" where the flag's '_' may be

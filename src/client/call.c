@@ -39,10 +39,18 @@ static void call_release(void *arg)
     fan__buf_free(&c->resp_body);
 }
 
+/* A call waiting for a slot has nothing under way: it ends here. */
+static void cancel(fan_call *c)
+{
+    if (c->queued)
+        fan__call_finish(c, FAN_ECANCELED);
+    else
+        c->tp->cancel(c);
+}
+
 static void call_cancel_op(fan__op *op)
 {
-    fan_call *c = fan__container_of(op, fan_call, op);
-    c->tp->cancel(c);
+    cancel(fan__container_of(op, fan_call, op));
 }
 
 void fan__call_finish(fan_call *c, int error)
@@ -56,6 +64,7 @@ void fan__call_finish(fan_call *c, int error)
     rq->ncalls_failed += error != 0;
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
+    fan__slots_release(c); /* may launch waiting calls, of any request */
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
 }
 
@@ -112,6 +121,7 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     c->error = 1;
     c->op.cancel = call_cancel_op;
     fan__list_init(&c->done_link);
+    fan__list_init(&c->queue_link);
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
     int rc = fill(c, url ? url : "", opts);
@@ -127,10 +137,25 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     if (rc == 0 && c->task->cancelled)
         rc = FAN_ECANCELED;
     if (rc == 0)
-        rc = c->tp->start(c);
-    if (rc != 0)
+        rc = fan__slots_acquire(c);
+    if (rc == 0)
+        fan__call_launch(c);
+    else if (rc < 0)
         fan__call_finish(c, rc);
     return c;
+}
+
+void fan__call_launch(fan_call *c)
+{
+    int rc = c->tp->start(c);
+    if (rc != 0)
+        fan__call_finish(c, rc);
+}
+
+unsigned fan__call_remaining_ms(const fan_call *c)
+{
+    double spent = (fan_now() - c->started) * 1000;
+    return spent + 1 < c->timeout_ms ? c->timeout_ms - (unsigned)spent : 1;
 }
 
 fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
@@ -199,7 +224,7 @@ fan_call *fan_await_any(fan_req *rq)
 void fan_call_cancel(fan_call *c)
 {
     if (c && c->error == 1)
-        c->tp->cancel(c);
+        cancel(c);
 }
 
 int fan_call_done(const fan_call *c)
@@ -328,4 +353,5 @@ void fan__client_shutdown(void)
 {
     fan__lean_transport.shutdown();
     fan__curl_transport.shutdown();
+    fan__slots_shutdown();
 }

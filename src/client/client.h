@@ -51,6 +51,14 @@ struct fan_call {
     double started, finished;
     json_t *json;
     int json_parsed;
+
+    /* slots.c: the call's origin while it runs or waits for a slot */
+    struct origin *origin;
+    int holds_slot;           /* counted in flight */
+    int queued;               /* waiting in its origin's queue */
+    fan__list queue_link;
+    unsigned long long queue_seq; /* the queue's order, oldest first */
+    struct queue_timer *queue_timer;
 };
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
@@ -63,6 +71,26 @@ void fan__call_finish(fan_call *c, int error);
 int fan__call_header_line(fan_call *c, const char *line, size_t len);
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 int fan__call_body(fan_call *c, const void *data, size_t len);
+
+/* The call's total timeout minus the time it has run (waited in the queue
+ * included), at least 1 ms: what a transport has left to give it. */
+unsigned fan__call_remaining_ms(const fan_call *c);
+
+/* Hands a call that got a slot to its transport, or finishes it when the
+ * transport cannot start it (call.c). */
+void fan__call_launch(fan_call *c);
+
+/* Call slots (slots.c): the limits on calls in flight per worker and per
+ * origin (max_calls, max_calls_per_host), and the queue of calls beyond them
+ * (max_queued_calls, call_queue_timeout_ms).
+ * fan__slots_acquire() returns 0 when the call may start now, 1 when it
+ * waits (it is launched when a slot frees, or finished with FAN_EBUSY or
+ * FAN_ETIMEDOUT), or FAN_EBUSY when the queue is full, FAN_EINVAL or
+ * FAN_ENOMEM. fan__slots_release() gives back what a call holds, slot or
+ * place in the queue, and starts the waiting calls that now fit. */
+int fan__slots_acquire(fan_call *c);
+void fan__slots_release(fan_call *c);
+void fan__slots_shutdown(void);
 
 /* Maps a CURLcode to a FAN_E* code; `too_large` says our write callback
  * aborted because of the body limit. */

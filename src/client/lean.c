@@ -358,9 +358,7 @@ static void connected(uv_connect_t *req, int status)
     uv_tcp_nodelay(&conn->tcp, 1);
     uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc, conn_read);
     /* From here the total timeout alone applies. */
-    uint64_t spent = (uint64_t)((fan_now() - lc->call->started) * 1000);
-    uint64_t total = lc->call->timeout_ms;
-    uv_timer_start(&lc->timer, timed_out, total > spent ? total - spent : 1, 0);
+    uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(lc->call), 0);
     send_request(lc, conn);
 }
 
@@ -380,7 +378,7 @@ static void start_connect(lcall *lc)
     conn->lc = lc;
     lc->conn = conn;
     unsigned ms = lc->call->connect_timeout_ms;
-    if (ms && ms < lc->call->timeout_ms)
+    if (ms && ms < fan__call_remaining_ms(lc->call))
         uv_timer_start(&lc->timer, timed_out, ms, 0);
     int rc = uv_tcp_connect(&conn->connect, &conn->tcp, (struct sockaddr *)&p->addr, connected);
     if (rc < 0) {
@@ -476,7 +474,7 @@ static int lean_start(fan_call *c)
     fan__list_init(&lc->link);
     uv_timer_init(fan__srv()->loop, &lc->timer);
     lc->timer.data = lc;
-    uv_timer_start(&lc->timer, timed_out, c->timeout_ms, 0);
+    uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(c), 0);
     c->tp_data = lc;
     if (p->resolved) {
         fan__lean_dispatch(lc);

@@ -112,14 +112,19 @@ static void fetch(fan_req *rq)
     fan_reply_json(rq, 200, j);
 }
 
-/* n concurrent calls to url (each with ?ms=...), gathered in completion order
- * with fan_await_any, then fan_await_all. ?deadline=ms sets the request's. */
+/* n concurrent calls to url (each with ?ms=...), then n2 to url2 if given,
+ * gathered in completion order with fan_await_any, then fan_await_all:
+ * "finished" and "errors" list each call's end (seconds from the start) and
+ * error name in that order, "urls" which URL it called. ?deadline=ms sets
+ * the request's. */
 static void fanout_view(fan_req *rq)
 {
     const char *url = fan_query(rq, "url");
+    const char *url2 = fan_query(rq, "url2");
     long n = fan_query_long(rq, "n", 2, NULL);
+    long n2 = url2 ? fan_query_long(rq, "n2", 1, NULL) : 0;
     long deadline = fan_query_long(rq, "deadline", 0, NULL);
-    if (!url || n < 1 || n > 1000) {
+    if (!url || n < 1 || n > 1000 || n2 < 0 || n2 > 1000) {
         fan_reply_error(rq, 400, "url and n in 1..1000 are required");
         return;
     }
@@ -128,12 +133,18 @@ static void fanout_view(fan_req *rq)
     double t0 = fan_now();
     for (long i = 0; i < n; i++)
         fan_call_start(rq, url, NULL);
-    json_t *order = json_array();
-    for (fan_call *c; (c = fan_await_any(rq));)
+    for (long i = 0; i < n2; i++)
+        fan_call_start(rq, url2, NULL);
+    json_t *order = json_array(), *errors = json_array(), *urls = json_array();
+    for (fan_call *c; (c = fan_await_any(rq));) {
         json_array_append_new(order, json_real(fan_call_finished(c) - t0));
+        json_array_append_new(errors, json_string(fan_errname(fan_call_error(c))));
+        json_array_append_new(urls, json_string(fan_call_url(c)));
+    }
     int all = fan_await_all(rq);
-    json_t *j = json_pack("{s:s, s:s, s:o, s:f}", "all", fan_errname(all), "cancelled",
-                          fan_errname(fan_cancelled(rq)), "finished", order, "elapsed", fan_now() - t0);
+    json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:o, s:f}", "all", fan_errname(all), "cancelled",
+                          fan_errname(fan_cancelled(rq)), "finished", order, "errors", errors,
+                          "urls", urls, "elapsed", fan_now() - t0);
     fan_reply_json(rq, all == 0 ? 200 : 502, j);
 }
 
