@@ -22,6 +22,7 @@ typedef struct origin {
     fan__list wait_link;   /* in slots.waiting while `queued` is not empty */
     size_t running;
     unsigned hash;
+    size_t len;
     char key[];
 } origin;
 
@@ -51,32 +52,42 @@ static unsigned hash_key(const char *s, size_t n)
     return h;
 }
 
+static char lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
+}
+
 /* Writes the origin of `url` to out (cap bytes) and returns its length, or 0
- * when it does not fit. */
+ * when the URL has no "scheme://" or the origin does not fit. One pass, no
+ * library string search: this runs for every call. */
 static size_t origin_key(const char *url, char *out, size_t cap)
 {
-    const char *sep = strstr(url, "://");
-    if (!sep)
-        return 0;
-    const char *auth = sep + 3;
-    size_t alen = strcspn(auth, "/?#");
-    const char *at = memchr(auth, '@', alen);
-    while (at) { /* credentials are not part of the origin */
-        alen -= (size_t)(at + 1 - auth);
-        auth = at + 1;
-        at = memchr(auth, '@', alen);
-    }
-    size_t slen = (size_t)(sep - url);
-    if (slen + 3 + alen >= cap)
-        return 0;
     size_t n = 0;
-    for (size_t i = 0; i < slen + 3; i++)
-        out[n++] = (char)(url[i] >= 'A' && url[i] <= 'Z' ? url[i] + 32 : url[i]);
-    for (size_t i = 0; i < alen; i++)
-        out[n++] = (char)(auth[i] >= 'A' && auth[i] <= 'Z' ? auth[i] + 32 : auth[i]);
-    if ((n > 10 && memcmp(out, "http://", 7) == 0 && memcmp(out + n - 3, ":80", 3) == 0))
+    const char *p = url;
+    for (; *p && *p != ':'; p++)
+        if (n < cap)
+            out[n++] = lower(*p);
+    if (p[0] != ':' || p[1] != '/' || p[2] != '/')
+        return 0;
+    size_t slen = n;
+    if (n + 3 > cap)
+        return 0;
+    memcpy(out + n, "://", 3);
+    n += 3;
+    size_t auth = n;
+    for (p += 3; *p && *p != '/' && *p != '?' && *p != '#'; p++) {
+        if (*p == '@') { /* credentials are not part of the origin */
+            n = auth;
+            continue;
+        }
+        if (n == cap)
+            return 0;
+        out[n++] = lower(*p);
+    }
+    if (slen == 4 && memcmp(out, "http", 4) == 0 && n > auth + 3 && memcmp(out + n - 3, ":80", 3) == 0)
         n -= 3;
-    else if (n > 12 && memcmp(out, "https://", 8) == 0 && memcmp(out + n - 4, ":443", 4) == 0)
+    else if (slen == 5 && memcmp(out, "https", 5) == 0 && n > auth + 4 &&
+             memcmp(out + n - 4, ":443", 4) == 0)
         n -= 4;
     return n;
 }
@@ -117,7 +128,7 @@ static origin *origin_get(const char *key, size_t len)
 {
     unsigned h = hash_key(key, len);
     for (origin *o = S->table[h & (S->nbuckets - 1)]; o; o = o->next)
-        if (o->hash == h && strlen(o->key) == len && memcmp(o->key, key, len) == 0)
+        if (o->hash == h && o->len == len && memcmp(o->key, key, len) == 0)
             return o;
     origin *o = malloc(sizeof *o + len + 1);
     if (!o)
@@ -125,6 +136,7 @@ static origin *origin_get(const char *key, size_t len)
     memcpy(o->key, key, len);
     o->key[len] = '\0';
     o->hash = h;
+    o->len = len;
     o->running = 0;
     fan__list_init(&o->queued);
     fan__list_init(&o->wait_link);
