@@ -300,7 +300,7 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
         return FAN_ETOOLARGE;
     }
     if (c->nresp == c->resp_cap) {
-        unsigned cap = c->resp_cap ? c->resp_cap * 2 : 16;
+        unsigned cap = c->resp_cap ? c->resp_cap * 2 : 8;
         fan__header *h = fan__arena_alloc(&c->rq->arena, cap * sizeof *h);
         if (!h)
             return FAN_ENOMEM;

@@ -139,8 +139,9 @@ static int on_header_value_complete(llhttp_t *p)
         return limit_hit(c, 400);
     if (rq->nheaders >= c->app->limits.max_headers)
         return limit_hit(c, 431);
-    if (rq->nheaders % 16 == 0) {
-        fan__header *h = fan__arena_alloc(&rq->arena, (rq->nheaders + 16) * sizeof *h);
+    unsigned n = rq->nheaders;
+    if (n == 0 || (n >= 8 && (n & (n - 1)) == 0)) { /* capacity 8, then doubled */
+        fan__header *h = fan__arena_alloc(&rq->arena, (n ? 2 * n : 8) * sizeof *h);
         if (!h)
             return limit_hit(c, 503);
         if (rq->nheaders)

@@ -158,6 +158,8 @@ typedef struct walk {
     const node *first_match; /* first node that matched the path, for 405 */
     fan__route_match *m;
     char **rests; /* rests[i]: decoded path from segment i on */
+    fan__arena *a;
+    int nomem;
 } walk;
 
 static void *handler_for(const node *n, const char *method)
@@ -189,8 +191,17 @@ static int visit(walk *w, const node *n, unsigned i, unsigned np)
             return 0;
         w->m->handler = h;
         w->m->nparams = np;
-        memcpy(w->m->names, w->names, sizeof w->names);
-        memcpy(w->m->values, w->values, sizeof w->values);
+        if (np) {
+            const char **arr = fan__arena_alloc(w->a, 2 * np * sizeof *arr);
+            if (!arr) {
+                w->nomem = 1;
+                return 1;
+            }
+            memcpy(arr, w->names, np * sizeof *arr);
+            memcpy(arr + np, w->values, np * sizeof *arr);
+            w->m->names = arr;
+            w->m->values = arr + np;
+        }
         return 1;
     }
     for (const node *c = n->children; c; c = c->next)
@@ -263,14 +274,17 @@ int fan__router_match(const fan__router *r, const char *method, const char *path
     if (n == 1 && segs[0][0] == '\0')
         n = 0;
     rests[n] = "";
-    walk w = {.method = method, .segs = segs, .nsegs = n, .m = m, .rests = rests};
+    walk w = {.method = method, .segs = segs, .nsegs = n, .m = m, .rests = rests, .a = a};
     if (visit(&w, &r->root, 0, 0)) {
         m->status = 200;
-        return 0;
+        return w.nomem ? FAN_ENOMEM : 0;
     }
     if (w.first_match) {
+        char allow[128];
+        fill_allow(w.first_match, allow, sizeof allow);
         m->status = 405;
-        fill_allow(w.first_match, m->allow, sizeof m->allow);
+        if (!(m->allow = fan__arena_strdup(a, allow)))
+            return FAN_ENOMEM;
     }
     return 0;
 }

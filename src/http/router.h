@@ -13,10 +13,11 @@ typedef struct fan__router fan__router;
 typedef struct fan__route_match {
     void *handler;                          /* set when status is 200 */
     int status;                             /* 200, 404 or 405 */
-    char allow[128];                        /* for 405: "GET, HEAD, POST" */
+    const char *allow;                      /* for 405: "GET, HEAD, POST", in the arena */
     unsigned nparams;
-    const char *names[FAN__MAX_PARAMS];     /* owned by the router */
-    const char *values[FAN__MAX_PARAMS];    /* decoded, in the arena */
+    const char **names;                     /* nparams names, owned by the router */
+    const char **values;                    /* nparams values, decoded; both arrays
+                                             * in the arena */
 } fan__route_match;
 
 /* Returns an empty router, or NULL when out of memory. */

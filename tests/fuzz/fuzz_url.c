@@ -88,8 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (m.nparams > FAN__MAX_PARAMS)
             abort();
         for (unsigned i = 0; i < m.nparams; i++)
-            (void)strlen(m.values[i]);
-        (void)strlen(m.allow);
+            (void)(strlen(m.names[i]) + strlen(m.values[i]));
+        if (m.status == 405)
+            (void)strlen(m.allow);
     }
     fan__arena_free(&a);
     free(s);

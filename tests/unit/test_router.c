@@ -29,10 +29,18 @@ static int match(fan__router *r, const char *method, const char *path, fan__rout
     fan__arena_init(&a);
     int rc = fan__router_match(r, method, path, m, &a);
     /* Values live in the arena: copy what the tests compare before freeing. */
-    static char values[FAN__MAX_PARAMS][256];
+    static char values[FAN__MAX_PARAMS][256], allow[128];
+    static const char *names_copy[FAN__MAX_PARAMS], *values_copy[FAN__MAX_PARAMS];
     for (unsigned i = 0; i < m->nparams; i++) {
         strncpy(values[i], m->values[i], sizeof values[i] - 1);
-        m->values[i] = values[i];
+        names_copy[i] = m->names[i];
+        values_copy[i] = values[i];
+    }
+    m->names = names_copy;
+    m->values = values_copy;
+    if (m->allow) {
+        strncpy(allow, m->allow, sizeof allow - 1);
+        m->allow = allow;
     }
     fan__arena_free(&a);
     return rc;
