@@ -43,8 +43,8 @@ static void free_data(uv_handle_t *h)
 static void conn_closed(uv_handle_t *h)
 {
     lconn *conn = h->data;
-    fan__buf_free(&conn->field);
-    fan__buf_free(&conn->value);
+    fan__span_reset(&conn->field);
+    fan__span_reset(&conn->value);
     free(conn);
 }
 
@@ -123,7 +123,10 @@ void fan__lean_finish(lcall *lc, int error)
     fan_call *c = lc->call;
     lconn *conn = lc->conn;
     if (conn) {
-        int reusable = error == 0 && conn->complete && !conn->broken &&
+        /* An answer that came before the whole request was written (the
+         * server did not wait for the body) leaves the write queued: the
+         * connection cannot take another request. */
+        int reusable = error == 0 && conn->complete && !conn->broken && !conn->writing &&
                        llhttp_should_keep_alive(&conn->parser);
         conn_release(conn, reusable);
     }
@@ -191,21 +194,24 @@ static int on_message_begin(llhttp_t *p)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     lconn *conn = p->data;
-    return fan__buf_append(&conn->field, at, len) ? -1 : 0;
+    return fan__span_add(&conn->field, at, len) ? -1 : 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     lconn *conn = p->data;
-    return fan__buf_append(&conn->value, at, len) ? -1 : 0;
+    return fan__span_add(&conn->value, at, len) ? -1 : 0;
 }
 
 static int on_header_value_complete(llhttp_t *p)
 {
     lconn *conn = p->data;
-    int rc = fan__call_header(conn->lc->call, conn->field.data, conn->field.len,
-                              conn->value.data ? conn->value.data : "", conn->value.len);
-    conn->field.len = conn->value.len = 0;
+    size_t nlen, vlen;
+    const char *name = fan__span_data(&conn->field, &nlen);
+    const char *value = fan__span_data(&conn->value, &vlen);
+    int rc = fan__call_header(conn->lc->call, name, nlen, value, vlen);
+    fan__span_reset(&conn->field);
+    fan__span_reset(&conn->value);
     if (rc != 0) {
         conn->lc->error = rc;
         return -1;
@@ -299,8 +305,12 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     conn->got_bytes = 1;
     llhttp_errno_t err = llhttp_execute(&conn->parser, buf->base, (size_t)n);
-    if (err == HPE_OK)
+    if (err == HPE_OK) {
+        /* A header cut by the end of this read: read_buf is about to be reused. */
+        if (fan__span_keep(&conn->field) || fan__span_keep(&conn->value))
+            fan__lean_finish(lc, FAN_ENOMEM);
         return;
+    }
     if (err == HPE_PAUSED && conn->complete) {
         /* Bytes after the response would be a second, unasked-for one: the
          * connection is not reused. */
@@ -319,6 +329,7 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void written(uv_write_t *w, int status)
 {
     lconn *conn = w->data;
+    conn->writing = 0;
     if (status < 0 && conn->lc && !conn->closing)
         conn_failed(conn, map_uv(status));
 }
@@ -331,14 +342,16 @@ static void send_request(lcall *lc, lconn *conn)
     conn->got_bytes = 0;
     conn->complete = 0;
     conn->broken = 0;
-    conn->field.len = conn->value.len = 0;
+    fan__span_reset(&conn->field);
+    fan__span_reset(&conn->value);
     llhttp_init(&conn->parser, HTTP_RESPONSE, &settings);
     conn->parser.data = conn;
     uv_buf_t bufs[2] = {uv_buf_init(lc->head, (unsigned)lc->head_len),
                         uv_buf_init((char *)c->body, (unsigned)c->body_len)};
-    conn->write.data = conn;
-    int rc = fan__stream_write((uv_stream_t *)&conn->tcp, &conn->write, bufs,
+    conn->req.write.data = conn;
+    int rc = fan__stream_write((uv_stream_t *)&conn->tcp, &conn->req.write, bufs,
                                c->body_len ? 2 : 1, written);
+    conn->writing = rc == 0;
     if (rc < 0)
         conn_failed(conn, map_uv(rc));
 }
@@ -374,13 +387,13 @@ static void start_connect(lcall *lc)
     fan__list_init(&conn->link);
     uv_tcp_init(fan__srv()->loop, &conn->tcp);
     conn->tcp.data = conn;
-    conn->connect.data = conn;
+    conn->req.connect.data = conn;
     conn->lc = lc;
     lc->conn = conn;
     unsigned ms = lc->call->connect_timeout_ms;
     if (ms && ms < fan__call_remaining_ms(lc->call))
         uv_timer_start(&lc->timer, timed_out, ms, 0);
-    int rc = uv_tcp_connect(&conn->connect, &conn->tcp, (struct sockaddr *)&p->addr, connected);
+    int rc = uv_tcp_connect(&conn->req.connect, &conn->tcp, (struct sockaddr *)&p->addr, connected);
     if (rc < 0) {
         lc->conn = NULL;
         conn_release(conn, 0);

@@ -4,24 +4,28 @@
 #define FAN_CLIENT_LEAN_H
 
 #include "client/client.h"
+#include "core/span.h"
 
 typedef struct pool pool;
 typedef struct lcall lcall;
 
 typedef struct lconn {
     uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
+    union {                /* a connection connects, then writes */
+        uv_connect_t connect;
+        uv_write_t write;
+    } req;
     llhttp_t parser;
     pool *pool;
     lcall *lc;             /* the call it serves, NULL when idle */
     fan__list link;        /* pool->idle while idle */
-    fan__buf field, value; /* a response header being assembled */
+    fan__span field, value; /* a response header being read */
     uint64_t idle_since;
     int reused;            /* it served a response before this call */
     int got_bytes;         /* response bytes arrived for the current call */
     int complete;          /* the current response is complete */
     int broken;            /* not reusable whatever the response said */
+    int writing;           /* a request write is queued in libuv */
     int closing;
 } lconn;
 

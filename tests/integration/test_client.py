@@ -94,6 +94,13 @@ class FaultServer:
                 conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
                 time.sleep(0.01)
             conn.sendall(b"0\r\n\r\n")
+        elif path == "/dribble":
+            # One byte per segment: every header name and value is cut
+            # across reads of the client.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for b in (ok % len(BODY)).encode() + BODY:
+                conn.sendall(bytes([b]))
+                time.sleep(0.001)
         elif path == "/close-delimited":
             respond(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", BODY)
             return False
@@ -175,6 +182,11 @@ class ClientSuite:
     def test_chunked_body(self):
         j = self.fetch("/chunked")
         self.assertEqual((j["error"], j["value"]), ("ok", 0.5))
+
+    def test_response_cut_into_single_bytes(self):
+        j = self.fetch("/dribble")
+        self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, 0.5))
+        self.assertEqual(j["content_type"], "application/json")
 
     def test_close_delimited_body(self):
         j = self.fetch("/close-delimited")
