@@ -48,7 +48,8 @@ static int on_message_begin(llhttp_t *p)
     if (!c->rq)
         return limit_hit(c, 503);
     c->head_bytes = 0;
-    c->field.len = c->value.len = 0;
+    fan__span_reset(&c->field);
+    fan__span_reset(&c->value);
     set_timer(c, T_HEAD);
     return 0;
 }
@@ -58,7 +59,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     fan__conn *c = parser_conn(p);
     if (count_head(c, len))
         return -1;
-    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
+    return fan__span_add(&c->field, at, len) ? limit_hit(c, 503) : 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -66,7 +67,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     fan__conn *c = parser_conn(p);
     if (count_head(c, len + 4))
         return -1;
-    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
+    return fan__span_add(&c->field, at, len) ? limit_hit(c, 503) : 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -74,7 +75,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     fan__conn *c = parser_conn(p);
     if (count_head(c, len))
         return -1;
-    return fan__buf_append(&c->value, at, len) ? limit_hit(c, 503) : 0;
+    return fan__span_add(&c->value, at, len) ? limit_hit(c, 503) : 0;
 }
 
 /* Splits the request target into the raw path, the decoded path and the
@@ -104,8 +105,10 @@ static int split_target(fan_req *rq, const char *t, size_t len)
 static int on_url_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
-    int rc = split_target(c->rq, c->field.data ? c->field.data : "", c->field.len);
-    c->field.len = 0;
+    size_t len;
+    const char *target = fan__span_data(&c->field, &len);
+    int rc = split_target(c->rq, target, len);
+    fan__span_reset(&c->field);
     return rc ? limit_hit(c, 400) : 0;
 }
 
@@ -132,10 +135,14 @@ static int on_header_value_complete(llhttp_t *p)
     if (rq->method) {
         /* A trailer after a chunked body: never merged into the request's
          * headers, where it could add what the head did not say. */
-        c->field.len = c->value.len = 0;
+        fan__span_reset(&c->field);
+        fan__span_reset(&c->value);
         return 0;
     }
-    if (!is_token(c->field.data, c->field.len))
+    size_t nlen, vlen;
+    const char *name = fan__span_data(&c->field, &nlen);
+    const char *value = fan__span_data(&c->value, &vlen);
+    if (!is_token(name, nlen))
         return limit_hit(c, 400);
     if (rq->nheaders >= c->app->limits.max_headers)
         return limit_hit(c, 431);
@@ -149,9 +156,10 @@ static int on_header_value_complete(llhttp_t *p)
         rq->headers = h;
     }
     fan__header *h = &rq->headers[rq->nheaders++];
-    h->name = fan__arena_strndup(&rq->arena, c->field.data ? c->field.data : "", c->field.len);
-    h->value = fan__arena_strndup(&rq->arena, c->value.data ? c->value.data : "", c->value.len);
-    c->field.len = c->value.len = 0;
+    h->name = fan__arena_strndup(&rq->arena, name, nlen);
+    h->value = fan__arena_strndup(&rq->arena, value, vlen);
+    fan__span_reset(&c->field);
+    fan__span_reset(&c->value);
     return h->name && h->value ? 0 : limit_hit(c, 503);
 }
 
@@ -225,8 +233,8 @@ static void conn_free_if_closed(fan__conn *c)
     if (c->handles > 0 || c->rq || c->writes > 0)
         return;
     fan__buf_free(&c->in);
-    fan__buf_free(&c->field);
-    fan__buf_free(&c->value);
+    fan__span_reset(&c->field);
+    fan__span_reset(&c->value);
     free(c);
 }
 
@@ -357,6 +365,11 @@ static int process(fan__conn *c, const char *data, size_t len, size_t *used)
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
         *used = len;
+        /* A head cut by the end of this input: `data` is about to be reused. */
+        if (fan__span_keep(&c->field) || fan__span_keep(&c->value)) {
+            fail(c, 503, "out of memory");
+            return -1;
+        }
         if (c->rq) /* in the middle of a request: head or body timer */
             set_timer(c, c->rq->method ? T_BODY : T_HEAD);
         return 0;

@@ -9,6 +9,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/list.h"
+#include "core/span.h"
 #include "coro/coro.h"
 #include "fanout.h"
 #include "http/router.h"
@@ -175,7 +176,7 @@ struct fan__conn {
     llhttp_t parser;
     fan__buf in;              /* bytes read and not parsed yet */
     fan_req *rq;              /* the request being parsed or served */
-    fan__buf field, value;    /* header being assembled from split callbacks */
+    fan__span field, value;   /* the target or header being read */
     size_t head_bytes;
     uv_timer_t timer;         /* header, body and idle timeouts */
     fan__list link;           /* in the loop's list of connections */

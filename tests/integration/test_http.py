@@ -176,6 +176,20 @@ class RequestBodies(ServerCase):
             time.sleep(0.005)
         self.assertEqual(rd.read().json()["body"], "abcdefgh")
 
+    def test_head_sent_one_byte_at_a_time_is_read_whole(self):
+        # Every piece of the target, header names and values arrives in a
+        # read of its own: each must be put back together.
+        s, rd = self.open()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = req("POST", "/echo?q=alpha&alpha=one&h=x-long-name",
+                   [("X-Long-Name", "a value with spaces"), ("Content-Length", 3)], b"xyz")
+        for i in range(len(data)):
+            s.sendall(data[i:i + 1])
+            time.sleep(0.001)
+        j = rd.read().json()
+        self.assertEqual((j["path"], j["values"], j["body"]), ("/echo", {"alpha": "one"}, "xyz"))
+        self.assertEqual(j["headers"], {"x-long-name": "a value with spaces"})
+
     def test_empty_body_is_received_as_empty(self):
         for headers in ([("Content-Length", 0)], [("Transfer-Encoding", "chunked")]):
             with self.subTest(headers=headers):
