@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "client/lean.h"
+#include "core/fmt.h"
 
 #define IDLE_MAX 4096          /* idle connections kept per host */
 #define IDLE_TIMEOUT_MS 30000  /* an idle pooled connection is closed after it */
@@ -425,14 +426,6 @@ static size_t header_bytes(const fan_call *c)
     return n;
 }
 
-/* Copies n bytes to h and returns the end: the request head is assembled
- * with copies, not printf, on this hot path. */
-static char *put(char *h, const char *s, size_t n)
-{
-    memcpy(h, s, n);
-    return h + n;
-}
-
 /* Allocates the call's state with the serialized request head after it:
  * "METHOD /target HTTP/1.1\r\nHost: h\r\n<headers>[Content-Length]\r\n". */
 static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
@@ -447,18 +440,21 @@ static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
         return NULL;
     memset(lc, 0, sizeof *lc);
     char *h = lc->head;
-    h = put(h, c->method, strlen(c->method));
-    h = put(h, tlen == 0 || target[0] == '?' ? " /" : " ", tlen == 0 || target[0] == '?' ? 2 : 1);
-    h = put(h, target, tlen);
-    h = put(h, " HTTP/1.1\r\nHost: ", 17);
-    h = put(h, p->hostport, strlen(p->hostport));
-    h = put(h, "\r\n", 2);
+    h = fan__put(h, c->method, strlen(c->method));
+    h = fan__put(h, tlen == 0 || target[0] == '?' ? " /" : " ", tlen == 0 || target[0] == '?' ? 2 : 1);
+    h = fan__put(h, target, tlen);
+    h = fan__put(h, " HTTP/1.1\r\nHost: ", 17);
+    h = fan__put(h, p->hostport, strlen(p->hostport));
+    h = fan__put(h, "\r\n", 2);
     for (const char *const *x = c->headers; x && *x; x++) {
-        h = put(h, *x, strlen(*x));
-        h = put(h, "\r\n", 2);
+        h = fan__put(h, *x, strlen(*x));
+        h = fan__put(h, "\r\n", 2);
     }
-    if (needs_length)
-        h += sprintf(h, "Content-Length: %zu\r\n", c->body_len);
+    if (needs_length) {
+        h = fan__put(h, "Content-Length: ", 16);
+        h = fan__put_uint(h, c->body_len);
+        h = fan__put(h, "\r\n", 2);
+    }
     memcpy(h, "\r\n", 2);
     lc->head_len = (size_t)(h + 2 - lc->head);
     return lc;

@@ -22,6 +22,12 @@ void fan__arena_free(fan__arena *a);
 /* Returns `size` bytes aligned for any type, or NULL when out of memory. */
 void *fan__arena_alloc(fan__arena *a, size_t size);
 
+/* The free space left in the current chunk, *room bytes (possibly 0), to
+ * write into before claiming it: fan__arena_alloc(a, n) with n <= *room then
+ * returns this same pointer. Lets a producer that wants a buffer (vsnprintf,
+ * a JSON dump) write in place, and fall back to a copy when it overflows. */
+char *fan__arena_room(fan__arena *a, size_t *room);
+
 /* Copies `len` bytes of `s` and NUL-terminates them. NULL when out of memory. */
 char *fan__arena_strndup(fan__arena *a, const char *s, size_t len);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/fmt.h"
 #include "http/http.h"
 
 const char *fan__status_text(int status)
@@ -146,21 +147,37 @@ static int send_reply(fan_req *rq)
         fan__conn_close(c);
         return FAN_ENOMEM;
     }
+    /* Copies, not printf: this runs for every response. */
     int status = rq->status;
-    int n = snprintf(head, cap, "HTTP/1.1 %d %s\r\n%sServer: fanout\r\n", status,
-                     fan__status_text(status), date_header());
-    if (rq->content_type)
-        n += snprintf(head + n, cap - (size_t)n, "Content-Type: %s\r\n", rq->content_type);
-    if (status != 204 && status != 304)
-        n += snprintf(head + n, cap - (size_t)n, "Content-Length: %zu\r\n", rq->out_len);
+    char *h = fan__put(head, "HTTP/1.1 ", 9);
+    h = fan__put_uint(h, (unsigned)status);
+    *h++ = ' ';
+    h = fan__put_str(h, fan__status_text(status));
+    h = fan__put(h, "\r\n", 2);
+    h = fan__put_str(h, date_header());
+    h = fan__put(h, "Server: fanout\r\n", 16);
+    if (rq->content_type) {
+        h = fan__put(h, "Content-Type: ", 14);
+        h = fan__put_str(h, rq->content_type);
+        h = fan__put(h, "\r\n", 2);
+    }
+    if (status != 204 && status != 304) {
+        h = fan__put(h, "Content-Length: ", 16);
+        h = fan__put_uint(h, rq->out_len);
+        h = fan__put(h, "\r\n", 2);
+    }
     if (c->close_after_write)
-        n += snprintf(head + n, cap - (size_t)n, "Connection: close\r\n");
+        h = fan__put(h, "Connection: close\r\n", 19);
     else if (rq->http_minor == 0)
-        n += snprintf(head + n, cap - (size_t)n, "Connection: keep-alive\r\n");
-    for (unsigned i = 0; i < rq->nout; i++)
-        n += snprintf(head + n, cap - (size_t)n, "%s: %s\r\n", rq->out_headers[i].name,
-                      rq->out_headers[i].value);
-    n += snprintf(head + n, cap - (size_t)n, "\r\n");
+        h = fan__put(h, "Connection: keep-alive\r\n", 24);
+    for (unsigned i = 0; i < rq->nout; i++) {
+        h = fan__put_str(h, rq->out_headers[i].name);
+        h = fan__put(h, ": ", 2);
+        h = fan__put_str(h, rq->out_headers[i].value);
+        h = fan__put(h, "\r\n", 2);
+    }
+    h = fan__put(h, "\r\n", 2);
+    size_t n = (size_t)(h - head);
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(rq->out_body, 0)};
     unsigned nbufs = 1;
     if (rq->out_len && !rq->head && status != 204 && status != 304) {
@@ -240,7 +257,17 @@ int fan_reply_json(fan_req *rq, int status, json_t *json)
 {
     if (!json)
         return FAN_EINVAL;
-    char *s = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    /* Dumped in place into the arena when it fits the current chunk (no
+     * malloc'ed string, no copy), else through json_dumps(). */
+    size_t room;
+    char *at = fan__arena_room(&rq->arena, &room);
+    size_t n = room ? json_dumpb(json, at, room, flags) : 0;
+    if (n > 0 && n <= room) {
+        json_decref(json);
+        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->arena, n), n, 1);
+    }
+    char *s = json_dumps(json, flags);
     json_decref(json);
     if (!s)
         return FAN_ENOMEM;
