@@ -346,8 +346,9 @@ int fan_cancelled(const fan_req *rq);
 
 /* Adds a response header (both strings copied). Call before replying, or
  * from an after-request hook or error handler. Returns 0, FAN_EINVAL for a
- * name or value with forbidden characters (CR, LF, ...), FAN_ESTATE once the
- * response was sent, or FAN_ENOMEM. */
+ * name that is not an RFC 9110 token (letters, digits and !#$%&'*+-.^_`|~)
+ * or a value with a control character other than tab (CR, LF, ...),
+ * FAN_ESTATE once the response was sent, or FAN_ENOMEM. */
 int fan_set_header(fan_req *rq, const char *name, const char *value);
 
 /* Answers the request: status, Content-Type (may be NULL for none) and body

@@ -114,7 +114,7 @@ static int on_url_complete(llhttp_t *p)
 
 /* RFC 9110 token characters: a header name with anything else (a space
  * before the colon, a control character) is rejected, not guessed at. */
-static int is_token(const char *s, size_t len)
+int fan__is_token(const char *s, size_t len)
 {
     static const char extra[] = "!#$%&'*+-.^_`|~";
     if (len == 0)
@@ -142,7 +142,7 @@ static int on_header_value_complete(llhttp_t *p)
     size_t nlen, vlen;
     const char *name = fan__span_data(&c->field, &nlen);
     const char *value = fan__span_data(&c->value, &vlen);
-    if (!is_token(name, nlen))
+    if (!fan__is_token(name, nlen))
         return limit_hit(c, 400);
     if (rq->nheaders >= c->app->limits.max_headers)
         return limit_hit(c, 431);

@@ -266,6 +266,10 @@ void fan__conn_write_done(fan__conn *c);
  * a request, has none in progress and nothing buffered or unread. */
 void fan__conn_close_if_idle(fan__conn *c);
 
+/* Whether s[0..len) is a non-empty RFC 9110 token: what a header name
+ * must be (conn.c). */
+int fan__is_token(const char *s, size_t len);
+
 /* Response helpers (response.c). */
 int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const char *body,
                    int close);

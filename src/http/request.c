@@ -39,7 +39,8 @@ static const char *client_address(const fan__conn *conn, char *out, size_t len)
     if (!conn || uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&sa, &salen) != 0)
         return NULL;
     int rc = sa.ss_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)&sa, out, len)
-                                      : uv_ip4_name((const struct sockaddr_in *)&sa, out, len);
+           : sa.ss_family == AF_INET  ? uv_ip4_name((const struct sockaddr_in *)&sa, out, len)
+                                      : -1; /* a Unix socket handed to the server */
     return rc == 0 ? out : NULL;
 }
 

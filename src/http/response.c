@@ -64,15 +64,12 @@ static const char *date_header(void)
     return srv->date;
 }
 
-static int valid_token(const char *s, int allow_space)
+/* A header value: no CR, LF or other control character but tab. */
+static int valid_value(const char *s)
 {
-    if (!*s && !allow_space)
-        return 0;
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '\r' || ch == '\n' || ch == '\0' || (ch < 32 && ch != '\t') || ch == 127)
-            return 0;
-        if (!allow_space && (ch == ' ' || ch == ':' || ch == '\t'))
+        if ((ch < 32 && ch != '\t') || ch == 127)
             return 0;
     }
     return 1;
@@ -82,7 +79,7 @@ int fan_set_header(fan_req *rq, const char *name, const char *value)
 {
     if (rq->sent || (rq->replied && !rq->finishing))
         return FAN_ESTATE;
-    if (!valid_token(name, 0) || !valid_token(value, 1))
+    if (!fan__is_token(name, strlen(name)) || !valid_value(value))
         return FAN_EINVAL;
     if (rq->nout == rq->out_cap) {
         unsigned cap = rq->out_cap ? rq->out_cap * 2 : 8;
@@ -210,7 +207,7 @@ static int record_reply(fan_req *rq, int status, const char *content_type, const
         return FAN_ESTATE;
     if (status < 200 || status > 999)
         return FAN_EINVAL;
-    if (content_type && !valid_token(content_type, 1))
+    if (content_type && !valid_value(content_type))
         return FAN_EINVAL;
     char *copy = (char *)body;
     const char *type = content_type;

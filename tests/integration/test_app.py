@@ -347,6 +347,12 @@ class Hooks(unittest.TestCase):
         self.assertEqual(set_cookies(r), [])
         r = get(self.port, "/app/setcookie?name=a&value=b%3Bc")
         self.assertEqual(r.json()["rc"], "invalid")
+        # A header name must be a token: no separators, spaces or bytes >= 0x80.
+        for name in ("a(b", "a%20b", "X-A:", "%C3%A9t%C3%A9", "", "a%0D%0AX-Evil"):
+            r = get(self.port, f"/app/setheader?name={name}&value=v")
+            self.assertEqual(r.json()["rc"], "invalid", name)
+        r = get(self.port, "/app/setheader?name=X-Ok!~&value=a%09b%20c")
+        self.assertEqual((r.json()["rc"], r.header("X-Ok!~")), ("ok", "a\tb c"))
 
     def test_set_cookie_attributes(self):
         r = get(self.port, "/app/setcookie?name=k&value=v&path=/p&domain=example.com&max_age=60"

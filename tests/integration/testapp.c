@@ -382,6 +382,13 @@ static void app_json(fan_req *rq)
     fan_reply_json(rq, 200, json_pack("{s:O}", "got", j));
 }
 
+/* ?name=&value=: fan_set_header()'s answer, then 200. */
+static void app_set_header(fan_req *rq)
+{
+    int rc = fan_set_header(rq, fan_query(rq, "name"), fan_query(rq, "value"));
+    fan_reply_json(rq, 200, json_pack("{s:s}", "rc", fan_errname(rc)));
+}
+
 static void app_redirect(fan_req *rq)
 {
     int rc = fan_redirect(rq, (int)fan_query_long(rq, "status", 302, NULL), fan_query(rq, "to"));
@@ -408,6 +415,7 @@ static void app_context_routes(fan_app *app)
     fan_route(app, "POST", "/app/form", app_form);
     fan_route(app, "POST", "/app/json", app_json);
     fan_route(app, "GET", "/app/redirect", app_redirect);
+    fan_route(app, "GET", "/app/setheader", app_set_header);
     fan_route(app, "GET", "/app/order", app_order);
     fan_route(app, "GET", "/app/session_task", app_session_task);
     fan_before_request(app, require_token);
