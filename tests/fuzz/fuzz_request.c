@@ -1,306 +1,450 @@
-/* The server's request parsing on arbitrary bytes.
+/* The server's request input on arbitrary bytes, through the real code.
  *
- * conn.c's llhttp callbacks are static and reach the event loop (timers, the
- * 100-continue and error replies go through the connection's uv_tcp_t), so
- * they cannot be called without a running server. This target mirrors them:
- * the same llhttp settings in request mode, the same limits (an app's
- * defaults), the same target splitting and header checks, and the requests
- * stored in a real fan_req's arena. Each complete request is then routed and
- * its query searched, with the library's own fan__router_match and
- * fan__query_get, as request.c does. Keep the callbacks below in step with
- * src/http/conn.c.
+ * Each input goes to a real server connection: one end of a socketpair is
+ * handed to fan__conn_accept() (which, given a descriptor, reads nothing of
+ * the listener but its app, so no listening socket is needed), the input is
+ * written to the other end and the event loop runs, as fan_run() would run
+ * it, until the server has closed the connection and freed everything. So
+ * conn.c's reading, llhttp callbacks, limits, timers, pipelining and error
+ * replies, request.c's routing and coroutines, the handlers' accessors,
+ * hooks, sessions and response writing all see the fuzzer's bytes. The app
+ * has small limits, so that the fuzzer reaches them, and the server's end a
+ * small send buffer, so that responses also wait for the client to read.
  *
- * The first input byte sets the size of the pieces the rest is fed in, so
- * that every callback also sees its data split across reads. Pipelined
- * requests are parsed one after the other, as process_buffered() does. */
+ * The first input byte drives the client. Its low 6 bits are the size of the
+ * pieces the rest is written in (0: all at once); the loop runs between two
+ * pieces, so that the server reads each on its own and every callback also
+ * sees its data split. Its two high bits choose how the client ends:
+ *   00  it waits until the server answered all it could, then shuts down
+ *       its sending side;
+ *   80  it shuts down at once, while the server may still be serving;
+ *   40  it goes silent: it neither shuts down nor reads, and the server
+ *       must close the connection through its own timeouts (idle, 408,
+ *       write), which are then of 2 ms;
+ *   c0  the same, but the client goes on reading.
+ * A handler may also begin a graceful stop (fan_stop()), which the target
+ * follows as fan_run() does and undoes after the input.
+ *
+ * Checked, besides the sanitizers: the server closes every connection
+ * within a bounded time (a hang or a leaked connection or request aborts),
+ * and what it sends back parses as a sequence of HTTP/1.1 responses, none
+ * after one that said Connection: close (response splitting, a wrong
+ * Content-Length or a corrupted head fail that), and complete in the first
+ * mode. Set FUZZ_REQUEST_LOG=1 to keep the server's logs on stderr,
+ * FUZZ_REQUEST_DUMP=1 to see its output there too. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "core/url.h"
 #include "fanout.h"
 #include "http/http.h"
-#include "http/router.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-typedef struct fconn {
-    fan_limits limits;
-    fan_req *rq;
-    fan__buf field, value;
-    size_t head_bytes;
-    int error_status;
-    unsigned served;
-} fconn;
+#define PIECE_MASK 0x3f
+#define SILENT 0x40
+#define HANG_UP 0x80
 
-static fan__router *router;
-static fan_limits default_limits;
-static char h_get, h_post;
+/* Far beyond what any input needs (a few ms): only a server that never
+ * closes the connection reaches it. */
+#define CLOSE_DEADLINE_MS 5000
+/* How long the client waits for the answers before it shuts down anyway. */
+#define QUIET_DEADLINE_MS 1000
 
-static void req_free(fan_req *rq)
+/* The app of the first two modes, and the one with 2 ms timeouts. */
+static fan__listener listeners[2]; /* only their app is read */
+static uv_loop_t *loop;
+static int dump; /* FUZZ_REQUEST_DUMP: copy the server's output to stderr */
+
+/* ------------------------------------------------------------------------ */
+/* The app                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A JSON string, or null for text that is not UTF-8. */
+static json_t *jstr(const char *s)
 {
-    if (!rq)
-        return;
-    fan__buf_free(&rq->body);
-    fan__arena_free(&rq->arena);
-    free(rq);
+    json_t *j = s ? json_string(s) : NULL;
+    return j ? j : json_null();
 }
 
-static int limit_hit(fconn *c, int status)
+static void h_root(fan_req *rq)
 {
-    c->error_status = status;
-    return -1;
+    fan_reply(rq, 200, "text/plain", "hello\n", 6);
 }
 
-static int count_head(fconn *c, size_t len)
+static void h_user(fan_req *rq)
 {
-    c->head_bytes += len;
-    return c->head_bytes > c->limits.max_header_bytes ? limit_hit(c, 431) : 0;
+    int ok;
+    long n = fan_query_long(rq, "n", 0, &ok);
+    fan_reply_json(rq, 200,
+                   json_pack("{s:o, s:o, s:I, s:b, s:o}", "id", jstr(fan_param(rq, "id")), "q",
+                             jstr(fan_query(rq, "q")), "n", (json_int_t)n, "ok", ok, "qs",
+                             jstr(fan_query_string(rq))));
 }
 
-static int on_message_begin(llhttp_t *p)
+static void h_files(fan_req *rq)
 {
-    fconn *c = p->data;
-    req_free(c->rq); /* cannot happen: a message ends before the next begins */
-    c->rq = calloc(1, sizeof *c->rq);
-    if (!c->rq)
-        return limit_hit(c, 503);
-    fan__arena_init(&c->rq->arena);
-    c->head_bytes = 0;
-    c->field.len = c->value.len = 0;
+    fan_reply_printf(rq, 200, "%s %s", fan_method(rq), fan_param(rq, "*"));
+}
+
+static void h_echo(fan_req *rq)
+{
+    size_t len;
+    const char *body = fan_body(rq, &len);
+    /* The request's Content-Type goes back out, if the server takes it. */
+    if (fan_reply(rq, 200, fan_header(rq, "Content-Type"), body, len) == FAN_EINVAL)
+        fan_reply(rq, 200, NULL, body, len);
+}
+
+static void h_form(fan_req *rq)
+{
+    fan_reply_json(rq, 200, json_pack("{s:o, s:o}", "name", jstr(fan_form(rq, "name")), "x",
+                                      jstr(fan_form(rq, "x"))));
+}
+
+static void h_json(fan_req *rq)
+{
+    json_t *j = fan_require_json(rq); /* borrowed; it replied if NULL */
+    if (j)
+        fan_reply_json(rq, 200, json_incref(j));
+}
+
+/* Request header values back out, as JSON and as response headers: the
+ * server must refuse those that would split the response. */
+static void h_headers(fan_req *rq)
+{
+    const char *echo = fan_header(rq, "X-Echo");
+    if (echo)
+        fan_set_header(rq, "X-Echo", echo);
+    fan_reply_json(rq, 200,
+                   json_pack("{s:o, s:o, s:o, s:o}", "host", jstr(fan_header(rq, "Host")),
+                             "agent", jstr(fan_header(rq, "User-Agent")), "cookie",
+                             jstr(fan_cookie(rq, "a")), "echo", jstr(echo)));
+}
+
+static void h_status(fan_req *rq)
+{
+    long code = fan_query_long(rq, "code", 200, NULL);
+    if (fan_reply_printf(rq, code >= 0 && code < 2000 ? (int)code : 0, "%s", fan_path(rq)) != 0)
+        fan_reply_error(rq, 400, "bad code");
+}
+
+static void h_redirect(fan_req *rq)
+{
+    const char *to = fan_query(rq, "to");
+    if (fan_redirect(rq, 302, to ? to : "/") != 0)
+        fan_reply_error(rq, 400, "bad location");
+}
+
+static void h_session(fan_req *rq)
+{
+    const char *user = fan_session_get(rq, "user");
+    const char *set = fan_query(rq, "set");
+    if (set)
+        fan_session_set(rq, "user", set);
+    fan_reply_json(rq, 200, json_pack("{s:o}", "user", jstr(user)));
+}
+
+/* Suspends the handler for 0, 1 or 3 ms, so that pipelined input waits, the
+ * end of input may come while the request is served, and the deadline of
+ * the silent modes passes. Cancelled, it returns without replying. */
+static void h_sleep(fan_req *rq)
+{
+    long ms = fan_query_long(rq, "ms", 0, NULL);
+    if (fan_sleep(rq, ms > 0 ? (ms > 1 ? 3 : 1) : 0) == 0)
+        fan_reply(rq, 200, "text/plain", "slept\n", 6);
+}
+
+static void h_stop(fan_req *rq)
+{
+    fan_stop();
+    fan_reply(rq, 200, "text/plain", "stopping\n", 9);
+}
+
+static void before(fan_req *rq)
+{
+    if (fan_header(rq, "X-Deny"))
+        fan_reply_error(rq, 403, "denied");
+}
+
+/* What the response checker needs: which answers have no body. Every reply
+ * that goes through the hooks passes here in the order it is sent. */
+#define MAX_ANSWERS 8192
+static unsigned char answer_head[MAX_ANSWERS];
+static size_t nanswers, answers_read;
+static int answers_lost;
+
+static void after(fan_req *rq)
+{
+    if (nanswers == MAX_ANSWERS)
+        answers_lost = 1;
+    else
+        answer_head[nanswers++] = strcmp(fan_method(rq), "HEAD") == 0;
+    fan_set_header(rq, "X-Path", fan_path(rq)); /* refused with a CR or LF in it */
+}
+
+static void on_error(fan_req *rq)
+{
+    size_t len;
+    (void)fan_response_body(rq, &len);
+    if (fan_response_status(rq) == 404)
+        fan_reply_printf(rq, 404, "no route for %s\n", fan_path(rq));
+}
+
+static fan_app *app_new(unsigned timeout_ms)
+{
+    fan_app *app = fan_app_new();
+    if (!app)
+        abort();
+    fan_limits *lim = fan_app_limits(app);
+    lim->max_header_bytes = 1024;
+    lim->max_headers = 20;
+    lim->max_body_bytes = 1024;
+    lim->max_pipelined_bytes = 2048;
+    lim->header_timeout_ms = lim->body_timeout_ms = lim->idle_timeout_ms = timeout_ms;
+    lim->request_timeout_ms = timeout_ms;
+    /* A write timeout that passes cuts a response short: only in the modes
+     * where the client may stop reading. */
+    lim->write_timeout_ms = timeout_ms < 100 ? timeout_ms : 10 * timeout_ms;
+    if (fan_route(app, "GET", "/", h_root) || fan_route(app, "GET", "/users/:id", h_user) ||
+        fan_route(app, "*", "/files/*", h_files) || fan_route(app, "POST", "/echo", h_echo) ||
+        fan_route(app, "PUT", "/echo", h_echo) || fan_route(app, "POST", "/form", h_form) ||
+        fan_route(app, "POST", "/json", h_json) || fan_route(app, "GET", "/headers", h_headers) ||
+        fan_route(app, "GET", "/status", h_status) ||
+        fan_route(app, "GET", "/redirect", h_redirect) ||
+        fan_route(app, "GET", "/session", h_session) || fan_route(app, "GET", "/sleep", h_sleep) ||
+        fan_route(app, "POST", "/stop", h_stop) || fan_before_request(app, before) ||
+        fan_after_request(app, after) || fan_error_handler(app, 0, on_error) ||
+        fan_app_set(app, "session.secrets", "[\"fuzz-secret-0123456789abcdef\"]") ||
+        fan_app_set(app, "session.secure", "false"))
+        abort();
+    return app;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    signal(SIGPIPE, SIG_IGN); /* as fan_run() does */
+    dump = getenv("FUZZ_REQUEST_DUMP") != NULL;
+    if (!getenv("FUZZ_REQUEST_LOG")) {
+        /* Every line still formatted (JSON escapes fuzzed paths), then
+         * dropped. */
+        fan_log_set_level(FAN_LOG_DEBUG);
+        fan_log_set_format(FAN_LOG_JSON);
+        if (fan_log_open("/dev/null") || fan_access_log_open("/dev/null"))
+            abort();
+    }
+    listeners[0].app = app_new(100);
+    listeners[1].app = app_new(2);
+    loop = fan__srv()->loop;
     return 0;
 }
 
-static int on_url(llhttp_t *p, const char *at, size_t len)
+/* ------------------------------------------------------------------------ */
+/* The response checker                                                     */
+/* ------------------------------------------------------------------------ */
+
+static llhttp_t resp_parser;
+static int resp_failed;
+
+static int resp_headers_complete(llhttp_t *p)
 {
-    fconn *c = p->data;
-    if (count_head(c, len))
-        return -1;
-    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
+    if (p->status_code < 200)
+        return 0; /* 100 Continue: no body, the real answer follows */
+    /* Raw error replies (conn.c) skip the hooks: they come last, with a
+     * body even for HEAD. */
+    int head = answers_read < nanswers && answer_head[answers_read];
+    answers_read++;
+    return head ? 1 : 0; /* 1: this message has no body */
 }
 
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    fconn *c = p->data;
-    if (count_head(c, len + 4))
-        return -1;
-    return fan__buf_append(&c->field, at, len) ? limit_hit(c, 503) : 0;
-}
+static const llhttp_settings_t resp_settings = {
+    .on_headers_complete = resp_headers_complete,
+};
 
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
+static void check_output(const char *data, size_t len)
 {
-    fconn *c = p->data;
-    if (count_head(c, len))
-        return -1;
-    return fan__buf_append(&c->value, at, len) ? limit_hit(c, 503) : 0;
-}
-
-static int split_target(fan_req *rq, const char *t, size_t len)
-{
-    if (len > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        const char *rest = memchr(t + 8, '/', len - 8);
-        if (!rest)
-            return -1;
-        len -= (size_t)(rest - t);
-        t = rest;
+    if (dump)
+        fwrite(data, 1, len, stderr);
+    if (resp_failed || answers_lost)
+        return;
+    llhttp_errno_t err = llhttp_execute(&resp_parser, data, len);
+    if (err != HPE_OK) {
+        fprintf(stderr, "fuzz_request: the server's output is not HTTP/1.1: %s (%s)\n",
+                llhttp_errno_name(err), llhttp_get_error_reason(&resp_parser));
+        resp_failed = 1;
     }
-    if (len == 0 || t[0] != '/')
-        return -1;
-    const char *q = memchr(t, '?', len);
-    size_t plen = q ? (size_t)(q - t) : len;
-    rq->raw_path = fan__arena_strndup(&rq->arena, t, plen);
-    rq->path = fan__arena_strndup(&rq->arena, t, plen);
-    rq->query = q ? fan__arena_strndup(&rq->arena, q + 1, len - plen - 1) : NULL;
-    if (!rq->raw_path || !rq->path || (q && !rq->query))
-        return -1;
-    return fan__url_decode(rq->path, plen, 0) < 0 ? -1 : 0;
 }
 
-static int on_url_complete(llhttp_t *p)
+/* ------------------------------------------------------------------------ */
+/* The client                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct client {
+    int fd;
+    int reading;
+    int closed;     /* the server closed its end */
+    uint64_t start; /* uv_hrtime() */
+} client;
+
+static uint64_t elapsed_ms(const client *cl)
 {
-    fconn *c = p->data;
-    int rc = split_target(c->rq, c->field.data ? c->field.data : "", c->field.len);
-    c->field.len = 0;
-    return rc ? limit_hit(c, 400) : 0;
+    return (uv_hrtime() - cl->start) / 1000000;
 }
 
-static int is_token(const char *s, size_t len)
+/* Reads and checks what the server sent so far. */
+static void drain(client *cl)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch && strchr(extra, ch))))
+    static char buf[65536];
+    while (cl->reading && !cl->closed) {
+        ssize_t n = recv(cl->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            check_output(buf, (size_t)n);
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        else
+            cl->closed = 1; /* EOF, or a reset: it closed with our bytes unread */
+    }
+}
+
+/* One turn of the loop, after waiting up to a few ms for something to do
+ * when `wait` (for the server's timers, or a socket to become ready). */
+static void turn(client *cl, int wait, short client_events)
+{
+    fan__server *srv = fan__srv();
+    int ms = wait ? uv_backend_timeout(loop) : 0;
+    if (ms != 0) {
+        struct pollfd fds[2] = {{.fd = uv_backend_fd(loop), .events = POLLIN},
+                                {.fd = cl->fd, .events = cl->reading ? client_events : 0}};
+        poll(fds, 2, ms < 0 || ms > 5 ? 5 : ms);
+    }
+    int stopping = srv->stopping;
+    uv_run(loop, UV_RUN_NOWAIT);
+    /* A handler called fan_stop(): what fan_run() does next (there is no
+     * listener to close). */
+    if (srv->stopping && !stopping)
+        fan__http_close_idle();
+    drain(cl);
+}
+
+/* Whether the connection is between requests: nothing served or written. */
+static int quiet(void)
+{
+    fan__server *srv = fan__srv();
+    for (fan__list *p = srv->conns.next; p != &srv->conns; p = p->next) {
+        const fan__conn *c = fan__container_of(p, fan__conn, link);
+        if (c->serving || c->writes)
             return 0;
     }
     return 1;
 }
 
-static int on_header_value_complete(llhttp_t *p)
+/* Whether the server is done with the connection: closed, freed, and no
+ * handle of it left in the loop. */
+static int server_done(void)
 {
-    fconn *c = p->data;
-    fan_req *rq = c->rq;
-    if (rq->method) {
-        c->field.len = c->value.len = 0;
-        return 0;
-    }
-    if (!is_token(c->field.data, c->field.len))
-        return limit_hit(c, 400);
-    if (rq->nheaders >= c->limits.max_headers)
-        return limit_hit(c, 431);
-    if (rq->nheaders % 16 == 0) {
-        fan__header *h = fan__arena_alloc(&rq->arena, (rq->nheaders + 16) * sizeof *h);
-        if (!h)
-            return limit_hit(c, 503);
-        if (rq->nheaders)
-            memcpy(h, rq->headers, rq->nheaders * sizeof *h);
-        rq->headers = h;
-    }
-    fan__header *h = &rq->headers[rq->nheaders++];
-    h->name = fan__arena_strndup(&rq->arena, c->field.data ? c->field.data : "", c->field.len);
-    h->value = fan__arena_strndup(&rq->arena, c->value.data ? c->value.data : "", c->value.len);
-    c->field.len = c->value.len = 0;
-    return h->name && h->value ? 0 : limit_hit(c, 503);
+    return fan__http_idle() && !uv_loop_alive(loop);
 }
 
-static unsigned host_count(const fan_req *rq)
+static void hang(const char *what)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < rq->nheaders; i++)
-        n += strcasecmp(rq->headers[i].name, "Host") == 0;
-    return n;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    fconn *c = p->data;
-    fan_req *rq = c->rq;
-    rq->method = (char *)llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
-    rq->http_minor = p->http_major == 1 ? p->http_minor : 0;
-    rq->head = strcmp(rq->method, "HEAD") == 0;
-    if (p->http_major == 1 && p->http_minor >= 1 && host_count(rq) != 1)
-        return limit_hit(c, 400);
-    int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->limits.max_body_bytes)
-        return limit_hit(c, 413);
-    const char *expect = fan_header(rq, "Expect");
-    if (expect && has_body && strcasecmp(expect, "100-continue") != 0)
-        return limit_hit(c, 417);
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    fconn *c = p->data;
-    fan_req *rq = c->rq;
-    if (rq->body.len + len > c->limits.max_body_bytes)
-        return limit_hit(c, 413);
-    return fan__buf_append(&rq->body, at, len) ? limit_hit(c, 503) : 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    fconn *c = p->data;
-    c->rq->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_url_complete = on_url_complete,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* What request.c does first with a parsed request: route it, then what a
- * handler would typically read. */
-static void serve(fconn *c)
-{
-    fan_req *rq = c->rq;
-    if (!rq->method || !rq->raw_path)
-        abort(); /* a complete message has had its head */
-    if (rq->body.len > c->limits.max_body_bytes)
-        abort();
-    int rc = fan__router_match(router, rq->method, rq->raw_path, &rq->match, &rq->arena);
-    if (rc == 0 && rq->match.status == 200 && !rq->match.handler)
-        abort();
-    if (rq->query)
-        (void)fan__query_get(&rq->arena, rq->query, "q");
-    (void)fan_header(rq, "content-type");
-    c->served++;
-    req_free(rq);
-    c->rq = NULL;
+    fan__server *srv = fan__srv();
+    fprintf(stderr, "fuzz_request: %s after %d ms (%zu connections, %zu requests)\n", what,
+            CLOSE_DEADLINE_MS, srv->nconns, srv->nreqs);
+    abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!router) {
-        fan_app *app = fan_app_new();
-        if (!app || !(router = fan__router_new()) ||
-            fan__router_add(router, "GET", "/items/:id", &h_get) ||
-            fan__router_add(router, "POST", "/items", &h_post) ||
-            fan__router_add(router, "GET", "/static/*", &h_get))
-            abort();
-        default_limits = app->limits;
-        /* Smaller than the defaults so that the fuzzer reaches them. */
-        default_limits.max_header_bytes = 1024;
-        default_limits.max_headers = 20;
-        default_limits.max_body_bytes = 4096;
-        fan_app_free(app);
-    }
     if (size == 0)
         return 0;
-    size_t piece = data[0] ? data[0] : size;
+    size_t piece = data[0] & PIECE_MASK ? (size_t)(data[0] & PIECE_MASK) : size;
+    int silent = data[0] & SILENT, hang_up = data[0] & HANG_UP;
     data++;
     size--;
 
-    fconn c = {.limits = default_limits};
-    llhttp_t parser;
-    llhttp_init(&parser, HTTP_REQUEST, &settings);
-    parser.data = &c;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    /* The smallest send buffer the kernel gives (a few KB): a burst of
+     * answers fills it, and they wait for the client as on a slow link. */
+    int sndbuf = 1;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    client cl = {.fd = sv[1], .reading = 1, .start = uv_hrtime()};
+    nanswers = answers_read = 0;
+    answers_lost = resp_failed = 0;
+    llhttp_init(&resp_parser, HTTP_RESPONSE, &resp_settings);
+    /* The loop's clock has not moved since the last input: the timers the
+     * accept starts would be due at once. */
+    uv_update_time(loop);
+    fan__conn_accept(&listeners[silent ? 1 : 0], sv[0]); /* takes sv[0], even on failure */
 
     size_t off = 0;
-    while (off < size) {
-        const char *at = (const char *)data + off;
+    while (off < size && !cl.closed) {
         size_t len = size - off < piece ? size - off : piece;
-        llhttp_errno_t err = llhttp_execute(&parser, at, len);
-        if (err == HPE_OK) {
-            off += len;
+        ssize_t n = send(cl.fd, data + off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            off += (size_t)n;
+            turn(&cl, 0, 0); /* the server reads this piece on its own */
+        } else if (n < 0 && errno == EINTR) {
             continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            turn(&cl, 1, POLLIN | POLLOUT); /* the server is not reading now */
+        } else {
+            break; /* EPIPE, ECONNRESET: the server closed */
         }
-        if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-            const char *pos = llhttp_get_error_pos(&parser);
-            if (pos < at || pos > at + len)
-                abort();
-            off += (size_t)(pos - at);
-            if (!c.rq) {
-                off = size; /* an upgrade: the rest is not HTTP */
-                break;
-            }
-            int keep = c.rq->keep_alive;
-            serve(&c);
-            if (!keep)
-                break; /* conn.c closes after answering */
-            llhttp_resume(&parser);
-            continue;
-        }
-        /* A malformed request: conn.c answers error_status (or 400) and
-         * closes. The status must be one it knows. */
-        if (c.error_status && c.error_status != 400 && c.error_status != 413 &&
-            c.error_status != 417 && c.error_status != 431 && c.error_status != 503)
-            abort();
-        break;
+        if (elapsed_ms(&cl) > CLOSE_DEADLINE_MS)
+            hang("the server stopped reading");
     }
-    req_free(c.rq); /* a request cut short by the end of the input */
-    fan__buf_free(&c.field);
-    fan__buf_free(&c.value);
+
+    if (silent) {
+        /* The server's timeouts end it. */
+        cl.reading = hang_up;
+    } else {
+        /* Let the server answer what it can before the end of input. */
+        uint64_t from = elapsed_ms(&cl);
+        while (!hang_up && !cl.closed && !quiet() && elapsed_ms(&cl) - from < QUIET_DEADLINE_MS)
+            turn(&cl, 1, POLLIN);
+        /* After a half-close the server never waits for more requests; its
+         * writes must still reach us. */
+        shutdown(cl.fd, SHUT_WR);
+    }
+    while (!server_done() || (cl.reading && !cl.closed)) {
+        turn(&cl, 1, POLLIN);
+        if (elapsed_ms(&cl) > CLOSE_DEADLINE_MS)
+            hang("the connection is not closed");
+    }
+    /* What a silent client did not read is still there, then the end. */
+    cl.reading = 1;
+    drain(&cl);
+    if (!cl.closed)
+        hang("the server's end is open");
+    close(cl.fd);
+    fan__srv()->stopping = 0; /* as fan_run() leaves it */
+
+    /* Answers cut short are expected when the client hangs up early (a
+     * half-close ends a connection with a response still queued) or stops
+     * reading (the write timeout). */
+    if (!hang_up && !silent && !resp_failed && !answers_lost) {
+        llhttp_errno_t err = llhttp_finish(&resp_parser);
+        if (err != HPE_OK) {
+            fprintf(stderr, "fuzz_request: the server's output ends inside a response: %s\n",
+                    llhttp_errno_name(err));
+            resp_failed = 1;
+        }
+    }
+    if (resp_failed)
+        abort();
     return 0;
 }
