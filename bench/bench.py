@@ -165,6 +165,7 @@ def main():
     try:
         burst = 0 if cfg["lean"] else 2 * cfg["s3_clients"]
         upstream, probes = upstreams.choose(tmp, cfg["probe"], burst)
+        floor = None if cfg["lean"] else upstreams.s1_floor(upstream, cfg["s1"])
         results = []
         for name in args.stacks:
             print(f"--- {name}", flush=True)
@@ -172,7 +173,7 @@ def main():
         upstream.server.stop()
         out = args.out or (tmp + "-out" if args.smoke else os.path.join(procs.HERE, "results"))
         run["seconds"] = time.monotonic() - run["started"]
-        md = report.write(out, args.mode, cfg, probes, results, upstream, run)
+        md = report.write(out, args.mode, cfg, probes, results, upstream, run, floor)
         print(md)
     finally:
         procs.stop_all()

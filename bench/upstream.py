@@ -109,6 +109,16 @@ class Upstream:
         print(f"upstream in use: {self.name} at {self.server.url}", flush=True)
 
 
+def s1_floor(upstream, seconds):
+    """S1's floor on this machine: the upstream alone under S1's 200 clients,
+    each waiting for the slowest call (/delay?ms=200), with the same load
+    generator. No stack in front of it can answer faster than this."""
+    res = measure(upstream.server, "/delay?ms=200", 200, seconds, timeout=30)
+    print(f"upstream alone, 200 clients, /delay?ms=200: p50 {res['p50']:.1f} ms, "
+          f"p99 {res['p99']:.1f} ms", flush=True)
+    return res
+
+
 def choose(tmp, seconds, burst):
     """Probe every candidate; keep the cheapest per exchange running."""
     probed = [probe(name, tmp, seconds, burst) for name in CANDIDATES]
