@@ -89,6 +89,10 @@ typedef struct fan_limits {
     unsigned call_timeout_ms;      /* default total timeout of an upstream call (10000) */
     unsigned connect_timeout_ms;   /* upstream connect timeout (default 3000) */
     size_t max_call_body_bytes;    /* upstream response body limit (default 8 MiB) */
+    unsigned dns_ttl_ms;           /* an upstream host name is resolved again once its last
+                                    * answer is older (in the background; connections to an
+                                    * address it no longer has are not reused); 0 = resolve
+                                    * once (default 60000) */
     /* Upstream calls in flight per worker, all origins together, and to one
      * origin (scheme, host and port); 0 = no limit. A call beyond either
      * waits in the worker's call queue, first come first served, and starts

@@ -22,6 +22,7 @@ static const fan_limits default_limits = {
     .call_timeout_ms = 10000,
     .connect_timeout_ms = 3000,
     .max_call_body_bytes = 8 * 1024 * 1024,
+    .dns_ttl_ms = 60000,
     .max_calls = 16384,
     .max_calls_per_host = 16384,
     .max_queued_calls = 16384,

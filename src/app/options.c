@@ -38,6 +38,7 @@ static const limit_opt limit_opts[] = {
     UN(call_timeout_ms, "default total timeout of an upstream call"),
     UN(connect_timeout_ms, "upstream connect timeout"),
     SZ(max_call_body_bytes, "upstream response body limit"),
+    UN(dns_ttl_ms, "upstream host names are resolved again after it, 0 for once"),
     SZ(max_calls, "upstream calls in flight per worker, 0 for no limit"),
     SZ(max_calls_per_host, "upstream calls in flight per worker to one origin, 0 for no limit"),
     SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),

@@ -262,6 +262,8 @@ static int curl_start(fan_call *c)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)fan__call_remaining_ms(c));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    unsigned ttl = c->rq->app->limits.dns_ttl_ms; /* curl: seconds, -1 for ever */
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, ttl ? (long)(ttl + 999) / 1000 : -1L);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);

@@ -88,10 +88,16 @@ static void sweep_idle(uv_timer_t *t)
     }
 }
 
+void fan__lean_drop_idle(pool *p)
+{
+    while (!fan__list_empty(&p->idle))
+        conn_close(fan__container_of(p->idle.next, lconn, link));
+}
+
 static void conn_release(lconn *conn, int reusable)
 {
     conn->lc = NULL;
-    if (!reusable || conn->closing) {
+    if (!reusable || conn->closing || conn->generation != conn->pool->generation) {
         conn_close(conn);
         return;
     }
@@ -385,6 +391,7 @@ static void start_connect(lcall *lc)
         return;
     }
     conn->pool = p;
+    conn->generation = p->generation;
     fan__list_init(&conn->link);
     uv_tcp_init(fan__srv()->loop, &conn->tcp);
     conn->tcp.data = conn;
@@ -485,6 +492,10 @@ static int lean_start(fan_call *c)
     lc->timer.data = lc;
     uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(c), 0);
     c->tp_data = lc;
+    unsigned ttl = c->rq->app->limits.dns_ttl_ms;
+    if (p->resolved && !p->numeric && ttl && !p->resolving &&
+        uv_now(fan__srv()->loop) - p->resolved_at >= ttl)
+        fan__lean_resolve(p); /* in the background: this call goes to the known address */
     if (p->resolved) {
         fan__lean_dispatch(lc);
         return 0;
@@ -517,8 +528,7 @@ static void lean_shutdown(void)
     while (st->pools) {
         pool *p = st->pools;
         st->pools = p->next;
-        while (!fan__list_empty(&p->idle))
-            conn_close(fan__container_of(p->idle.next, lconn, link));
+        fan__lean_drop_idle(p);
         if (p->resolving) {
             p->dead = 1; /* the resolver's callback frees it */
             uv_cancel((uv_req_t *)p->resolving);

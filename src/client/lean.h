@@ -26,6 +26,7 @@ typedef struct lconn {
     int complete;          /* the current response is complete */
     int broken;            /* not reusable whatever the response said */
     int writing;           /* a request write is queued in libuv */
+    unsigned generation;   /* the pool's address generation it connected to */
     int closing;
 } lconn;
 
@@ -50,6 +51,9 @@ struct pool {
     int port;
     struct sockaddr_storage addr;
     int resolved;
+    int numeric;           /* an IP address: never resolved again */
+    uint64_t resolved_at;  /* uv_now() of the last answer of the resolver */
+    unsigned generation;   /* bumped when the name moves to another address */
     int dead;              /* dropped at shutdown while resolving */
     uv_getaddrinfo_t *resolving;
     fan__list idle;
@@ -85,8 +89,14 @@ int fan__lean_new_pool(const char *authority, size_t len, pool **out);
 
 /* Resolves the pool's host: at once for a numeric address, else through
  * uv_getaddrinfo (the waiting calls are dispatched or failed when it
- * answers). Returns 0 or FAN_EDNS / FAN_ENOMEM. */
+ * answers). Called again for a resolved name whose answer is older than
+ * dns_ttl_ms, it refreshes the address in the background: calls go on with
+ * the old one meanwhile, and keep it if the resolver fails. Returns 0 or
+ * FAN_EDNS / FAN_ENOMEM. */
 int fan__lean_resolve(pool *p);
+
+/* Closes the pool's idle connections (lean.c): its name moved. */
+void fan__lean_drop_idle(pool *p);
 
 /* Frees a pool that has no connection left. */
 void fan__lean_pool_free(pool *p);

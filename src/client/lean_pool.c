@@ -1,5 +1,6 @@
 /* The lean transport's pools: one per upstream origin, found by the URL's
- * authority, parsed once with curl's URL API, resolved once. */
+ * authority, parsed once with curl's URL API, its name resolved again once
+ * the last answer is older than dns_ttl_ms. */
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +25,28 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         fan__lean_pool_free(p);
         return;
     }
+    p->resolved_at = uv_now(fan__srv()->loop);
     if (status == 0 && res) {
+        struct sockaddr_storage addr = {0};
         /* sin_port and sin6_port sit at the same offset. */
-        memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
-        ((struct sockaddr_in *)&p->addr)->sin_port = htons((uint16_t)p->port);
+        memcpy(&addr, res->ai_addr, res->ai_addrlen);
+        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)p->port);
+        char name[64] = "";
+        uv_ip_name(res->ai_addr, name, sizeof name);
+        if (p->resolved && memcmp(&addr, &p->addr, sizeof addr) != 0) {
+            /* The name moved: new connections go to the new address, and
+             * those to the old one are not reused. */
+            p->generation++;
+            fan__lean_drop_idle(p);
+            fan_log(FAN_LOG_INFO, "lean: %s now resolves to %s", p->host, name);
+        } else {
+            fan_log(FAN_LOG_DEBUG, "lean: %s resolves to %s", p->host, name);
+        }
+        p->addr = addr;
         p->resolved = 1;
+    } else if (p->resolved) {
+        fan_log(FAN_LOG_WARN, "lean: %s could not be resolved again (%s): keeping its address",
+                p->host, uv_strerror(status));
     }
     uv_freeaddrinfo(res);
     while (!fan__list_empty(&p->waiting)) {
@@ -43,9 +61,11 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 int fan__lean_resolve(pool *p)
 {
-    if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&p->addr) == 0 ||
-        uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&p->addr) == 0) {
-        p->resolved = 1;
+    struct sockaddr_storage a;
+    if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&a) == 0 ||
+        uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&a) == 0) {
+        p->addr = a;
+        p->resolved = p->numeric = 1;
         return 0;
     }
     uv_getaddrinfo_t *req = malloc(sizeof *req);

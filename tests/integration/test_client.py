@@ -246,6 +246,44 @@ class ClientSuite:
         self.assertEqual(j["error"], "refused")
 
 
+class NameResolution(unittest.TestCase):
+    """The lean transport resolves an upstream's name again once its answer
+    is older than --dns-ttl-ms, in the background; 0 resolves it once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = FaultServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.upstream.close()
+
+    RESOLVED = "lean: localhost resolves to"
+
+    def calls(self, ttl_ms):
+        """Three calls 150 ms apart to the upstream by name; the app, running."""
+        app = testapp("--dns-ttl-ms", str(ttl_ms), "--log-level", "debug",
+                      env=dict(os.environ, FANOUT_TRANSPORT="lean"))
+        self.addCleanup(app.stop)
+        url = quote(f"http://localhost:{self.upstream.port}/ok", safe="")
+        for _ in range(3):
+            status, j = get_json(app.port, f"/fetch?url={url}")
+            self.assertEqual((status, j["error"], j["value"]), (200, "ok", 0.5))
+            time.sleep(0.15)
+        return app
+
+    def test_a_name_is_resolved_again_after_the_ttl(self):
+        # The second and third calls find the answer older than 100 ms: each
+        # starts a new resolution and goes on with the known address.
+        app = self.calls(100)
+        app.wait_log(self.RESOLVED, count=3)
+        self.assertEqual(app.log().count(self.RESOLVED), 3)
+
+    def test_a_ttl_of_zero_resolves_once(self):
+        app = self.calls(0)
+        self.assertEqual(app.log().count(self.RESOLVED), 1)
+
+
 class LeanTransport(ClientSuite, unittest.TestCase):
     transport = "lean"
 
