@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 import unittest
@@ -23,13 +24,14 @@ def respond(conn, head, body=b""):
 class FaultServer:
     """Accepts connections and answers each request by its path."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.requests = []  # (path, method, headers, body) in arrival order
+        self.addresses = []  # the local address each request came to, in order
         self.served = {}    # connection id -> requests answered on it
         self.stop = False
         threading.Thread(target=self.accept, daemon=True).start()
@@ -69,6 +71,7 @@ class FaultServer:
                 if req is None:
                     return
                 self.requests.append(req)
+                self.addresses.append(conn.getsockname()[0])
                 count += 1
                 if not self.answer(conn, req, count):
                     return
@@ -282,6 +285,39 @@ class NameResolution(unittest.TestCase):
     def test_a_ttl_of_zero_resolves_once(self):
         app = self.calls(0)
         self.assertEqual(app.log().count(self.RESOLVED), 1)
+
+    def test_calls_follow_a_name_that_moves(self):
+        # The app sees a hosts file of its own (a private mount namespace),
+        # which the test rewrites in place to move the name.
+        upstream = FaultServer("0.0.0.0")
+        self.addCleanup(upstream.close)
+        hosts = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fanout-hosts-{os.getpid()}")
+        self.addCleanup(os.unlink, hosts)
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 moving-upstream\n")
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {hosts} /etc/hosts"],
+                               capture_output=True)
+        if probe.returncode != 0:
+            self.skipTest(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+        app = harness.Server(
+            ["unshare", "-m", "sh", "-c", f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"',
+             harness.TESTAPP, "--workers", "1", "--dns-ttl-ms", "100", "--log-level", "debug"],
+            "testapp", env={"FANOUT_TRANSPORT": "lean"})
+        self.addCleanup(app.stop)
+        url = quote(f"http://moving-upstream:{upstream.port}/ok", safe="")
+
+        def call():
+            status, j = get_json(app.port, f"/fetch?url={url}")
+            self.assertEqual((status, j["error"]), (200, "ok"))
+
+        call()
+        with open(hosts, "r+") as f:  # in place: the bind mount follows the inode
+            f.write("127.0.0.2 moving-upstream\n")
+        time.sleep(0.15)
+        call()  # starts the new lookup, and goes to the address known so far
+        app.wait_log("lean: moving-upstream now resolves to 127.0.0.2")
+        call()  # a new connection, to the new address; the old one is not reused
+        self.assertEqual(upstream.addresses, ["127.0.0.1", "127.0.0.1", "127.0.0.2"])
 
 
 class LeanTransport(ClientSuite, unittest.TestCase):
