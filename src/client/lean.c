@@ -363,6 +363,28 @@ static void send_request(lcall *lc, lconn *conn)
         conn_failed(conn, map_uv(rc));
 }
 
+/* A connection could not be made (uv error). A refused or unreachable
+ * address makes the call try the pool's next one, each at most once, and
+ * new connections start from there. */
+static void connect_failed(lcall *lc, lconn *conn, int status)
+{
+    pool *p = lc->pool;
+    unsigned failed = conn->addr_index;
+    int same = conn->generation == p->generation;
+    lc->conn = NULL;
+    conn_release(conn, 0);
+    int error = map_uv(status);
+    if (error == FAN_ECONNREFUSED && same && lc->tries < p->naddrs) {
+        if (p->current == failed)
+            p->current = (failed + 1) % p->naddrs;
+        fan_log(FAN_LOG_DEBUG, "lean: %s: address %u of %u: %s, trying the next", p->host,
+                failed + 1, p->naddrs, uv_strerror(status));
+        start_connect(lc);
+        return;
+    }
+    fan__lean_finish(lc, error);
+}
+
 static void connected(uv_connect_t *req, int status)
 {
     lconn *conn = req->data;
@@ -370,11 +392,11 @@ static void connected(uv_connect_t *req, int status)
         return;
     lcall *lc = conn->lc;
     if (status < 0) {
-        lc->conn = NULL;
-        conn_release(conn, 0);
-        fan__lean_finish(lc, map_uv(status));
+        connect_failed(lc, conn, status);
         return;
     }
+    if (conn->generation == conn->pool->generation)
+        conn->pool->current = conn->addr_index;
     uv_tcp_nodelay(&conn->tcp, 1);
     uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc, conn_read);
     /* From here the total timeout alone applies. */
@@ -392,6 +414,10 @@ static void start_connect(lcall *lc)
     }
     conn->pool = p;
     conn->generation = p->generation;
+    /* The pool's current address first, then the ones after it. */
+    conn->addr_index = lc->tries ? (lc->addr_index + 1) % p->naddrs : p->current % p->naddrs;
+    lc->addr_index = conn->addr_index;
+    lc->tries++;
     fan__list_init(&conn->link);
     uv_tcp_init(fan__srv()->loop, &conn->tcp);
     conn->tcp.data = conn;
@@ -401,12 +427,10 @@ static void start_connect(lcall *lc)
     unsigned ms = lc->call->connect_timeout_ms;
     if (ms && ms < fan__call_remaining_ms(lc->call))
         uv_timer_start(&lc->timer, timed_out, ms, 0);
-    int rc = uv_tcp_connect(&conn->req.connect, &conn->tcp, (struct sockaddr *)&p->addr, connected);
-    if (rc < 0) {
-        lc->conn = NULL;
-        conn_release(conn, 0);
-        fan__lean_finish(lc, map_uv(rc));
-    }
+    int rc = uv_tcp_connect(&conn->req.connect, &conn->tcp,
+                            (struct sockaddr *)&p->addrs[conn->addr_index], connected);
+    if (rc < 0)
+        connect_failed(lc, conn, rc);
 }
 
 /* Takes an idle connection of the pool, or opens a new one. */

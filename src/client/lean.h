@@ -6,6 +6,9 @@
 #include "client/client.h"
 #include "core/span.h"
 
+/* Addresses kept per name: a connection that is refused tries the next. */
+#define FAN__LEAN_MAX_ADDRS 8
+
 typedef struct pool pool;
 typedef struct lcall lcall;
 
@@ -27,6 +30,7 @@ typedef struct lconn {
     int broken;            /* not reusable whatever the response said */
     int writing;           /* a request write is queued in libuv */
     unsigned generation;   /* the pool's address generation it connected to */
+    unsigned addr_index;   /* which of the pool's addresses */
     int closing;
 } lconn;
 
@@ -40,6 +44,8 @@ struct lcall {
     int head_method;       /* a HEAD request: the response has no body */
     int idempotent;
     int retried;
+    unsigned tries;        /* addresses its connections tried */
+    unsigned addr_index;   /* the one tried last */
     int error;             /* set by a parser callback that aborts */
     char head[];           /* the serialized request line and headers */
 };
@@ -49,7 +55,9 @@ struct pool {
     char *host;            /* for the socket address (IPv6 without brackets) */
     char *hostport;        /* for the Host header */
     int port;
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addrs[FAN__LEAN_MAX_ADDRS]; /* in the resolver's order */
+    unsigned naddrs;
+    unsigned current;      /* where a new connection starts: the last that connected */
     int resolved;
     int numeric;           /* an IP address: never resolved again */
     uint64_t resolved_at;  /* uv_now() of the last answer of the resolver */

@@ -26,23 +26,35 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     p->resolved_at = uv_now(fan__srv()->loop);
-    if (status == 0 && res) {
-        struct sockaddr_storage addr = {0};
+    struct sockaddr_storage addrs[FAN__LEAN_MAX_ADDRS];
+    unsigned n = 0;
+    memset(addrs, 0, sizeof addrs);
+    for (struct addrinfo *ai = status == 0 ? res : NULL; ai && n < FAN__LEAN_MAX_ADDRS;
+         ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof addrs[0])
+            continue;
+        memcpy(&addrs[n], ai->ai_addr, ai->ai_addrlen);
         /* sin_port and sin6_port sit at the same offset. */
-        memcpy(&addr, res->ai_addr, res->ai_addrlen);
-        ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)p->port);
+        ((struct sockaddr_in *)&addrs[n])->sin_port = htons((uint16_t)p->port);
+        n++;
+    }
+    if (n) {
         char name[64] = "";
-        uv_ip_name(res->ai_addr, name, sizeof name);
-        if (p->resolved && memcmp(&addr, &p->addr, sizeof addr) != 0) {
-            /* The name moved: new connections go to the new address, and
-             * those to the old one are not reused. */
+        uv_ip_name((struct sockaddr *)&addrs[0], name, sizeof name);
+        if (p->resolved && (n != p->naddrs || memcmp(addrs, p->addrs, n * sizeof addrs[0]))) {
+            /* The name moved: new connections go to the new addresses, and
+             * those to the old ones are not reused. */
             p->generation++;
+            p->current = 0;
             fan__lean_drop_idle(p);
-            fan_log(FAN_LOG_INFO, "lean: %s now resolves to %s", p->host, name);
+            fan_log(FAN_LOG_INFO, "lean: %s now resolves to %s (%u address%s)", p->host, name, n,
+                    n > 1 ? "es" : "");
         } else {
-            fan_log(FAN_LOG_DEBUG, "lean: %s resolves to %s", p->host, name);
+            fan_log(FAN_LOG_DEBUG, "lean: %s resolves to %s (%u address%s)", p->host, name, n,
+                    n > 1 ? "es" : "");
         }
-        p->addr = addr;
+        memcpy(p->addrs, addrs, sizeof addrs);
+        p->naddrs = n;
         p->resolved = 1;
     } else if (p->resolved) {
         fan_log(FAN_LOG_WARN, "lean: %s could not be resolved again (%s): keeping its address",
@@ -64,7 +76,8 @@ int fan__lean_resolve(pool *p)
     struct sockaddr_storage a;
     if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&a) == 0 ||
         uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&a) == 0) {
-        p->addr = a;
+        p->addrs[0] = a;
+        p->naddrs = 1;
         p->resolved = p->numeric = 1;
         return 0;
     }

@@ -286,38 +286,60 @@ class NameResolution(unittest.TestCase):
         app = self.calls(0)
         self.assertEqual(app.log().count(self.RESOLVED), 1)
 
-    def test_calls_follow_a_name_that_moves(self):
-        # The app sees a hosts file of its own (a private mount namespace),
-        # which the test rewrites in place to move the name.
-        upstream = FaultServer("0.0.0.0")
-        self.addCleanup(upstream.close)
+    def app_with_hosts(self, lines):
+        """A lean testapp that sees a hosts file of its own (a private mount
+        namespace): the file's path, to rewrite in place, and the app."""
         hosts = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fanout-hosts-{os.getpid()}")
-        self.addCleanup(os.unlink, hosts)
         with open(hosts, "w") as f:
-            f.write("127.0.0.1 moving-upstream\n")
-        probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {hosts} /etc/hosts"],
-                               capture_output=True)
+            f.write(lines)
+        self.addCleanup(os.unlink, hosts)
+        mount = f"mount --bind {hosts} /etc/hosts"
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", mount], capture_output=True)
         if probe.returncode != 0:
             self.skipTest(f"no private mount namespace here: {probe.stderr.decode().strip()}")
         app = harness.Server(
-            ["unshare", "-m", "sh", "-c", f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"',
-             harness.TESTAPP, "--workers", "1", "--dns-ttl-ms", "100", "--log-level", "debug"],
+            ["unshare", "-m", "sh", "-c", mount + ' && exec "$0" "$@"', harness.TESTAPP,
+             "--workers", "1", "--dns-ttl-ms", "100", "--log-level", "debug"],
             "testapp", env={"FANOUT_TRANSPORT": "lean"})
         self.addCleanup(app.stop)
-        url = quote(f"http://moving-upstream:{upstream.port}/ok", safe="")
+        return hosts, app
 
-        def call():
-            status, j = get_json(app.port, f"/fetch?url={url}")
-            self.assertEqual((status, j["error"]), (200, "ok"))
+    def call(self, app, name, port):
+        url = quote(f"http://{name}:{port}/ok", safe="")
+        status, j = get_json(app.port, f"/fetch?url={url}")
+        self.assertEqual((status, j["error"]), (200, "ok"))
 
-        call()
+    def test_calls_follow_a_name_that_moves(self):
+        upstream = FaultServer("0.0.0.0")
+        self.addCleanup(upstream.close)
+        hosts, app = self.app_with_hosts("127.0.0.1 moving-upstream\n")
+        self.call(app, "moving-upstream", upstream.port)
         with open(hosts, "r+") as f:  # in place: the bind mount follows the inode
             f.write("127.0.0.2 moving-upstream\n")
         time.sleep(0.15)
-        call()  # starts the new lookup, and goes to the address known so far
+        # This call starts the new lookup and goes to the address known so far.
+        self.call(app, "moving-upstream", upstream.port)
         app.wait_log("lean: moving-upstream now resolves to 127.0.0.2")
-        call()  # a new connection, to the new address; the old one is not reused
+        # A new connection, to the new address: the old one is not reused.
+        self.call(app, "moving-upstream", upstream.port)
         self.assertEqual(upstream.addresses, ["127.0.0.1", "127.0.0.1", "127.0.0.2"])
+
+    def test_a_refused_address_falls_back_to_the_next(self):
+        hosts, app = self.app_with_hosts("127.0.0.2 multi-upstream\n127.0.0.3 multi-upstream\n")
+        # The upstream listens on the resolver's second address only.
+        order = subprocess.run(["unshare", "-m", "sh", "-c",
+                                f"mount --bind {hosts} /etc/hosts && getent ahosts multi-upstream"],
+                               capture_output=True, text=True).stdout.split()
+        second = next(a for a in order if a != order[0] and a.startswith("127."))
+        upstream = FaultServer(second)
+        self.addCleanup(upstream.close)
+        port = upstream.port
+        for _ in range(2):
+            self.call(app, "multi-upstream", port)
+        self.assertEqual(upstream.addresses, [second, second])
+        # The first call was refused by the first address; the second call
+        # started with the address that worked.
+        self.assertEqual(app.log().count("address 1 of 2: connection refused, trying the next"), 1)
 
 
 class LeanTransport(ClientSuite, unittest.TestCase):
