@@ -606,9 +606,12 @@ typedef struct fan_call_opts {
 /* Starts an upstream HTTP call on behalf of the request and returns at once;
  * the call proceeds concurrently with the handler and with every other call.
  * `url` is http:// or https://. The call belongs to the request: it is freed
- * with it, and cancelled if the request is cancelled or ends first. Returns
- * NULL only when out of memory; every other failure (bad URL, refused, ...)
- * is reported by the call itself once awaited. */
+ * with it, and cancelled if the request is cancelled or ends first. When the
+ * worker already has max_calls calls in flight, or max_calls_per_host to the
+ * URL's origin, the call waits in the worker's call queue first (see
+ * fan_limits; its timeout counts the wait) and may end with FAN_EBUSY.
+ * Returns NULL only when out of memory; every other failure (bad URL,
+ * refused, busy, ...) is reported by the call itself once awaited. */
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts);
 
 /* fan_call_start() with GET and a printf-formatted URL. */
