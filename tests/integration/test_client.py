@@ -265,6 +265,10 @@ class NameResolution(unittest.TestCase):
 
     def calls(self, ttl_ms):
         """Three calls 150 ms apart to the upstream by name; the app, running."""
+        try:
+            socket.getaddrinfo("localhost", self.upstream.port)
+        except socket.gaierror as e:  # a bare chroot has no /etc/hosts
+            self.skipTest(f"localhost does not resolve here: {e}")
         app = testapp("--dns-ttl-ms", str(ttl_ms), "--log-level", "debug",
                       env=dict(os.environ, FANOUT_TRANSPORT="lean"))
         self.addCleanup(app.stop)
