@@ -64,6 +64,19 @@ class CallLimitSuite:
         b_done = [t for t, u in zip(j["finished"], j["urls"]) if f":{self.b.port}/" in u]
         self.assertLess(max(b_done) / j["elapsed"], 0.6)
 
+    def test_an_origin_ignores_case_and_credentials(self):
+        # "HTTP://User:pw@127.0.0.1:P" is the origin of "http://127.0.0.1:P":
+        # with one call per host, the two calls run one after the other.
+        self.start("--max-calls-per-host", "1")
+        plain = self.url(self.a)
+        other = plain.replace("http://", "HTTP://user:pw@", 1)
+        q = (f"/fanout?n=1&url={quote(plain, safe='')}&n2=1&url2={quote(other, safe='')}")
+        status, j = get_json(self.app.port, q)
+        self.assertEqual(status, 200, j)
+        self.assertEqual(j["errors"], ["ok", "ok"])
+        self.assertGreaterEqual(j["elapsed"] / DELAY, 1.9)
+        self.assertEqual(self.peak(self.a), 1)
+
     def test_worker_limit_counts_every_host(self):
         self.start("--max-calls", "3", "--max-calls-per-host", "0")
         status, j = self.fanout(3, n2=3)
