@@ -144,9 +144,20 @@ void fan__lean_finish(lcall *lc, int error)
     fan__call_finish(c, error); /* may resume the handler: the last thing done */
 }
 
+static void connect_failed(lcall *lc, lconn *conn, int status);
+
 static void timed_out(uv_timer_t *t)
 {
-    fan__lean_finish(t->data, FAN_ETIMEDOUT);
+    lcall *lc = t->data;
+    lconn *conn = lc->conn;
+    /* An address that does not answer within the connect timeout: the next
+     * one may, if the call has time left. */
+    if (conn && !conn->connected && lc->tries < lc->pool->naddrs &&
+        fan__call_remaining_ms(lc->call) > 1) {
+        connect_failed(lc, conn, UV_ETIMEDOUT);
+        return;
+    }
+    fan__lean_finish(lc, FAN_ETIMEDOUT);
 }
 
 static int map_uv(int status)
@@ -363,9 +374,9 @@ static void send_request(lcall *lc, lconn *conn)
         conn_failed(conn, map_uv(rc));
 }
 
-/* A connection could not be made (uv error). A refused or unreachable
- * address makes the call try the pool's next one, each at most once, and
- * new connections start from there. */
+/* A connection could not be made (uv error). A refused, unreachable or
+ * silent (connect timeout) address makes the call try the pool's next one,
+ * each at most once, and new connections start from there. */
 static void connect_failed(lcall *lc, lconn *conn, int status)
 {
     pool *p = lc->pool;
@@ -374,7 +385,7 @@ static void connect_failed(lcall *lc, lconn *conn, int status)
     lc->conn = NULL;
     conn_release(conn, 0);
     int error = map_uv(status);
-    if (error == FAN_ECONNREFUSED && same && lc->tries < p->naddrs) {
+    if ((error == FAN_ECONNREFUSED || status == UV_ETIMEDOUT) && same && lc->tries < p->naddrs) {
         if (p->current == failed)
             p->current = (failed + 1) % p->naddrs;
         fan_log(FAN_LOG_DEBUG, "lean: %s: address %u of %u: %s, trying the next", p->host,
@@ -395,6 +406,7 @@ static void connected(uv_connect_t *req, int status)
         connect_failed(lc, conn, status);
         return;
     }
+    conn->connected = 1;
     if (conn->generation == conn->pool->generation)
         conn->pool->current = conn->addr_index;
     uv_tcp_nodelay(&conn->tcp, 1);
@@ -424,9 +436,9 @@ static void start_connect(lcall *lc)
     conn->req.connect.data = conn;
     conn->lc = lc;
     lc->conn = conn;
-    unsigned ms = lc->call->connect_timeout_ms;
-    if (ms && ms < fan__call_remaining_ms(lc->call))
-        uv_timer_start(&lc->timer, timed_out, ms, 0);
+    /* The connect timeout, or what is left of the total if that is less. */
+    unsigned ms = lc->call->connect_timeout_ms, left = fan__call_remaining_ms(lc->call);
+    uv_timer_start(&lc->timer, timed_out, ms && ms < left ? ms : left, 0);
     int rc = uv_tcp_connect(&conn->req.connect, &conn->tcp,
                             (struct sockaddr *)&p->addrs[conn->addr_index], connected);
     if (rc < 0)

@@ -29,6 +29,7 @@ typedef struct lconn {
     int complete;          /* the current response is complete */
     int broken;            /* not reusable whatever the response said */
     int writing;           /* a request write is queued in libuv */
+    int connected;         /* its TCP connection is established */
     unsigned generation;   /* the pool's address generation it connected to */
     unsigned addr_index;   /* which of the pool's addresses */
     int closing;

@@ -24,10 +24,10 @@ def respond(conn, head, body=b""):
 class FaultServer:
     """Accepts connections and answers each request by its path."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", port=0):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.requests = []  # (path, method, headers, body) in arrival order
@@ -290,7 +290,7 @@ class NameResolution(unittest.TestCase):
         app = self.calls(0)
         self.assertEqual(app.log().count(self.RESOLVED), 1)
 
-    def app_with_hosts(self, lines):
+    def app_with_hosts(self, lines, *flags):
         """A lean testapp that sees a hosts file of its own (a private mount
         namespace): the file's path, to rewrite in place, and the app."""
         hosts = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fanout-hosts-{os.getpid()}")
@@ -303,7 +303,7 @@ class NameResolution(unittest.TestCase):
             self.skipTest(f"no private mount namespace here: {probe.stderr.decode().strip()}")
         app = harness.Server(
             ["unshare", "-m", "sh", "-c", mount + ' && exec "$0" "$@"', harness.TESTAPP,
-             "--workers", "1", "--dns-ttl-ms", "100", "--log-level", "debug"],
+             "--workers", "1", "--dns-ttl-ms", "100", "--log-level", "debug", *flags],
             "testapp", env={"FANOUT_TRANSPORT": "lean"})
         self.addCleanup(app.stop)
         return hosts, app
@@ -344,6 +344,47 @@ class NameResolution(unittest.TestCase):
         # The first call was refused by the first address; the second call
         # started with the address that worked.
         self.assertEqual(app.log().count("address 1 of 2: connection refused, trying the next"), 1)
+
+    def test_a_silent_address_falls_back_after_the_connect_timeout(self):
+        hosts, app = self.app_with_hosts("127.0.0.2 quiet-upstream\n127.0.0.3 quiet-upstream\n",
+                                         "--connect-timeout-ms", "300")
+        order = subprocess.run(["unshare", "-m", "sh", "-c",
+                                f"mount --bind {hosts} /etc/hosts && getent ahosts quiet-upstream"],
+                               capture_output=True, text=True).stdout.split()
+        first = order[0]
+        second = next(a for a in order if a != first and a.startswith("127."))
+        # The first address drops SYNs: a listener whose accept queue is full.
+        hole = socket.socket()
+        self.addCleanup(hole.close)
+        hole.bind((first, 0))
+        hole.listen(0)
+        port = hole.getsockname()[1]
+        fillers = []
+        for _ in range(2):
+            c = socket.socket()
+            c.settimeout(0.5)
+            try:
+                c.connect((first, port))
+            except OSError:
+                pass
+            fillers.append(c)
+        self.addCleanup(lambda: [c.close() for c in fillers])
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            probe.connect((first, port))
+            self.skipTest("the kernel did not drop SYNs to a full accept queue")
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+        upstream = FaultServer(second, port)
+        self.addCleanup(upstream.close)
+        t0 = time.monotonic()
+        self.call(app, "quiet-upstream", port)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)  # one connect timeout spent
+        self.assertEqual(upstream.addresses, [second])
+        self.assertEqual(app.log().count("address 1 of 2: connection timed out, trying the next"), 1)
 
 
 class LeanTransport(ClientSuite, unittest.TestCase):
