@@ -6,7 +6,8 @@
 #include "client/client.h"
 #include "core/span.h"
 
-/* Addresses kept per name: a connection that is refused tries the next. */
+/* Addresses kept per name: a connection refused, unreachable or silent
+ * past the connect timeout tries the next. */
 #define FAN__LEAN_MAX_ADDRS 8
 
 typedef struct pool pool;

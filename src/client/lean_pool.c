@@ -41,18 +41,16 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     if (n) {
         char name[64] = "";
         uv_ip_name((struct sockaddr *)&addrs[0], name, sizeof name);
-        if (p->resolved && (n != p->naddrs || memcmp(addrs, p->addrs, n * sizeof addrs[0]))) {
-            /* The name moved: new connections go to the new addresses, and
-             * those to the old ones are not reused. */
+        int moved = p->resolved && (n != p->naddrs || memcmp(addrs, p->addrs, n * sizeof addrs[0]));
+        if (moved) {
+            /* New connections go to the new addresses, and those to the old
+             * ones are not reused. */
             p->generation++;
             p->current = 0;
             fan__lean_drop_idle(p);
-            fan_log(FAN_LOG_INFO, "lean: %s now resolves to %s (%u address%s)", p->host, name, n,
-                    n > 1 ? "es" : "");
-        } else {
-            fan_log(FAN_LOG_DEBUG, "lean: %s resolves to %s (%u address%s)", p->host, name, n,
-                    n > 1 ? "es" : "");
         }
+        fan_log(moved ? FAN_LOG_INFO : FAN_LOG_DEBUG, "lean: %s %sresolves to %s (%u address%s)",
+                p->host, moved ? "now " : "", name, n, n > 1 ? "es" : "");
         memcpy(p->addrs, addrs, sizeof addrs);
         p->naddrs = n;
         p->resolved = 1;

@@ -308,6 +308,15 @@ class NameResolution(unittest.TestCase):
         self.addCleanup(app.stop)
         return hosts, app
 
+    @staticmethod
+    def resolver_order(hosts, name):
+        """The first two addresses the resolver gives for `name` with this
+        hosts file, in its order (getent ahosts, as getaddrinfo sorts them)."""
+        out = subprocess.run(["unshare", "-m", "sh", "-c",
+                              f"mount --bind {hosts} /etc/hosts && getent ahosts {name}"],
+                             capture_output=True, text=True).stdout.split()
+        return out[0], next(a for a in out if a != out[0] and a.startswith("127."))
+
     def call(self, app, name, port):
         url = quote(f"http://{name}:{port}/ok", safe="")
         status, j = get_json(app.port, f"/fetch?url={url}")
@@ -331,10 +340,7 @@ class NameResolution(unittest.TestCase):
     def test_a_refused_address_falls_back_to_the_next(self):
         hosts, app = self.app_with_hosts("127.0.0.2 multi-upstream\n127.0.0.3 multi-upstream\n")
         # The upstream listens on the resolver's second address only.
-        order = subprocess.run(["unshare", "-m", "sh", "-c",
-                                f"mount --bind {hosts} /etc/hosts && getent ahosts multi-upstream"],
-                               capture_output=True, text=True).stdout.split()
-        second = next(a for a in order if a != order[0] and a.startswith("127."))
+        _, second = self.resolver_order(hosts, "multi-upstream")
         upstream = FaultServer(second)
         self.addCleanup(upstream.close)
         port = upstream.port
@@ -348,11 +354,7 @@ class NameResolution(unittest.TestCase):
     def test_a_silent_address_falls_back_after_the_connect_timeout(self):
         hosts, app = self.app_with_hosts("127.0.0.2 quiet-upstream\n127.0.0.3 quiet-upstream\n",
                                          "--connect-timeout-ms", "300")
-        order = subprocess.run(["unshare", "-m", "sh", "-c",
-                                f"mount --bind {hosts} /etc/hosts && getent ahosts quiet-upstream"],
-                               capture_output=True, text=True).stdout.split()
-        first = order[0]
-        second = next(a for a in order if a != first and a.startswith("127."))
+        first, second = self.resolver_order(hosts, "quiet-upstream")
         # The first address drops SYNs: a listener whose accept queue is full.
         hole = socket.socket()
         self.addCleanup(hole.close)
