@@ -29,6 +29,14 @@ extern "C" {
 
 #define FAN_VERSION "0.1.0"
 
+/* Marks the public API: the library is built with hidden visibility, so only
+ * what is declared here with FAN_API is exported from libfanout.so. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FAN_API __attribute__((visibility("default")))
+#else
+#define FAN_API
+#endif
+
 /* Error codes: every function that can fail returns 0 or one of these. */
 typedef enum fan_error {
     FAN_OK = 0,
@@ -49,11 +57,11 @@ typedef enum fan_error {
 } fan_error;
 
 /* A short English description of an error code. Never returns NULL. */
-const char *fan_strerror(int err);
+FAN_API const char *fan_strerror(int err);
 
 /* A stable lowercase name for an error code ("timeout", "refused", "dns", ...),
  * for logs and JSON bodies. Never returns NULL. */
-const char *fan_errname(int err);
+FAN_API const char *fan_errname(int err);
 
 typedef struct fan_app fan_app;
 typedef struct fan_req fan_req;
@@ -113,14 +121,14 @@ typedef struct fan_limits {
 
 /* Creates an application with default limits and no routes. Returns NULL when
  * out of memory. Free it with fan_app_free() after fan_run() returned. */
-fan_app *fan_app_new(void);
+FAN_API fan_app *fan_app_new(void);
 
 /* Frees the application, its routes, settings and listeners. Must not be
  * called while fan_run() is running. NULL is ignored. */
-void fan_app_free(fan_app *app);
+FAN_API void fan_app_free(fan_app *app);
 
 /* The application's limits, to be changed before fan_run(). Never NULL. */
-fan_limits *fan_app_limits(fan_app *app);
+FAN_API fan_limits *fan_app_limits(fan_app *app);
 
 /* Adds a route. `method` is an HTTP method ("GET", "POST", ...) or "*" for any.
  * `pattern` is a path whose segments may be literal ("/users"), a parameter
@@ -131,7 +139,7 @@ fan_limits *fan_app_limits(fan_app *app);
  * with an Allow header; HEAD is served by GET routes without the body.
  * Returns 0, FAN_EINVAL for a malformed pattern or a duplicate route, or
  * FAN_ENOMEM. The strings are copied. */
-int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
+FAN_API int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
 
 /* Stores a setting under `key` (both copied), readable from any handler with
  * fan_config_str() and the other fan_config_* accessors. A setting overrides
@@ -141,7 +149,7 @@ int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler
  * configuration as they were when it first read one. Returns 0, FAN_EINVAL
  * (with a log line) when the value does not parse as the declared type, or
  * FAN_ENOMEM. */
-int fan_app_set(fan_app *app, const char *key, const char *value);
+FAN_API int fan_app_set(fan_app *app, const char *key, const char *value);
 
 /* The value of `key` as text: a setting, or a declared key's value from the
  * configuration (integers in decimal, booleans "true"/"false", string arrays
@@ -149,27 +157,27 @@ int fan_app_set(fan_app *app, const char *key, const char *value);
  * configuration changes (fan_app_set(), fan_config_declare(), a load or a
  * reload) or the app is freed: handlers should use fan_config_str(), whose
  * strings live as long as the request. */
-const char *fan_app_get(const fan_app *app, const char *key);
+FAN_API const char *fan_app_get(const fan_app *app, const char *key);
 
 /* Attaches a pointer of the program's own to the app (NULL by default), for
  * handlers to reach their state through fan_app_data(fan_req_app(rq)). The
  * app never dereferences or frees it. */
-void fan_app_set_data(fan_app *app, void *data);
-void *fan_app_data(const fan_app *app);
+FAN_API void fan_app_set_data(fan_app *app, void *data);
+FAN_API void *fan_app_data(const fan_app *app);
 
 /* Opens a listening TCP socket for this app on `host` (numeric IPv4 or IPv6)
  * and `port` (0 picks a free port). Several apps may listen in one process;
  * they share the worker's loop. If `bound_port` is not NULL it receives the
  * port actually bound. Returns 0, FAN_EADDRINUSE, FAN_EINVAL or FAN_EIO. */
-int fan_listen(fan_app *app, const char *host, int port, int *bound_port);
+FAN_API int fan_listen(fan_app *app, const char *host, int port, int *bound_port);
 
 /* Sets the address fan_app_listen() uses (default 0.0.0.0:8080; --host and
  * --port change it). The host is copied. Returns 0 or FAN_ENOMEM. */
-int fan_app_set_address(fan_app *app, const char *host, int port);
+FAN_API int fan_app_set_address(fan_app *app, const char *host, int port);
 
 /* fan_listen() on the app's configured address, with a log line saying
  * where. */
-int fan_app_listen(fan_app *app, int *bound_port);
+FAN_API int fan_app_listen(fan_app *app, int *bound_port);
 
 /* Runs this thread's event loop (one worker) until it is asked to stop, then
  * returns 0 once everything is closed: every connection, listener and
@@ -188,13 +196,13 @@ int fan_app_listen(fan_app *app, int *bound_port);
  *  - SIGUSR1: fan_log_reopen(), for log rotation. SIGUSR1 is blocked once
  *    fan_run() returned (its default action would end the process).
  * SIGPIPE is ignored from the first call on. */
-int fan_run(void);
+FAN_API int fan_run(void);
 
 /* Begins a graceful stop of fan_run(), as SIGTERM does: the listeners close
  * after the current loop iteration and fan_run() returns once the requests
  * in progress ended. Safe to call from a handler (whose own request then
  * completes normally). Can't fail. */
-void fan_stop(void);
+FAN_API void fan_stop(void);
 
 /* Parses the command line with fan_app_option(), --workers N and --help,
  * listens on the app's address and serves. Returns a process exit status: 0
@@ -234,7 +242,7 @@ void fan_stop(void);
  * master's sockets fail likewise if the holder lacks SO_REUSEPORT or belongs
  * to another user, but two fanout masters of one user on one port share it.
  * Call fan_main() before any fan_listen() of this process. */
-int fan_main(fan_app *app, int argc, char **argv);
+FAN_API int fan_main(fan_app *app, int argc, char **argv);
 
 /* Applies one "--name=value" or "--name value" option to the app if it is
  * --host, --port, --log-level, --log-format text|json, --log-file FILE,
@@ -246,10 +254,10 @@ int fan_main(fan_app *app, int argc, char **argv);
  * if the option was consumed (and *argi advanced past it), 0 if it is not
  * one of these, or a negative error (with a message in the log) when its
  * value is invalid. For programs that parse their own command lines. */
-int fan_app_option(fan_app *app, int argc, char **argv, int *argi);
+FAN_API int fan_app_option(fan_app *app, int argc, char **argv, int *argi);
 
 /* Prints the options fan_app_option() understands, one per line. */
-void fan_print_options(FILE *out);
+FAN_API void fan_print_options(FILE *out);
 
 /* A reload hook: re-reads the program's configuration into `app` (for
  * instance with fan_app_reload_config() or fan_app_set()). Returns 0 when
@@ -262,87 +270,87 @@ typedef int (*fan_reload_fn)(fan_app *app, void *arg);
  * in the master, outside any loop, so it may block (read files). A hook
  * that fails keeps the running workers serving and logs an error. NULL
  * removes it; SIGHUP then just replaces the workers. Can't fail. */
-void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
+FAN_API void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 /* ------------------------------------------------------------------------ */
 
 /* The method, e.g. "GET". Lives as long as the request. */
-const char *fan_method(const fan_req *rq);
+FAN_API const char *fan_method(const fan_req *rq);
 
 /* The URL-decoded path, without the query. Lives as long as the request. */
-const char *fan_path(const fan_req *rq);
+FAN_API const char *fan_path(const fan_req *rq);
 
 /* The raw query string after '?', or "" when there is none. */
-const char *fan_query_string(const fan_req *rq);
+FAN_API const char *fan_query_string(const fan_req *rq);
 
 /* The URL-decoded value of the first query parameter `name`, "" for a name
  * without a value, or NULL when absent or when its value has a malformed
  * escape ("%zz"). Lives as long as the request. */
-const char *fan_query(fan_req *rq, const char *name);
+FAN_API const char *fan_query(fan_req *rq, const char *name);
 
 /* A query parameter parsed as a long integer; `def` when it is absent. Sets
  * *ok (if not NULL) to 0 when it is present but not a valid integer. */
-long fan_query_long(fan_req *rq, const char *name, long def, int *ok);
+FAN_API long fan_query_long(fan_req *rq, const char *name, long def, int *ok);
 
 /* The value of request header `name` (case-insensitive), or NULL. Repeated
  * headers: the first. Lives as long as the request. */
-const char *fan_header(const fan_req *rq, const char *name);
+FAN_API const char *fan_header(const fan_req *rq, const char *name);
 
 /* The value of the route parameter `name` (":name" in the pattern, "*" for the
  * wildcard), URL-decoded, or NULL. Lives as long as the request. */
-const char *fan_param(const fan_req *rq, const char *name);
+FAN_API const char *fan_param(const fan_req *rq, const char *name);
 
 /* The request body (NUL-terminated for convenience) and its length. An empty
  * body gives "" and 0. Lives as long as the request. */
-const char *fan_body(const fan_req *rq, size_t *len);
+FAN_API const char *fan_body(const fan_req *rq, size_t *len);
 
 /* The app that is serving this request (read-only during a request). */
-const fan_app *fan_req_app(const fan_req *rq);
+FAN_API const fan_app *fan_req_app(const fan_req *rq);
 
 /* The value of `key` as text: a setting (fan_app_set(), --set) or a key of
  * the configuration (see "Configuration" below), or NULL when it has none.
  * Lives as long as the request: a request reads one version of the
  * configuration from start to end, even across a reload. */
-const char *fan_config_str(const fan_req *rq, const char *key);
+FAN_API const char *fan_config_str(const fan_req *rq, const char *key);
 
 /* Allocates `size` bytes from the request's arena, aligned for any type.
  * Freed when the request ends; never free it yourself. NULL if out of
  * memory. */
-void *fan_alloc(fan_req *rq, size_t size);
+FAN_API void *fan_alloc(fan_req *rq, size_t size);
 
 /* Registers fn(arg) to run when the request's memory is freed, after its
  * handler returned and every call ended; cleanups run in reverse order of
  * registration. Use it to release what a handler acquires, so that a
  * cancelled request releases it too. Returns 0 or FAN_ENOMEM (fn is then not
  * registered). */
-int fan_defer(fan_req *rq, void (*fn)(void *arg), void *arg);
+FAN_API int fan_defer(fan_req *rq, void (*fn)(void *arg), void *arg);
 
 /* A printf into the request's arena. Freed with the request. NULL if out of
  * memory. */
-char *fan_sprintf(fan_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+FAN_API char *fan_sprintf(fan_req *rq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Seconds on a monotonic clock with sub-microsecond resolution, like
  * Python's time.perf_counter(). Only differences between two values mean
  * something. Thread-safe; can't fail. */
-double fan_now(void);
+FAN_API double fan_now(void);
 
 /* Suspends the calling handler for `ms` milliseconds without blocking anything
  * else. Returns 0, or FAN_ECANCELED if the request was cancelled meanwhile. */
-int fan_sleep(fan_req *rq, unsigned ms);
+FAN_API int fan_sleep(fan_req *rq, unsigned ms);
 
 /* Sets the request's deadline to `ms` from now (0 removes it). When it
  * passes, every outstanding call is cancelled, awaits return FAN_ECANCELED,
  * and fan_cancelled() returns FAN_ETIMEDOUT. Returns 0 or FAN_ESTATE if the
  * request is already cancelled. */
-int fan_set_deadline(fan_req *rq, unsigned ms);
+FAN_API int fan_set_deadline(fan_req *rq, unsigned ms);
 
 /* Why the running task (the handler's, or a child task's) was cancelled: 0
  * if it was not, FAN_ETIMEDOUT for the request's deadline or the task's
  * timeout, FAN_ECANCELED when the client went away, the server stops or the
  * task was cancelled. */
-int fan_cancelled(const fan_req *rq);
+FAN_API int fan_cancelled(const fan_req *rq);
 
 /* ------------------------------------------------------------------------ */
 /* Responses                                                                */
@@ -353,7 +361,7 @@ int fan_cancelled(const fan_req *rq);
  * name that is not an RFC 9110 token (letters, digits and !#$%&'*+-.^_`|~)
  * or a value with a control character other than tab (CR, LF, ...),
  * FAN_ESTATE once the response was sent, or FAN_ENOMEM. */
-int fan_set_header(fan_req *rq, const char *name, const char *value);
+FAN_API int fan_set_header(fan_req *rq, const char *name, const char *value);
 
 /* Answers the request: status, Content-Type (may be NULL for none) and body
  * (copied). The reply is recorded, then the error handler of its status and
@@ -363,34 +371,35 @@ int fan_set_header(fan_req *rq, const char *name, const char *value);
  * recorded status, type and body instead (headers are kept). Returns 0 or a
  * negative error; the reply is sent even if the client went away in between
  * (it is then dropped silently). */
-int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len);
+FAN_API int fan_reply(fan_req *rq, int status, const char *content_type, const void *body,
+                      size_t len);
 
 /* A text/plain reply formatted like printf. */
-int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
+FAN_API int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* An application/json reply. Takes the reference to `json` (it is decref'd,
  * even on failure). */
-int fan_reply_json(fan_req *rq, int status, json_t *json);
+FAN_API int fan_reply_json(fan_req *rq, int status, json_t *json);
 
 /* A JSON error reply: {"error": message, "status": status}. */
-int fan_reply_error(fan_req *rq, int status, const char *message);
+FAN_API int fan_reply_error(fan_req *rq, int status, const char *message);
 
 /* Whether the request has been answered. */
-int fan_replied(const fan_req *rq);
+FAN_API int fan_replied(const fan_req *rq);
 
 /* The recorded status of the reply (0 before fan_reply()), for after-request
  * hooks and error handlers. */
-int fan_response_status(const fan_req *rq);
+FAN_API int fan_response_status(const fan_req *rq);
 
 /* Changes the status of the recorded reply, from an after-request hook or an
  * error handler. Returns 0, FAN_EINVAL for a status outside 200..999, or
  * FAN_ESTATE before the reply or once it was sent. */
-int fan_set_status(fan_req *rq, int status);
+FAN_API int fan_set_status(fan_req *rq, int status);
 
 /* The recorded body of the reply and its length (NULL and 0 before
  * fan_reply()). Lives as long as the request. */
-const void *fan_response_body(const fan_req *rq, size_t *len);
+FAN_API const void *fan_response_body(const fan_req *rq, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
@@ -424,7 +433,8 @@ typedef enum fan_config_type {
  * a type that differs from an earlier declaration or a bad environment
  * override (the last two are also recorded: see fan_app_config_error()); or
  * FAN_ENOMEM. */
-int fan_config_declare(fan_app *app, const char *key, fan_config_type type, const char *def);
+FAN_API int fan_config_declare(fan_app *app, const char *key, fan_config_type type,
+                               const char *def);
 
 /* Loads the configuration file `path` (replacing a file loaded before) and
  * re-reads the environment overrides. On any error nothing changes: every
@@ -432,7 +442,7 @@ int fan_config_declare(fan_app *app, const char *key, fan_config_type type, cons
  * function returns FAN_EINVAL (syntax error, with file, line and column;
  * unknown key; wrong type, with the key and both types; path NULL), FAN_EIO
  * (the file cannot be read) or FAN_ENOMEM. The path is copied. */
-int fan_app_load_config(fan_app *app, const char *path);
+FAN_API int fan_app_load_config(fan_app *app, const char *path);
 
 /* Re-reads the file loaded last and the environment overrides, and makes
  * them the configuration of the requests that start from now on (running
@@ -441,23 +451,23 @@ int fan_app_load_config(fan_app *app, const char *path);
  * hook of fan_app_on_reload() in the master. With no file
  * loaded, only the environment is re-read. On failure the configuration in
  * use is left untouched and the error is as for fan_app_load_config(). */
-int fan_app_reload_config(fan_app *app);
+FAN_API int fan_app_reload_config(fan_app *app);
 
 /* The message of the last configuration error (a file that failed to load,
  * a bad environment override), or NULL. A successful load clears it.
  * fan_main() refuses to start while there is one. Owned by the app. */
-const char *fan_app_config_error(const fan_app *app);
+FAN_API const char *fan_app_config_error(const fan_app *app);
 
 /* A key's value (see fan_config_str() for the text form). A key of another
  * type, or a setting, is converted from its text; 0 (0.0, false) when the
  * key has no value or the text does not parse. These can't fail. */
-long long fan_config_int(const fan_req *rq, const char *key);
-double fan_config_double(const fan_req *rq, const char *key);
-int fan_config_bool(const fan_req *rq, const char *key);
+FAN_API long long fan_config_int(const fan_req *rq, const char *key);
+FAN_API double fan_config_double(const fan_req *rq, const char *key);
+FAN_API int fan_config_bool(const fan_req *rq, const char *key);
 
 /* The `index`th string of a FAN_CONFIG_STRINGS key, or NULL past its end or
  * for a key of another type. Lives as long as the request. */
-const char *fan_config_strings(const fan_req *rq, const char *key, size_t index);
+FAN_API const char *fan_config_strings(const fan_req *rq, const char *key, size_t index);
 
 /* ------------------------------------------------------------------------ */
 /* Hooks and error handlers                                                 */
@@ -487,18 +497,18 @@ const char *fan_config_strings(const fan_req *rq, const char *key, size_t index)
 
 /* Appends a before-request hook. Returns 0, FAN_EINVAL for NULL, or
  * FAN_ENOMEM. */
-int fan_before_request(fan_app *app, fan_handler hook);
+FAN_API int fan_before_request(fan_app *app, fan_handler hook);
 
 /* Appends an after-request hook. Returns 0, FAN_EINVAL for NULL, or
  * FAN_ENOMEM. */
-int fan_after_request(fan_app *app, fan_handler hook);
+FAN_API int fan_after_request(fan_app *app, fan_handler hook);
 
 /* Sets the error handler of replies with `status` (400..999), or with 0 the
  * fallback of every status >= 400 without its own; a second call replaces
  * it, NULL removes it. It reads the reply with fan_response_status() and
  * fan_response_body(). Returns 0, FAN_EINVAL for another status, or
  * FAN_ENOMEM. */
-int fan_error_handler(fan_app *app, int status, fan_handler handler);
+FAN_API int fan_error_handler(fan_app *app, int status, fan_handler handler);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -522,22 +532,22 @@ int fan_error_handler(fan_app *app, int status, fan_handler handler);
  * be called from any task of the request. */
 
 /* The session's value of `key`, or NULL. Lives as long as the request. */
-const char *fan_session_get(fan_req *rq, const char *key);
+FAN_API const char *fan_session_get(fan_req *rq, const char *key);
 
 /* Sets `key` to `value` (both copied, UTF-8). Returns 0; FAN_ETOOLARGE if
  * the cookie would exceed session.max_size; FAN_ESTATE once the response was
  * sent, or with no secret configured; FAN_EINVAL for text that is not UTF-8
  * or a bad session.samesite, session.max_age or session.cookie_name (with a
  * log line); FAN_ENOMEM. On failure the session is unchanged. */
-int fan_session_set(fan_req *rq, const char *key, const char *value);
+FAN_API int fan_session_set(fan_req *rq, const char *key, const char *value);
 
 /* Removes `key` (nothing changes if it is absent). Errors as for
  * fan_session_set(). */
-int fan_session_delete(fan_req *rq, const char *key);
+FAN_API int fan_session_delete(fan_req *rq, const char *key);
 
 /* Removes every value; the cookie is then deleted (Max-Age=0). Errors as for
  * fan_session_set(). */
-int fan_session_clear(fan_req *rq);
+FAN_API int fan_session_clear(fan_req *rq);
 
 /* ------------------------------------------------------------------------ */
 /* Request and response helpers                                             */
@@ -546,28 +556,28 @@ int fan_session_clear(fan_req *rq);
 /* The value of cookie `name` sent by the client (the first one, without
  * surrounding double quotes, not decoded), or NULL. Lives as long as the
  * request. */
-const char *fan_cookie(fan_req *rq, const char *name);
+FAN_API const char *fan_cookie(fan_req *rq, const char *name);
 
 /* The URL-decoded value of field `name` of an application/x-www-form-
  * urlencoded body ('+' is a space), "" for a name without '=', or NULL when
  * absent or when the body is not of that type. Lives as long as the
  * request. */
-const char *fan_form(fan_req *rq, const char *name);
+FAN_API const char *fan_form(fan_req *rq, const char *name);
 
 /* The request body parsed as JSON (any value), or NULL if it is empty or
  * malformed. Parsed once; borrowed: freed with the request. */
-json_t *fan_body_json(fan_req *rq);
+FAN_API json_t *fan_body_json(fan_req *rq);
 
 /* fan_body_json(), or, when there is none, a reply and NULL: 415 if the
  * Content-Type is given and is not JSON, 400 if the body is empty or
  * malformed: {"error": "malformed JSON body: <what> at line L, column C",
  * "status": 400, "line": L, "column": C}. The handler then just returns. */
-json_t *fan_require_json(fan_req *rq);
+FAN_API json_t *fan_require_json(fan_req *rq);
 
 /* Replies with `status` (301, 302, 303, 307 or 308) and a Location header.
  * Returns 0, FAN_EINVAL for another status or a location with CR, LF or
  * other control characters, or an error of fan_reply(). */
-int fan_redirect(fan_req *rq, int status, const char *location);
+FAN_API int fan_redirect(fan_req *rq, int status, const char *location);
 
 /* Attributes of fan_set_cookie(). Zero-initialise and set what you need. */
 typedef struct fan_cookie_opts {
@@ -585,7 +595,8 @@ typedef struct fan_cookie_opts {
  * or '\\'): encode other values first (e.g. base64url). Returns 0, FAN_EINVAL
  * for a bad name, value or attribute (CR and LF included), FAN_ESTATE once
  * the response was sent, or FAN_ENOMEM. */
-int fan_set_cookie(fan_req *rq, const char *name, const char *value, const fan_cookie_opts *opts);
+FAN_API int fan_set_cookie(fan_req *rq, const char *name, const char *value,
+                           const fan_cookie_opts *opts);
 
 /* ------------------------------------------------------------------------ */
 /* Upstream calls                                                           */
@@ -612,61 +623,62 @@ typedef struct fan_call_opts {
  * fan_limits; its timeout counts the wait) and may end with FAN_EBUSY.
  * Returns NULL only when out of memory; every other failure (bad URL,
  * refused, busy, ...) is reported by the call itself once awaited. */
-fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts);
+FAN_API fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts);
 
 /* fan_call_start() with GET and a printf-formatted URL. */
-fan_call *fan_get(fan_req *rq, const char *url_fmt, ...) __attribute__((format(printf, 2, 3)));
+FAN_API fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a
  * negative code (FAN_ECANCELED if the request was cancelled). */
-int fan_await(fan_req *rq, fan_call *call);
+FAN_API int fan_await(fan_req *rq, fan_call *call);
 
 /* Suspends until every call the running task started has finished. Returns
  * 0 when all of them got a response, else the error of the first failed one
  * (in start order). */
-int fan_await_all(fan_req *rq);
+FAN_API int fan_await_all(fan_req *rq);
 
 /* Suspends until the next call of the running task finishes that no
  * fan_await_any() has returned yet, and returns it, in completion order.
  * Returns NULL when every call has been returned, or when the task is
  * cancelled. */
-fan_call *fan_await_any(fan_req *rq);
+FAN_API fan_call *fan_await_any(fan_req *rq);
 
 /* Cancels a call that has not finished: it ends with FAN_ECANCELED. */
-void fan_call_cancel(fan_call *call);
+FAN_API void fan_call_cancel(fan_call *call);
 
 /* Whether the call has finished (with a response or an error). */
-int fan_call_done(const fan_call *call);
+FAN_API int fan_call_done(const fan_call *call);
 
 /* The call's error: 0 for a response, FAN_E* otherwise. 1 while running. */
-int fan_call_error(const fan_call *call);
+FAN_API int fan_call_error(const fan_call *call);
 
 /* The HTTP status of the response, or 0 if there was none. */
-int fan_call_status(const fan_call *call);
+FAN_API int fan_call_status(const fan_call *call);
 
 /* The response body (NUL-terminated) and its length; "" and 0 when there is
  * none. Lives as long as the request. */
-const char *fan_call_body(const fan_call *call, size_t *len);
+FAN_API const char *fan_call_body(const fan_call *call, size_t *len);
 
 /* A response header (case-insensitive), or NULL. Lives as long as the request. */
-const char *fan_call_header(const fan_call *call, const char *name);
+FAN_API const char *fan_call_header(const fan_call *call, const char *name);
 
 /* The response body parsed as JSON, or NULL if it is not JSON. Borrowed: the
  * call owns it (parsed once, freed with the request). */
-json_t *fan_call_json(fan_call *call);
+FAN_API json_t *fan_call_json(fan_call *call);
 
 /* A number member `key` of the JSON object body, or NAN if there is none. */
-double fan_call_json_number(fan_call *call, const char *key);
+FAN_API double fan_call_json_number(fan_call *call, const char *key);
 
 /* The call's URL and label (the label is the URL when none was given). */
-const char *fan_call_url(const fan_call *call);
-const char *fan_call_name(const fan_call *call);
+FAN_API const char *fan_call_url(const fan_call *call);
+FAN_API const char *fan_call_name(const fan_call *call);
 
 /* When the call started and finished, in fan_now() seconds (finished is 0
  * while running). */
-double fan_call_started(const fan_call *call);
-double fan_call_finished(const fan_call *call);
+FAN_API double fan_call_started(const fan_call *call);
+FAN_API double fan_call_finished(const fan_call *call);
 
 /* ------------------------------------------------------------------------ */
 /* Child tasks                                                              */
@@ -693,12 +705,12 @@ typedef int (*fan_task_fn)(fan_req *rq, void *arg);
 /* Starts fn(rq, arg) as a child of the running task (the handler's, or
  * another task's). It starts running when the caller next awaits. Returns
  * NULL when out of memory. The task is freed with the request. */
-fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg);
+FAN_API fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg);
 
 /* Suspends until task `t` ended; returns its result, or FAN_ECANCELED if the
  * caller was cancelled meanwhile (t is then cancelled as the caller's child,
  * if it is one). */
-int fan_task_await(fan_req *rq, fan_task *t);
+FAN_API int fan_task_await(fan_req *rq, fan_task *t);
 
 typedef enum fan_gather_policy {
     FAN_GATHER_ALL = 0,       /* wait for every task; return the first error (in order) */
@@ -708,26 +720,26 @@ typedef enum fan_gather_policy {
 /* Waits for the `n` tasks of `tasks` (or, with tasks NULL, for every child
  * of the running task) according to `policy`. Returns 0 when all succeeded,
  * the failing task's result, or FAN_ECANCELED if the caller was cancelled. */
-int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
+FAN_API int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
 
 /* Suspends until the next child of the running task ends that this function
  * has not returned yet, and returns it; NULL when none is left or the caller
  * was cancelled. */
-fan_task *fan_task_await_any(fan_req *rq);
+FAN_API fan_task *fan_task_await_any(fan_req *rq);
 
 /* Cancels a task: its awaits return FAN_ECANCELED, its calls and children
  * are cancelled. It still runs to the end of its function (it unwinds by
  * returning). NULL is ignored. */
-void fan_task_cancel(fan_task *t);
+FAN_API void fan_task_cancel(fan_task *t);
 
 /* Cancels the task (reason FAN_ETIMEDOUT, seen with fan_cancelled() inside
  * it) if it has not ended `ms` from now; 0 removes the timeout. Returns 0,
  * FAN_ESTATE if it ended or was cancelled, or FAN_ENOMEM. */
-int fan_task_set_timeout(fan_task *t, unsigned ms);
+FAN_API int fan_task_set_timeout(fan_task *t, unsigned ms);
 
 /* Whether the task ended, and its result (1 while it runs). */
-int fan_task_done(const fan_task *t);
-int fan_task_result(const fan_task *t);
+FAN_API int fan_task_done(const fan_task *t);
+FAN_API int fan_task_result(const fan_task *t);
 
 /* Runs fn(arg) on libuv's thread pool and suspends the calling task until it
  * returned; the loop serves everything else meanwhile (the counterpart of
@@ -735,7 +747,7 @@ int fan_task_result(const fan_task *t);
  * Returns 0, FAN_ENOMEM, or FAN_ECANCELED when the task was cancelled: if fn
  * had not started it never will; if it had, this waits for it to return
  * first (so `arg` may live on the caller's stack). */
-int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg);
+FAN_API int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Per-request store (Flask's g)                                            */
@@ -746,10 +758,10 @@ int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg);
  * its destructor. Every value is destroyed (destroy(value), if destroy is not
  * NULL) when the request's memory is freed. Returns 0 or FAN_ENOMEM (then
  * the value is not stored and not destroyed). */
-int fan_store_set(fan_req *rq, const char *key, void *value, void (*destroy)(void *value));
+FAN_API int fan_store_set(fan_req *rq, const char *key, void *value, void (*destroy)(void *value));
 
 /* The value stored under `key`, or NULL. */
-void *fan_store_get(const fan_req *rq, const char *key);
+FAN_API void *fan_store_get(const fan_req *rq, const char *key);
 
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
@@ -772,22 +784,23 @@ typedef enum fan_log_format {
  * fan_log_set_format()). Lines below the threshold (default FAN_LOG_INFO)
  * are dropped. Each line is a single write(), so lines of several processes
  * sharing the log never interleave. Messages are cut at about 2 KB. */
-void fan_log(fan_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+FAN_API void fan_log(fan_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Sets the lowest level that is written. */
-void fan_log_set_level(fan_log_level level);
+FAN_API void fan_log_set_level(fan_log_level level);
 
 /* Sets the format of both the error log and the access log (default
  * FAN_LOG_TEXT; --log-format). In JSON every line is one object; the access
  * log's fields are its keys. Can't fail. */
-void fan_log_set_format(fan_log_format format);
+FAN_API void fan_log_set_format(fan_log_format format);
 
 /* Sends the error log to the file `path` (created if needed, appended to),
  * or back to stderr when `path` is NULL or "stderr" (--log-file). The
  * previous file is closed once the new one is open. Returns 0, FAN_ENOMEM,
  * or FAN_EIO (logged, on stderr or the old file) when the file cannot be
  * opened: the log then goes where it went before. */
-int fan_log_open(const char *path);
+FAN_API int fan_log_open(const char *path);
 
 /* The same for the access log (--access-log): one line per request when it
  * ends, with its method, raw path, status, duration, response bytes, the
@@ -796,14 +809,14 @@ int fan_log_open(const char *path);
  * Requests refused before they were routed (a malformed or oversized head)
  * have no line. "off" turns it off; NULL or "stderr" (the default)
  * writes to stderr. Returns 0, FAN_ENOMEM or FAN_EIO as fan_log_open(). */
-int fan_access_log_open(const char *path);
+FAN_API int fan_access_log_open(const char *path);
 
 /* Reopens the log files under their names, for log rotation: once the old
  * file was renamed, lines go to a new file at the original path. fan_run()
  * calls it on SIGUSR1, and fan_main()'s master on SIGUSR1, which it also
  * forwards to its workers. Stderr is left alone. Returns 0, or FAN_EIO
  * (logged) if a file cannot be reopened; that log keeps its old file. */
-int fan_log_reopen(void);
+FAN_API int fan_log_reopen(void);
 
 #ifdef __cplusplus
 }
