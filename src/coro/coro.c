@@ -69,6 +69,7 @@ static _Thread_local size_t main_size;
 void fan__ctx_switch(void **from, void *to);
 __asm__(".text\n"
         ".globl fan__ctx_switch\n"
+        ".hidden fan__ctx_switch\n"
         ".type fan__ctx_switch,@function\n"
         "fan__ctx_switch:\n"
         "    pushq %rbp\n"
@@ -90,6 +91,7 @@ __asm__(".text\n"
         /* First entry of a coroutine: fan__ctx_switch "returns" here with the
          * coroutine in r12 and a 16-byte aligned stack. */
         ".globl fan__coro_trampoline\n"
+        ".hidden fan__coro_trampoline\n"
         ".type fan__coro_trampoline,@function\n"
         "fan__coro_trampoline:\n"
         "    movq %r12, %rdi\n"
