@@ -48,7 +48,10 @@ def dynamic_symbols(nm, lib):
         if len(parts) < 2:
             continue
         kind, name = parts[-2], parts[-1]
-        if kind in ("A", "a"):  # absolute symbols (_end and friends), not code or data
+        # Lowercase kinds are local (a coverage build lists its __start_ and
+        # __stop_ section symbols so), except u (unique global) and i (ifunc);
+        # A is an absolute symbol (_end and friends), neither code nor data.
+        if kind == "A" or (kind.islower() and kind not in ("u", "i")):
             continue
         syms[name.split("@")[0]] = kind
     return syms
