@@ -54,6 +54,10 @@ typedef enum fan_error {
     FAN_ESTATE = -12,      /* the operation is not valid now (e.g. replied twice) */
     FAN_EBUSY = -13,       /* too many upstream calls: the call queue was full, or the
                             * call waited longer than call_queue_timeout_ms */
+    /* The last (most negative) code, not a code of its own: a new code goes
+     * before it and moves it, so that a loop from -1 down to FAN_ELAST sees
+     * every code (tests/unit/test_errors.c checks each has a name and a text). */
+    FAN_ELAST = FAN_EBUSY,
 } fan_error;
 
 /* A short English description of an error code. Never returns NULL. */

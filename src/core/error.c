@@ -21,6 +21,10 @@ static const struct {
     {FAN_EBUSY, "busy", "too many upstream calls: no slot free in time"},
 };
 
+/* One entry per code, from FAN_OK down to FAN_ELAST. */
+_Static_assert(sizeof errors / sizeof errors[0] == 1 - FAN_ELAST,
+               "every fan_error code from 0 to FAN_ELAST needs a name and a text");
+
 static int find(int err)
 {
     for (unsigned i = 0; i < sizeof errors / sizeof errors[0]; i++)

@@ -29,12 +29,28 @@ static void curl_codes_map_to_error_kinds(void **state)
     assert_int_equal(fan__curl_error(CURLE_OUT_OF_MEMORY, 0), FAN_ENOMEM);
 }
 
+/* Every code from -1 down to the sentinel FAN_ELAST has its own name and
+ * text; the code beyond the sentinel has neither, so a code added to the
+ * table without moving FAN_ELAST fails here too. */
 static void every_error_has_a_name_and_a_text(void **state)
 {
-    for (int e = FAN_EBUSY; e <= 0; e++) {
-        assert_string_not_equal(fan_errname(e), "unknown");
-        assert_string_not_equal(fan_strerror(e), "unknown error");
+    const char *names[1 - FAN_ELAST], *texts[1 - FAN_ELAST];
+    for (int e = 0; e >= FAN_ELAST; e--) {
+        const char *name = fan_errname(e), *text = fan_strerror(e);
+        assert_string_not_equal(name, "unknown");
+        assert_string_not_equal(text, "unknown error");
+        assert_true(name[0] != '\0' && strspn(name, "abcdefghijklmnopqrstuvwxyz_") == strlen(name));
+        assert_true(text[0] != '\0');
+        for (int k = 0; k < -e; k++) {
+            assert_string_not_equal(name, names[k]);
+            assert_string_not_equal(text, texts[k]);
+        }
+        names[-e] = name;
+        texts[-e] = text;
     }
+    assert_string_equal(fan_errname(FAN_ELAST - 1), "unknown");
+    assert_string_equal(fan_strerror(FAN_ELAST - 1), "unknown error");
+    assert_string_equal(fan_errname(1), "unknown");
     assert_string_equal(fan_errname(FAN_ETIMEDOUT), "timeout");
     assert_string_equal(fan_errname(FAN_ECONNREFUSED), "refused");
     assert_string_equal(fan_errname(FAN_EBUSY), "busy");
