@@ -95,10 +95,14 @@ static void dashboard(fan_req *rq)
                              fan_spawn(rq, orders_task, &parts[1])};
     fan_task *optional = fan_spawn(rq, recommendations_task, &parts[2]);
     /* The required branches fail fast: if one fails, the other is cancelled
-     * and the answer is an error. The optional one is awaited on its own. */
+     * and the answer is an error. The optional one is awaited on its own;
+     * when the answer is an error it is cancelled, and still awaited: its
+     * `arg` is parts[2], in this frame, so it must end before the frame
+     * does (and before part_free() below). */
     int rc = fan_gather(rq, required, 2, FAN_GATHER_FAIL_FAST);
-    if (rc == 0)
-        fan_task_await(rq, optional);
+    if (rc != 0)
+        fan_task_cancel(optional);
+    fan_task_await(rq, optional);
     if (rc != 0 || !required[0] || !required[1] || !optional) {
         /* The branch that failed first; the other one was cancelled. */
         int first = parts[0].error && strcmp(parts[0].error, "cancelled") != 0 ? 0 : 1;

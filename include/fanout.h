@@ -698,7 +698,16 @@ FAN_API double fan_call_finished(const fan_call *call);
  * task's function returns, what it started and left running is cancelled;
  * cancelling a task (or its request) cancels its calls and children. A
  * request's memory is freed only after every task ended. fan_await_all() and
- * fan_await_any() concern the calls of the task that calls them. */
+ * fan_await_any() concern the calls of the task that calls them.
+ *
+ * Lifetimes (docs/concurrency.md): a task ends when its function returned
+ * and every child of it ended. Until then its coroutine's stack, the frame
+ * of its function included, is neither released nor reused, so a child may
+ * be handed a pointer into its parent's frame. A function that returns with
+ * children still running gets them cancelled, and a warning in the log
+ * (rate-limited, naming the route): await children before returning. The
+ * awaits below, when the caller is cancelled, cancel the tasks they wait for
+ * and return only once those ended. */
 typedef struct fan_task fan_task;
 
 /* A task's function: returns 0 for success or a negative FAN_E* code
@@ -707,13 +716,20 @@ typedef struct fan_task fan_task;
 typedef int (*fan_task_fn)(fan_req *rq, void *arg);
 
 /* Starts fn(rq, arg) as a child of the running task (the handler's, or
- * another task's). It starts running when the caller next awaits. Returns
- * NULL when out of memory. The task is freed with the request. */
+ * another task's). It starts running when the caller next awaits. `arg` is
+ * the caller's: it may point into the caller's frame (a local variable) or
+ * anything else that lives until the child ends, which is never after the
+ * caller's own end (see "Lifetimes" above); request-scoped memory
+ * (fan_alloc()) always qualifies. Returns NULL when out of memory, or when
+ * called outside any task once the handler returned. The task's memory is
+ * freed with the request. */
 FAN_API fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg);
 
-/* Suspends until task `t` ended; returns its result, or FAN_ECANCELED if the
- * caller was cancelled meanwhile (t is then cancelled as the caller's child,
- * if it is one). */
+/* Suspends until task `t` ended; returns its result. If the caller is
+ * cancelled meanwhile, `t` is cancelled too and this returns FAN_ECANCELED
+ * once `t` ended (at once if `t` is an ancestor of the caller, which cannot
+ * end first, or itself waits this way for the caller). Returns FAN_ENOMEM
+ * for a NULL `t` (a failed fan_spawn()). */
 FAN_API int fan_task_await(fan_req *rq, fan_task *t);
 
 typedef enum fan_gather_policy {
@@ -723,12 +739,15 @@ typedef enum fan_gather_policy {
 
 /* Waits for the `n` tasks of `tasks` (or, with tasks NULL, for every child
  * of the running task) according to `policy`. Returns 0 when all succeeded,
- * the failing task's result, or FAN_ECANCELED if the caller was cancelled. */
+ * the failing task's result, or FAN_ECANCELED if the caller was cancelled:
+ * the tasks are then cancelled and this returns once they ended. NULL
+ * entries (failed spawns) are skipped. */
 FAN_API int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
 
 /* Suspends until the next child of the running task ends that this function
- * has not returned yet, and returns it; NULL when none is left or the caller
- * was cancelled. */
+ * has not returned yet, and returns it; NULL when none is left, or when the
+ * caller was cancelled: every child is then cancelled and this returns once
+ * they all ended. */
 FAN_API fan_task *fan_task_await_any(fan_req *rq);
 
 /* Cancels a task: its awaits return FAN_ECANCELED, its calls and children

@@ -15,7 +15,18 @@
 #endif
 
 #ifdef FAN_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
+/* A pooled stack belongs to no coroutine: under AddressSanitizer it is
+ * poisoned, so that a late write into it (through a pointer a task kept
+ * into a frame that is gone) is reported instead of corrupting whichever
+ * request gets the stack next. */
+#define POISON_STACK(co) ASAN_POISON_MEMORY_REGION((co)->stack + getpagesize(), (co)->stack_size)
+#define UNPOISON_STACK(co) \
+    ASAN_UNPOISON_MEMORY_REGION((co)->stack + getpagesize(), (co)->stack_size)
+#else
+#define POISON_STACK(co) ((void)(co))
+#define UNPOISON_STACK(co) ((void)(co))
 #endif
 
 #if !defined(__x86_64__)
@@ -199,6 +210,7 @@ static fan__coro *coro_alloc(size_t stack_size)
 
 static void coro_destroy(fan__coro *co)
 {
+    UNPOISON_STACK(co); /* the shadow outlives the mapping */
     munmap(co->stack, co->stack_size + (size_t)getpagesize());
     free(co);
 }
@@ -210,6 +222,8 @@ size_t fan__coro_round_stack(size_t size)
         size = DEFAULT_STACK;
     if (size < MIN_STACK)
         size = MIN_STACK;
+    if (size > SIZE_MAX / 2)
+        size = SIZE_MAX / 2; /* no mapping is that large; rounding up SIZE_MAX would give 0 */
     return (size + page - 1) & ~(page - 1);
 }
 
@@ -220,6 +234,7 @@ fan__coro *fan__coro_new(fan__coro_fn fn, void *arg, size_t stack_size)
     if (co && co->stack_size == stack_size) {
         pool = co->next_free;
         pool_len--;
+        UNPOISON_STACK(co);
     } else if (!(co = coro_alloc(stack_size))) {
         return NULL;
     }
@@ -262,6 +277,7 @@ void fan__coro_free(fan__coro *co)
         coro_destroy(co);
         return;
     }
+    POISON_STACK(co);
     co->next_free = pool;
     pool = co;
     pool_len++;

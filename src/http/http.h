@@ -88,7 +88,10 @@ typedef int (*fan__ready_fn)(fan_req *rq, void *arg);
 
 /* A coroutine of a request: the handler itself (the request's main task) or
  * a child started with fan_spawn(). Each task owns the calls and children it
- * starts; when its function returns, those still running are cancelled. */
+ * starts; when its function returns, those still running are cancelled, and
+ * the task ends (its coroutine's stack is released, its result visible) only
+ * once the last of its children ended: a child may hold pointers into its
+ * parent's frame. */
 struct fan_task {
     fan_req *rq;
     fan__task *parent;        /* NULL for the main task */
@@ -101,7 +104,13 @@ struct fan_task {
     fan__list done_link;
     int (*fn)(fan_req *rq, void *arg);
     void *arg;
-    int result;               /* 1 while running, then the function's result */
+    int result;               /* 1 until the task ended, then the function's result */
+    int fn_result;            /* what the function returned, kept until the task ends */
+    int returned;             /* the function returned; the task ends once its last
+                               * child did, and only then is its stack released */
+    unsigned children_running; /* children that have not ended */
+    fan__task *joining;       /* the task fan_task_await() waits for to end after
+                               * cancelling it, to refuse a circle of such waits */
     int cancelled;            /* 0, or why: FAN_ECANCELED / FAN_ETIMEDOUT */
     int waiting;
     int shielded;             /* this wait ignores cancellation */

@@ -69,6 +69,7 @@ static void access_log(const fan_req *rq)
 static void req_free(fan_req *rq)
 {
     fan__conn *conn = rq->conn;
+    assert(rq->main.co == NULL); /* every task ended, so every stack is back */
     access_log(rq);
     /* Deferred cleanups run last-registered first, like unwinding. */
     while (rq->defers) {
@@ -184,7 +185,7 @@ static void run_handler(void *arg)
 }
 
 /* The main task's function returned: answer if it did not, and cancel what
- * it left running (structured concurrency: nothing outlives the handler). */
+ * the request still runs (its children, their calls, the deadline timer). */
 static void handler_finished(fan_req *rq)
 {
     rq->handler_done = 1;
@@ -197,22 +198,68 @@ static void handler_finished(fan_req *rq)
     cancel_ops(rq, NULL);
 }
 
-static void task_finished(fan__task *t)
+/* One line per second at most, with the count of the ones kept quiet. */
+static void warn_orphans(fan__task *t)
+{
+    static _Thread_local double warned_at;
+    static _Thread_local unsigned long quiet;
+    double now = fan_now();
+    if (warned_at && now - warned_at < 1.0) {
+        quiet++;
+        return;
+    }
+    fan_req *rq = t->rq;
+    const char *route = rq->match.pattern ? rq->match.pattern : rq->path;
+    fan_log(FAN_LOG_WARN,
+            "%s %s: a %s returned with %u child task%s still running: cancelled them, its "
+            "stack is kept until they end (await them before returning; %lu more since "
+            "the last line)",
+            rq->method, route, t == &rq->main ? "handler" : "task", t->children_running,
+            t->children_running == 1 ? "" : "s", quiet);
+    warned_at = now;
+    quiet = 0;
+}
+
+/* The task ended: its function returned and so did every child's. Only now
+ * is its stack released (a child may have pointed into it), its result
+ * visible and its parent told. The parent's own end, when this was the
+ * last child it waited for, comes first: ending this task's op may free
+ * the request. */
+static void task_end(fan__task *t)
 {
     fan_req *rq = t->rq;
     fan__coro_free(t->co);
     t->co = NULL;
+    if (t == &rq->main)
+        return;
+    t->result = t->fn_result;
+    fan__task *p = t->parent;
+    fan__list_push(&p->done_children, &t->done_link);
+    rq->busy++;
+    if (--p->children_running == 0 && p->returned)
+        task_end(p);
+    rq->busy--;
+    fan__op_end(rq, &t->op);
+}
+
+/* The task's function returned: cancel what it left running (structured
+ * concurrency: nothing outlives the task that started it), and end it once
+ * its children ended. */
+static void task_returned(fan__task *t)
+{
+    fan_req *rq = t->rq;
+    t->returned = 1;
     t->waiting = 0;
     fan__list_remove(&t->link);
-    if (t->result == 1)
-        t->result = 0;
-    if (t == &rq->main) {
+    if (t == &rq->main)
         handler_finished(rq);
+    else
+        cancel_ops(rq, t); /* its calls, children and timeout timer */
+    if (t->children_running) {
+        warn_orphans(t);
         return;
     }
-    cancel_ops(rq, t); /* its calls, children and timeout timer */
-    fan__list_push(&t->parent->done_children, &t->done_link);
-    fan__op_end(rq, &t->op);
+    task_end(t);
 }
 
 static void resume(fan__task *t)
@@ -223,7 +270,7 @@ static void resume(fan__task *t)
     fan__coro_resume(t->co);
     current_task = prev;
     if (fan__coro_done(t->co))
-        task_finished(t);
+        task_returned(t);
 }
 
 static int task_ready(fan__task *t)

@@ -20,6 +20,7 @@ typedef struct node {
     struct node *param_child;
     struct node *wild_child;
     method_handler *methods;
+    char *pattern;          /* the route's pattern, once a handler is added here */
 } node;
 
 struct fan__router {
@@ -57,6 +58,7 @@ static void node_free(node *n)
     }
     free(n->literal);
     free(n->param);
+    free(n->pattern);
 }
 
 void fan__router_free(fan__router *r)
@@ -138,6 +140,8 @@ int fan__router_add(fan__router *r, const char *method, const char *pattern, voi
     for (method_handler *m = n->methods; m; m = m->next)
         if (strcmp(m->method, method) == 0)
             return FAN_EINVAL;
+    if (!n->pattern && !(n->pattern = strdup(pattern)))
+        return FAN_ENOMEM;
     method_handler *m = calloc(1, sizeof *m);
     if (!m || !(m->method = strdup(method))) {
         free(m);
@@ -190,6 +194,7 @@ static int visit(walk *w, const node *n, unsigned i, unsigned np)
         if (!h)
             return 0;
         w->m->handler = h;
+        w->m->pattern = n->pattern;
         w->m->nparams = np;
         if (np) {
             const char **arr = fan__arena_alloc(w->a, 2 * np * sizeof *arr);

@@ -12,6 +12,7 @@ typedef struct fan__router fan__router;
 
 typedef struct fan__route_match {
     void *handler;                          /* set when status is 200 */
+    const char *pattern;                    /* the matched route's, owned by the router */
     int status;                             /* 200, 404 or 405 */
     const char *allow;                      /* for 405: "GET, HEAD, POST", in the arena */
     unsigned nparams;

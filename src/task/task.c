@@ -10,7 +10,7 @@ static void task_entry(void *arg)
 {
     fan__task *t = arg;
     int r = t->fn(t->rq, t->arg);
-    t->result = r > 0 ? 0 : r;
+    t->fn_result = r > 0 ? 0 : r;
 }
 
 static void task_cancel_op(fan__op *op)
@@ -22,8 +22,10 @@ static void task_cancel_op(fan__op *op)
 fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg)
 {
     fan__task *parent = fan__task_of(rq);
+    if (!fn || parent->returned)
+        return NULL; /* a returned task waits for its children; it starts no more */
     fan__task *t = fan__arena_alloc(&rq->arena, sizeof *t);
-    if (!t || !fn)
+    if (!t)
         return NULL;
     fan__task_init(t, rq, parent);
     t->fn = fn;
@@ -33,6 +35,7 @@ fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg)
     t->op.cancel = task_cancel_op;
     fan__op_begin(rq, &t->op, parent);
     fan__list_push(&parent->children, &t->child_link);
+    parent->children_running++;
     if (parent->cancelled)
         fan__task_cancel(t, parent->cancelled);
     /* From the loop's own stack (no coroutine runs), start it now; from a
@@ -47,12 +50,39 @@ static int task_done_ready(fan_req *rq, void *arg)
     return ((fan__task *)arg)->result != 1;
 }
 
+/* Whether `self` must wait for `t` to end after cancelling it: t still runs,
+ * and is neither an ancestor of self (which cannot end before self does)
+ * nor, through a chain of such waits, waiting for self. */
+static int must_join(const fan__task *t, const fan__task *self)
+{
+    if (t->result != 1)
+        return 0;
+    for (const fan__task *a = self->parent; a; a = a->parent)
+        if (a == t)
+            return 0;
+    for (const fan__task *x = t; x; x = x->joining)
+        if (x->joining == self)
+            return 0;
+    return 1;
+}
+
 int fan_task_await(fan_req *rq, fan_task *t)
 {
     if (!t)
         return FAN_ENOMEM;
-    if (t->result == 1 && fan__req_wait(rq, task_done_ready, t) != 0 && t->result == 1)
+    if (t->result == 1 && fan__req_wait(rq, task_done_ready, t) != 0 && t->result == 1) {
+        /* The caller was cancelled: so is the task it waits for, and the
+         * caller returns only once that task ended (its `arg` may live in
+         * the caller's frame). */
+        fan__task *self = fan__task_of(rq);
+        fan__task_cancel(t, FAN_ECANCELED);
+        if (must_join(t, self)) {
+            self->joining = t;
+            fan__req_wait_shielded(rq, task_done_ready, t);
+            self->joining = NULL;
+        }
         return FAN_ECANCELED;
+    }
     return t->result;
 }
 
@@ -69,16 +99,6 @@ static int any_child_ready(fan_req *rq, void *arg)
             return 0;
     }
     return 1; /* nothing left running */
-}
-
-fan_task *fan_task_await_any(fan_req *rq)
-{
-    fan__task *self = fan__task_of(rq);
-    if (fan__req_wait(rq, any_child_ready, self) != 0 || fan__list_empty(&self->done_children))
-        return NULL;
-    fan__task *t = fan__container_of(self->done_children.next, fan__task, done_link);
-    fan__list_remove(&t->done_link);
-    return t;
 }
 
 typedef struct gather {
@@ -137,25 +157,53 @@ static int gather_ready(fan_req *rq, void *arg)
     return !each_task(g, is_running, NULL);
 }
 
-static int all_done(fan_req *rq, void *arg)
+static int joinable(fan__task *t, void *arg)
+{
+    return must_join(t, arg);
+}
+
+static int joined(fan_req *rq, void *arg)
 {
     (void)rq;
-    return !each_task(arg, is_running, NULL);
+    const gather *g = arg;
+    return !each_task(g, joinable, g->self);
+}
+
+/* Cancels the gather's tasks and waits until they ended, even when the
+ * caller is cancelled meanwhile: no task outlives the wait that gave up on
+ * it. Returns FAN_ECANCELED if the caller was cancelled, else 0. */
+static int cancel_and_join(fan_req *rq, const gather *g)
+{
+    each_task(g, cancel_one, NULL);
+    return fan__req_wait_shielded(rq, joined, (void *)g);
+}
+
+fan_task *fan_task_await_any(fan_req *rq)
+{
+    fan__task *self = fan__task_of(rq);
+    if (fan__req_wait(rq, any_child_ready, self) != 0) {
+        gather all = {self, NULL, 0, 0};
+        cancel_and_join(rq, &all);
+        return NULL;
+    }
+    if (fan__list_empty(&self->done_children))
+        return NULL;
+    fan__task *t = fan__container_of(self->done_children.next, fan__task, done_link);
+    fan__list_remove(&t->done_link);
+    return t;
 }
 
 int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy)
 {
     gather g = {fan__task_of(rq), tasks, n, policy == FAN_GATHER_FAIL_FAST};
-    if (fan__req_wait(rq, gather_ready, &g) != 0)
+    if (fan__req_wait(rq, gather_ready, &g) != 0) {
+        cancel_and_join(rq, &g);
         return FAN_ECANCELED;
-    int first = 0;
-    if (each_task(&g, has_failed, &first) && g.fail_fast) {
-        /* Cancel the siblings and wait for them: no child outlives the
-         * gather that gave up on it. */
-        each_task(&g, cancel_one, NULL);
-        if (fan__req_wait(rq, all_done, &g) != 0)
-            return FAN_ECANCELED;
     }
+    int first = 0;
+    /* Fail-fast: cancel the siblings and wait for them. */
+    if (each_task(&g, has_failed, &first) && g.fail_fast && cancel_and_join(rq, &g) != 0)
+        return FAN_ECANCELED;
     return first;
 }
 

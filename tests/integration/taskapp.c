@@ -173,6 +173,59 @@ static void blocking(fan_req *rq)
                                       fan_now() - t0));
 }
 
+/* Lifetimes: children that hold a pointer into their parent's frame. */
+#define FRAME_BYTES 512
+
+typedef struct frame_ref {
+    char *buf;
+    long ms;
+} frame_ref;
+
+/* Runs `ms` of blocking work (which waits for its function even when the
+ * task is cancelled), then writes its parent's buffer: the write a
+ * structured lifetime must keep inside the parent's frame. */
+static int late_writer(fan_req *rq, void *arg)
+{
+    frame_ref *ref = arg;
+    fan_run_blocking(rq, block_for, &ref->ms);
+    memset(ref->buf, 'X', FRAME_BYTES);
+    return FAN_EPROTO; /* fails, so that a fail-fast gather gives up at once */
+}
+
+/* One handler for every mode, so that each request's buffer has the same
+ * place in its coroutine's frame:
+ *  - spawn: starts a late writer into `buf`, lets it start, answers and
+ *    returns while it still runs;
+ *  - gather, await, any: starts two late writers into `buf` and waits for
+ *    them with fan_gather(), fan_task_await() or fan_task_await_any() (the
+ *    client goes away meanwhile);
+ *  - check: fills `buf`, sleeps ?ms= and answers whether it is intact. */
+static void frame(fan_req *rq)
+{
+    char buf[FRAME_BYTES];
+    const char *mode = fan_query(rq, "mode");
+    long ms = fan_query_long(rq, "ms", 100, NULL);
+    frame_ref ref = {buf, ms};
+    memset(buf, 'v', sizeof buf);
+    if (!mode || strcmp(mode, "check") == 0) {
+        fan_sleep(rq, (unsigned)ms);
+        size_t bad = 0;
+        for (size_t i = 0; i < sizeof buf; i++)
+            bad += buf[i] != 'v';
+        fan_reply_json(rq, 200, json_pack("{s:b, s:i}", "intact", bad == 0, "bad", (int)bad));
+    } else if (strcmp(mode, "spawn") == 0) {
+        fan_spawn(rq, late_writer, &ref);
+        fan_sleep(rq, 1); /* the child starts its blocking work */
+        fan_reply_printf(rq, 200, "answered");
+    } else {
+        fan_task *t[2] = {fan_spawn(rq, late_writer, &ref), fan_spawn(rq, late_writer, &ref)};
+        int rc = strcmp(mode, "gather") == 0 ? fan_gather(rq, t, 2, FAN_GATHER_ALL)
+               : strcmp(mode, "await") == 0  ? fan_task_await(rq, t[0])
+                                             : (fan_task_await_any(rq) ? 0 : FAN_ECANCELED);
+        fan_reply_printf(rq, 200, "%s", fan_errname(rc));
+    }
+}
+
 static void quick(fan_req *rq)
 {
     fan_reply_printf(rq, 200, "ok");
@@ -190,6 +243,8 @@ int main(int argc, char **argv)
     fan_route(app, "GET", "/as-completed", as_completed);
     fan_route(app, "GET", "/blocking", blocking);
     fan_route(app, "GET", "/quick", quick);
+    fan_route(app, "GET", "/frame", frame);
+    fan_route(app, "GET", "/frame/:tag", frame); /* a tag to find in the access log */
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);
     return rc;
