@@ -7,6 +7,7 @@ late write into a released stack is also reported (stacks are poisoned
 while pooled)."""
 import os
 import re
+import signal
 import socket
 import time
 import unittest
@@ -70,6 +71,34 @@ class Lifetimes(unittest.TestCase):
     def test_task_await_any_waits_for_its_cancelled_children_before_it_returns(self):
         self.disconnect_while_waiting("any")
 
+
+class OtherCancellations(unittest.TestCase):
+    """The same promise when the request's deadline passes, and at shutdown."""
+
+    def test_a_deadline_lets_gather_return_only_after_its_children(self):
+        app = harness.Server([TASKAPP, "--workers", "0", "--request-timeout-ms", "50"], "taskapp")
+        try:
+            for mode in ("gather", "await", "any"):
+                t0 = time.monotonic()
+                r = request(app.port, "GET", f"/frame/{mode}?mode={mode}&ms=300")
+                elapsed = time.monotonic() - t0
+                self.assertEqual((r.status, r.body), (200, b"cancelled"))
+                # Answered once the children ended (300 ms), not at the 50 ms
+                # deadline.
+                self.assertGreater(elapsed / 0.3, 0.9)
+                status, j = get_json(app.port, "/frame?mode=check&ms=20")
+                self.assertTrue(j["intact"])
+        finally:
+            app.stop()
+
+    def test_sigquit_while_children_write_into_a_frame_stops_cleanly(self):
+        app = harness.Server([TASKAPP, "--workers", "0"], "taskapp")
+        with harness.connect(app.port) as s:
+            s.sendall(b"GET /frame?mode=gather&ms=200 HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.05)
+            app.proc.send_signal(signal.SIGQUIT)
+            self.assertEqual(app.proc.wait(10), 0)
+        app.stop()  # no sanitizer report, no leak
 
 if __name__ == "__main__":
     harness.main()
