@@ -151,6 +151,48 @@ class IdleConnections(LimitCase):
                 s.close()
 
 
+class TrickledHead(LimitCase):
+    """The header timeout runs from a request's first byte: reads do not
+    re-arm it, or a client could trickle its head forever."""
+    TIMEOUT_MS = 1000
+    TICK = 0.05
+    args = ("--header-timeout-ms", str(TIMEOUT_MS))
+
+    def test_trickled_head_does_not_extend_the_header_timeout(self):
+        timeout = self.TIMEOUT_MS / 1000
+        s = harness.connect(self.port)
+        self.addCleanup(s.close)
+        t0 = time.monotonic()
+        s.sendall(b"GET /pid HTTP/1.1\r\nHost: t\r\n")
+        # A header line every TICK for three timeouts, until the answer comes.
+        # A timer re-armed by each read would answer one timeout after the
+        # trickle stopped: at four timeouts.
+        s.settimeout(self.TICK)
+        i = 0
+        while time.monotonic() - t0 < 3 * timeout:
+            try:
+                s.sendall(b"X-%d: v\r\n" % i)
+                if s.recv(1, socket.MSG_PEEK):
+                    break
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+            i += 1
+        s.settimeout(10)
+        rd = harness.Reader(s)
+        r = rd.read()
+        ratio = (time.monotonic() - t0) / timeout
+        print(f"\n  answered after {ratio:.2f}x the header timeout, {i} lines sent",
+              file=sys.stderr)
+        self.assertEqual(r.status, 408)
+        self.assertEqual(r.header("Connection"), "close")
+        self.assertTrue(rd.closed())
+        self.assertGreaterEqual(ratio, 0.9)
+        self.assertLessEqual(ratio, 1.5)
+        self.assertServes()
+
+
 class Slowloris(LimitCase):
     COUNT = 500
     TIMEOUT_MS = 1000
