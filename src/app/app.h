@@ -156,9 +156,11 @@ enum {
     FAN__SIGNED_EXPIRED = -3,   /* signed, but its expiry has passed */
 };
 
-/* Signs `payload` valid until `expires` (Unix seconds) with `secret`:
- * base64url(payload) "." base64url(expiry in decimal) "." base64url(HMAC).
- * Returns a malloc'ed string, or NULL when out of memory. */
+/* Signs `payload` valid until `expires` (Unix seconds; beyond 18 digits it
+ * is cut to 999999999999999999, the latest expiry fan__signed_decode()
+ * reads) with `secret`: base64url(payload) "." base64url(expiry in decimal)
+ * "." base64url(HMAC). Returns a malloc'ed string, or NULL when out of
+ * memory (a len beyond SIZE_MAX / 2 included). */
 char *fan__signed_encode(const char *payload, size_t len, long long expires, const char *secret);
 
 /* Verifies `value` against every secret and its expiry against `now`.

@@ -1,6 +1,7 @@
 /* Request helpers (cookies, urlencoded forms, JSON bodies) and response
  * helpers (redirects, Set-Cookie). What they parse is cached in the
  * request's context and lives as long as the request. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -74,7 +75,10 @@ const char *fan_cookie(fan_req *rq, const char *name)
             for (const char *p = rq->headers[i].value; *p; p++)
                 max += *p == ';';
         }
-        ctx->cookies = max ? fan_alloc(rq, max * sizeof *ctx->cookies) : NULL;
+        size_t bytes;
+        if (max > UINT_MAX || __builtin_mul_overflow(max, sizeof *ctx->cookies, &bytes))
+            return NULL; /* more than ncookies can count */
+        ctx->cookies = max ? fan_alloc(rq, bytes) : NULL;
         if (max && !ctx->cookies)
             return NULL;
         for (unsigned i = 0; i < rq->nheaders; i++)

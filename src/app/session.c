@@ -1,6 +1,7 @@
 /* Sessions in signed cookies (the format is in signed.c): loaded from the
  * request's cookie on first use, re-encoded at each change (so that a change
  * that would not fit fails at once), sent once when the reply is made. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -139,9 +140,11 @@ static int encode(fan_req *rq, json_t *data, char **out)
         o.max_age = -1; /* an empty session deletes the cookie */
     } else {
         char *payload = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+        long long expires;
+        if (__builtin_add_overflow((long long)time(NULL), o.max_age, &expires))
+            expires = LLONG_MAX; /* fan__signed_encode() cuts it to the latest it can say */
         if (payload)
-            value = fan__signed_encode(payload, strlen(payload), (long long)time(NULL) + o.max_age,
-                                       secrets[0]);
+            value = fan__signed_encode(payload, strlen(payload), expires, secrets[0]);
         free(payload);
         if (!value)
             return FAN_ENOMEM;

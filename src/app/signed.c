@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #define MAC_LEN 32
 #define MAX_EXPIRY_DIGITS 18
+#define MAX_EXPIRY 999999999999999999LL /* the largest of MAX_EXPIRY_DIGITS digits */
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -97,6 +99,10 @@ static int mac(const char *secret, const char *data, size_t n, unsigned char out
 
 char *fan__signed_encode(const char *payload, size_t len, long long expires, const char *secret)
 {
+    if (len > SIZE_MAX / 2)
+        return NULL; /* its base64url length would wrap */
+    if (expires > MAX_EXPIRY)
+        expires = MAX_EXPIRY; /* longer would not read back */
     char exp[32];
     int elen = snprintf(exp, sizeof exp, "%lld", expires);
     size_t cap = fan__b64url_len(len) + fan__b64url_len((size_t)elen) +
@@ -166,7 +172,7 @@ int fan__signed_decode(const char *value, const char *const *secrets, size_t nse
     if (expires <= now)
         return FAN__SIGNED_EXPIRED;
     size_t n = (size_t)(dot1 - value);
-    unsigned char *out = malloc(n * 3 / 4 + 1);
+    unsigned char *out = malloc(n / 4 * 3 + 3); /* n * 3 could wrap */
     long plen = out ? fan__b64url_decode(value, n, out) : -1;
     if (plen < 0) {
         free(out);

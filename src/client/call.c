@@ -342,7 +342,7 @@ int fan__call_header_line(fan_call *c, const char *line, size_t len)
 
 int fan__call_body(fan_call *c, const void *data, size_t len)
 {
-    if (c->resp_body.len + len > c->max_body) {
+    if (len > c->max_body - c->resp_body.len) { /* resp_body.len <= max_body: no wrap */
         c->too_large = 1;
         return FAN_ETOOLARGE;
     }

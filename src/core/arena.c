@@ -34,6 +34,10 @@ void fan__arena_free(fan__arena *a)
 void *fan__arena_alloc(fan__arena *a, size_t size)
 {
     const size_t align = alignof(max_align_t);
+    /* A size this close to SIZE_MAX would wrap once rounded up or once the
+     * chunk's header is added to it. */
+    if (size > SIZE_MAX - sizeof(fan__chunk) - (align - 1))
+        return NULL;
     size = (size + align - 1) & ~(align - 1);
     if (size <= (size_t)(a->end - a->pos)) {
         void *p = a->pos;
@@ -43,8 +47,6 @@ void *fan__arena_alloc(fan__arena *a, size_t size)
     /* A big allocation gets a chunk of its own, linked behind the current one,
      * so the free space left in the current chunk is not wasted. */
     size_t cap = size > CHUNK_SIZE / 4 ? size : CHUNK_SIZE - sizeof(fan__chunk);
-    if (cap > SIZE_MAX - sizeof(fan__chunk))
-        return NULL;
     fan__chunk *c = malloc(sizeof(fan__chunk) + cap);
     if (!c)
         return NULL;
@@ -70,6 +72,8 @@ char *fan__arena_room(fan__arena *a, size_t *room)
 
 char *fan__arena_strndup(fan__arena *a, const char *s, size_t len)
 {
+    if (len == SIZE_MAX)
+        return NULL; /* len + 1 would be 0 */
     char *p = fan__arena_alloc(a, len + 1);
     if (!p)
         return NULL;

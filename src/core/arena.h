@@ -19,7 +19,8 @@ void fan__arena_init(fan__arena *a);
 /* Frees every chunk. The arena may be used again afterwards. */
 void fan__arena_free(fan__arena *a);
 
-/* Returns `size` bytes aligned for any type, or NULL when out of memory. */
+/* Returns `size` bytes aligned for any type, or NULL when out of memory
+ * (a size near SIZE_MAX, which no chunk could hold, included). */
 void *fan__arena_alloc(fan__arena *a, size_t size);
 
 /* The free space left in the current chunk, *room bytes (possibly 0), to

@@ -1,5 +1,6 @@
 #include "core/fmt.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -16,8 +17,9 @@ char *fan__put_uint(char *p, unsigned long long v)
     return p;
 }
 
-/* Room check: the text plus its NUL must fit. */
-#define ROOM(k) if ((size_t)(o - out) + (k) >= cap) return -1
+/* Room check: the text plus its NUL must fit. Written as a subtraction
+ * (o - out < cap always holds), so that no length can wrap it. */
+#define ROOM(k) if ((k) >= cap - (size_t)(o - out)) return -1
 
 int fan__fmt(char *out, size_t cap, const char *fmt, va_list ap)
 {
@@ -95,5 +97,7 @@ int fan__fmt(char *out, size_t cap, const char *fmt, va_list ap)
         o = fan__put_uint(o, u);
     }
     *o = '\0';
+    if (o - out > INT_MAX)
+        return -1; /* as vsnprintf fails with EOVERFLOW */
     return (int)(o - out);
 }

@@ -1,5 +1,6 @@
 #include "core/url.h"
 
+#include <limits.h>
 #include <string.h>
 
 static int hexval(char c)
@@ -16,6 +17,8 @@ static int hexval(char c)
 long fan__url_decode(char *s, size_t len, int plus_is_space)
 {
     size_t r = 0, w = 0;
+    if (len > LONG_MAX)
+        return -1; /* its length could not be returned */
     while (r < len) {
         char c = s[r];
         if (c == '%') {

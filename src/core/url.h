@@ -8,7 +8,7 @@
 
 /* Decodes %XX escapes of s[0..len) in place (and '+' as a space when
  * `plus_is_space`), NUL-terminates the result and returns its length, or -1
- * for a malformed escape or an encoded NUL byte. */
+ * for a malformed escape, an encoded NUL byte or a len beyond LONG_MAX. */
 long fan__url_decode(char *s, size_t len, int plus_is_space);
 
 /* Looks up parameter `name` in the raw query string `qs` ("a=1&b=x%20y").

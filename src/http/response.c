@@ -2,6 +2,7 @@
  * headers, type, body); the error handler of its status and the after-request
  * hooks may change it; then the status line and headers are formatted into
  * the request's arena and sent with the body in one writev. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,8 @@ int fan_set_header(fan_req *rq, const char *name, const char *value)
     if (!fan__is_token(name, strlen(name)) || !valid_value(value))
         return FAN_EINVAL;
     if (rq->nout == rq->out_cap) {
+        if (rq->out_cap > UINT_MAX / 2)
+            return FAN_ENOMEM; /* the doubled count would wrap */
         unsigned cap = rq->out_cap ? rq->out_cap * 2 : 8;
         fan__header *h = fan__arena_alloc(&rq->arena, cap * sizeof *h);
         if (!h)

@@ -177,6 +177,20 @@ class Sessions(unittest.TestCase):
         r = self.session("key=user", session_cookie(r))
         self.assertEqual(r.json(), {"rc": "ok", "value": "alice"})
 
+    def test_a_max_age_of_the_largest_integer_still_gives_a_session_that_reads_back(self):
+        # now + max_age overflows a 64-bit integer: the expiry is cut to the
+        # latest a cookie can carry instead of wrapping (undefined behaviour,
+        # then a negative expiry that no request would accept).
+        srv = testapp("--config", CONFIG, "--set", f"session.max_age={2**63 - 1}")
+        try:
+            r = get(srv.port, "/app/session?op=set&key=user&value=alice")
+            self.assertEqual(r.json(), {"rc": "ok", "value": "alice"})
+            cookie = session_cookie(r)
+            r = get(srv.port, "/app/session?key=user", [("Cookie", f"{COOKIE}={cookie}")])
+            self.assertEqual(r.json(), {"rc": "ok", "value": "alice"})
+        finally:
+            srv.stop()
+
     def test_reading_the_session_sends_no_cookie(self):
         cookie = session_cookie(self.session("op=set&key=a&value=1"))
         r = self.session("key=a", cookie)
