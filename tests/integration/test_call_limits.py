@@ -93,9 +93,9 @@ class CallLimitSuite:
         status, j = self.fanout(5, ms=0.5)
         self.assertEqual(status, 502)
         self.assertEqual(sorted(j["errors"]), ["busy", "busy", "ok", "ok", "ok"])
-        # The refusals come first, long before any call could end.
+        # The refusals come first, long before the first call that ran ended.
         self.assertEqual(j["errors"][:2], ["busy", "busy"])
-        self.assertLess(max(j["finished"][:2]) / 0.5, 0.2)
+        self.assertLess(max(j["finished"][:2]) / min(j["finished"][2:]), 0.2)
         self.app.wait_log(r"refused: the call queue is full \(max_queued_calls\)")
 
     def test_queue_timeout_refuses_a_call_that_waited_too_long(self):
@@ -103,9 +103,10 @@ class CallLimitSuite:
         status, j = self.fanout(3, ms=1.0)
         self.assertEqual(status, 502)
         self.assertEqual(j["errors"], ["busy", "busy", "ok"])
+        # Refused once their wait passed, well before the running call ended.
         for t in j["finished"][:2]:
-            self.assertGreaterEqual(t, 0.19)
-            self.assertLess(t / 1.0, 0.6)
+            self.assertGreaterEqual(t / 0.2, 0.95)
+            self.assertLess(t / j["finished"][2], 0.6)
         self.app.wait_log(r"no slot within call_queue_timeout_ms")
 
     def test_call_timeout_runs_while_queued(self):
@@ -121,7 +122,8 @@ class CallLimitSuite:
         waited = time.monotonic() - t0
         t.join()
         self.assertEqual(j["error"], "timeout")
-        self.assertLess(waited / 1.0, 0.6)
+        # Timed out while queued, well before the call holding the slot ended.
+        self.assertLess(waited / out["r"][1]["elapsed"], 0.6)
         self.assertEqual(out["r"][1]["errors"], ["ok"])
 
     def test_cancelled_waiting_calls_give_back_their_place(self):
