@@ -611,7 +611,8 @@ FAN_API int fan_set_cookie(fan_req *rq, const char *name, const char *value,
 typedef struct fan_call_opts {
     const char *method;           /* NULL means "GET" */
     const char *const *headers;   /* NULL-terminated "Name: value" strings, or NULL */
-    const void *body;             /* request body, or NULL */
+    const void *body;             /* request body, or NULL; sent with the method given, GET
+                                   * included (but curl, for https, drops it on HEAD) */
     size_t body_len;
     unsigned timeout_ms;          /* total time; 0 = the app's call_timeout_ms */
     size_t max_body_bytes;        /* response body limit; 0 = the app's limit */
@@ -625,6 +626,11 @@ typedef struct fan_call_opts {
  * worker already has max_calls calls in flight, or max_calls_per_host to the
  * URL's origin, the call waits in the worker's call queue first (see
  * fan_limits; its timeout counts the wait) and may end with FAN_EBUSY.
+ * Before anything is sent, on either transport, the request is checked: the
+ * method must be an RFC 9110 token, each header line "Name: value" with a
+ * token name and no CR or LF, and the URL free of spaces and control bytes
+ * (< 0x20, 0x7f). A call that fails the check sends nothing and ends with
+ * FAN_EINVAL, with a warning in the log naming the call and the fault.
  * Returns NULL only when out of memory; every other failure (bad URL,
  * refused, busy, ...) is reported by the call itself once awaited. */
 FAN_API fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts);

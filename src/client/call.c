@@ -1,10 +1,13 @@
 /* The call API: starting upstream calls for a request and awaiting them. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "client/client.h"
+#include "core/token.h"
 
 /* Plain http:// goes to the lean transport, unless the URL carries
  * credentials, FANOUT_TRANSPORT=curl says otherwise or a proxy is configured
@@ -23,13 +26,6 @@ static const fan__transport *transport_for(const char *url)
         !memchr(url + 7, '@', strcspn(url + 7, "/?#"))) /* credentials: curl's business */
         return &fan__lean_transport;
     return &fan__curl_transport;
-}
-
-/* Only http and https reach an upstream; anything else is the caller's
- * mistake, reported before any transport sees it. */
-static int valid_scheme(const char *url)
-{
-    return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
 static void call_release(void *arg)
@@ -110,6 +106,113 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o)
     return 0;
 }
 
+/* How byte `ch` is written in a log line: NULL for as it is, else an
+ * escape (in x for the \xNN form). */
+static const char *escape(unsigned char ch, char x[5])
+{
+    switch (ch) {
+    case '\r': return "\\r";
+    case '\n': return "\\n";
+    case '\t': return "\\t";
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    }
+    if (ch >= 0x20 && ch != 0x7f)
+        return NULL;
+    snprintf(x, 5, "\\x%02x", ch);
+    return x;
+}
+
+/* Copies s[0..len) into out[cap] for a log line, escaped (a URL or method
+ * must not forge a line: the text log writes messages as they are), cut
+ * with "..." when it does not fit. Returns out. */
+static const char *shown(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char x[5];
+        const char *esc = escape((unsigned char)s[i], x);
+        size_t m = esc ? strlen(esc) : 1;
+        if (n + m + 4 > cap) {
+            memcpy(out + n, "...", 3);
+            n += 3;
+            break;
+        }
+        memcpy(out + n, esc ? esc : s + i, m);
+        n += m;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* Logs why the call is refused, naming it, and returns FAN_EINVAL. */
+static int refuse(const fan_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int refuse(const fan_call *c, const char *fmt, ...)
+{
+    char name[128], why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fan_log(FAN_LOG_WARN, "call %s: %s", shown(c->name, strlen(c->name), name, sizeof name), why);
+    return FAN_EINVAL;
+}
+
+/* Only http and https reach an upstream, and the URL goes into a request
+ * line as it is: a space or a control byte would end or split it. */
+static int check_url(const fan_call *c)
+{
+    const char *u = c->url;
+    if (strncasecmp(u, "http://", 7) != 0 && strncasecmp(u, "https://", 8) != 0)
+        return refuse(c, "the URL is not http:// or https://");
+    for (size_t i = 0; u[i]; i++) {
+        unsigned char ch = (unsigned char)u[i];
+        if (ch == ' ')
+            return refuse(c, "URL has a space at offset %zu", i);
+        if (ch < 0x20 || ch == 0x7f)
+            return refuse(c, "URL has byte 0x%02x at offset %zu", ch, i);
+    }
+    return 0;
+}
+
+/* Each line must be "Name: value" with a token name and no CR or LF: curl
+ * sends the lines as they are, so a CR LF in a value would add a header
+ * (or a whole request) of the caller's input to the upstream's. A NUL
+ * cannot occur: the lines are C strings. */
+static int check_headers(const fan_call *c)
+{
+    char name[64];
+    for (unsigned i = 0; c->headers && c->headers[i]; i++) {
+        const char *h = c->headers[i];
+        size_t len = strlen(h), n = fan__token_span(h, len);
+        const char *colon = memchr(h, ':', len);
+        if (!colon)
+            return refuse(c, "header %u has no ':'", i + 1);
+        if (n == 0 || h + n != colon)
+            return refuse(c, "header %u name \"%s\" is not a token", i + 1,
+                          shown(h, (size_t)(colon - h), name, sizeof name));
+        const char *bad = strpbrk(colon, "\r\n");
+        if (bad)
+            return refuse(c, "header %u (%.*s) has %s in its value", i + 1, (int)n, h,
+                          *bad == '\r' ? "a CR" : "an LF");
+    }
+    return 0;
+}
+
+/* The one check of every upstream request, before any transport sees it,
+ * so that both send the same requests and refuse the same ones. Returns 0,
+ * or FAN_EINVAL with a log line saying what is wrong. */
+static int check_request(const fan_call *c)
+{
+    char m[64];
+    size_t mlen = strlen(c->method);
+    if (mlen == 0 || fan__token_span(c->method, mlen) != mlen)
+        return refuse(c, "method \"%s\" is not a token", shown(c->method, mlen, m, sizeof m));
+    int rc = check_url(c);
+    return rc ? rc : check_headers(c);
+}
+
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
 {
     fan_call *c = fan__arena_alloc(&rq->arena, sizeof *c);
@@ -124,11 +227,9 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     fan__list_init(&c->queue_link);
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
-    int rc = fill(c, url ? url : "", opts);
-    if (rc == FAN_ENOMEM)
+    if (fill(c, url ? url : "", opts) != 0)
         return NULL;
-    if (!valid_scheme(c->url))
-        rc = FAN_EINVAL;
+    int rc = check_request(c);
     c->tp = transport_for(c->url);
     c->started = fan_now();
     fan__list_push(&c->task->calls, &c->link);

@@ -235,16 +235,18 @@ static int set_request(CURL *e, fan_call *c)
         return FAN_ENOMEM;
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    if (strcmp(c->method, "GET") != 0) {
-        if (strcmp(c->method, "HEAD") == 0)
-            curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        else
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
-    }
     if (c->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body); /* lives in the arena */
     }
+    /* The caller's method goes on the wire, with the body if there is one,
+     * as on the lean transport: POSTFIELDS alone would make a GET a POST.
+     * HEAD needs NOBODY, or curl waits for a response body that never
+     * comes; curl then sends no request body, whatever the order. */
+    if (strcmp(c->method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (c->body || strcmp(c->method, "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
     return 0;
 }
 

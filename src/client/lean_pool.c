@@ -167,9 +167,6 @@ int fan__lean_split_url(const char *url, const char **auth, size_t *auth_len, co
     size_t tlen = strcspn(t, "#");
     if (alen == 0 || memchr(a, '@', alen))
         return FAN_EINVAL; /* no host, or credentials: curl's business */
-    for (size_t i = 0; i < tlen; i++)
-        if ((unsigned char)t[i] <= ' ' || t[i] == 0x7f)
-            return FAN_EINVAL;
     *auth = a;
     *auth_len = alen;
     *target = t;

@@ -83,7 +83,21 @@ static json_t *call_json(fan_call *c)
     return j;
 }
 
-/* One call: ?url=&timeout=ms&max=bytes&method=&body=&header=Name:%20value */
+/* The call's headers: ?header=, then ?header2= ... ?header8= as long as
+ * they follow on; NULL when there is none. */
+static const char *const *fetch_headers(fan_req *rq)
+{
+    const char **headers = fan_alloc(rq, 9 * sizeof *headers);
+    int n = 0;
+    for (const char *h = fan_query(rq, "header"); h && n < 8;
+         h = fan_query(rq, fan_sprintf(rq, "header%d", n + 1)))
+        headers[n++] = h;
+    headers[n] = NULL;
+    return n ? headers : NULL;
+}
+
+/* One call: ?url=&timeout=ms&max=bytes&method=&body=&name=label&header=Name:%20value
+ * (&header2=...) */
 static void fetch(fan_req *rq)
 {
     const char *url = fan_query(rq, "url");
@@ -92,11 +106,9 @@ static void fetch(fan_req *rq)
         fan_reply_error(rq, 400, "url is required");
         return;
     }
-    const char **headers = fan_alloc(rq, 2 * sizeof *headers);
-    headers[0] = fan_query(rq, "header");
-    headers[1] = NULL;
     fan_call_opts o = {
-        .headers = headers[0] ? headers : NULL,
+        .headers = fetch_headers(rq),
+        .name = fan_query(rq, "name"),
         .method = fan_query(rq, "method"),
         .timeout_ms = (unsigned)fan_query_long(rq, "timeout", 0, NULL),
         .max_body_bytes = (size_t)fan_query_long(rq, "max", 0, NULL),

@@ -1,0 +1,13 @@
+/* RFC 9110 tokens: methods and header names, checked the same way by the
+ * server (request heads, fan_set_header()) and the client (upstream calls). */
+#ifndef FAN_CORE_TOKEN_H
+#define FAN_CORE_TOKEN_H
+
+#include <stddef.h>
+
+/* The number of leading bytes of s[0..len) that are token characters
+ * (tchar: letters, digits and !#$%&'*+-.^_`|~), like strspn(). s[0..len)
+ * is a token when the answer is len and len is not 0. Can't fail. */
+size_t fan__token_span(const char *s, size_t len);
+
+#endif
