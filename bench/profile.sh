@@ -26,7 +26,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
 start_mock() {
-    $BIN mock --port $UP --max-connections 100000 --access-log off >/dev/null 2>&1 &
+    $BIN mock --workers 0 --port $UP --max-connections 100000 --access-log off >/dev/null 2>&1 &
     pids+=($!)
 }
 

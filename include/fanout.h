@@ -208,10 +208,11 @@ FAN_API int fan_run(void);
  * completes normally). Can't fail. */
 FAN_API void fan_stop(void);
 
-/* Parses the command line with fan_app_option(), --workers N and --help,
- * listens on the app's address and serves. Returns a process exit status: 0
- * after a clean stop, 2 for a usage error, 1 when the server cannot start (a
- * bad configuration included: see fan_app_config_error()).
+/* Parses the command line with fan_main_option() (fan_app_option() and
+ * --workers N) and --help, listens on the app's address and serves, as
+ * fan_serve() does. Returns a process exit status: 0 after a clean stop, 2
+ * for a usage error, 1 when the server cannot start (a bad configuration
+ * included: see fan_app_config_error()).
  *
  * --workers N (default: the number of online CPUs) runs a master process
  * that serves nothing itself. It opens N listening sockets on the app's
@@ -262,6 +263,26 @@ FAN_API int fan_app_option(fan_app *app, int argc, char **argv, int *argi);
 
 /* Prints the options fan_app_option() understands, one per line. */
 FAN_API void fan_print_options(FILE *out);
+
+/* The pieces of fan_main(), for programs with options of their own that
+ * serve as fan_main() does: they parse their command line with
+ * fan_main_option() (and their own options), print fan_print_main_options()
+ * in their --help, and call fan_serve().
+ *
+ * fan_main_option() applies one option: --workers N (0 to 1024) to *workers,
+ * anything else as fan_app_option() does, with the same return values. */
+FAN_API int fan_main_option(fan_app *app, int argc, char **argv, int *argi, int *workers);
+
+/* Prints the options fan_main_option() understands, one per line. */
+FAN_API void fan_print_main_options(FILE *out);
+
+/* Serves `app` as fan_main() does once its command line is parsed: with a
+ * master and `workers` worker processes, one per online CPU when `workers`
+ * is negative, or in this process when it is 0. Returns fan_main()'s exit
+ * status, in the master and in each worker; 1 at once when the app has a
+ * configuration error (fan_app_config_error()). With workers, call it before
+ * any fan_listen() of this process. */
+FAN_API int fan_serve(fan_app *app, int workers);
 
 /* A reload hook: re-reads the program's configuration into `app` (for
  * instance with fan_app_reload_config() or fan_app_set()). Returns 0 when

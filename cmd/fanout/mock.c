@@ -92,13 +92,16 @@ static void delay_view(fan_req *rq)
     fan_reply(rq, (int)status, "application/json", body, len);
 }
 
+/* The counters are the answering process's: with --workers, each worker
+ * counts its own requests, and "pid" says which one answered. */
 static void stats_view(fan_req *rq)
 {
     fan_reply_json(rq, 200,
-                   json_pack("{s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)stats.requests,
-                             "completed", (json_int_t)stats.completed, "cancelled",
-                             (json_int_t)stats.cancelled, "in_flight", (json_int_t)stats.in_flight,
-                             "peak_in_flight", (json_int_t)stats.peak));
+                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "requests",
+                             (json_int_t)stats.requests, "completed", (json_int_t)stats.completed,
+                             "cancelled", (json_int_t)stats.cancelled, "in_flight",
+                             (json_int_t)stats.in_flight, "peak_in_flight", (json_int_t)stats.peak,
+                             "pid", (json_int_t)getpid()));
     stats.peak = stats.in_flight;
 }
 
@@ -142,13 +145,14 @@ static void mock_usage(void)
     printf("usage: fanout mock [options]\n\n"
            "A mock upstream API. GET /delay?ms=N&status=S&size=B&jitter=J answers\n"
            "{\"value\": <random float>} after N (+ up to J) ms with status S, padded to B\n"
-           "bytes; the query overrides the defaults below. GET /stats reports counters.\n\n"
+           "bytes; the query overrides the defaults below. GET /stats reports counters\n"
+           "and the pid of the process that answers: with workers, each counts its own.\n\n"
            "  --delay MS       default delay (0)\n"
            "  --jitter MS      up to this much more delay, at random (0)\n"
            "  --status N       default status (200)\n"
            "  --size BYTES     default body size (the bare JSON object)\n"
            "  --port N         port (8081)\n\n");
-    fan_print_options(stdout);
+    fan_print_main_options(stdout);
 }
 
 int cmd_mock(int argc, char **argv)
@@ -157,7 +161,7 @@ int cmd_mock(int argc, char **argv)
     fan_app *app = fan_app_new();
     if (!app || mock_routes(app, &opts) != 0 || fan_app_set_address(app, "0.0.0.0", 8081) != 0)
         return 1;
-    int rc = 0;
+    int rc = 0, workers = -1; /* as fan_main(): one per CPU unless given */
     for (int i = 1; i < argc && rc == 0;) {
         if (strcmp(argv[i], "--help") == 0) {
             mock_usage();
@@ -166,16 +170,14 @@ int cmd_mock(int argc, char **argv)
         }
         int got = mock_option(&opts, argc, argv, &i);
         if (got == 0)
-            got = fan_app_option(app, argc, argv, &i);
+            got = fan_main_option(app, argc, argv, &i, &workers);
         if (got == 0)
             fprintf(stderr, "fanout mock: unknown option '%s' (see --help)\n", argv[i]);
         if (got <= 0) /* a configuration that cannot be used is not a usage error */
             rc = got < 0 && fan_app_config_error(app) ? 1 : 2;
     }
-    if (rc == 0 && fan_app_config_error(app))
-        rc = 1; /* e.g. a bad FANOUT_* variable, logged when it was read */
     if (rc == 0)
-        rc = fan_app_listen(app, NULL) == 0 && fan_run() == 0 ? 0 : 1;
+        rc = fan_serve(app, workers); /* returns in the master and in each worker */
     fan_app_free(app);
     return rc;
 }

@@ -112,21 +112,29 @@ def closed_port():
     return port
 
 
+def workers_or(default, args):
+    """`args` with --workers `default` first, unless they give --workers."""
+    if any(a == "--workers" or str(a).startswith("--workers=") for a in args):
+        return args
+    return ("--workers", default, *args)
+
+
 def testapp(*args, env=None):
     # fan_main() now forks one worker per CPU by default; suites written for
     # one serving process (limits are per worker) get one worker under the
     # master, unless they choose.
-    if not any(a == "--workers" or str(a).startswith("--workers=") for a in args):
-        args = ("--workers", "1", *args)
-    return Server([TESTAPP, *args], "testapp", env=env)
+    return Server([TESTAPP, *workers_or("1", args)], "testapp", env=env)
 
 
 def mock(*args):
-    return Server([BIN, "mock", *args], "mock")
+    # The mock and the demo serve as fan_main() does too; the suites written
+    # for them count on one process (the mock's counters, the demo's log),
+    # as they were before --workers: in the process itself, unless chosen.
+    return Server([BIN, "mock", *workers_or("0", args)], "mock")
 
 
 def demo(*args):
-    return Server([BIN, "demo", *args], "demo")
+    return Server([BIN, "demo", *workers_or("0", args)], "demo")
 
 
 class Response:
