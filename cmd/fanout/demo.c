@@ -58,14 +58,12 @@ static int demo_option(fan_app *app, int argc, char **argv, int *argi)
     return 0;
 }
 
-/* Listens with the mock on a free loopback port; its base URL into `url`. */
-static int listen_mock(fan_app *mock, char *url, size_t len)
+/* Listens with the mock on a free loopback port, into *port. */
+static int listen_mock(fan_app *mock, int *port)
 {
-    int port;
-    if (fan_listen(mock, "127.0.0.1", 0, &port) != 0)
+    if (fan_listen(mock, "127.0.0.1", 0, port) != 0)
         return -1;
-    snprintf(url, len, "http://127.0.0.1:%d", port);
-    fan_log(FAN_LOG_INFO, "mock upstream API on %s", url);
+    fan_log(FAN_LOG_INFO, "mock upstream API on http://127.0.0.1:%d", *port);
     return 0;
 }
 
@@ -81,12 +79,9 @@ static int mock_process(fan_app *app, fan_app *mock, pid_t parent, int ready_fd)
 #endif
     signal(SIGHUP, SIG_IGN); /* reloading is the master's business */
     fan_app_free(app);
-    char url[64];
-    int rc = listen_mock(mock, url, sizeof url);
-    if (rc == 0) {
-        int port = atoi(strrchr(url, ':') + 1);
+    int port, rc = listen_mock(mock, &port);
+    if (rc == 0)
         rc = write(ready_fd, &port, sizeof port) == (ssize_t)sizeof port ? 0 : -1;
-    }
     close(ready_fd);
     if (rc == 0)
         rc = fan_run();
@@ -94,9 +89,9 @@ static int mock_process(fan_app *app, fan_app *mock, pid_t parent, int ready_fd)
     return rc == 0 ? 0 : 1;
 }
 
-/* Forks the mock's process and waits until it listens. Returns 0 with *pid
- * and `url` set, or -1 when it could not start; the child never returns. */
-static int fork_mock(fan_app *app, fan_app *mock, char *url, size_t len, pid_t *pid)
+/* Forks the mock's process and waits until it listens. Returns 0 with *port
+ * and *pid set, or -1 when it could not start; the child never returns. */
+static int fork_mock(fan_app *app, fan_app *mock, int *port, pid_t *pid)
 {
     int fds[2];
     if (pipe(fds) != 0) {
@@ -107,25 +102,27 @@ static int fork_mock(fan_app *app, fan_app *mock, char *url, size_t len, pid_t *
     fflush(stdout); /* or the child would write what is buffered again */
     fflush(stderr);
     pid_t child = fork();
+    if (child < 0) {
+        fan_log(FAN_LOG_ERROR, "cannot start the mock upstream: fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
     if (child == 0) {
         close(fds[0]);
         exit(mock_process(app, mock, parent, fds[1]));
     }
     close(fds[1]);
-    int port = 0;
-    ssize_t n = -1;
-    while (child > 0 && (n = read(fds[0], &port, sizeof port)) < 0 && errno == EINTR)
+    ssize_t n;
+    while ((n = read(fds[0], port, sizeof *port)) < 0 && errno == EINTR)
         ;
     close(fds[0]);
-    if (child < 0 || n != (ssize_t)sizeof port) {
-        fan_log(FAN_LOG_ERROR, "the mock upstream did not start%s%s", child < 0 ? ": fork: " : "",
-                child < 0 ? strerror(errno) : "");
-        if (child > 0)
-            waitpid(child, NULL, 0);
+    if (n != (ssize_t)sizeof *port) { /* it exited, and said why in the log */
+        fan_log(FAN_LOG_ERROR, "the mock upstream did not start");
+        waitpid(child, NULL, 0);
         return -1;
     }
     *pid = child;
-    snprintf(url, len, "http://127.0.0.1:%d", port);
     return 0;
 }
 
@@ -135,10 +132,11 @@ static int start_mock(fan_app *app, fan_app *mock, int workers, pid_t *mock_pid)
 {
     if (fan_app_get(app, "api_a") && fan_app_get(app, "api_b"))
         return 0;
-    char url[64];
-    if (workers == 0 ? listen_mock(mock, url, sizeof url) != 0
-                     : fork_mock(app, mock, url, sizeof url, mock_pid) != 0)
+    int port;
+    if (workers == 0 ? listen_mock(mock, &port) != 0 : fork_mock(app, mock, &port, mock_pid) != 0)
         return -1;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     if (!fan_app_get(app, "api_a") && fan_app_set(app, "api_a", url) != 0)
         return -1;
     if (!fan_app_get(app, "api_b") && fan_app_set(app, "api_b", url) != 0)
