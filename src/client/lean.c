@@ -1,8 +1,8 @@
 /* The lean transport: fanout's own HTTP/1.1 client for plain http://
- * upstreams, on libuv with responses parsed by llhttp. It keeps a pool of
- * keep-alive connections per host and port, writes each request with one
- * writev, and costs a fraction of curl's per-transfer work (see DESIGN:
- * "Why two transports"). URLs are parsed with curl's URL API.
+ * upstreams, on libuv with responses parsed by llhttp (lean_response.c). It
+ * keeps a pool of keep-alive connections per host and port, writes each
+ * request with one writev, and costs a fraction of curl's per-transfer work
+ * (see DESIGN: "Why two transports"). URLs are parsed with curl's URL API.
  *
  * One call at a time per connection (no pipelining). A pooled connection the
  * server closed while idle is detected on reuse: if it fails before any byte
@@ -192,106 +192,10 @@ static void conn_failed(lconn *conn, int error)
     fan__lean_finish(lc, error);
 }
 
-/* ---- response parsing ------------------------------------------------- */
+/* ---- reading ---------------------------------------------------------- */
 
-static lcall *parser_call(llhttp_t *p)
-{
-    return ((lconn *)p->data)->lc;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    lcall *lc = parser_call(p);
-    fan_call *c = lc->call;
-    c->nresp = 0;
-    c->resp_header_bytes = 0;
-    c->resp_body.len = 0;
-    return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    lconn *conn = p->data;
-    return fan__span_add(&conn->field, at, len) ? -1 : 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    lconn *conn = p->data;
-    return fan__span_add(&conn->value, at, len) ? -1 : 0;
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    lconn *conn = p->data;
-    size_t nlen, vlen;
-    const char *name = fan__span_data(&conn->field, &nlen);
-    const char *value = fan__span_data(&conn->value, &vlen);
-    int rc = fan__call_header(conn->lc->call, name, nlen, value, vlen);
-    fan__span_reset(&conn->field);
-    fan__span_reset(&conn->value);
-    if (rc != 0) {
-        conn->lc->error = rc;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_headers_complete(llhttp_t *p)
-{
-    lcall *lc = parser_call(p);
-    int status = llhttp_get_status_code(p);
-    /* llhttp takes "HTTP/1.1 40 x" as status 40; RFC 9110 wants three
-     * digits, and a handler must never see a status below 100 (found by
-     * tests/fuzz). */
-    if (status < 100) {
-        lc->error = FAN_EPROTO;
-        return -1;
-    }
-    /* HEAD, 204 and 304 responses have no body whatever their headers say. */
-    if (lc->head_method || status == 204 || status == 304)
-        return 1;
-    return 0;
-}
-
-static int on_body(llhttp_t *p, const char *at, size_t len)
-{
-    lcall *lc = parser_call(p);
-    int rc = fan__call_body(lc->call, at, len);
-    if (rc != 0) {
-        lc->error = rc;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_message_complete(llhttp_t *p)
-{
-    lconn *conn = p->data;
-    int status = llhttp_get_status_code(p);
-    if (status >= 100 && status < 200)
-        return 0; /* an interim response: the real one follows */
-    conn->lc->call->status = status;
-    conn->complete = 1;
-    return HPE_PAUSED;
-}
-
-static const llhttp_settings_t settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-const llhttp_settings_t *fan__lean_settings(void)
-{
-    return &settings;
-}
-
-static char read_buf[65536];
+/* One loop per thread; all library state is per thread. */
+static _Thread_local char read_buf[65536];
 
 static void conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
@@ -322,24 +226,14 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     conn->got_bytes = 1;
-    llhttp_errno_t err = llhttp_execute(&conn->parser, buf->base, (size_t)n);
-    if (err == HPE_OK) {
-        /* A header cut by the end of this read: read_buf is about to be reused. */
-        if (fan__span_keep(&conn->field) || fan__span_keep(&conn->value))
-            fan__lean_finish(lc, FAN_ENOMEM);
+    const char *why;
+    int rc = fan__lean_parse(conn, buf->base, (size_t)n, &why);
+    if (rc == 1)
         return;
-    }
-    if (err == HPE_PAUSED && conn->complete) {
-        /* Bytes after the response would be a second, unasked-for one: the
-         * connection is not reused. */
-        conn->broken = llhttp_get_error_pos(&conn->parser) != buf->base + n;
-        fan__lean_finish(lc, 0);
-        return;
-    }
-    if (lc->error == 0)
+    if (why)
         fan_log(FAN_LOG_DEBUG, "lean: bad response from %s:%d: %s", lc->pool->host,
-                lc->pool->port, llhttp_get_error_reason(&conn->parser));
-    fan__lean_finish(lc, lc->error ? lc->error : FAN_EPROTO);
+                lc->pool->port, why);
+    fan__lean_finish(lc, rc);
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -362,7 +256,8 @@ static void send_request(lcall *lc, lconn *conn)
     conn->broken = 0;
     fan__span_reset(&conn->field);
     fan__span_reset(&conn->value);
-    llhttp_init(&conn->parser, HTTP_RESPONSE, &settings);
+    fan__h1_reset(&conn->h1);
+    llhttp_init(&conn->parser, HTTP_RESPONSE, fan__lean_settings());
     conn->parser.data = conn;
     uv_buf_t bufs[2] = {uv_buf_init(lc->head, (unsigned)lc->head_len),
                         uv_buf_init((char *)c->body, (unsigned)c->body_len)};

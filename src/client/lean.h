@@ -4,6 +4,7 @@
 #define FAN_CLIENT_LEAN_H
 
 #include "client/client.h"
+#include "core/h1_check.h"
 #include "core/span.h"
 
 /* Addresses kept per name: a connection refused, unreachable or silent
@@ -24,6 +25,7 @@ typedef struct lconn {
     lcall *lc;             /* the call it serves, NULL when idle */
     fan__list link;        /* pool->idle while idle */
     fan__span field, value; /* a response header being read */
+    fan__h1_check h1;      /* obs-fold and chunk CRLF, which llhttp does not check */
     uint64_t idle_since;
     int reused;            /* it served a response before this call */
     int got_bytes;         /* response bytes arrived for the current call */
@@ -86,9 +88,20 @@ void fan__lean_finish(lcall *lc, int error);
 /* Sends a call on an idle connection of its pool, or a new one (lean.c). */
 void fan__lean_dispatch(lcall *lc);
 
-/* The llhttp callbacks that read a response into conn->lc->call (lean.c);
- * exposed for the response fuzzer (tests/fuzz/fuzz_response.c). */
+/* The llhttp callbacks that read a response into conn->lc->call
+ * (lean_response.c), for a parser whose data is the connection. */
 const llhttp_settings_t *fan__lean_settings(void);
+
+/* Parses `len` bytes read on `conn` for its call (lean_response.c): the
+ * framing checks llhttp leaves out, llhttp, and the copy of a header cut by
+ * the end of the input, so that the caller may reuse `data` afterwards.
+ * Returns 1 while the response goes on; 0 once it is complete (then
+ * conn->complete, and conn->broken if bytes follow it); or a negative FAN_E*
+ * code. *why is what llhttp or a framing check refused, for the log; NULL
+ * when a callback's own check ended the call (a size limit, a status below
+ * 100, no memory). The read path (lean.c) and the response fuzzer
+ * (tests/fuzz/fuzz_response.c) call it. */
+int fan__lean_parse(lconn *conn, const char *data, size_t len, const char **why);
 
 /* The pool of an origin ("host:port" as the URL wrote it), or NULL. */
 pool *fan__lean_find_pool(const char *authority, size_t len);

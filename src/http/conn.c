@@ -54,10 +54,18 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
+/* Counts a piece of the head and checks the framing around it. */
+static int head_piece(fan__conn *c, const char *at, size_t len, size_t counted)
+{
+    if (count_head(c, counted))
+        return -1;
+    return fan__h1_head_piece(&c->h1, at, len) ? limit_hit(c, 400) : 0;
+}
+
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     fan__conn *c = parser_conn(p);
-    if (count_head(c, len))
+    if (head_piece(c, at, len, len))
         return -1;
     return fan__span_add(&c->field, at, len) ? limit_hit(c, 503) : 0;
 }
@@ -65,7 +73,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     fan__conn *c = parser_conn(p);
-    if (count_head(c, len + 4))
+    if (head_piece(c, at, len, len + 4))
         return -1;
     return fan__span_add(&c->field, at, len) ? limit_hit(c, 503) : 0;
 }
@@ -73,7 +81,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     fan__conn *c = parser_conn(p);
-    if (count_head(c, len))
+    if (head_piece(c, at, len, len))
         return -1;
     return fan__span_add(&c->value, at, len) ? limit_hit(c, 503) : 0;
 }
@@ -176,6 +184,8 @@ static int on_headers_complete(llhttp_t *p)
     fan__conn *c = parser_conn(p);
     fan_req *rq = c->rq;
     const fan_limits *lim = &c->app->limits;
+    if (fan__h1_head_end(&c->h1))
+        return limit_hit(c, 400);
     rq->method = (char *)llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
     rq->http_minor = p->http_major == 1 ? p->http_minor : 0;
     rq->head = strcmp(rq->method, "HEAD") == 0;
@@ -195,10 +205,18 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+static int on_chunk_header(llhttp_t *p)
+{
+    fan__h1_chunk_header(&parser_conn(p)->h1, p->content_length);
+    return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     fan__conn *c = parser_conn(p);
     fan_req *rq = c->rq;
+    if (fan__h1_body(&c->h1, at, len))
+        return limit_hit(c, 400);
     if (rq->body.len + len > c->app->limits.max_body_bytes)
         return limit_hit(c, 413);
     return fan__buf_append(&rq->body, at, len) ? limit_hit(c, 503) : 0;
@@ -207,6 +225,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 static int on_message_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
+    if (fan__h1_head_end(&c->h1)) /* after a trailer section */
+        return limit_hit(c, 400);
     /* After an Upgrade request the bytes that follow are not HTTP/1.1: answer
      * it as a plain request and close. */
     c->rq->keep_alive = llhttp_should_keep_alive(p) && !p->upgrade;
@@ -223,6 +243,7 @@ static const llhttp_settings_t settings = {
     .on_header_value = on_header_value,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
+    .on_chunk_header = on_chunk_header,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -356,15 +377,30 @@ static const char *status_reason(int status)
     }
 }
 
+/* Answers a malformed request (400 unless a callback said otherwise) and
+ * closes the connection. Returns -1. */
+static int parse_failed(fan__conn *c)
+{
+    const char *why = c->h1.why ? c->h1.why : status_reason(c->error_status);
+    if (!why)
+        why = llhttp_get_error_reason(&c->parser);
+    fail(c, c->error_status ? c->error_status : 400, why ? why : "malformed request");
+    return -1;
+}
+
 /* Feeds bytes to the parser. Returns 1 when a complete request was handed
  * over (parsing paused), 0 when more input is needed, -1 when the request was
  * malformed (the connection is answered and closed). *used is set to the
  * bytes consumed. */
 static int process(fan__conn *c, const char *data, size_t len, size_t *used)
 {
+    *used = len;
+    if (fan__h1_input(&c->h1, data, len))
+        return parse_failed(c);
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
-        *used = len;
+        if (fan__h1_input_end(&c->h1))
+            return parse_failed(c);
         /* A head cut by the end of this input: `data` is about to be reused. */
         if (fan__span_keep(&c->field) || fan__span_keep(&c->value)) {
             fail(c, 503, "out of memory");
@@ -390,12 +426,7 @@ static int process(fan__conn *c, const char *data, size_t len, size_t *used)
         fan__req_start(rq);
         return 1;
     }
-    *used = len;
-    const char *why = status_reason(c->error_status);
-    if (!why)
-        why = llhttp_get_error_reason(&c->parser);
-    fail(c, c->error_status ? c->error_status : 400, why ? why : "malformed request");
-    return -1;
+    return parse_failed(c);
 }
 
 /* Parses what is buffered, one request at a time, while none is served. */
@@ -464,7 +495,8 @@ void fan__conn_close_if_idle(fan__conn *c)
         fan__conn_close(c);
 }
 
-static char read_buf[READ_CHUNK];
+/* One loop per thread; all library state is per thread. */
+static _Thread_local char read_buf[READ_CHUNK];
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {

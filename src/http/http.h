@@ -8,6 +8,7 @@
 
 #include "core/arena.h"
 #include "core/buf.h"
+#include "core/h1_check.h"
 #include "core/list.h"
 #include "core/span.h"
 #include "coro/coro.h"
@@ -186,6 +187,7 @@ struct fan__conn {
     fan__buf in;              /* bytes read and not parsed yet */
     fan_req *rq;              /* the request being parsed or served */
     fan__span field, value;   /* the target or header being read */
+    fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
     size_t head_bytes;
     uv_timer_t timer;         /* header, body and idle timeouts */
     fan__list link;           /* in the loop's list of connections */

@@ -1,9 +1,9 @@
 /* The lean client's handling of upstream responses on arbitrary bytes: the
- * transport's own llhttp callbacks (fan__lean_settings()) fill a real
- * fan_call through a connection that has no socket. conn_read()'s handling
- * of the parser's result is mirrored (keep it in step with
- * src/client/lean.c), end of input included (llhttp_finish() for a body
- * delimited by the close).
+ * read path's parsing step (fan__lean_parse(): the framing checks, llhttp
+ * with the transport's own callbacks) fills a real fan_call through a
+ * connection that has no socket. The end of input is handled as conn_read()
+ * does (keep it in step with src/client/lean.c): llhttp_finish() for a body
+ * delimited by the close.
  *
  * The first input byte picks the read size and whether the request was a
  * HEAD (whose response has no body). */
@@ -73,22 +73,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!at)
             abort();
         memcpy(at, data + off, len);
-        llhttp_errno_t err = llhttp_execute(&conn.parser, at, len);
+        const char *why;
+        result = fan__lean_parse(&conn, at, len, &why);
         off += len;
-        if (err == HPE_OK) {
-            if (fan__span_keep(&conn.field) || fan__span_keep(&conn.value))
-                result = FAN_ENOMEM;
-            free(at);
-            continue;
-        }
-        if (err == HPE_PAUSED && conn.complete) {
+        if (result == 0) {
             const char *pos = llhttp_get_error_pos(&conn.parser);
-            if (pos < at || pos > at + len)
+            if (!conn.complete || pos < at || pos > at + len)
                 abort();
-            result = 0;
-        } else {
-            result = lc->error ? lc->error : FAN_EPROTO;
         }
+        if (result < 0 && result != FAN_EPROTO && why)
+            abort(); /* a reason comes only with a malformed response */
         free(at);
     }
     if (result == 1) {

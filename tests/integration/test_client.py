@@ -21,6 +21,26 @@ def respond(conn, head, body=b""):
     conn.sendall(head.encode() + body)
 
 
+CHUNK = b"%x\r\n%s" % (len(BODY), BODY)  # one chunk of BODY, without its CRLF
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n" % len(BODY)
+
+# Responses sent in two parts, the second once the client has read the first
+# (TCP_NODELAY and a pause): path -> (first, second).
+TWO_PARTS = {
+    "/chunk-end-bad": (CHUNKED_HEAD + CHUNK + b"XX0\r\n\r\n", b""),
+    "/chunk-end-bad-after-cr": (CHUNKED_HEAD + CHUNK + b"\r", b"X0\r\n\r\n"),
+    "/chunk-end-bad-next-read": (CHUNKED_HEAD + CHUNK, b"XX0\r\n\r\n"),
+    "/chunk-end-after-cr": (CHUNKED_HEAD + CHUNK + b"\r", b"\n0\r\n\r\n"),
+    "/chunk-end-next-read": (CHUNKED_HEAD + CHUNK, b"\r\n0\r\n\r\n"),
+    "/fold": (OK_HEAD + b"X-A: a\r\n b\r\n\r\n" + BODY, b""),
+    "/fold-tab": (OK_HEAD + b"X-A: a\r\n\tb\r\n\r\n" + BODY, b""),
+    "/fold-empty-value": (OK_HEAD + b"X-A:\r\n b\r\n\r\n" + BODY, b""),
+    "/fold-next-read": (OK_HEAD + b"X-A: a\r\n", b" b\r\n\r\n" + BODY),
+    "/fold-in-trailer": (CHUNKED_HEAD + CHUNK + b"\r\n0\r\nX-T: a\r\n b\r\n\r\n", b""),
+}
+
+
 class FaultServer:
     """Accepts connections and answers each request by its path."""
 
@@ -97,6 +117,12 @@ class FaultServer:
                 conn.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
                 time.sleep(0.01)
             conn.sendall(b"0\r\n\r\n")
+        elif path in TWO_PARTS:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            first, second = TWO_PARTS[path]
+            conn.sendall(first)
+            time.sleep(0.05)
+            conn.sendall(second)
         elif path == "/dribble":
             # One byte per segment: every header name and value is cut
             # across reads of the client.
@@ -229,6 +255,25 @@ class ClientSuite:
 
     def test_garbage_status_line_is_a_protocol_error(self):
         self.assertEqual(self.fetch("/garbage")["error"], "protocol")
+
+    def test_chunk_end_cut_across_reads_is_accepted(self):
+        for path in ("/chunk-end-after-cr", "/chunk-end-next-read"):
+            with self.subTest(path=path):
+                j = self.fetch(path)
+                self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, 0.5))
+
+    def test_chunk_data_not_followed_by_crlf_is_refused(self):
+        for path in ("/chunk-end-bad", "/chunk-end-bad-after-cr", "/chunk-end-bad-next-read"):
+            with self.subTest(path=path):
+                self.assertEqual(self.fetch(path)["error"], self.BAD_CHUNK_END)
+
+    def test_obs_fold_in_a_response_is_a_protocol_error(self):
+        if self.FOLD is None:
+            self.skipTest(self.FOLD_WHY)
+        for path in ("/fold", "/fold-tab", "/fold-empty-value", "/fold-next-read",
+                     "/fold-in-trailer"):
+            with self.subTest(path=path):
+                self.assertEqual(self.fetch(path)["error"], self.FOLD)
 
     def test_endless_chunked_body_stops_at_the_limit(self):
         j = self.fetch("/endless-chunked", max=100000)
@@ -391,10 +436,20 @@ class NameResolution(unittest.TestCase):
 
 class LeanTransport(ClientSuite, unittest.TestCase):
     transport = "lean"
+    BAD_CHUNK_END = "protocol"
+    FOLD = "protocol"
 
 
 class CurlTransport(ClientSuite, unittest.TestCase):
     transport = "curl"
+    # curl refuses a bad chunk end with CURLE_RECV_ERROR, which curl.c maps
+    # to io.
+    BAD_CHUNK_END = "io"
+    # curl accepts obs-fold in a response (RFC 9112 5.2 lets a user agent
+    # unfold it) and passes the continuation line to the header callback on
+    # its own: the call succeeds.
+    FOLD = None
+    FOLD_WHY = "curl unfolds obs-fold in responses; only the lean transport refuses it"
 
 
 if __name__ == "__main__":

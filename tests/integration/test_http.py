@@ -77,6 +77,18 @@ class ServerCase(unittest.TestCase):
         s.sendall(data)
         return rd.read(head_request), rd
 
+    def send_apart(self, first, second):
+        """Sends `first`, then `second` in a segment of its own once the
+        server has read the first; returns (response, reader)."""
+        s, rd = self.open()
+        s.sendall(first)
+        time.sleep(0.05)
+        try:
+            s.sendall(second)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed on the first part already
+        return rd.read(), rd
+
     def assertServes(self):
         """The same worker still answers a normal request on a new
         connection."""
@@ -175,6 +187,15 @@ class RequestBodies(ServerCase):
             s.sendall(data[i:i + 7])
             time.sleep(0.005)
         self.assertEqual(rd.read().json()["body"], "abcdefgh")
+
+    def test_chunk_terminator_cut_across_reads_is_accepted(self):
+        head = req("POST", "/echo", [("Transfer-Encoding", "chunked")])
+        for first, second in ((b"abc\r", b"\n0\r\n\r\n"), (b"abc", b"\r\n0\r\n\r\n"),
+                              (b"ab", b"c\r\n0\r\n\r\n")):
+            with self.subTest(first=first, second=second):
+                r, rd = self.send_apart(head + b"3\r\n" + first, second)
+                self.assertEqual((r.status, r.json()["body"]), (200, "abc"))
+                self.assertFalse(rd.closed(0.1))
 
     def test_head_sent_one_byte_at_a_time_is_read_whole(self):
         # Every piece of the target, header names and values arrives in a
@@ -487,6 +508,53 @@ class MalformedRequests(ServerCase):
     def test_bad_chunk_size_is_rejected(self):
         self.assertAnsweredAndClosed(req("POST", "/echo", [("Transfer-Encoding", "chunked")],
                                          b"zz\r\nabc\r\n0\r\n\r\n"), 400)
+
+    def test_chunk_data_not_followed_by_crlf_is_rejected(self):
+        for after in (b"XX", b"\rX", b"X\n", b"\n\r"):
+            with self.subTest(after=after):
+                self.assertAnsweredAndClosed(req("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                                                 b"3\r\nabc" + after + b"0\r\n\r\n"), 400)
+
+    def test_chunk_terminator_cut_across_reads_is_checked(self):
+        # The bytes after a chunk's data arrive in the next read: half of
+        # them (a CR at the end of one read) or both.
+        head = req("POST", "/echo", [("Transfer-Encoding", "chunked")])
+        for first, second in ((b"abc\r", b"X0\r\n\r\n"), (b"abc", b"XX0\r\n\r\n"),
+                              (b"abc", b"\rX0\r\n\r\n")):
+            with self.subTest(first=first, second=second):
+                r, rd = self.send_apart(head + b"3\r\n" + first, second)
+                self.assertJsonError(r, 400)
+                self.assertEqual(r.header("Connection"), "close")
+                self.assertTrue(rd.closed(), "connection left open")
+        self.assertServes()
+
+    def test_obs_fold_right_after_the_request_line_is_rejected(self):
+        for ws in (b" ", b"\t"):
+            with self.subTest(ws=ws):
+                self.assertAnsweredAndClosed(
+                    b"GET /echo HTTP/1.1\r\n" + ws + b"X-A: 1\r\nHost: t\r\n\r\n", 400)
+
+    def test_obs_fold_after_a_header_is_rejected(self):
+        # A line that begins with SP or HT continues the header before it
+        # (RFC 9112 5.2): after a value, after an empty value, before the
+        # blank line, and in a trailer.
+        for lines in (b"X-A: a\r\n b\r\n", b"X-A: a\r\n\tb\r\n", b"X-A:\r\n b\r\n",
+                      b"X-A: a\r\n b\r\nX-B: c\r\n", b"X-A:\r\n \r\n"):
+            with self.subTest(lines=lines):
+                self.assertAnsweredAndClosed(b"GET /echo HTTP/1.1\r\nHost: t\r\n" + lines + b"\r\n",
+                                             400)
+        for trailer in (b"X-T: a\r\n b\r\n", b" X-T: a\r\n"):
+            with self.subTest(trailer=trailer):
+                self.assertAnsweredAndClosed(req("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                                                 b"3\r\nabc\r\n0\r\n" + trailer + b"\r\n"), 400)
+
+    def test_obs_fold_cut_across_reads_is_rejected(self):
+        for first, second in ((b"X-A: a\r\n", b" b\r\n\r\n"), (b"X-A: a\r", b"\n b\r\n\r\n"),
+                              (b"X-A:\r\n", b" b\r\n\r\n"), (b"X-A:", b"\r\n \r\n\r\n")):
+            with self.subTest(first=first, second=second):
+                r, rd = self.send_apart(b"GET /echo HTTP/1.1\r\nHost: t\r\n" + first, second)
+                self.assertJsonError(r, 400)
+                self.assertTrue(rd.closed(), "connection left open")
 
     def test_control_character_in_header_name_is_rejected(self):
         for name in ("Bad\x00Header", "Bad\x01Header", "Bad\x7fHeader"):
