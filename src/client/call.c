@@ -196,6 +196,12 @@ static int check_headers(const fan_call *c)
         if (bad)
             return refuse(c, "header %u (%.*s) has %s in its value", i + 1, (int)n, h,
                           *bad == '\r' ? "a CR" : "an LF");
+        /* The transports frame the body themselves: a second length from
+         * the caller would make the upstream and the transport read two
+         * different messages (request smuggling). */
+        if ((n == 14 && strncasecmp(h, "Content-Length", n) == 0) ||
+            (n == 17 && strncasecmp(h, "Transfer-Encoding", n) == 0))
+            return refuse(c, "header %u (%.*s) is set by the transport", i + 1, (int)n, h);
     }
     return 0;
 }

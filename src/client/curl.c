@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "client/client.h"
 
@@ -216,20 +217,55 @@ static void free_slist(void *arg)
     curl_slist_free_all(arg);
 }
 
-static int set_request(CURL *e, fan_call *c)
+static int caller_sets(const fan_call *c, const char *name, size_t n)
 {
+    for (const char *const *p = c->headers; p && *p; p++)
+        if (strncasecmp(*p, name, n) == 0 && (*p)[n] == ':')
+            return 1;
+    return 0;
+}
+
+/* The header list curl sends: the caller's lines and nothing of curl's own,
+ * so that both transports send the same request. "Name:" alone would make
+ * curl drop the header: an empty value is written "Name;". */
+static struct curl_slist *header_list(const fan_call *c)
+{
+    /* Expect: curl would add "100-continue" to larger bodies and wait for an
+     * answer most servers never send. Accept and the form Content-Type it
+     * adds to any body are not the caller's. */
+    static const char *const removed[] = {"Expect", "Accept", "Content-Type"};
     struct curl_slist *h = NULL, *t;
-    /* curl would otherwise add "Expect: 100-continue" to larger bodies and
-     * wait for an answer most servers never send. */
-    if (!(h = curl_slist_append(NULL, "Expect:")))
-        return FAN_ENOMEM;
-    for (const char *const *p = c->headers; p && *p; p++) {
-        if (!(t = curl_slist_append(h, *p))) {
-            curl_slist_free_all(h);
-            return FAN_ENOMEM;
-        }
+    char line[64];
+    for (size_t i = 0; i < sizeof removed / sizeof *removed; i++) {
+        size_t n = strlen(removed[i]);
+        if (caller_sets(c, removed[i], n))
+            continue;
+        snprintf(line, sizeof line, "%s:", removed[i]);
+        if (!(t = curl_slist_append(h, line)))
+            goto fail;
         h = t;
     }
+    for (const char *const *p = c->headers; p && *p; p++) {
+        const char *colon = strchr(*p, ':');
+        const char *v = colon + 1 + strspn(colon + 1, " \t");
+        char *empty = *v ? NULL : fan_sprintf(c->rq, "%.*s;", (int)(colon - *p), *p);
+        if (!*v && !empty)
+            goto fail;
+        if (!(t = curl_slist_append(h, empty ? empty : *p)))
+            goto fail;
+        h = t;
+    }
+    return h;
+fail:
+    curl_slist_free_all(h);
+    return NULL;
+}
+
+static int set_request(CURL *e, fan_call *c)
+{
+    struct curl_slist *h = header_list(c);
+    if (!h)
+        return FAN_ENOMEM;
     if (fan_defer(c->rq, free_slist, h) != 0) {
         curl_slist_free_all(h);
         return FAN_ENOMEM;

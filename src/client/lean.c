@@ -361,6 +361,14 @@ static size_t header_bytes(const fan_call *c)
     return n;
 }
 
+static int has_host(const fan_call *c)
+{
+    for (const char *const *h = c->headers; h && *h; h++)
+        if (strncasecmp(*h, "Host:", 5) == 0)
+            return 1;
+    return 0;
+}
+
 /* Allocates the call's state with the serialized request head after it:
  * "METHOD /target HTTP/1.1\r\nHost: h\r\n<headers>[Content-Length]\r\n".
  * The method, the target and the header lines are written as they are:
@@ -378,9 +386,12 @@ static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
     h = fan__put(h, c->method, strlen(c->method));
     h = fan__put(h, tlen == 0 || target[0] == '?' ? " /" : " ", tlen == 0 || target[0] == '?' ? 2 : 1);
     h = fan__put(h, target, tlen);
-    h = fan__put(h, " HTTP/1.1\r\nHost: ", 17);
-    h = fan__put(h, p->hostport, strlen(p->hostport));
-    h = fan__put(h, "\r\n", 2);
+    h = fan__put(h, " HTTP/1.1\r\n", 11);
+    if (!has_host(c)) { /* a Host of the caller's replaces ours, as curl does */
+        h = fan__put(h, "Host: ", 6);
+        h = fan__put(h, p->hostport, strlen(p->hostport));
+        h = fan__put(h, "\r\n", 2);
+    }
     for (const char *const *x = c->headers; x && *x; x++) {
         h = fan__put(h, *x, strlen(*x));
         h = fan__put(h, "\r\n", 2);

@@ -75,6 +75,7 @@ class RecordingServer:
                     buf += data
                 body, buf = buf[:n], buf[n:]
                 out = json.dumps({"request_line": lines[0], "headers": headers,
+                                  "header_lines": lines[1:],
                                   "body": body.decode("latin-1")}).encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
@@ -138,6 +139,32 @@ class CallCheckSuite:
         self.assertEqual(sent["request_line"], "GET /echo HTTP/1.1")
         self.assertEqual(sent["body"], '{"q": 1}')
         self.assertEqual(sent["headers"]["Content-Length"], "8")
+
+    def test_the_upstream_gets_the_callers_headers_and_only_framing_of_ours(self):
+        # The same lines on both transports: curl adds no Accept and no form
+        # Content-Type of its own, and an empty value is sent, not dropped.
+        j = self.fetch(headers=["X-A: 1", "X-Empty:"], method="POST", body="a=1")
+        self.assertEqual((j["error"], j["status"]), ("ok", 200), j)
+        lines = json.loads(j["body"])["header_lines"]
+        names = sorted(l.split(":", 1)[0].lower() for l in lines)
+        self.assertEqual(names, ["content-length", "host", "x-a", "x-empty"], lines)
+        self.assertIn("X-Empty:", [l.rstrip() for l in lines])
+
+    def test_the_callers_host_replaces_the_transports(self):
+        j = self.fetch(headers=["Host: api.example"])
+        self.assertEqual((j["error"], j["status"]), ("ok", 200), j)
+        lines = json.loads(j["body"])["header_lines"]
+        self.assertEqual([l for l in lines if l.lower().startswith("host:")], ["Host: api.example"])
+
+    def test_a_content_length_of_the_callers_is_refused(self):
+        # Two lengths, the caller's and the transport's, would let the
+        # upstream read another message than the one sent (smuggling).
+        self.assert_refused(r"call api_a: header 1 \(content-length\) is set by the transport",
+                            headers=["content-length: 0"], method="POST", body="abc")
+
+    def test_a_transfer_encoding_of_the_callers_is_refused(self):
+        self.assert_refused(r"call api_a: header 1 \(Transfer-Encoding\) is set by the transport",
+                            headers=["Transfer-Encoding: chunked"], method="POST", body="abc")
 
     def test_a_method_that_is_not_a_token_is_refused(self):
         self.assert_refused(r'call api_a: method "GE T" is not a token', method="GE T")
