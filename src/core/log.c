@@ -187,7 +187,11 @@ static void vlog(fan_log_level level, int also_stderr, const char *fmt, va_list 
         append_value(line, &n, sizeof line, msg, 1);
         append(line, &n, sizeof line, "\"}");
     } else {
-        append(line, &n, sizeof line, "%s %s [%ld] %s", t, level_names[level], (long)getpid(), msg);
+        /* The message is text of the caller's, which may carry input (a
+         * name, a path): its control bytes are replaced like a value's, so
+         * that no message forges a line. */
+        append(line, &n, sizeof line, "%s %s [%ld] ", t, level_names[level], (long)getpid());
+        append_value(line, &n, sizeof line, msg, 0);
     }
     write_line(error_sink.fd, line, n, sizeof line);
     if (also_stderr && error_sink.path)

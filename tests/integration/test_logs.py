@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+from urllib.parse import quote
 import urllib.parse
 
 import harness
@@ -100,6 +101,22 @@ class AccessLogText(unittest.TestCase):
         m = self.wait_access("GET", "/fetch", lambda m: m.group(9) == "0")
         self.assertEqual((m.group(8), m.group(9)), ("1", "0"))
         self.assertGreaterEqual(float(m.group(6)), 0)
+
+
+class TextFormat(unittest.TestCase):
+    def test_input_in_a_message_cannot_forge_a_line(self):
+        # A call's name comes from the request here; the debug line that
+        # names the call must not break into two lines at its LF.
+        app = testapp("--log-level", "debug")
+        try:
+            url = quote(f"http://127.0.0.1:{closed_port()}/x", safe="")
+            request(app.port, "GET", f"/fetch?url={url}&name=api%0a2026-01-01T00:00:00Z%20error%20forged")
+            app.wait_log(r"access .* GET /fetch ")
+            self.assertFalse([l for l in app.lines if l.startswith("2026-01-01T00:00:00Z")], app.log())
+            self.assertTrue([l for l in app.lines if "api?2026-01-01T00:00:00Z error forged" in l],
+                            app.log())
+        finally:
+            app.stop()
 
 
 class JsonFormat(unittest.TestCase):
