@@ -401,6 +401,10 @@ double fan_call_finished(const fan_call *c)
 
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
+    if (nlen == 0 || fan__token_span(name, nlen) != nlen) {
+        c->bad_head = 1; /* "X-A : v" or " X": the server's parser would refuse it too */
+        return FAN_EPROTO;
+    }
     c->resp_header_bytes += nlen + vlen + 2;
     if (c->resp_header_bytes > 65536 || c->nresp >= 256) {
         c->too_large = 1;
@@ -441,8 +445,12 @@ int fan__call_header_line(fan_call *c, const char *line, size_t len)
         return 0;
     }
     const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return 0; /* obsolete line folding or junk: curl has judged it already */
+    if (line[0] == ' ' || line[0] == '\t' || !colon) {
+        /* Obsolete line folding, refused as the lean transport does (a
+         * gateway may, RFC 9112 5.2), or a line that is not a header. */
+        c->bad_head = 1;
+        return FAN_EPROTO;
+    }
     return fan__call_header(c, line, (size_t)(colon - line), colon + 1,
                             (size_t)(line + len - colon - 1));
 }

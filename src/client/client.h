@@ -46,7 +46,8 @@ struct fan_call {
     fan__header *resp_headers;
     unsigned nresp, resp_cap;
     size_t resp_header_bytes;
-    int too_large;
+    int too_large;            /* a body or head limit stopped the response */
+    int bad_head;             /* a response header line was malformed */
     int returned;             /* by fan_await_any */
     double started, finished;
     json_t *json;
@@ -92,9 +93,9 @@ int fan__slots_acquire(fan_call *c);
 void fan__slots_release(fan_call *c);
 void fan__slots_shutdown(void);
 
-/* Maps a CURLcode to a FAN_E* code; `too_large` says our write callback
- * aborted because of the body limit. */
-int fan__curl_error(int curl_code, int too_large);
+/* Maps a CURLcode to a FAN_E* code; `cb_error` is the FAN_E* code our
+ * header or write callback stopped the transfer with, or 0. */
+int fan__curl_error(int curl_code, int cb_error);
 
 /* Releases every transport's per-thread state (connections, handles). */
 void fan__client_shutdown(void);

@@ -25,7 +25,7 @@ typedef struct sock_ctx {
 
 static _Thread_local curl_state *state;
 
-int fan__curl_error(int code, int too_large)
+int fan__curl_error(int code, int cb_error)
 {
     switch ((CURLcode)code) {
     case CURLE_OK: return 0;
@@ -48,7 +48,7 @@ int fan__curl_error(int code, int too_large)
     case CURLE_SSL_SHUTDOWN_FAILED:
     case CURLE_USE_SSL_FAILED: return FAN_ETLS;
     case CURLE_FILESIZE_EXCEEDED: return FAN_ETOOLARGE;
-    case CURLE_WRITE_ERROR: return too_large ? FAN_ETOOLARGE : FAN_EIO;
+    case CURLE_WRITE_ERROR: return cb_error ? cb_error : FAN_EIO;
     case CURLE_URL_MALFORMAT:
     case CURLE_BAD_FUNCTION_ARGUMENT: return FAN_EINVAL;
     /* The scheme was checked before the transfer: here curl means an HTTP/0.9
@@ -63,7 +63,7 @@ int fan__curl_error(int code, int too_large)
     case CURLE_HTTP3:
     case CURLE_RANGE_ERROR: return FAN_EPROTO;
     case CURLE_OUT_OF_MEMORY: return FAN_ENOMEM;
-    case CURLE_ABORTED_BY_CALLBACK: return too_large ? FAN_ETOOLARGE : FAN_ECANCELED;
+    case CURLE_ABORTED_BY_CALLBACK: return cb_error ? cb_error : FAN_ECANCELED;
     default: return FAN_EIO;
     }
 }
@@ -96,7 +96,9 @@ static void check_done(curl_state *st)
             continue;
         fan_call *c = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-        int err = fan__curl_error(msg->data.result, c->too_large);
+        int err = fan__curl_error(msg->data.result, c->too_large  ? FAN_ETOOLARGE
+                                                     : c->bad_head ? FAN_EPROTO
+                                                                   : 0);
         if (err)
             fan_log(FAN_LOG_DEBUG, "curl: %s: %s", c->url, curl_easy_strerror(msg->data.result));
         finish(st, c, err);
