@@ -261,6 +261,13 @@ FAN_API int fan_main(fan_app *app, int argc, char **argv);
  * value is invalid. For programs that parse their own command lines. */
 FAN_API int fan_app_option(fan_app *app, int argc, char **argv, int *argi);
 
+/* Matches argv[*argi] against "--name=value" or "--name value", where a '_'
+ * in `name` may be written '-' (name "--max_calls" matches "--max-calls").
+ * On a match sets *value (NULL when the value is missing at the end of the
+ * line), advances *argi past what it used and returns 1; else returns 0 and
+ * changes nothing. For programs that parse their own command lines. */
+FAN_API int fan_flag(const char *name, int argc, char **argv, int *argi, const char **value);
+
 /* Prints the options fan_app_option() understands, one per line. */
 FAN_API void fan_print_options(FILE *out);
 

@@ -20,14 +20,12 @@ int mock_routes(fan_app *app, const mock_opts *opts);
  * consumed, 0 if not a mock option, -1 for a bad value. */
 int mock_option(mock_opts *opts, int argc, char **argv, int *argi);
 
+/* The subcommands (mock.c, demo.c): return the process exit status. */
 int cmd_mock(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
-/* Matches "--name value" or "--name=value"; sets *value (NULL when missing)
- * and advances *argi. */
-int cli_flag(const char *name, int argc, char **argv, int *argi, const char **value);
-
-/* Parses a whole number within [min, max]; prints an error naming `flag`. */
+/* Parses a whole number within [min, max]; prints an error naming `flag`
+ * (cli.c). Options themselves are matched with fan_flag(). */
 int cli_number(const char *flag, const char *s, long min, long max, long *out);
 
 #endif

@@ -46,7 +46,7 @@ static int demo_option(fan_app *app, int argc, char **argv, int *argi)
     for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
         const char *v;
         long n;
-        if (!cli_flag(opts[k].flag, argc, argv, argi, &v))
+        if (!fan_flag(opts[k].flag, argc, argv, argi, &v))
             continue;
         if (opts[k].is_delay ? cli_number(opts[k].flag, v, 0, 3600000, &n) != 0 : !v || !*v) {
             if (!opts[k].is_delay)

@@ -39,34 +39,3 @@ int main(int argc, char **argv)
     usage(stderr);
     return 2;
 }
-
-int cli_flag(const char *name, int argc, char **argv, int *argi, const char **value)
-{
-    const char *arg = argv[*argi];
-    size_t n = strlen(name);
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '=') {
-        *value = arg + n + 1;
-        (*argi)++;
-        return 1;
-    }
-    if (arg[n] != '\0')
-        return 0;
-    *value = *argi + 1 < argc ? argv[*argi + 1] : NULL;
-    *argi += *value ? 2 : 1;
-    return 1;
-}
-
-int cli_number(const char *flag, const char *s, long min, long max, long *out)
-{
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || v < min || v > max) {
-        fprintf(stderr, "fanout: %s expects a whole number from %ld to %ld, got '%s'\n", flag, min,
-                max, s ? s : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}

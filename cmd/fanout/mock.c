@@ -118,19 +118,19 @@ int mock_option(mock_opts *o, int argc, char **argv, int *argi)
 {
     const char *v;
     long n;
-    if (cli_flag("--delay", argc, argv, argi, &v)) {
+    if (fan_flag("--delay", argc, argv, argi, &v)) {
         if (cli_number("--delay", v, 0, 3600000, &n))
             return -1;
         o->delay_ms = (unsigned)n;
-    } else if (cli_flag("--jitter", argc, argv, argi, &v)) {
+    } else if (fan_flag("--jitter", argc, argv, argi, &v)) {
         if (cli_number("--jitter", v, 0, 3600000, &n))
             return -1;
         o->jitter_ms = (unsigned)n;
-    } else if (cli_flag("--status", argc, argv, argi, &v)) {
+    } else if (fan_flag("--status", argc, argv, argi, &v)) {
         if (cli_number("--status", v, 200, 599, &n))
             return -1;
         o->status = (int)n;
-    } else if (cli_flag("--size", argc, argv, argi, &v)) {
+    } else if (fan_flag("--size", argc, argv, argi, &v)) {
         if (cli_number("--size", v, 0, 64 << 20, &n))
             return -1;
         o->size = (size_t)n;

@@ -1,6 +1,6 @@
 /* The application context, internal to libfanout: the configuration store,
  * the per-request context of the app layer (pinned configuration, session,
- * parsed cookies and JSON body), hooks, and the signed-cookie codec. The
+ * parsed cookies and JSON body), sessions and the signed-cookie codec. The
  * public contract is include/fanout.h. */
 #ifndef FAN_APP_APP_H
 #define FAN_APP_APP_H
@@ -8,6 +8,36 @@
 #include <stddef.h>
 
 #include "http/http.h"
+
+typedef struct fan__setting {
+    char *key, *value;
+    struct fan__setting *next;
+} fan__setting;
+
+/* An application. It begins with what the server needs of it (fan__site:
+ * limits, routes, address, hooks), so a fan_app * is a fan__site *; the
+ * rest is the app layer's. */
+struct fan_app {
+    fan__site site;
+    fan__setting *settings;        /* fan_app_set() and --set */
+    struct fan__config *config;    /* declared keys, layers, snapshot (config.c) */
+    void *data;                    /* the program's own pointer */
+    fan_reload_fn reload;          /* fan_app_on_reload(), called by the master */
+    void *reload_arg;
+};
+
+/* Parses a whole number up to `max` given to `flag`; logs what is wrong
+ * otherwise. Returns 0 or FAN_EINVAL (options.c). */
+int fan__parse_number(const char *flag, const char *s, unsigned long long max,
+                      unsigned long long *out);
+
+/* The per-request store (store.c). */
+typedef struct fan__stored {
+    const char *key;
+    void *value;
+    void (*destroy)(void *value);
+    struct fan__stored *next;
+} fan__stored;
 
 /* ------------------------------------------------------------------------ */
 /* Configuration (config.c, config_parse.c)                                 */
@@ -125,9 +155,6 @@ fan__snap *fan__req_config(const fan_req *rq);
  * 0, FAN_EINVAL for a bad name, value or attribute, or FAN_ENOMEM. */
 int fan__cookie_format(fan_req *rq, const char *name, const char *value,
                        const fan_cookie_opts *opts, char **out);
-
-/* Frees the hook lists of the app (hooks.c). */
-void fan__hooks_free(fan_app *app);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions (session.c) and signed values (signed.c)                        */

@@ -40,7 +40,7 @@ static char *trim(char *s, char **end)
  * to ctx->cookies, which has room for them. */
 static void parse_cookie_header(fan_req *rq, fan__reqctx *ctx, const char *header)
 {
-    char *copy = fan__arena_strdup(&rq->arena, header);
+    char *copy = fan__arena_strdup(&rq->rt.arena, header);
     for (char *item = copy; item && *item;) {
         char *next = strchr(item, ';');
         char *end = next ? next : item + strlen(item);
@@ -96,7 +96,7 @@ const char *fan_form(fan_req *rq, const char *name)
 {
     if (!media_type_is(fan_header(rq, "Content-Type"), "application/x-www-form-urlencoded"))
         return NULL;
-    return fan__query_get(&rq->arena, fan_body(rq, NULL), name);
+    return fan__query_get(&rq->rt.arena, fan_body(rq, NULL), name);
 }
 
 json_t *fan_body_json(fan_req *rq)

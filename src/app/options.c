@@ -1,4 +1,5 @@
-/* Command-line options: every limit, settings, --host, --port, --workers. */
+/* Command-line options of an app: every limit, settings, the configuration
+ * file, logs, --host and --port. fan_main() adds --workers (src/server). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -6,11 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/app.h"
 #include "core/log.h"
-#include "http/http.h"
-#include "server/server.h"
 
-#define WORKERS_MAX 1024
 #define GRACEFUL_MAX_S 86400 /* a day */
 
 typedef struct limit_opt {
@@ -45,9 +44,7 @@ static const limit_opt limit_opts[] = {
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
 };
 
-/* Matches "--name=value" or "--name value" where the flag's '_' may be
- * written '-'. Sets *value and advances *argi past what it used. */
-static int match_flag(const char *flag, int argc, char **argv, int *argi, const char **value)
+int fan_flag(const char *flag, int argc, char **argv, int *argi, const char **value)
 {
     const char *arg = argv[*argi];
     size_t i = 0;
@@ -73,8 +70,8 @@ static int match_flag(const char *flag, int argc, char **argv, int *argi, const 
     return 1;
 }
 
-static int parse_number(const char *flag, const char *s, unsigned long long max,
-                        unsigned long long *out)
+int fan__parse_number(const char *flag, const char *s, unsigned long long max,
+                      unsigned long long *out)
 {
     char *end;
     errno = 0;
@@ -105,7 +102,7 @@ static int log_level_option(const char *value)
 static int log_option(int argc, char **argv, int *argi)
 {
     const char *value;
-    if (match_flag("--log_format", argc, argv, argi, &value)) {
+    if (fan_flag("--log_format", argc, argv, argi, &value)) {
         if (value && (strcmp(value, "text") == 0 || strcmp(value, "json") == 0)) {
             fan_log_set_format(value[0] == 'j' ? FAN_LOG_JSON : FAN_LOG_TEXT);
             return 1;
@@ -114,8 +111,8 @@ static int log_option(int argc, char **argv, int *argi)
         return FAN_EINVAL;
     }
     int access = 0;
-    if (!match_flag("--log_file", argc, argv, argi, &value) &&
-        !(access = match_flag("--access_log", argc, argv, argi, &value)))
+    if (!fan_flag("--log_file", argc, argv, argi, &value) &&
+        !(access = fan_flag("--access_log", argc, argv, argi, &value)))
         return 0;
     if (!value || !*value) {
         fan_log(FAN_LOG_ERROR, "%s: expected %sstderr or a file name",
@@ -129,28 +126,28 @@ static int log_option(int argc, char **argv, int *argi)
 static int address_option(fan_app *app, int argc, char **argv, int *argi)
 {
     const char *value;
-    if (match_flag("--host", argc, argv, argi, &value)) {
+    if (fan_flag("--host", argc, argv, argi, &value)) {
         if (!value || !*value) {
             fan_log(FAN_LOG_ERROR, "--host: expected an address");
             return FAN_EINVAL;
         }
-        return fan_app_set_address(app, value, app->port) == 0 ? 1 : FAN_ENOMEM;
+        return fan_app_set_address(app, value, app->site.port) == 0 ? 1 : FAN_ENOMEM;
     }
-    if (match_flag("--port", argc, argv, argi, &value)) {
+    if (fan_flag("--port", argc, argv, argi, &value)) {
         unsigned long long v;
-        if (parse_number("--port", value, 65535, &v))
+        if (fan__parse_number("--port", value, 65535, &v))
             return FAN_EINVAL;
-        app->port = (int)v;
+        app->site.port = (int)v;
         return 1;
     }
-    if (match_flag("--log_level", argc, argv, argi, &value))
+    if (fan_flag("--log_level", argc, argv, argi, &value))
         return log_level_option(value);
-    if (match_flag("--graceful_timeout", argc, argv, argi, &value)) {
+    if (fan_flag("--graceful_timeout", argc, argv, argi, &value)) {
         unsigned long long v;
-        if (parse_number("--graceful-timeout", value, GRACEFUL_MAX_S, &v))
+        if (fan__parse_number("--graceful-timeout", value, GRACEFUL_MAX_S, &v))
             return FAN_EINVAL;
-        app->graceful_timeout_s = (unsigned)v;
-        app->graceful_timeout_set = 1;
+        app->site.graceful_timeout_s = (unsigned)v;
+        app->site.graceful_timeout_set = 1;
         return 1;
     }
     return 0;
@@ -166,19 +163,19 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
         return rc;
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         const limit_opt *o = &limit_opts[i];
-        if (!match_flag(o->flag, argc, argv, argi, &value))
+        if (!fan_flag(o->flag, argc, argv, argi, &value))
             continue;
         unsigned long long v;
-        if (parse_number(o->flag, value, o->is_size ? SIZE_MAX : 0xffffffffu, &v))
+        if (fan__parse_number(o->flag, value, o->is_size ? SIZE_MAX : 0xffffffffu, &v))
             return FAN_EINVAL;
-        char *field = (char *)&app->limits + o->offset;
+        char *field = (char *)&app->site.limits + o->offset;
         if (o->is_size)
             *(size_t *)field = (size_t)v;
         else
             *(unsigned *)field = (unsigned)v;
         return 1;
     }
-    if (match_flag("--set", argc, argv, argi, &value)) {
+    if (fan_flag("--set", argc, argv, argi, &value)) {
         const char *eq = value ? strchr(value, '=') : NULL;
         if (!eq || eq == value) {
             fan_log(FAN_LOG_ERROR, "--set: expected key=value, got '%s'", value ? value : "");
@@ -189,7 +186,7 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
         rc = fan_app_set(app, key, eq + 1);
         return rc == 0 ? 1 : rc;
     }
-    if (match_flag("--config", argc, argv, argi, &value)) {
+    if (fan_flag("--config", argc, argv, argi, &value)) {
         if (!value || !*value) {
             fan_log(FAN_LOG_ERROR, "--config: expected a file name");
             return FAN_EINVAL;
@@ -221,74 +218,4 @@ void fan_print_options(FILE *out)
                 *p = '-';
         fprintf(out, "  %-24s %s\n", flag, limit_opts[i].help);
     }
-}
-
-int fan_app_listen(fan_app *app, int *bound_port)
-{
-    int bound;
-    int rc = fan_listen(app, app->host, app->port, &bound);
-    if (rc == 0)
-        fan__log_notice("listening on http://%s:%d", app->host, bound);
-    if (bound_port)
-        *bound_port = rc == 0 ? bound : 0;
-    return rc;
-}
-
-/* The number of online CPUs: the default of --workers. */
-static int online_cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (int)n;
-}
-
-int fan_main_option(fan_app *app, int argc, char **argv, int *argi, int *workers)
-{
-    const char *value;
-    unsigned long long v;
-    if (!match_flag("--workers", argc, argv, argi, &value))
-        return fan_app_option(app, argc, argv, argi);
-    if (parse_number("--workers", value, WORKERS_MAX, &v))
-        return FAN_EINVAL;
-    *workers = (int)v;
-    return 1;
-}
-
-void fan_print_main_options(FILE *out)
-{
-    fprintf(out, "  --workers N              worker processes under a master (default: one\n"
-                 "                           per CPU); 0 serves in this process, no master\n");
-    fan_print_options(out);
-}
-
-int fan_serve(fan_app *app, int workers)
-{
-    if (fan_app_config_error(app))
-        return 1; /* e.g. a bad FANOUT_* variable, logged when it was read */
-    if (workers < 0)
-        workers = online_cpus();
-    if (workers > 0)
-        return fan__serve_workers(app, workers);
-    if (fan_app_listen(app, NULL) != 0)
-        return 1;
-    return fan_run() == 0 ? 0 : 1;
-}
-
-int fan_main(fan_app *app, int argc, char **argv)
-{
-    int workers = -1; /* not given: one per CPU */
-    for (int i = 1; i < argc;) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: %s [options]\n\n", argv[0]);
-            fan_print_main_options(stdout);
-            return 0;
-        }
-        int rc = fan_main_option(app, argc, argv, &i, &workers);
-        if (rc == 0) {
-            fprintf(stderr, "%s: unknown option '%s' (see --help)\n", argv[0], argv[i]);
-            return 2;
-        }
-        if (rc < 0) /* a configuration that cannot be used is not a usage error */
-            return fan_app_config_error(app) ? 1 : 2;
-    }
-    return fan_serve(app, workers);
 }

@@ -92,7 +92,7 @@ const char *fan_session_get(fan_req *rq, const char *key)
     fan__session *s = session_of(rq);
     const char *v = s ? json_string_value(json_object_get(s->data, key)) : NULL;
     /* A copy, so that it outlives a later change of the key. */
-    return v ? fan__arena_strdup(&rq->arena, v) : NULL;
+    return v ? fan__arena_strdup(&rq->rt.arena, v) : NULL;
 }
 
 /* The cookie attributes from the configuration. Returns 0, or FAN_EINVAL

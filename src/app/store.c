@@ -2,7 +2,7 @@
  * of the request, destroyed when the request's memory is freed. */
 #include <string.h>
 
-#include "http/http.h"
+#include "app/app.h"
 
 static void destroy_all(void *arg)
 {
@@ -23,8 +23,8 @@ int fan_store_set(fan_req *rq, const char *key, void *value, void (*destroy)(voi
             s->destroy = destroy;
             return 0;
         }
-    fan__stored *s = fan__arena_alloc(&rq->arena, sizeof *s);
-    const char *k = fan__arena_strdup(&rq->arena, key);
+    fan__stored *s = fan__arena_alloc(&rq->rt.arena, sizeof *s);
+    const char *k = fan__arena_strdup(&rq->rt.arena, key);
     if (!s || !k)
         return FAN_ENOMEM;
     /* The first value registers the cleanup that destroys them all. */

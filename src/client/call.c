@@ -56,8 +56,8 @@ void fan__call_finish(fan_call *c, int error)
     c->finished = fan_now();
     c->task->calls_running--;
     fan__list_push(&c->task->completed, &c->done_link);
-    rq->ncalls++;
-    rq->ncalls_failed += error != 0;
+    fan__rt_of(rq)->ncalls++;
+    fan__rt_of(rq)->ncalls_failed += error != 0;
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
     fan__slots_release(c); /* may launch waiting calls, of any request */
@@ -83,8 +83,8 @@ static const char *const *copy_headers(fan__arena *a, const char *const *h)
 
 static int fill(fan_call *c, const char *url, const fan_call_opts *o)
 {
-    fan__arena *a = &c->rq->arena;
-    const fan_limits *lim = &c->rq->app->limits;
+    fan__arena *a = fan__req_arena(c->rq);
+    const fan_limits *lim = fan__rt_of(c->rq)->limits;
     c->url = fan__arena_strdup(a, url);
     c->name = o && o->name ? fan__arena_strdup(a, o->name) : c->url;
     c->method = fan__arena_strdup(a, o && o->method ? o->method : "GET");
@@ -221,7 +221,7 @@ static int check_request(const fan_call *c)
 
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
 {
-    fan_call *c = fan__arena_alloc(&rq->arena, sizeof *c);
+    fan_call *c = fan__arena_alloc(fan__req_arena(rq), sizeof *c);
     if (!c)
         return NULL;
     memset(c, 0, sizeof *c);
@@ -269,7 +269,7 @@ fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
 {
     va_list ap;
     va_start(ap, url_fmt);
-    char *url = fan__arena_vsprintf(&rq->arena, url_fmt, ap);
+    char *url = fan__arena_vsprintf(fan__req_arena(rq), url_fmt, ap);
     va_end(ap);
     return url ? fan_call_start(rq, url, NULL) : NULL;
 }
@@ -410,23 +410,16 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
         c->too_large = 1;
         return FAN_ETOOLARGE;
     }
-    if (c->nresp == c->resp_cap) {
-        unsigned cap = c->resp_cap ? c->resp_cap * 2 : 8;
-        fan__header *h = fan__arena_alloc(&c->rq->arena, cap * sizeof *h);
-        if (!h)
-            return FAN_ENOMEM;
-        if (c->nresp)
-            memcpy(h, c->resp_headers, c->nresp * sizeof *h);
-        c->resp_headers = h;
-        c->resp_cap = cap;
-    }
+    fan__header *h = fan__header_slot(fan__req_arena(c->rq), &c->resp_headers, c->nresp,
+                                      &c->resp_cap);
+    if (!h)
+        return FAN_ENOMEM;
     while (vlen && (*value == ' ' || *value == '\t')) {
         value++;
         vlen--;
     }
-    fan__header *h = &c->resp_headers[c->nresp];
-    h->name = fan__arena_strndup(&c->rq->arena, name, nlen);
-    h->value = fan__arena_strndup(&c->rq->arena, value, vlen);
+    h->name = fan__arena_strndup(fan__req_arena(c->rq), name, nlen);
+    h->value = fan__arena_strndup(fan__req_arena(c->rq), value, vlen);
     if (!h->name || !h->value)
         return FAN_ENOMEM;
     c->nresp++;

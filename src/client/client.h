@@ -3,7 +3,9 @@
 #define FAN_CLIENT_H
 
 #include "core/buf.h"
-#include "http/http.h"
+#include "core/header.h"
+#include "core/span.h"
+#include "runtime/runtime.h"
 
 /* A transport moves one call over the network. start() returns 0 when the
  * call is under way (it later ends with fan__call_finish()) or a negative

@@ -128,16 +128,11 @@ static void on_timer(uv_timer_t *t)
     check_done(state);
 }
 
-static void poll_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void sock_close(sock_ctx *s)
 {
     fan__list_remove(&s->link);
     uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, poll_closed);
+    uv_close((uv_handle_t *)&s->poll, fan__free_handle_data);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
@@ -157,7 +152,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
         if (!s)
             return -1;
         s->fd = fd;
-        if (uv_poll_init_socket(fan__srv()->loop, &s->poll, fd) != 0) {
+        if (uv_poll_init_socket(fan__loop(), &s->poll, fd) != 0) {
             free(s);
             return -1;
         }
@@ -194,7 +189,7 @@ static curl_state *get_state(void)
         return NULL;
     }
     fan__list_init(&st->socks);
-    uv_timer_init(fan__srv()->loop, &st->timer);
+    uv_timer_init(fan__loop(), &st->timer);
     st->timer.data = st;
     curl_multi_setopt(st->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(st->multi, CURLMOPT_SOCKETDATA, st);
@@ -302,7 +297,7 @@ static int curl_start(fan_call *c)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)fan__call_remaining_ms(c));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    unsigned ttl = c->rq->app->limits.dns_ttl_ms; /* curl: seconds, -1 for ever */
+    unsigned ttl = fan__rt_of(c->rq)->limits->dns_ttl_ms; /* curl: seconds, -1 for ever */
     curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, ttl ? (long)(ttl + 999) / 1000 : -1L);
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -328,11 +323,6 @@ static void curl_cancel(fan_call *c)
         finish(state, c, FAN_ECANCELED);
 }
 
-static void state_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 static void curl_shutdown(void)
 {
     curl_state *st = state;
@@ -344,7 +334,7 @@ static void curl_shutdown(void)
     /* Cached connections curl closed without telling the socket callback. */
     while (!fan__list_empty(&st->socks))
         sock_close(fan__container_of(st->socks.next, sock_ctx, link));
-    uv_close((uv_handle_t *)&st->timer, state_closed);
+    uv_close((uv_handle_t *)&st->timer, fan__free_handle_data);
     state = NULL;
 }
 

@@ -28,15 +28,10 @@ static void start_connect(lcall *lc);
 static lean_state *get_state(void)
 {
     if (!fan__lean && (fan__lean = calloc(1, sizeof *fan__lean))) {
-        uv_timer_init(fan__srv()->loop, &fan__lean->sweep);
+        uv_timer_init(fan__loop(), &fan__lean->sweep);
         fan__lean->sweep.data = fan__lean;
     }
     return fan__lean;
-}
-
-static void free_data(uv_handle_t *h)
-{
-    free(h->data);
 }
 
 /* ---- connections ------------------------------------------------------ */
@@ -107,7 +102,7 @@ static void conn_release(lconn *conn, int reusable)
     }
     conn->pool->nidle++;
     conn->reused = 1;
-    conn->idle_since = uv_now(fan__srv()->loop);
+    conn->idle_since = uv_now(fan__loop());
     fan__list_push(&conn->pool->idle, &conn->link);
     if (!fan__lean->sweeping) {
         fan__lean->sweeping = 1;
@@ -117,11 +112,6 @@ static void conn_release(lconn *conn, int reusable)
 }
 
 /* ---- ending a call ------------------------------------------------------ */
-
-static void lcall_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
 
 /* Ends the call with `error`. The connection goes back to the pool only after
  * a complete response on a keep-alive connection. */
@@ -139,7 +129,7 @@ void fan__lean_finish(lcall *lc, int error)
     }
     fan__list_remove(&lc->link);
     uv_timer_stop(&lc->timer);
-    uv_close((uv_handle_t *)&lc->timer, lcall_closed);
+    uv_close((uv_handle_t *)&lc->timer, fan__free_handle_data);
     c->tp_data = NULL;
     fan__call_finish(c, error); /* may resume the handler: the last thing done */
 }
@@ -326,7 +316,7 @@ static void start_connect(lcall *lc)
     lc->addr_index = conn->addr_index;
     lc->tries++;
     fan__list_init(&conn->link);
-    uv_tcp_init(fan__srv()->loop, &conn->tcp);
+    uv_tcp_init(fan__loop(), &conn->tcp);
     conn->tcp.data = conn;
     conn->req.connect.data = conn;
     conn->lc = lc;
@@ -427,13 +417,13 @@ static int lean_start(fan_call *c)
     lc->idempotent = !strcmp(c->method, "GET") || lc->head_method || !strcmp(c->method, "PUT") ||
                      !strcmp(c->method, "DELETE") || !strcmp(c->method, "OPTIONS");
     fan__list_init(&lc->link);
-    uv_timer_init(fan__srv()->loop, &lc->timer);
+    uv_timer_init(fan__loop(), &lc->timer);
     lc->timer.data = lc;
     uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(c), 0);
     c->tp_data = lc;
-    unsigned ttl = c->rq->app->limits.dns_ttl_ms;
+    unsigned ttl = fan__rt_of(c->rq)->limits->dns_ttl_ms;
     if (p->resolved && !p->numeric && ttl && !p->resolving &&
-        uv_now(fan__srv()->loop) - p->resolved_at >= ttl)
+        uv_now(fan__loop()) - p->resolved_at >= ttl)
         fan__lean_resolve(p); /* in the background: this call goes to the known address */
     if (p->resolved) {
         fan__lean_dispatch(lc);
@@ -475,7 +465,7 @@ static void lean_shutdown(void)
         }
         fan__lean_pool_free(p);
     }
-    uv_close((uv_handle_t *)&st->sweep, free_data);
+    uv_close((uv_handle_t *)&st->sweep, fan__free_handle_data);
     fan__lean = NULL;
 }
 

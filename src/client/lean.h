@@ -3,6 +3,8 @@
 #ifndef FAN_CLIENT_LEAN_H
 #define FAN_CLIENT_LEAN_H
 
+#include <llhttp.h>
+
 #include "client/client.h"
 #include "core/h1_check.h"
 #include "core/span.h"

@@ -25,7 +25,7 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         fan__lean_pool_free(p);
         return;
     }
-    p->resolved_at = uv_now(fan__srv()->loop);
+    p->resolved_at = uv_now(fan__loop());
     struct sockaddr_storage addrs[FAN__LEAN_MAX_ADDRS];
     unsigned n = 0;
     memset(addrs, 0, sizeof addrs);
@@ -84,7 +84,7 @@ int fan__lean_resolve(pool *p)
         return FAN_ENOMEM;
     req->data = p;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rc = uv_getaddrinfo(fan__srv()->loop, req, resolved, p->host, NULL, &hints);
+    int rc = uv_getaddrinfo(fan__loop(), req, resolved, p->host, NULL, &hints);
     if (rc < 0) {
         free(req);
         return FAN_EDNS;

@@ -162,7 +162,7 @@ static void origin_put(origin *o)
 /* Whether c may start now on its origin. 0 means no limit. */
 static int may_run(const fan_call *c, const origin *o)
 {
-    const fan_limits *lim = &c->rq->app->limits;
+    const fan_limits *lim = fan__rt_of(c->rq)->limits;
     return (!lim->max_calls || S->running < lim->max_calls) &&
            (!lim->max_calls_per_host || o->running < lim->max_calls_per_host);
 }
@@ -183,11 +183,6 @@ static void log_refusal(const fan_call *c, const char *why)
     S->refused_quiet = 0;
 }
 
-static void timer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
 /* Takes a waiting call out of the queue. */
 static void unqueue(fan_call *c)
 {
@@ -201,7 +196,7 @@ static void unqueue(fan_call *c)
     c->queued = 0;
     if (qt) {
         uv_timer_stop(&qt->timer);
-        uv_close((uv_handle_t *)&qt->timer, timer_closed);
+        uv_close((uv_handle_t *)&qt->timer, fan__free_handle_data);
     }
 }
 
@@ -243,7 +238,7 @@ static void queue_timed_out(uv_timer_t *t)
 {
     queue_timer *qt = t->data;
     fan_call *c = qt->call;
-    const fan_limits *lim = &c->rq->app->limits;
+    const fan_limits *lim = fan__rt_of(c->rq)->limits;
     unsigned waited = (unsigned)((fan_now() - c->started) * 1000 + 0.5);
     int queue_limit = lim->call_queue_timeout_ms && lim->call_queue_timeout_ms <= c->timeout_ms;
     origin *o = c->origin;
@@ -269,7 +264,7 @@ int fan__slots_acquire(fan_call *c)
         if (cap > strlen(c->url) + 1)
             return FAN_EINVAL; /* no "scheme://" */
         cap = strlen(c->url) + 1;
-        if (!(key = fan__arena_alloc(&c->rq->arena, cap)))
+        if (!(key = fan__arena_alloc(fan__req_arena(c->rq), cap)))
             return FAN_ENOMEM;
     }
     origin *o = origin_get(key, len);
@@ -282,7 +277,7 @@ int fan__slots_acquire(fan_call *c)
         c->holds_slot = 1;
         return 0;
     }
-    const fan_limits *lim = &c->rq->app->limits;
+    const fan_limits *lim = fan__rt_of(c->rq)->limits;
     int full = S->nqueued >= lim->max_queued_calls;
     queue_timer *qt = full ? NULL : malloc(sizeof *qt);
     if (!qt) {
@@ -294,7 +289,7 @@ int fan__slots_acquire(fan_call *c)
         return full ? FAN_EBUSY : FAN_ENOMEM;
     }
     qt->call = c;
-    uv_timer_init(fan__srv()->loop, &qt->timer);
+    uv_timer_init(fan__loop(), &qt->timer);
     qt->timer.data = qt;
     unsigned wait = c->timeout_ms;
     if (lim->call_queue_timeout_ms && lim->call_queue_timeout_ms < wait)

@@ -36,7 +36,7 @@ static int limit_hit(fan__conn *c, int status)
 static int count_head(fan__conn *c, size_t len)
 {
     c->head_bytes += len;
-    if (c->head_bytes > c->app->limits.max_header_bytes)
+    if (c->head_bytes > fan__site_of(c->app)->limits.max_header_bytes)
         return limit_hit(c, 431);
     return 0;
 }
@@ -102,9 +102,9 @@ static int split_target(fan_req *rq, const char *t, size_t len)
         return -1;
     const char *q = memchr(t, '?', len);
     size_t plen = q ? (size_t)(q - t) : len;
-    rq->raw_path = fan__arena_strndup(&rq->arena, t, plen);
-    rq->path = fan__arena_strndup(&rq->arena, t, plen);
-    rq->query = q ? fan__arena_strndup(&rq->arena, q + 1, len - plen - 1) : NULL;
+    rq->raw_path = fan__arena_strndup(&rq->rt.arena, t, plen);
+    rq->path = fan__arena_strndup(&rq->rt.arena, t, plen);
+    rq->query = q ? fan__arena_strndup(&rq->rt.arena, q + 1, len - plen - 1) : NULL;
     if (!rq->raw_path || !rq->path || (q && !rq->query))
         return -1;
     return fan__url_decode(rq->path, plen, 0) < 0 ? -1 : 0;
@@ -152,20 +152,14 @@ static int on_header_value_complete(llhttp_t *p)
     const char *value = fan__span_data(&c->value, &vlen);
     if (!fan__is_token(name, nlen))
         return limit_hit(c, 400);
-    if (rq->nheaders >= c->app->limits.max_headers)
+    if (rq->nheaders >= fan__site_of(c->app)->limits.max_headers)
         return limit_hit(c, 431);
-    unsigned n = rq->nheaders;
-    if (n == 0 || (n >= 8 && (n & (n - 1)) == 0)) { /* capacity 8, then doubled */
-        fan__header *h = fan__arena_alloc(&rq->arena, (n ? 2 * (size_t)n : 8) * sizeof *h);
-        if (!h)
-            return limit_hit(c, 503);
-        if (rq->nheaders)
-            memcpy(h, rq->headers, rq->nheaders * sizeof *h);
-        rq->headers = h;
-    }
-    fan__header *h = &rq->headers[rq->nheaders++];
-    h->name = fan__arena_strndup(&rq->arena, name, nlen);
-    h->value = fan__arena_strndup(&rq->arena, value, vlen);
+    fan__header *h = fan__header_slot(&rq->rt.arena, &rq->headers, rq->nheaders, &rq->headers_cap);
+    if (!h)
+        return limit_hit(c, 503);
+    rq->nheaders++;
+    h->name = fan__arena_strndup(&rq->rt.arena, name, nlen);
+    h->value = fan__arena_strndup(&rq->rt.arena, value, vlen);
     fan__span_reset(&c->field);
     fan__span_reset(&c->value);
     return h->name && h->value ? 0 : limit_hit(c, 503);
@@ -183,7 +177,7 @@ static int on_headers_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);
     fan_req *rq = c->rq;
-    const fan_limits *lim = &c->app->limits;
+    const fan_limits *lim = &fan__site_of(c->app)->limits;
     if (fan__h1_head_end(&c->h1))
         return limit_hit(c, 400);
     rq->method = (char *)llhttp_method_name((llhttp_method_t)llhttp_get_method(p));
@@ -217,7 +211,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     fan_req *rq = c->rq;
     if (fan__h1_body(&c->h1, at, len))
         return limit_hit(c, 400);
-    if (rq->body.len + len > c->app->limits.max_body_bytes)
+    if (rq->body.len + len > fan__site_of(c->app)->limits.max_body_bytes)
         return limit_hit(c, 413);
     return fan__buf_append(&rq->body, at, len) ? limit_hit(c, 503) : 0;
 }
@@ -287,7 +281,7 @@ void fan__conn_close(fan__conn *c)
     } else {
         /* Parsed partially, never started: nothing else refers to it. */
         rq->conn = NULL;
-        rq->handler_done = 1;
+        rq->rt.handler_done = 1;
         fan__req_notify(rq);
     }
 }
@@ -310,7 +304,7 @@ static void timer_fired(uv_timer_t *t)
         /* Closing cancels the write (UV_ECANCELED), which releases the
          * request and the response it holds. */
         fan_log(FAN_LOG_INFO, "response not taken by the client within %u ms; closing the "
-                "connection", c->app->limits.write_timeout_ms);
+                "connection", fan__site_of(c->app)->limits.write_timeout_ms);
         reset_on_close(c);
         fan__conn_close(c);
     } else if (c->rq && !c->serving) {
@@ -326,7 +320,7 @@ static void timer_fired(uv_timer_t *t)
 
 static void set_timer(fan__conn *c, int kind)
 {
-    const fan_limits *lim = &c->app->limits;
+    const fan_limits *lim = &fan__site_of(c->app)->limits;
     unsigned ms = kind == T_HEAD   ? lim->header_timeout_ms
                   : kind == T_BODY ? lim->body_timeout_ms
                   : kind == T_IDLE ? lim->idle_timeout_ms
@@ -524,7 +518,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             fan__conn_close(c);
             return;
         }
-        if (c->in.len > c->app->limits.max_pipelined_bytes) {
+        if (c->in.len > fan__site_of(c->app)->limits.max_pipelined_bytes) {
             uv_read_stop(s);
             c->reading = 0;
         }
@@ -580,9 +574,9 @@ void fan__conn_accept(fan__listener *l, int fd)
     uv_tcp_nodelay(&c->tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
-    if (srv->nconns > c->app->limits.max_connections) {
+    if (srv->nconns > fan__site_of(c->app)->limits.max_connections) {
         fan_log(FAN_LOG_WARN, "connection limit (%zu) reached: answering 503",
-                c->app->limits.max_connections);
+                fan__site_of(c->app)->limits.max_connections);
         fail(c, 503, "too many connections");
         return;
     }

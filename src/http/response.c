@@ -82,21 +82,11 @@ int fan_set_header(fan_req *rq, const char *name, const char *value)
         return FAN_ESTATE;
     if (!fan__is_token(name, strlen(name)) || !valid_value(value))
         return FAN_EINVAL;
-    if (rq->nout == rq->out_cap) {
-        if (rq->out_cap > UINT_MAX / 2)
-            return FAN_ENOMEM; /* the doubled count would wrap */
-        unsigned cap = rq->out_cap ? rq->out_cap * 2 : 8;
-        fan__header *h = fan__arena_alloc(&rq->arena, cap * sizeof *h);
-        if (!h)
-            return FAN_ENOMEM;
-        if (rq->nout)
-            memcpy(h, rq->out_headers, rq->nout * sizeof *h);
-        rq->out_headers = h;
-        rq->out_cap = cap;
-    }
-    fan__header *h = &rq->out_headers[rq->nout];
-    h->name = fan__arena_strdup(&rq->arena, name);
-    h->value = fan__arena_strdup(&rq->arena, value);
+    fan__header *h = fan__header_slot(&rq->rt.arena, &rq->out_headers, rq->nout, &rq->out_cap);
+    if (!h)
+        return FAN_ENOMEM;
+    h->name = fan__arena_strdup(&rq->rt.arena, name);
+    h->value = fan__arena_strdup(&rq->rt.arena, value);
     if (!h->name || !h->value)
         return FAN_ENOMEM;
     rq->nout++;
@@ -141,8 +131,8 @@ static int send_reply(fan_req *rq)
     if (fan__srv()->stopping)
         c->close_after_write = 1;
     size_t cap = head_size(rq);
-    char *head = fan__arena_alloc(&rq->arena, cap);
-    req_write *rw = fan__arena_alloc(&rq->arena, sizeof *rw);
+    char *head = fan__arena_alloc(&rq->rt.arena, cap);
+    req_write *rw = fan__arena_alloc(&rq->rt.arena, sizeof *rw);
     if (!head || !rw) {
         fan__conn_close(c);
         return FAN_ENOMEM;
@@ -215,12 +205,12 @@ static int record_reply(fan_req *rq, int status, const char *content_type, const
     char *copy = (char *)body;
     const char *type = content_type;
     if (len && !in_arena) {
-        copy = fan__arena_alloc(&rq->arena, len);
+        copy = fan__arena_alloc(&rq->rt.arena, len);
         if (copy)
             memcpy(copy, body, len);
     }
     if (content_type)
-        type = fan__arena_strdup(&rq->arena, content_type);
+        type = fan__arena_strdup(&rq->rt.arena, content_type);
     if ((len && !copy) || (content_type && !type))
         return FAN_ENOMEM;
     rq->status = status;
@@ -246,7 +236,7 @@ int fan_reply_printf(fan_req *rq, int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = fan__arena_vsprintf(&rq->arena, fmt, ap);
+    char *s = fan__arena_vsprintf(&rq->rt.arena, fmt, ap);
     va_end(ap);
     if (!s)
         return FAN_ENOMEM;
@@ -261,11 +251,11 @@ int fan_reply_json(fan_req *rq, int status, json_t *json)
     /* Dumped in place into the arena when it fits the current chunk (no
      * malloc'ed string, no copy), else through json_dumps(). */
     size_t room;
-    char *at = fan__arena_room(&rq->arena, &room);
+    char *at = fan__arena_room(&rq->rt.arena, &room);
     size_t n = room ? json_dumpb(json, at, room, flags) : 0;
     if (n > 0 && n <= room) {
         json_decref(json);
-        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->arena, n), n, 1);
+        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->rt.arena, n), n, 1);
     }
     char *s = json_dumps(json, flags);
     json_decref(json);

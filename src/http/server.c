@@ -1,4 +1,5 @@
-/* Listeners and the per-thread server state. */
+/* Listeners, the per-thread server state (connections, signals, the Date
+ * header), and stopping: gracefully or at once. */
 #define _GNU_SOURCE /* accept4() */
 #include <errno.h>
 #include <stdlib.h>
@@ -16,16 +17,11 @@ fan__server *fan__srv(void)
 {
     fan__server *srv = &server;
     if (!srv->loop) {
-        srv->loop = uv_default_loop();
+        srv->loop = fan__loop();
         fan__list_init(&srv->listeners);
         fan__list_init(&srv->conns);
     }
     return srv;
-}
-
-int fan__srv_exists(void)
-{
-    return server.loop != NULL;
 }
 
 static void on_connection(uv_stream_t *s, int status)
@@ -41,7 +37,7 @@ static void on_connection(uv_stream_t *s, int status)
 static void listener_closed(uv_handle_t *h)
 {
     fan__listener *l = h->data;
-    l->app->nlisteners--;
+    fan__site_of(l->app)->nlisteners--;
     free(l);
 }
 
@@ -66,7 +62,7 @@ static fan__listener *listener_new(fan_app *app)
     l->app = app;
     uv_tcp_init(fan__srv()->loop, &l->tcp);
     l->tcp.data = l;
-    app->nlisteners++;
+    fan__site_of(app)->nlisteners++;
     return l;
 }
 
@@ -121,7 +117,7 @@ int fan__listen_fd(fan_app *app, int fd)
     int rc = uv_tcp_open(&l->tcp, fd);
     if (rc != 0)
         close(fd); /* not the handle's */
-    return listener_start(l, rc, app->host, app->port);
+    return listener_start(l, rc, fan__site_of(app)->host, fan__site_of(app)->port);
 }
 
 /* Accepts every connection waiting in the listener's backlog, since closing
@@ -174,7 +170,8 @@ void fan__http_close_idle(void)
 
 unsigned fan__graceful_ms(const fan_app *app)
 {
-    return (app->graceful_timeout_set ? app->graceful_timeout_s : GRACEFUL_DEFAULT_S) * 1000u;
+    const fan__site *s = fan__site_of_const(app);
+    return (s->graceful_timeout_set ? s->graceful_timeout_s : GRACEFUL_DEFAULT_S) * 1000u;
 }
 
 unsigned fan__http_graceful_ms(void)
@@ -184,7 +181,7 @@ unsigned fan__http_graceful_ms(void)
     int set = 0; /* an app without --graceful-timeout does not count */
     for (fan__list *p = srv->listeners.next; p != &srv->listeners; p = p->next) {
         const fan_app *app = fan__container_of(p, fan__listener, link)->app;
-        if (app->graceful_timeout_set && fan__graceful_ms(app) >= ms) {
+        if (fan__site_of_const(app)->graceful_timeout_set && fan__graceful_ms(app) >= ms) {
             ms = fan__graceful_ms(app);
             set = 1;
         }
@@ -206,5 +203,5 @@ void fan__http_shutdown(void)
 int fan__http_idle(void)
 {
     fan__server *srv = fan__srv();
-    return srv->nreqs == 0 && srv->nconns == 0;
+    return fan__live_requests() == 0 && srv->nconns == 0;
 }

@@ -79,12 +79,6 @@ static const int watched[] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1
 
 static volatile sig_atomic_t caught[NSIG];
 
-void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg)
-{
-    app->reload = fn;
-    app->reload_arg = arg;
-}
-
 static double now(void)
 {
     struct timespec ts;
@@ -167,8 +161,8 @@ static int open_sockets(master *m)
         fan_log(FAN_LOG_ERROR, "cannot start the master: out of memory");
         return FAN_ENOMEM;
     }
-    m->port = m->app->port;
-    return fan__reuseport_listen(m->app->host, &m->port, m->n, m->fds);
+    m->port = m->app->site.port;
+    return fan__reuseport_listen(m->app->site.host, &m->port, m->n, m->fds);
 }
 
 /* Workers of generation `gen` that were not asked to stop; only the ready
@@ -336,7 +330,7 @@ static void worker_ready(master *m, pid_t pid)
             m->w[i].ready = 1;
     if (!m->announced && count(m, m->gen, 1) == m->n) {
         m->announced = 1;
-        fan__log_notice("listening on http://%s:%d with %d workers", m->app->host, m->port, m->n);
+        fan__log_notice("listening on http://%s:%d with %d workers", m->app->site.host, m->port, m->n);
     }
     if (m->next_gen && count(m, m->next_gen, 1) == m->n) {
         unsigned old = m->gen;
@@ -516,8 +510,8 @@ static int worker_main(master *m)
     fan_app *app = m->app;
     /* A loop created in the master before fork (fan__srv() called while the
      * app was built) shares its epoll set with the master: renew it. */
-    if (fan__srv_exists())
-        uv_loop_fork(fan__srv()->loop);
+    if (fan__loop_exists())
+        uv_loop_fork(fan__loop());
     if (fan__listen_fd(app, m->listen_fd) != 0) {
         close(m->ready_fd[1]);
         return 1;
@@ -538,7 +532,7 @@ static int worker_main(master *m)
 
 static int master_setup(master *m)
 {
-    if (fan__srv_exists() && !fan__list_empty(&fan__srv()->listeners)) {
+    if (fan__loop_exists() && !fan__list_empty(&fan__srv()->listeners)) {
         fan_log(FAN_LOG_ERROR, "--workers: fan_main() must come before any fan_listen() "
                                "(or use --workers 0)");
         return -1;

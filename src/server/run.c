@@ -87,7 +87,7 @@ static void drain(fan__server *srv)
         return;
     fan_log(FAN_LOG_INFO,
             "stopping: %zu requests in progress, %zu connections open (waiting %u s at most)",
-            srv->nreqs, srv->nconns, ms / 1000);
+            fan__live_requests(), srv->nconns, ms / 1000);
     run.grace_expired = 0;
     uv_timer_init(srv->loop, &run.grace);
     uv_timer_start(&run.grace, grace_expired, ms, 0);
@@ -96,7 +96,7 @@ static void drain(fan__server *srv)
     uv_close((uv_handle_t *)&run.grace, NULL);
     if (run.grace_expired)
         fan_log(FAN_LOG_WARN, "graceful timeout passed: cancelling %zu requests still running",
-                srv->nreqs);
+                fan__live_requests());
 }
 
 int fan_run(void)
@@ -120,7 +120,7 @@ int fan_run(void)
     while (!fan__http_idle()) {
         if (uv_run(srv->loop, UV_RUN_ONCE) == 0 && !fan__http_idle()) {
             fan_log(FAN_LOG_ERROR, "stopping with %zu requests that could not be freed",
-                    fan__srv()->nreqs);
+                    fan__live_requests());
             break;
         }
     }

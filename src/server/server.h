@@ -1,9 +1,9 @@
-/* The server layer, internal to libfanout: fan_run() (run.c) and the master
- * process of fan_main() --workers N (master.c). */
+/* The server layer, internal to libfanout: fan_run() (run.c), fan_main()
+ * (main.c) and the master process of --workers N (master.c). */
 #ifndef FAN_SERVER_H
 #define FAN_SERVER_H
 
-#include "http/http.h"
+#include "app/app.h"
 
 /* Serves `app` on its address with a master process and `workers` (>= 1)
  * worker processes, as fan_main() describes. Returns in the master once every

@@ -24,7 +24,7 @@ fan_task *fan_spawn(fan_req *rq, fan_task_fn fn, void *arg)
     fan__task *parent = fan__task_of(rq);
     if (!fn || parent->returned)
         return NULL; /* a returned task waits for its children; it starts no more */
-    fan__task *t = fan__arena_alloc(&rq->arena, sizeof *t);
+    fan__task *t = fan__arena_alloc(fan__req_arena(rq), sizeof *t);
     if (!t)
         return NULL;
     fan__task_init(t, rq, parent);
@@ -259,11 +259,11 @@ int fan_task_set_timeout(fan_task *t, unsigned ms)
     if (!tt) {
         if (ms == 0)
             return 0;
-        if (!(tt = fan__arena_alloc(&t->rq->arena, sizeof *tt)))
+        if (!(tt = fan__arena_alloc(fan__req_arena(t->rq), sizeof *tt)))
             return FAN_ENOMEM;
         tt->t = t;
         tt->op.cancel = timer_cancel;
-        uv_timer_init(fan__srv()->loop, &tt->timer);
+        uv_timer_init(fan__loop(), &tt->timer);
         tt->timer.data = tt;
         t->timeout = tt;
         fan__op_begin(t->rq, &tt->op, t); /* closed when the task ends */
@@ -317,7 +317,7 @@ int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg)
     fan__task *t = fan__task_of(rq);
     if (t->cancelled)
         return FAN_ECANCELED;
-    blocking *b = fan__arena_alloc(&rq->arena, sizeof *b);
+    blocking *b = fan__arena_alloc(fan__req_arena(rq), sizeof *b);
     if (!b)
         return FAN_ENOMEM;
     memset(b, 0, sizeof *b);
@@ -326,7 +326,7 @@ int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg)
     b->arg = arg;
     b->work.data = b;
     b->op.cancel = work_cancel;
-    if (uv_queue_work(fan__srv()->loop, &b->work, work_run, work_done) != 0)
+    if (uv_queue_work(fan__loop(), &b->work, work_run, work_done) != 0)
         return FAN_ENOMEM;
     fan__op_begin(rq, &b->op, t);
     /* `arg` usually lives on this coroutine's stack: never return while the

@@ -16,6 +16,7 @@
 #include "app/app.h"
 #include "client/client.h"
 #include "core/arena.h"
+#include "core/header.h"
 #include "core/buf.h"
 #include "core/fmt.h"
 #include "core/span.h"
@@ -196,18 +197,41 @@ static void set_header_refuses_a_header_count_that_would_wrap(void **state)
      * unsigned count gives 0. No header is read, as the array is not real. */
     fan_req rq;
     memset(&rq, 0, sizeof rq);
-    fan__arena_init(&rq.arena);
-    assert_non_null(fan__arena_alloc(&rq.arena, 1)); /* a 0-byte allocation then succeeds */
+    fan__arena_init(&rq.rt.arena);
+    assert_non_null(fan__arena_alloc(&rq.rt.arena, 1)); /* a 0-byte allocation then succeeds */
     rq.nout = rq.out_cap = 1u << 31;
     assert_int_equal(fan_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
     rq.nout = rq.out_cap = UINT_MAX;
     assert_int_equal(fan_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
-    fan__arena_free(&rq.arena);
+    fan__arena_free(&rq.rt.arena);
+}
+
+static void header_slot_grows_by_doubling_and_refuses_to_wrap(void **state)
+{
+    fan__arena a;
+    fan__arena_init(&a);
+    fan__header *arr = NULL;
+    unsigned cap = 0;
+    for (unsigned n = 0; n < 20; n++) {
+        fan__header *h = fan__header_slot(&a, &arr, n, &cap);
+        assert_non_null(h);
+        assert_ptr_equal(h, &arr[n]);
+        h->name = "x";
+        assert_true(cap == 8 || cap == 16 || cap == 32);
+    }
+    assert_int_equal(cap, 32);
+    assert_string_equal(arr[19].name, "x");
+    assert_string_equal(arr[0].name, "x"); /* copied on growth */
+    unsigned full = UINT_MAX;
+    assert_null(fan__header_slot(&a, &arr, UINT_MAX, &full));
+    assert_int_equal(full, UINT_MAX);
+    fan__arena_free(&a);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(header_slot_grows_by_doubling_and_refuses_to_wrap),
         cmocka_unit_test(arena_alloc_refuses_sizes_near_size_max),
         cmocka_unit_test(arena_strndup_refuses_a_length_near_size_max),
         cmocka_unit_test(buf_reserve_and_append_refuse_sizes_near_size_max),

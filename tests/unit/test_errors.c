@@ -18,7 +18,9 @@ static void curl_codes_map_to_error_kinds(void **state)
     assert_int_equal(fan__curl_error(CURLE_PEER_FAILED_VERIFICATION, 0), FAN_ETLS);
     assert_int_equal(fan__curl_error(CURLE_SSL_CONNECT_ERROR, 0), FAN_ETLS);
     assert_int_equal(fan__curl_error(CURLE_FILESIZE_EXCEEDED, 0), FAN_ETOOLARGE);
-    assert_int_equal(fan__curl_error(CURLE_WRITE_ERROR, 1), FAN_ETOOLARGE);
+    assert_int_equal(fan__curl_error(CURLE_WRITE_ERROR, FAN_ETOOLARGE), FAN_ETOOLARGE);
+    assert_int_equal(fan__curl_error(CURLE_WRITE_ERROR, FAN_EPROTO), FAN_EPROTO);
+    assert_int_equal(fan__curl_error(CURLE_ABORTED_BY_CALLBACK, FAN_EPROTO), FAN_EPROTO);
     assert_int_equal(fan__curl_error(CURLE_WRITE_ERROR, 0), FAN_EIO);
     assert_int_equal(fan__curl_error(CURLE_WEIRD_SERVER_REPLY, 0), FAN_EPROTO);
     assert_int_equal(fan__curl_error(CURLE_GOT_NOTHING, 0), FAN_EPROTO);

@@ -1,13 +1,9 @@
 /* Before-request and after-request hooks and error handlers: registration,
- * and running them in the order fanout.h documents. */
+ * and running them in the order fanout.h documents, then the finisher the
+ * app layer leaves in the site (the session's cookie). */
 #include <stdlib.h>
 
-#include "app/app.h"
-
-typedef struct fan__error_route {
-    int status; /* 0: every status >= 400 without its own handler */
-    fan_handler fn;
-} fan__error_route;
+#include "http/http.h"
 
 static int append(fan_handler **list, unsigned *n, fan_handler fn)
 {
@@ -21,18 +17,21 @@ static int append(fan_handler **list, unsigned *n, fan_handler fn)
     return 0;
 }
 
-int fan_before_request(fan_app *app, fan_handler hook)
+int fan_before_request(fan_app *a, fan_handler hook)
 {
+    fan__site *app = fan__site_of(a);
     return append(&app->before_hooks, &app->nbefore, hook);
 }
 
-int fan_after_request(fan_app *app, fan_handler hook)
+int fan_after_request(fan_app *a, fan_handler hook)
 {
+    fan__site *app = fan__site_of(a);
     return append(&app->after_hooks, &app->nafter, hook);
 }
 
-int fan_error_handler(fan_app *app, int status, fan_handler handler)
+int fan_error_handler(fan_app *a, int status, fan_handler handler)
 {
+    fan__site *app = fan__site_of(a);
     if (status != 0 && (status < 400 || status > 999))
         return FAN_EINVAL;
     for (unsigned i = 0; i < app->nerror_routes; i++) {
@@ -57,7 +56,7 @@ int fan_error_handler(fan_app *app, int status, fan_handler handler)
     return 0;
 }
 
-void fan__hooks_free(fan_app *app)
+void fan__hooks_free(fan__site *app)
 {
     free(app->before_hooks);
     free(app->after_hooks);
@@ -66,7 +65,7 @@ void fan__hooks_free(fan_app *app)
 
 int fan__hooks_before(fan_req *rq)
 {
-    const fan_app *app = rq->app;
+    const fan__site *app = fan__site_of(rq->app);
     for (unsigned i = 0; i < app->nbefore; i++) {
         if (rq->replied || fan_cancelled(rq))
             break;
@@ -75,7 +74,7 @@ int fan__hooks_before(fan_req *rq)
     return rq->replied || fan_cancelled(rq);
 }
 
-static fan_handler error_handler_for(const fan_app *app, int status)
+static fan_handler error_handler_for(const fan__site *app, int status)
 {
     fan_handler fallback = NULL;
     for (unsigned i = 0; i < app->nerror_routes; i++) {
@@ -89,12 +88,13 @@ static fan_handler error_handler_for(const fan_app *app, int status)
 
 void fan__hooks_reply(fan_req *rq)
 {
-    const fan_app *app = rq->app;
+    const fan__site *app = fan__site_of(rq->app);
     fan_handler on_error = error_handler_for(app, rq->status);
     if (on_error)
         on_error(rq);
     for (unsigned i = 0; i < app->nafter; i++)
         app->after_hooks[i](rq);
     /* Last, so that hooks and error handlers may still change the session. */
-    fan__session_commit(rq);
+    if (app->finisher)
+        app->finisher(rq);
 }

@@ -1,6 +1,6 @@
 /* Writing to a stream without a round trip through the event loop when the
  * socket can take the bytes at once. */
-#include "http/http.h"
+#include "runtime/runtime.h"
 
 int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
                       uv_write_cb cb)

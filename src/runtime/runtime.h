@@ -1,0 +1,216 @@
+/* The request runtime: what the inbound server (src/http) and the upstream
+ * client (src/client) share. It owns a request's life as a run of tasks on
+ * coroutines: its arena, its tasks (the handler's and their children), the
+ * operations it waits on or owns (calls, timers, writes), waiting and waking,
+ * cancellation, deadlines, deferred cleanups, and the per-worker state (the
+ * loop). It knows nothing of HTTP: struct fan_req (src/http/http.h) begins
+ * with a fan__rt, so a fan_req * is a fan__rt *, and the layer that made the
+ * request learns of its end through fan__rt_hooks. Internal to libfanout;
+ * the public contract is include/fanout.h.
+ *
+ * Threading: one loop per thread, and every piece of the library's state
+ * (this worker state, the coroutine pool, connection pools, read buffers)
+ * is per thread (_Thread_local): a loop and all that is reached from it
+ * belong to the thread that runs fan_run(). */
+#ifndef FAN_RUNTIME_H
+#define FAN_RUNTIME_H
+
+#include <uv.h>
+
+#include "core/arena.h"
+#include "core/list.h"
+#include "coro/coro.h"
+#include "fanout.h"
+
+typedef struct fan_task fan__task;
+typedef struct fan__rt fan__rt;
+
+/* Something a request waits on or owns that must end before the request's
+ * memory is freed: an upstream call, a timer, a child task, a write.
+ * `cancel` (may be NULL) asks it to end soon; it must then call
+ * fan__op_end(). `owner` is the task that started it (NULL for the
+ * request's own: writes, the deadline); cancelling a task cancels the ops it
+ * owns. */
+typedef struct fan__op {
+    fan__list link;
+    void (*cancel)(struct fan__op *op);
+    fan__task *owner;
+    unsigned long long cancel_epoch; /* the cancel_ops() walk that reached it */
+} fan__op;
+
+typedef struct fan__defer {
+    void (*fn)(void *);
+    void *arg;
+    struct fan__defer *next;
+} fan__defer;
+
+/* What a suspended task waits for: it is resumed when ready(rq, arg) holds
+ * or the task is cancelled. */
+typedef int (*fan__ready_fn)(fan_req *rq, void *arg);
+
+/* A coroutine of a request: the handler itself (the request's main task) or
+ * a child started with fan_spawn(). Each task owns the calls and children it
+ * starts; when its function returns, those still running are cancelled, and
+ * the task ends (its coroutine's stack is released, its result visible) only
+ * once the last of its children ended: a child may hold pointers into its
+ * parent's frame. */
+struct fan_task {
+    fan_req *rq;
+    fan__task *parent;        /* NULL for the main task */
+    fan__coro *co;            /* while the function runs */
+    fan__op op;               /* a child task is an op of its parent */
+    fan__list link;           /* the request's tasks while it has a coroutine */
+    fan__list children;       /* child tasks, in start order */
+    fan__list child_link;
+    fan__list done_children;  /* finished, not returned by fan_task_await_any */
+    fan__list done_link;
+    int (*fn)(fan_req *rq, void *arg);
+    void *arg;
+    int result;               /* 1 until the task ended, then the function's result */
+    int fn_result;            /* what the function returned, kept until the task ends */
+    int returned;             /* the function returned; the task ends once its last
+                               * child did, and only then is its stack released */
+    unsigned children_running; /* children that have not ended */
+    fan__task *joining;       /* the task fan_task_await() waits for to end after
+                               * cancelling it, to refuse a circle of such waits */
+    int cancelled;            /* 0, or why: FAN_ECANCELED / FAN_ETIMEDOUT */
+    int waiting;
+    int shielded;             /* this wait ignores cancellation */
+    fan__ready_fn ready;
+    void *ready_arg;
+    void *timeout;            /* fan_task_set_timeout()'s timer op */
+    fan__list calls;          /* calls this task started, in start order */
+    fan__list completed;      /* finished calls not returned by fan_await_any */
+    unsigned calls_running;
+};
+
+/* What the layer that made a request is told of it. */
+typedef struct fan__rt_hooks {
+    /* The main task's function returned, before what it left running is
+     * cancelled (the server answers if the handler did not). */
+    void (*returned)(fan_req *rq);
+    /* Every task and op ended: the owner releases the request with
+     * fan__rt_release(). */
+    void (*finished)(fan_req *rq);
+    /* "GET /route", for log lines about the request. */
+    const char *(*describe)(const fan_req *rq);
+} fan__rt_hooks;
+
+/* A request as the runtime sees it: the first member of struct fan_req. */
+struct fan__rt {
+    fan__arena arena;
+    const fan_limits *limits;   /* the app's, for the client and the stacks */
+    const fan__rt_hooks *hooks;
+    fan__task main;             /* the handler's task */
+    fan__list tasks;            /* tasks with a coroutine, the main one included */
+    int cancelled;              /* 0 or FAN_ETIMEDOUT / FAN_ECANCELED */
+    int handler_done;           /* no main task runs (it returned, or never ran) */
+    int busy;                   /* settle() must neither resume nor free now */
+    unsigned long long cancel_epoch;
+    fan__list ops;              /* live fan__op */
+    unsigned nops;
+    fan__defer *defers;         /* fan_defer(), run when the request is released */
+    uv_timer_t *deadline;
+    unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
+};
+
+static inline fan__rt *fan__rt_of(fan_req *rq)
+{
+    return (fan__rt *)(void *)rq;
+}
+
+static inline const fan__rt *fan__rt_of_const(const fan_req *rq)
+{
+    return (const fan__rt *)(const void *)rq;
+}
+
+static inline fan__arena *fan__req_arena(fan_req *rq)
+{
+    return &fan__rt_of(rq)->arena;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The worker (worker.c)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* This thread's loop, created on first use. Never NULL. */
+uv_loop_t *fan__loop(void);
+
+/* Whether this thread's loop exists already. */
+int fan__loop_exists(void);
+
+/* Requests of this thread not released yet, counted by fan__rt_init() and
+ * fan__rt_free(). */
+size_t fan__live_requests(void);
+void fan__worker_request_born(void);
+void fan__worker_request_gone(void);
+
+/* A close callback that frees the handle's data: for handles whose data is
+ * the malloc'd struct they live in. */
+void fan__free_handle_data(uv_handle_t *h);
+
+/* Writes `bufs`: at once if the socket takes them all (returns 1, cb is
+ * not called), else the rest through uv_write (returns 0, cb is called), or
+ * a negative libuv error. `bufs` may be modified. (stream.c) */
+int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
+                      uv_write_cb cb);
+
+/* ------------------------------------------------------------------------ */
+/* Requests and their tasks (request.c)                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Prepares the runtime part of a request whose arena `a` already holds it:
+ * the caller allocated the whole fan_req in `a`. Can't fail. */
+void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
+                  const fan__rt_hooks *hooks);
+
+/* From fan__rt_hooks.finished only: fan__rt_run_defers() runs the deferred
+ * cleanups (last registered first), then fan__rt_free() frees the arena,
+ * and with it the request. */
+void fan__rt_run_defers(fan_req *rq);
+void fan__rt_free(fan_req *rq);
+
+/* Starts the main task running handler(rq) on a coroutine, with the
+ * request's deadline when `deadline_ms` is not 0. Returns 0 or FAN_ENOMEM.
+ * Either way, fan__req_notify() must follow. */
+int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms);
+
+/* "GET /route" (the describe hook's), for log lines. Never NULL. */
+const char *fan__req_name(const fan_req *rq);
+
+void fan__op_begin(fan_req *rq, fan__op *op, fan__task *owner);
+void fan__op_end(fan_req *rq, fan__op *op);
+
+/* The running task of `rq`; its main task when called from the loop. */
+fan__task *fan__task_of(fan_req *rq);
+
+/* Suspends the running task until ready(rq, arg) or its cancellation.
+ * Returns 0, or FAN_ECANCELED when the task is cancelled. Must run in one of
+ * the request's coroutines. */
+int fan__req_wait(fan_req *rq, fan__ready_fn ready, void *arg);
+
+/* The same, but cancellation does not end the wait: for waits whose
+ * memory must outlive them (work on another thread). Returns FAN_ECANCELED
+ * if the task was cancelled meanwhile, once ready. */
+int fan__req_wait_shielded(fan_req *rq, fan__ready_fn ready, void *arg);
+
+/* Resumes every task whose wait is over, and finishes the request once its
+ * handler returned and every op ended. Call after anything a task may wait
+ * for changed. */
+void fan__req_notify(fan_req *rq);
+
+/* Cancels the request (its main task and so everything it runs). */
+void fan__req_cancel(fan_req *rq, int reason);
+
+/* Cancels a task, the ops it owns and its children (recursively), waking
+ * them with FAN_ECANCELED. */
+void fan__task_cancel(fan__task *t, int reason);
+
+/* Prepares a task: lists, state. */
+void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent);
+
+/* Starts a prepared task's coroutine running fn(arg) with `entry`. Returns 0
+ * or FAN_ENOMEM. The task runs at the next settle. */
+int fan__task_start(fan__task *t, void (*entry)(void *), void *arg);
+
+#endif
