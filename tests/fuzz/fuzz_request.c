@@ -361,7 +361,7 @@ static void hang(const char *what)
 {
     fan__server *srv = fan__srv();
     fprintf(stderr, "fuzz_request: %s after %d ms (%zu connections, %zu requests)\n", what,
-            CLOSE_DEADLINE_MS, srv->nconns, srv->nreqs);
+            CLOSE_DEADLINE_MS, srv->nconns, fan__live_requests());
     abort();
 }
 

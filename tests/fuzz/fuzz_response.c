@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(call);
         return 0;
     }
-    fan__arena_init(&rq->arena);
+    fan__arena_init(&rq->rt.arena);
     call->rq = rq;
     call->max_body = 65536; /* small enough for the fuzzer to reach */
 
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fan__span_reset(&conn.value);
     free(lc);
     fan__buf_free(&call->resp_body);
-    fan__arena_free(&rq->arena);
+    fan__arena_free(&rq->rt.arena);
     free(call);
     free(rq);
     return 0;
