@@ -42,7 +42,7 @@ static json_t *get_json(fan_req *rq, part *p, const char *url, const char *timeo
         .headers = auth ? headers : NULL,
     };
     fan_call *c = fan_call_start(rq, url, &opts);
-    int rc = fan_await(rq, c);
+    int rc = fan_call_await(rq, c);
     if (rc != 0 || fan_call_status(c) != 200 || !fan_call_json(c)) {
         p->error = rc ? fan_errname(rc) : "bad reply";
         return NULL;
@@ -99,7 +99,7 @@ static void dashboard(fan_req *rq)
      * when the answer is an error it is cancelled, and still awaited: its
      * `arg` is parts[2], in this frame, so it must end before the frame
      * does (and before part_free() below). */
-    int rc = fan_gather(rq, required, 2, FAN_GATHER_FAIL_FAST);
+    int rc = fan_task_gather(rq, required, 2, FAN_GATHER_FAIL_FAST);
     if (rc != 0)
         fan_task_cancel(optional);
     fan_task_await(rq, optional);
@@ -121,7 +121,7 @@ static void dashboard(fan_req *rq)
 
 static void login(fan_req *rq)
 {
-    const char *user = fan_query(rq, "user");
+    const char *user = fan_req_query(rq, "user");
     if (!user || !*user) {
         fan_reply_error(rq, 400, "user is required");
         return;
@@ -144,14 +144,14 @@ int main(int argc, char **argv)
     snprintf(url[1], sizeof url[1], "%s/delay?ms=50", base);
     snprintf(url[2], sizeof url[2], "%s/delay?ms=100", base);
     snprintf(url[3], sizeof url[3], "%s/delay?ms=150", base);
-    fan_config_declare(app, "dashboard.profile_url", FAN_CONFIG_STRING, url[0]);
-    fan_config_declare(app, "dashboard.token_url", FAN_CONFIG_STRING, url[1]);
-    fan_config_declare(app, "dashboard.orders_url", FAN_CONFIG_STRING, url[2]);
-    fan_config_declare(app, "dashboard.recommendations_url", FAN_CONFIG_STRING, url[3]);
-    fan_config_declare(app, "dashboard.timeout_ms", FAN_CONFIG_INT, "2000");
-    fan_config_declare(app, "dashboard.optional_timeout_ms", FAN_CONFIG_INT, "500");
-    fan_route(app, "GET", "/dashboard", dashboard);
-    fan_route(app, "GET", "/login", login);
+    fan_app_declare_config(app, "dashboard.profile_url", FAN_CONFIG_STRING, url[0]);
+    fan_app_declare_config(app, "dashboard.token_url", FAN_CONFIG_STRING, url[1]);
+    fan_app_declare_config(app, "dashboard.orders_url", FAN_CONFIG_STRING, url[2]);
+    fan_app_declare_config(app, "dashboard.recommendations_url", FAN_CONFIG_STRING, url[3]);
+    fan_app_declare_config(app, "dashboard.timeout_ms", FAN_CONFIG_INT, "2000");
+    fan_app_declare_config(app, "dashboard.optional_timeout_ms", FAN_CONFIG_INT, "500");
+    fan_app_route(app, "GET", "/dashboard", dashboard);
+    fan_app_route(app, "GET", "/login", login);
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);
     return rc;

@@ -55,7 +55,7 @@ static double api_result(fan_call *call)
 }
 
 /* async def contact_apis(): create both tasks, then gather them. Each finish
- * is logged as it happens (fan_await_any returns calls as they complete).
+ * is logged as it happens (fan_call_await_any returns calls as they complete).
  * Returns the call that failed, or NULL. */
 static fan_call *contact_apis(fan_req *rq, fan_call **a, fan_call **b)
 {
@@ -63,9 +63,9 @@ static fan_call *contact_apis(fan_req *rq, fan_call **a, fan_call **b)
     *b = contact_api_b(rq);
     if (!*a || !*b)
         return *a ? *b : *a;
-    for (fan_call *done; (done = fan_await_any(rq));)
+    for (fan_call *done; (done = fan_call_await_any(rq));)
         fan_log(FAN_LOG_INFO, "%.6f: Finish request %d", fan_now(), done == *a ? 1 : 2);
-    fan_await_all(rq);
+    fan_call_await_all(rq);
     fan_log(FAN_LOG_INFO, "%.6f: Finish both requests", fan_now());
     if (isnan(api_result(*a)))
         return *a;
@@ -107,7 +107,7 @@ static void hello_world(fan_req *rq)
     }
     double final_result = api_result(a) + api_result(b);
     double processing_time = fan_now() - start_time;
-    const char *format = fan_query(rq, "format");
+    const char *format = fan_req_query(rq, "format");
     if (format && format[0] == 'j') {
         json_t *j = json_pack("{s:f, s:f, s:[o,o]}", "result", final_result, "processing_time",
                               processing_time, "calls", call_json(a, start_time),
@@ -120,7 +120,7 @@ static void hello_world(fan_req *rq)
 
 int seed_routes(fan_app *app)
 {
-    return fan_route(app, "GET", "/", hello_world);
+    return fan_app_route(app, "GET", "/", hello_world);
 }
 
 #ifndef SEED_NO_MAIN

@@ -4,14 +4,29 @@
  * This header is the whole public API. A fanout program builds a fan_app,
  * adds routes whose handlers run as coroutines, and runs the event loop.
  * Inside a handler, fan_get()/fan_call_start() start upstream calls that all
- * proceed at once; fan_await(), fan_await_all() and fan_await_any() suspend
- * only the calling coroutine until they finish, while the worker's loop keeps
- * serving every other request.
+ * proceed at once; fan_call_await(), fan_call_await_all() and
+ * fan_call_await_any() suspend only the calling coroutine until they finish,
+ * while the worker's loop keeps serving every other request.
  *
  * Threading: a fan_app and everything reached through a fan_req belong to the
  * thread that runs fan_run(); no function here is thread-safe unless it says
  * so. Ownership: anything a function returns that is tied to a request (strings,
  * calls, parsed JSON) lives until that request ends and is freed with it.
+ *
+ * Naming: every name starts with fan_ (FAN_ for macros and constants). A
+ * function is fan_<object>_<verb or property>, the object being what it acts
+ * on: fan_app_* an app, fan_call_* an upstream call, fan_task_* a child task,
+ * fan_session_*, fan_store_*, fan_config_* (the request's configuration),
+ * fan_log_*. A request has two sides: fan_req_* reads the request (method,
+ * path, query, headers, body, cookies), fan_resp_* builds the response
+ * (headers, cookies, status) and fan_reply* sends it. What acts for the
+ * running task of a request takes the fan_req first and is a plain verb:
+ * fan_get(), fan_spawn(), fan_sleep(), fan_alloc(), fan_defer(); awaiting is
+ * fan_<object>_await*: fan_call_await(rq, call), fan_task_await(rq, task),
+ * fan_task_gather(). The process has fan_main(), fan_run(), fan_stop().
+ * Readers take const pointers; setters are fan_<object>_set_<property>.
+ * Functions that can fail return 0 or a negative FAN_E* code, never another
+ * positive value; pointers are NULL on failure.
  */
 #ifndef FANOUT_H
 #define FANOUT_H
@@ -27,7 +42,13 @@
 extern "C" {
 #endif
 
-#define FAN_VERSION "0.1.0"
+/* The version of this header: FAN_VERSION_NUM is major * 10000 + minor * 100
+ * + patch, for #if FAN_VERSION_NUM >= 10200. */
+#define FAN_VERSION_MAJOR 0
+#define FAN_VERSION_MINOR 2
+#define FAN_VERSION_PATCH 0
+#define FAN_VERSION_NUM (FAN_VERSION_MAJOR * 10000 + FAN_VERSION_MINOR * 100 + FAN_VERSION_PATCH)
+#define FAN_VERSION "0.2.0"
 
 /* Marks the public API: the library is built with hidden visibility, so only
  * what is declared here with FAN_API is exported from libfanout.so. */
@@ -136,19 +157,19 @@ FAN_API fan_limits *fan_app_limits(fan_app *app);
 
 /* Adds a route. `method` is an HTTP method ("GET", "POST", ...) or "*" for any.
  * `pattern` is a path whose segments may be literal ("/users"), a parameter
- * (":id", read with fan_param()) or, as the last segment, "*" (the rest of
- * the path, read with fan_param(rq, "*")). Routes are matched segment by
+ * (":id", read with fan_req_param()) or, as the last segment, "*" (the rest of
+ * the path, read with fan_req_param(rq, "*")). Routes are matched segment by
  * segment, literal before parameter before wildcard. A path that matches no
  * pattern answers 404; a path that matches with another method answers 405
  * with an Allow header; HEAD is served by GET routes without the body.
  * Returns 0, FAN_EINVAL for a malformed pattern or a duplicate route, or
  * FAN_ENOMEM. The strings are copied. */
-FAN_API int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
+FAN_API int fan_app_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
 
 /* Stores a setting under `key` (both copied), readable from any handler with
  * fan_config_str() and the other fan_config_* accessors. A setting overrides
  * the configuration file and the environment (see "Configuration" below).
- * When `key` is declared with fan_config_declare(), `value` is parsed as its
+ * When `key` is declared with fan_app_declare_config(), `value` is parsed as its
  * type. Set settings before fan_run(): a request reads the settings and the
  * configuration as they were when it first read one. Returns 0, FAN_EINVAL
  * (with a log line) when the value does not parse as the declared type, or
@@ -158,7 +179,7 @@ FAN_API int fan_app_set(fan_app *app, const char *key, const char *value);
 /* The value of `key` as text: a setting, or a declared key's value from the
  * configuration (integers in decimal, booleans "true"/"false", string arrays
  * as JSON), or NULL when it has none. Owned by the app; valid until the
- * configuration changes (fan_app_set(), fan_config_declare(), a load or a
+ * configuration changes (fan_app_set(), fan_app_declare_config(), a load or a
  * reload) or the app is freed: handlers should use fan_config_str(), whose
  * strings live as long as the request. */
 FAN_API const char *fan_app_get(const fan_app *app, const char *key);
@@ -173,13 +194,13 @@ FAN_API void *fan_app_data(const fan_app *app);
  * and `port` (0 picks a free port). Several apps may listen in one process;
  * they share the worker's loop. If `bound_port` is not NULL it receives the
  * port actually bound. Returns 0, FAN_EADDRINUSE, FAN_EINVAL or FAN_EIO. */
-FAN_API int fan_listen(fan_app *app, const char *host, int port, int *bound_port);
+FAN_API int fan_app_listen_on(fan_app *app, const char *host, int port, int *bound_port);
 
 /* Sets the address fan_app_listen() uses (default 0.0.0.0:8080; --host and
  * --port change it). The host is copied. Returns 0 or FAN_ENOMEM. */
 FAN_API int fan_app_set_address(fan_app *app, const char *host, int port);
 
-/* fan_listen() on the app's configured address, with a log line saying
+/* fan_app_listen_on() on the app's configured address, with a log line saying
  * where. */
 FAN_API int fan_app_listen(fan_app *app, int *bound_port);
 
@@ -246,7 +267,7 @@ FAN_API void fan_stop(void);
  * fails (exit status 1) whenever another socket holds the port. The
  * master's sockets fail likewise if the holder lacks SO_REUSEPORT or belongs
  * to another user, but two fanout masters of one user on one port share it.
- * Call fan_main() before any fan_listen() of this process. */
+ * Call fan_main() before any fan_app_listen_on() of this process. */
 FAN_API int fan_main(fan_app *app, int argc, char **argv);
 
 /* Applies one "--name=value" or "--name value" option to the app if it is
@@ -288,7 +309,7 @@ FAN_API void fan_print_main_options(FILE *out);
  * is negative, or in this process when it is 0. Returns fan_main()'s exit
  * status, in the master and in each worker; 1 at once when the app has a
  * configuration error (fan_app_config_error()). With workers, call it before
- * any fan_listen() of this process. */
+ * any fan_app_listen_on() of this process. */
 FAN_API int fan_serve(fan_app *app, int workers);
 
 /* A reload hook: re-reads the program's configuration into `app` (for
@@ -309,34 +330,34 @@ FAN_API void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
 /* ------------------------------------------------------------------------ */
 
 /* The method, e.g. "GET". Lives as long as the request. */
-FAN_API const char *fan_method(const fan_req *rq);
+FAN_API const char *fan_req_method(const fan_req *rq);
 
 /* The URL-decoded path, without the query. Lives as long as the request. */
-FAN_API const char *fan_path(const fan_req *rq);
+FAN_API const char *fan_req_path(const fan_req *rq);
 
 /* The raw query string after '?', or "" when there is none. */
-FAN_API const char *fan_query_string(const fan_req *rq);
+FAN_API const char *fan_req_query_string(const fan_req *rq);
 
 /* The URL-decoded value of the first query parameter `name`, "" for a name
  * without a value, or NULL when absent or when its value has a malformed
  * escape ("%zz"). Lives as long as the request. */
-FAN_API const char *fan_query(fan_req *rq, const char *name);
+FAN_API const char *fan_req_query(const fan_req *rq, const char *name);
 
 /* A query parameter parsed as a long integer; `def` when it is absent. Sets
  * *ok (if not NULL) to 0 when it is present but not a valid integer. */
-FAN_API long fan_query_long(fan_req *rq, const char *name, long def, int *ok);
+FAN_API long fan_req_query_long(const fan_req *rq, const char *name, long def, int *ok);
 
 /* The value of request header `name` (case-insensitive), or NULL. Repeated
  * headers: the first. Lives as long as the request. */
-FAN_API const char *fan_header(const fan_req *rq, const char *name);
+FAN_API const char *fan_req_header(const fan_req *rq, const char *name);
 
 /* The value of the route parameter `name` (":name" in the pattern, "*" for the
  * wildcard), URL-decoded, or NULL. Lives as long as the request. */
-FAN_API const char *fan_param(const fan_req *rq, const char *name);
+FAN_API const char *fan_req_param(const fan_req *rq, const char *name);
 
 /* The request body (NUL-terminated for convenience) and its length. An empty
  * body gives "" and 0. Lives as long as the request. */
-FAN_API const char *fan_body(const fan_req *rq, size_t *len);
+FAN_API const char *fan_req_body(const fan_req *rq, size_t *len);
 
 /* The app that is serving this request (read-only during a request). */
 FAN_API const fan_app *fan_req_app(const fan_req *rq);
@@ -376,7 +397,7 @@ FAN_API int fan_sleep(fan_req *rq, unsigned ms);
  * passes, every outstanding call is cancelled, awaits return FAN_ECANCELED,
  * and fan_cancelled() returns FAN_ETIMEDOUT. Returns 0 or FAN_ESTATE if the
  * request is already cancelled. */
-FAN_API int fan_set_deadline(fan_req *rq, unsigned ms);
+FAN_API int fan_req_set_deadline(fan_req *rq, unsigned ms);
 
 /* Why the running task (the handler's, or a child task's) was cancelled: 0
  * if it was not, FAN_ETIMEDOUT for the request's deadline or the task's
@@ -393,7 +414,7 @@ FAN_API int fan_cancelled(const fan_req *rq);
  * name that is not an RFC 9110 token (letters, digits and !#$%&'*+-.^_`|~)
  * or a value with a control character other than tab (CR, LF, ...),
  * FAN_ESTATE once the response was sent, or FAN_ENOMEM. */
-FAN_API int fan_set_header(fan_req *rq, const char *name, const char *value);
+FAN_API int fan_resp_set_header(fan_req *rq, const char *name, const char *value);
 
 /* Answers the request: status, Content-Type (may be NULL for none) and body
  * (copied). The reply is recorded, then the error handler of its status and
@@ -422,16 +443,16 @@ FAN_API int fan_replied(const fan_req *rq);
 
 /* The recorded status of the reply (0 before fan_reply()), for after-request
  * hooks and error handlers. */
-FAN_API int fan_response_status(const fan_req *rq);
+FAN_API int fan_resp_status(const fan_req *rq);
 
 /* Changes the status of the recorded reply, from an after-request hook or an
  * error handler. Returns 0, FAN_EINVAL for a status outside 200..999, or
  * FAN_ESTATE before the reply or once it was sent. */
-FAN_API int fan_set_status(fan_req *rq, int status);
+FAN_API int fan_resp_set_status(fan_req *rq, int status);
 
 /* The recorded body of the reply and its length (NULL and 0 before
  * fan_reply()). Lives as long as the request. */
-FAN_API const void *fan_response_body(const fan_req *rq, size_t *len);
+FAN_API const void *fan_resp_body(const fan_req *rq, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */
@@ -465,7 +486,7 @@ typedef enum fan_config_type {
  * a type that differs from an earlier declaration or a bad environment
  * override (the last two are also recorded: see fan_app_config_error()); or
  * FAN_ENOMEM. */
-FAN_API int fan_config_declare(fan_app *app, const char *key, fan_config_type type,
+FAN_API int fan_app_declare_config(fan_app *app, const char *key, fan_config_type type,
                                const char *def);
 
 /* Loads the configuration file `path` (replacing a file loaded before) and
@@ -518,7 +539,7 @@ FAN_API const char *fan_config_strings(const fan_req *rq, const char *key, size_
  *      one registered for 0, for a status >= 400 without its own); it may
  *      replace the reply by replying again, or leave it.
  *   4. the after-request hooks, in registration order; they may change the
- *      status (fan_set_status()), add headers, or replace the body by
+ *      status (fan_resp_set_status()), add headers, or replace the body by
  *      replying again. Their changes are final: no error handler runs again.
  *   5. the session's Set-Cookie header, if the session changed.
  *   6. the response is written.
@@ -529,18 +550,18 @@ FAN_API const char *fan_config_strings(const fan_req *rq, const char *key, size_
 
 /* Appends a before-request hook. Returns 0, FAN_EINVAL for NULL, or
  * FAN_ENOMEM. */
-FAN_API int fan_before_request(fan_app *app, fan_handler hook);
+FAN_API int fan_app_before_request(fan_app *app, fan_handler hook);
 
 /* Appends an after-request hook. Returns 0, FAN_EINVAL for NULL, or
  * FAN_ENOMEM. */
-FAN_API int fan_after_request(fan_app *app, fan_handler hook);
+FAN_API int fan_app_after_request(fan_app *app, fan_handler hook);
 
 /* Sets the error handler of replies with `status` (400..999), or with 0 the
  * fallback of every status >= 400 without its own; a second call replaces
- * it, NULL removes it. It reads the reply with fan_response_status() and
- * fan_response_body(). Returns 0, FAN_EINVAL for another status, or
+ * it, NULL removes it. It reads the reply with fan_resp_status() and
+ * fan_resp_body(). Returns 0, FAN_EINVAL for another status, or
  * FAN_ENOMEM. */
-FAN_API int fan_error_handler(fan_app *app, int status, fan_handler handler);
+FAN_API int fan_app_error_handler(fan_app *app, int status, fan_handler handler);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions                                                                 */
@@ -588,30 +609,30 @@ FAN_API int fan_session_clear(fan_req *rq);
 /* The value of cookie `name` sent by the client (the first one, without
  * surrounding double quotes, not decoded), or NULL. Lives as long as the
  * request. */
-FAN_API const char *fan_cookie(fan_req *rq, const char *name);
+FAN_API const char *fan_req_cookie(const fan_req *rq, const char *name);
 
 /* The URL-decoded value of field `name` of an application/x-www-form-
  * urlencoded body ('+' is a space), "" for a name without '=', or NULL when
  * absent or when the body is not of that type. Lives as long as the
  * request. */
-FAN_API const char *fan_form(fan_req *rq, const char *name);
+FAN_API const char *fan_req_form(const fan_req *rq, const char *name);
 
 /* The request body parsed as JSON (any value), or NULL if it is empty or
  * malformed. Parsed once; borrowed: freed with the request. */
-FAN_API json_t *fan_body_json(fan_req *rq);
+FAN_API json_t *fan_req_json(const fan_req *rq);
 
-/* fan_body_json(), or, when there is none, a reply and NULL: 415 if the
+/* fan_req_json(), or, when there is none, a reply and NULL: 415 if the
  * Content-Type is given and is not JSON, 400 if the body is empty or
  * malformed: {"error": "malformed JSON body: <what> at line L, column C",
  * "status": 400, "line": L, "column": C}. The handler then just returns. */
-FAN_API json_t *fan_require_json(fan_req *rq);
+FAN_API json_t *fan_req_require_json(fan_req *rq);
 
 /* Replies with `status` (301, 302, 303, 307 or 308) and a Location header.
  * Returns 0, FAN_EINVAL for another status or a location with CR, LF or
  * other control characters, or an error of fan_reply(). */
-FAN_API int fan_redirect(fan_req *rq, int status, const char *location);
+FAN_API int fan_reply_redirect(fan_req *rq, int status, const char *location);
 
-/* Attributes of fan_set_cookie(). Zero-initialise and set what you need. */
+/* Attributes of fan_resp_set_cookie(). Zero-initialise and set what you need. */
 typedef struct fan_cookie_opts {
     const char *path;       /* Path, or NULL for none */
     const char *domain;     /* Domain, or NULL for none */
@@ -627,7 +648,7 @@ typedef struct fan_cookie_opts {
  * or '\\'): encode other values first (e.g. base64url). Returns 0, FAN_EINVAL
  * for a bad name, value or attribute (CR and LF included), FAN_ESTATE once
  * the response was sent, or FAN_ENOMEM. */
-FAN_API int fan_set_cookie(fan_req *rq, const char *name, const char *value,
+FAN_API int fan_resp_set_cookie(fan_req *rq, const char *name, const char *value,
                            const fan_cookie_opts *opts);
 
 /* ------------------------------------------------------------------------ */
@@ -670,18 +691,18 @@ FAN_API fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
 /* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a
  * negative code (FAN_ECANCELED if the request was cancelled). */
-FAN_API int fan_await(fan_req *rq, fan_call *call);
+FAN_API int fan_call_await(fan_req *rq, fan_call *call);
 
 /* Suspends until every call the running task started has finished. Returns
  * 0 when all of them got a response, else the error of the first failed one
  * (in start order). */
-FAN_API int fan_await_all(fan_req *rq);
+FAN_API int fan_call_await_all(fan_req *rq);
 
 /* Suspends until the next call of the running task finishes that no
- * fan_await_any() has returned yet, and returns it, in completion order.
+ * fan_call_await_any() has returned yet, and returns it, in completion order.
  * Returns NULL when every call has been returned, or when the task is
  * cancelled. */
-FAN_API fan_call *fan_await_any(fan_req *rq);
+FAN_API fan_call *fan_call_await_any(fan_req *rq);
 
 /* Cancels a call that has not finished: it ends with FAN_ECANCELED. */
 FAN_API void fan_call_cancel(fan_call *call);
@@ -689,7 +710,8 @@ FAN_API void fan_call_cancel(fan_call *call);
 /* Whether the call has finished (with a response or an error). */
 FAN_API int fan_call_done(const fan_call *call);
 
-/* The call's error: 0 for a response, FAN_E* otherwise. 1 while running. */
+/* The call's error: 0 for a response, FAN_E* otherwise; FAN_ESTATE while it
+ * runs (see fan_call_done()). */
 FAN_API int fan_call_error(const fan_call *call);
 
 /* The HTTP status of the response, or 0 if there was none. */
@@ -731,8 +753,8 @@ FAN_API double fan_call_finished(const fan_call *call);
  * Structure: the calls and children a task starts belong to it. When a
  * task's function returns, what it started and left running is cancelled;
  * cancelling a task (or its request) cancels its calls and children. A
- * request's memory is freed only after every task ended. fan_await_all() and
- * fan_await_any() concern the calls of the task that calls them.
+ * request's memory is freed only after every task ended. fan_call_await_all() and
+ * fan_call_await_any() concern the calls of the task that calls them.
  *
  * Lifetimes (docs/concurrency.md): a task ends when its function returned
  * and every child of it ended. Until then its coroutine's stack, the frame
@@ -776,7 +798,7 @@ typedef enum fan_gather_policy {
  * the failing task's result, or FAN_ECANCELED if the caller was cancelled:
  * the tasks are then cancelled and this returns once they ended. NULL
  * entries (failed spawns) are skipped. */
-FAN_API int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
+FAN_API int fan_task_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
 
 /* Suspends until the next child of the running task ends that this function
  * has not returned yet, and returns it; NULL when none is left, or when the
@@ -794,7 +816,8 @@ FAN_API void fan_task_cancel(fan_task *t);
  * FAN_ESTATE if it ended or was cancelled, or FAN_ENOMEM. */
 FAN_API int fan_task_set_timeout(fan_task *t, unsigned ms);
 
-/* Whether the task ended, and its result (1 while it runs). */
+/* Whether the task ended, and its result: what its function returned (0 or
+ * a FAN_E* code), or FAN_ESTATE while it runs (see fan_task_done()). */
 FAN_API int fan_task_done(const fan_task *t);
 FAN_API int fan_task_result(const fan_task *t);
 

@@ -61,7 +61,7 @@ static int demo_option(fan_app *app, int argc, char **argv, int *argi)
 /* Listens with the mock on a free loopback port, into *port. */
 static int listen_mock(fan_app *mock, int *port)
 {
-    if (fan_listen(mock, "127.0.0.1", 0, port) != 0)
+    if (fan_app_listen_on(mock, "127.0.0.1", 0, port) != 0)
         return -1;
     fan_log(FAN_LOG_INFO, "mock upstream API on http://127.0.0.1:%d", *port);
     return 0;

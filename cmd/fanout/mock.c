@@ -45,10 +45,10 @@ static void delay_view(fan_req *rq)
 {
     const mock_opts *o = opts_of(rq);
     int ok1, ok2, ok3, ok4;
-    long ms = fan_query_long(rq, "ms", o->delay_ms, &ok1);
-    long status = fan_query_long(rq, "status", o->status, &ok2);
-    long size = fan_query_long(rq, "size", (long)o->size, &ok3);
-    long jitter = fan_query_long(rq, "jitter", o->jitter_ms, &ok4);
+    long ms = fan_req_query_long(rq, "ms", o->delay_ms, &ok1);
+    long status = fan_req_query_long(rq, "status", o->status, &ok2);
+    long size = fan_req_query_long(rq, "size", (long)o->size, &ok3);
+    long jitter = fan_req_query_long(rq, "jitter", o->jitter_ms, &ok4);
     if (bad_param(rq, "ms", ms, 0, 3600000, ok1) || bad_param(rq, "status", status, 200, 599, ok2) ||
         bad_param(rq, "size", size, 0, 64 << 20, ok3) ||
         bad_param(rq, "jitter", jitter, 0, 3600000, ok4))
@@ -108,9 +108,9 @@ static void stats_view(fan_req *rq)
 int mock_routes(fan_app *app, const mock_opts *opts)
 {
     fan_app_set_data(app, (void *)opts);
-    int rc = fan_route(app, "GET", "/delay", delay_view);
+    int rc = fan_app_route(app, "GET", "/delay", delay_view);
     if (rc == 0)
-        rc = fan_route(app, "GET", "/stats", stats_view);
+        rc = fan_app_route(app, "GET", "/stats", stats_view);
     return rc;
 }
 

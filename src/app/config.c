@@ -181,7 +181,7 @@ static const char *type_name(fan_config_type type)
     return names[type];
 }
 
-int fan_config_declare(fan_app *app, const char *key, fan_config_type type, const char *def)
+int fan_app_declare_config(fan_app *app, const char *key, fan_config_type type, const char *def)
 {
     fan__config *cfg = app->config;
     char why[256];
@@ -246,7 +246,7 @@ int fan__config_init(fan_app *app)
         {"session.max_size", FAN_CONFIG_INT, "4096"},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
-        if (fan_config_declare(app, own[i].key, own[i].type, own[i].def) == FAN_ENOMEM)
+        if (fan_app_declare_config(app, own[i].key, own[i].type, own[i].def) == FAN_ENOMEM)
             return FAN_ENOMEM;
     return 0;
 }

@@ -61,8 +61,9 @@ static void parse_cookie_header(fan_req *rq, fan__reqctx *ctx, const char *heade
     }
 }
 
-const char *fan_cookie(fan_req *rq, const char *name)
+const char *fan_req_cookie(const fan_req *crq, const char *name)
 {
+    fan_req *rq = (fan_req *)crq; /* the parse is cached in the request, see fan__ctx() */
     fan__reqctx *ctx = fan__ctx(rq);
     if (!ctx)
         return NULL;
@@ -92,21 +93,22 @@ const char *fan_cookie(fan_req *rq, const char *name)
     return NULL;
 }
 
-const char *fan_form(fan_req *rq, const char *name)
+const char *fan_req_form(const fan_req *rq, const char *name)
 {
-    if (!media_type_is(fan_header(rq, "Content-Type"), "application/x-www-form-urlencoded"))
+    if (!media_type_is(fan_req_header(rq, "Content-Type"), "application/x-www-form-urlencoded"))
         return NULL;
-    return fan__query_get(&rq->rt.arena, fan_body(rq, NULL), name);
+    /* The decoded value goes into the request's arena. */
+    return fan__query_get(&((fan_req *)rq)->rt.arena, fan_req_body(rq, NULL), name);
 }
 
-json_t *fan_body_json(fan_req *rq)
+json_t *fan_req_json(const fan_req *rq)
 {
     fan__reqctx *ctx = fan__ctx(rq);
     if (!ctx)
         return NULL;
     if (!ctx->json_parsed) {
         size_t len;
-        const char *body = fan_body(rq, &len);
+        const char *body = fan_req_body(rq, &len);
         ctx->json_parsed = 1;
         if (len)
             ctx->json = json_loadb(body, len, JSON_DECODE_ANY, &ctx->json_error);
@@ -114,18 +116,18 @@ json_t *fan_body_json(fan_req *rq)
     return ctx->json;
 }
 
-json_t *fan_require_json(fan_req *rq)
+json_t *fan_req_require_json(fan_req *rq)
 {
-    const char *ct = fan_header(rq, "Content-Type");
+    const char *ct = fan_req_header(rq, "Content-Type");
     if (ct && !is_json_type(ct)) {
         fan_reply_error(rq, 415, "expected a JSON body (Content-Type: application/json)");
         return NULL;
     }
-    json_t *j = fan_body_json(rq);
+    json_t *j = fan_req_json(rq);
     if (j)
         return j;
     size_t len;
-    fan_body(rq, &len);
+    fan_req_body(rq, &len);
     const fan__reqctx *ctx = rq->ctx;
     if (!ctx) {
         fan_reply_error(rq, 503, "out of memory");
@@ -144,13 +146,13 @@ json_t *fan_require_json(fan_req *rq)
     return NULL;
 }
 
-int fan_redirect(fan_req *rq, int status, const char *location)
+int fan_reply_redirect(fan_req *rq, int status, const char *location)
 {
     if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
         return FAN_EINVAL;
     if (!location || !*location)
         return FAN_EINVAL;
-    int rc = fan_set_header(rq, "Location", location);
+    int rc = fan_resp_set_header(rq, "Location", location);
     if (rc != 0)
         return rc;
     return fan_reply_printf(rq, status, "Redirecting to %s\n", location);
@@ -218,9 +220,9 @@ int fan__cookie_format(fan_req *rq, const char *name, const char *value,
     return *out ? 0 : FAN_ENOMEM;
 }
 
-int fan_set_cookie(fan_req *rq, const char *name, const char *value, const fan_cookie_opts *opts)
+int fan_resp_set_cookie(fan_req *rq, const char *name, const char *value, const fan_cookie_opts *opts)
 {
     char *cookie;
     int rc = fan__cookie_format(rq, name, value, opts, &cookie);
-    return rc ? rc : fan_set_header(rq, "Set-Cookie", cookie);
+    return rc ? rc : fan_resp_set_header(rq, "Set-Cookie", cookie);
 }

@@ -79,7 +79,7 @@ static fan__session *session_of(fan_req *rq)
     if (!(s->data = json_object()))
         return NULL;
     const char *name = fan_config_str(rq, "session.cookie_name");
-    const char *cookie = name ? fan_cookie(rq, name) : NULL;
+    const char *cookie = name ? fan_req_cookie(rq, name) : NULL;
     if (cookie) {
         s->incoming = 1;
         load_cookie(rq, s, name, cookie);
@@ -221,6 +221,6 @@ void fan__session_commit(fan_req *rq)
     if (!s || !s->changed)
         return;
     s->changed = 0;
-    if (fan_set_header(rq, "Set-Cookie", s->set_cookie) != 0)
+    if (fan_resp_set_header(rq, "Set-Cookie", s->set_cookie) != 0)
         fan_log(FAN_LOG_ERROR, "%s %s: the session cookie could not be set", rq->method, rq->path);
 }

@@ -280,7 +280,7 @@ static int call_ready(fan_req *rq, void *arg)
     return ((fan_call *)arg)->error != 1;
 }
 
-int fan_await(fan_req *rq, fan_call *c)
+int fan_call_await(fan_req *rq, fan_call *c)
 {
     if (!c)
         return FAN_ENOMEM;
@@ -295,7 +295,7 @@ static int all_ready(fan_req *rq, void *arg)
     return ((fan__task *)arg)->calls_running == 0;
 }
 
-int fan_await_all(fan_req *rq)
+int fan_call_await_all(fan_req *rq)
 {
     fan__task *t = fan__task_of(rq);
     if (fan__req_wait(rq, all_ready, t) != 0 && t->calls_running)
@@ -317,7 +317,7 @@ static int any_ready(fan_req *rq, void *arg)
     return !fan__list_empty(&t->completed) || t->calls_running == 0;
 }
 
-fan_call *fan_await_any(fan_req *rq)
+fan_call *fan_call_await_any(fan_req *rq)
 {
     fan__task *t = fan__task_of(rq);
     if (fan__req_wait(rq, any_ready, t) != 0 || fan__list_empty(&t->completed))
@@ -341,7 +341,7 @@ int fan_call_done(const fan_call *c)
 
 int fan_call_error(const fan_call *c)
 {
-    return c->error;
+    return c->error == 1 ? FAN_ESTATE : c->error; /* 1: running (internal) */
 }
 
 int fan_call_status(const fan_call *c)

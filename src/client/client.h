@@ -29,7 +29,7 @@ extern const fan__transport fan__lean_transport;
 struct fan_call {
     fan__op op;               /* live in rq->ops while running */
     fan__list link;           /* task->calls, in start order */
-    fan__list done_link;      /* task->completed until fan_await_any returns it */
+    fan__list done_link;      /* task->completed until fan_call_await_any returns it */
     fan_req *rq;
     fan__task *task;          /* the task that started it */
     const fan__transport *tp;
@@ -50,7 +50,7 @@ struct fan_call {
     size_t resp_header_bytes;
     int too_large;            /* a body or head limit stopped the response */
     int bad_head;             /* a response header line was malformed */
-    int returned;             /* by fan_await_any */
+    int returned;             /* by fan_call_await_any */
     double started, finished;
     json_t *json;
     int json_parsed;

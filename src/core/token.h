@@ -1,5 +1,5 @@
 /* RFC 9110 tokens: methods and header names, checked the same way by the
- * server (request heads, fan_set_header()) and the client (upstream calls). */
+ * server (request heads, fan_resp_set_header()) and the client (upstream calls). */
 #ifndef FAN_CORE_TOKEN_H
 #define FAN_CORE_TOKEN_H
 

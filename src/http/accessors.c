@@ -8,29 +8,31 @@
 #include "core/url.h"
 #include "http/http.h"
 
-const char *fan_method(const fan_req *rq)
+const char *fan_req_method(const fan_req *rq)
 {
     return rq->method;
 }
 
-const char *fan_path(const fan_req *rq)
+const char *fan_req_path(const fan_req *rq)
 {
     return rq->path;
 }
 
-const char *fan_query_string(const fan_req *rq)
+const char *fan_req_query_string(const fan_req *rq)
 {
     return rq->query ? rq->query : "";
 }
 
-const char *fan_query(fan_req *rq, const char *name)
+const char *fan_req_query(const fan_req *rq, const char *name)
 {
-    return rq->query ? fan__query_get(&rq->rt.arena, rq->query, name) : NULL;
+    /* The decoded value goes into the request's arena: requests are always
+     * allocated mutable, the const is a promise to the handler. */
+    return rq->query ? fan__query_get(&((fan_req *)rq)->rt.arena, rq->query, name) : NULL;
 }
 
-long fan_query_long(fan_req *rq, const char *name, long def, int *ok)
+long fan_req_query_long(const fan_req *rq, const char *name, long def, int *ok)
 {
-    const char *v = fan_query(rq, name);
+    const char *v = fan_req_query(rq, name);
     if (ok)
         *ok = 1;
     if (!v)
@@ -46,7 +48,7 @@ long fan_query_long(fan_req *rq, const char *name, long def, int *ok)
     return n;
 }
 
-const char *fan_header(const fan_req *rq, const char *name)
+const char *fan_req_header(const fan_req *rq, const char *name)
 {
     for (unsigned i = 0; i < rq->nheaders; i++)
         if (strcasecmp(rq->headers[i].name, name) == 0)
@@ -54,7 +56,7 @@ const char *fan_header(const fan_req *rq, const char *name)
     return NULL;
 }
 
-const char *fan_param(const fan_req *rq, const char *name)
+const char *fan_req_param(const fan_req *rq, const char *name)
 {
     for (unsigned i = 0; i < rq->match.nparams; i++)
         if (strcmp(rq->match.names[i], name) == 0)
@@ -62,7 +64,7 @@ const char *fan_param(const fan_req *rq, const char *name)
     return NULL;
 }
 
-const char *fan_body(const fan_req *rq, size_t *len)
+const char *fan_req_body(const fan_req *rq, size_t *len)
 {
     if (len)
         *len = rq->body.len;

@@ -188,7 +188,7 @@ static int on_headers_complete(llhttp_t *p)
     int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > lim->max_body_bytes)
         return limit_hit(c, 413);
-    const char *expect = fan_header(rq, "Expect");
+    const char *expect = fan_req_header(rq, "Expect");
     if (expect && has_body) {
         if (strcasecmp(expect, "100-continue") != 0)
             return limit_hit(c, 417);

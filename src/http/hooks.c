@@ -17,19 +17,19 @@ static int append(fan_handler **list, unsigned *n, fan_handler fn)
     return 0;
 }
 
-int fan_before_request(fan_app *a, fan_handler hook)
+int fan_app_before_request(fan_app *a, fan_handler hook)
 {
     fan__site *app = fan__site_of(a);
     return append(&app->before_hooks, &app->nbefore, hook);
 }
 
-int fan_after_request(fan_app *a, fan_handler hook)
+int fan_app_after_request(fan_app *a, fan_handler hook)
 {
     fan__site *app = fan__site_of(a);
     return append(&app->after_hooks, &app->nafter, hook);
 }
 
-int fan_error_handler(fan_app *a, int status, fan_handler handler)
+int fan_app_error_handler(fan_app *a, int status, fan_handler handler)
 {
     fan__site *app = fan__site_of(a);
     if (status != 0 && (status < 400 || status > 999))

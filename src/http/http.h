@@ -44,7 +44,7 @@ typedef struct fan__site {
     int port;
     unsigned graceful_timeout_s; /* --graceful-timeout, if graceful_timeout_set */
     int graceful_timeout_set;
-    /* hooks.c: fan_before_request(), fan_after_request(), fan_error_handler() */
+    /* hooks.c: fan_app_before_request(), fan_app_after_request(), fan_app_error_handler() */
     fan_handler *before_hooks, *after_hooks;
     unsigned nbefore, nafter;
     fan__error_route *error_routes;

@@ -125,7 +125,7 @@ void fan__req_start(fan_req *rq)
     } else if (m->status == 404) {
         fan_reply_error(rq, 404, "no route for this path");
     } else if (m->status == 405) {
-        fan_set_header(rq, "Allow", m->allow);
+        fan_resp_set_header(rq, "Allow", m->allow);
         fan_reply_error(rq, 405, "method not allowed on this path");
     } else {
         rq->handler = (fan_handler)m->handler;

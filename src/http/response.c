@@ -76,7 +76,7 @@ static int valid_value(const char *s)
     return 1;
 }
 
-int fan_set_header(fan_req *rq, const char *name, const char *value)
+int fan_resp_set_header(fan_req *rq, const char *name, const char *value)
 {
     if (rq->sent || (rq->replied && !rq->finishing))
         return FAN_ESTATE;
@@ -277,12 +277,12 @@ int fan_replied(const fan_req *rq)
     return rq->replied;
 }
 
-int fan_response_status(const fan_req *rq)
+int fan_resp_status(const fan_req *rq)
 {
     return rq->replied ? rq->status : 0;
 }
 
-int fan_set_status(fan_req *rq, int status)
+int fan_resp_set_status(fan_req *rq, int status)
 {
     if (!rq->finishing)
         return FAN_ESTATE;
@@ -292,7 +292,7 @@ int fan_set_status(fan_req *rq, int status)
     return 0;
 }
 
-const void *fan_response_body(const fan_req *rq, size_t *len)
+const void *fan_resp_body(const fan_req *rq, size_t *len)
 {
     if (len)
         *len = rq->replied ? rq->out_len : 0;

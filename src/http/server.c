@@ -83,7 +83,7 @@ static int listener_start(fan__listener *l, int rc, const char *host, int port)
     return 0;
 }
 
-int fan_listen(fan_app *app, const char *host, int port, int *bound_port)
+int fan_app_listen_on(fan_app *app, const char *host, int port, int *bound_port)
 {
     struct sockaddr_storage addr;
     if (port < 0 || port > 65535)

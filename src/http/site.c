@@ -49,7 +49,7 @@ fan_limits *fan_app_limits(fan_app *app)
     return &fan__site_of(app)->limits;
 }
 
-int fan_route(fan_app *app, const char *method, const char *pattern, fan_handler handler)
+int fan_app_route(fan_app *app, const char *method, const char *pattern, fan_handler handler)
 {
     return fan__router_add(fan__site_of(app)->router, method, pattern, (void *)handler);
 }
@@ -69,7 +69,7 @@ int fan_app_set_address(fan_app *app, const char *host, int port)
 int fan_app_listen(fan_app *app, int *bound_port)
 {
     int bound;
-    int rc = fan_listen(app, fan__site_of(app)->host, fan__site_of(app)->port, &bound);
+    int rc = fan_app_listen_on(app, fan__site_of(app)->host, fan__site_of(app)->port, &bound);
     if (rc == 0)
         fan__log_notice("listening on http://%s:%d", fan__site_of(app)->host, bound);
     if (bound_port)

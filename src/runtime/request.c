@@ -328,7 +328,7 @@ int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms)
         return FAN_ENOMEM;
     rt->handler_done = 0;
     if (deadline_ms)
-        fan_set_deadline(rq, deadline_ms);
+        fan_req_set_deadline(rq, deadline_ms);
     return 0;
 }
 

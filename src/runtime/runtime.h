@@ -80,7 +80,7 @@ struct fan_task {
     void *ready_arg;
     void *timeout;            /* fan_task_set_timeout()'s timer op */
     fan__list calls;          /* calls this task started, in start order */
-    fan__list completed;      /* finished calls not returned by fan_await_any */
+    fan__list completed;      /* finished calls not returned by fan_call_await_any */
     unsigned calls_running;
 };
 

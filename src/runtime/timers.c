@@ -88,7 +88,7 @@ static void deadline_cancel(fan__op *op)
     uv_close((uv_handle_t *)&d->timer, deadline_closed);
 }
 
-int fan_set_deadline(fan_req *rq, unsigned ms)
+int fan_req_set_deadline(fan_req *rq, unsigned ms)
 {
     fan__rt *rt = fan__rt_of(rq);
     if (rt->cancelled || rt->handler_done)

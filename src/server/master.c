@@ -533,7 +533,7 @@ static int worker_main(master *m)
 static int master_setup(master *m)
 {
     if (fan__loop_exists() && !fan__list_empty(&fan__srv()->listeners)) {
-        fan_log(FAN_LOG_ERROR, "--workers: fan_main() must come before any fan_listen() "
+        fan_log(FAN_LOG_ERROR, "--workers: fan_main() must come before any fan_app_listen_on() "
                                "(or use --workers 0)");
         return -1;
     }

@@ -193,7 +193,7 @@ fan_task *fan_task_await_any(fan_req *rq)
     return t;
 }
 
-int fan_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy)
+int fan_task_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy)
 {
     gather g = {fan__task_of(rq), tasks, n, policy == FAN_GATHER_FAIL_FAST};
     if (fan__req_wait(rq, gather_ready, &g) != 0) {
@@ -220,7 +220,7 @@ int fan_task_done(const fan_task *t)
 
 int fan_task_result(const fan_task *t)
 {
-    return t->result;
+    return t->result == 1 ? FAN_ESTATE : t->result;
 }
 
 typedef struct task_timer {

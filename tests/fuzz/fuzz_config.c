@@ -43,7 +43,7 @@ static void load_file(const uint8_t *data, size_t size)
     if (!app)
         return;
     for (size_t i = 0; i < sizeof decls / sizeof decls[0]; i++)
-        if (fan_config_declare(app, decls[i].key, decls[i].type, decls[i].def) != 0)
+        if (fan_app_declare_config(app, decls[i].key, decls[i].type, decls[i].def) != 0)
             abort();
     if (fan_app_load_config(app, path) == 0) {
         for (size_t i = 0; i < sizeof decls / sizeof decls[0]; i++)

@@ -83,36 +83,36 @@ static void h_root(fan_req *rq)
 static void h_user(fan_req *rq)
 {
     int ok;
-    long n = fan_query_long(rq, "n", 0, &ok);
+    long n = fan_req_query_long(rq, "n", 0, &ok);
     fan_reply_json(rq, 200,
-                   json_pack("{s:o, s:o, s:I, s:b, s:o}", "id", jstr(fan_param(rq, "id")), "q",
-                             jstr(fan_query(rq, "q")), "n", (json_int_t)n, "ok", ok, "qs",
-                             jstr(fan_query_string(rq))));
+                   json_pack("{s:o, s:o, s:I, s:b, s:o}", "id", jstr(fan_req_param(rq, "id")), "q",
+                             jstr(fan_req_query(rq, "q")), "n", (json_int_t)n, "ok", ok, "qs",
+                             jstr(fan_req_query_string(rq))));
 }
 
 static void h_files(fan_req *rq)
 {
-    fan_reply_printf(rq, 200, "%s %s", fan_method(rq), fan_param(rq, "*"));
+    fan_reply_printf(rq, 200, "%s %s", fan_req_method(rq), fan_req_param(rq, "*"));
 }
 
 static void h_echo(fan_req *rq)
 {
     size_t len;
-    const char *body = fan_body(rq, &len);
+    const char *body = fan_req_body(rq, &len);
     /* The request's Content-Type goes back out, if the server takes it. */
-    if (fan_reply(rq, 200, fan_header(rq, "Content-Type"), body, len) == FAN_EINVAL)
+    if (fan_reply(rq, 200, fan_req_header(rq, "Content-Type"), body, len) == FAN_EINVAL)
         fan_reply(rq, 200, NULL, body, len);
 }
 
 static void h_form(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:o, s:o}", "name", jstr(fan_form(rq, "name")), "x",
-                                      jstr(fan_form(rq, "x"))));
+    fan_reply_json(rq, 200, json_pack("{s:o, s:o}", "name", jstr(fan_req_form(rq, "name")), "x",
+                                      jstr(fan_req_form(rq, "x"))));
 }
 
 static void h_json(fan_req *rq)
 {
-    json_t *j = fan_require_json(rq); /* borrowed; it replied if NULL */
+    json_t *j = fan_req_require_json(rq); /* borrowed; it replied if NULL */
     if (j)
         fan_reply_json(rq, 200, json_incref(j));
 }
@@ -121,33 +121,33 @@ static void h_json(fan_req *rq)
  * server must refuse those that would split the response. */
 static void h_headers(fan_req *rq)
 {
-    const char *echo = fan_header(rq, "X-Echo");
+    const char *echo = fan_req_header(rq, "X-Echo");
     if (echo)
-        fan_set_header(rq, "X-Echo", echo);
+        fan_resp_set_header(rq, "X-Echo", echo);
     fan_reply_json(rq, 200,
-                   json_pack("{s:o, s:o, s:o, s:o}", "host", jstr(fan_header(rq, "Host")),
-                             "agent", jstr(fan_header(rq, "User-Agent")), "cookie",
-                             jstr(fan_cookie(rq, "a")), "echo", jstr(echo)));
+                   json_pack("{s:o, s:o, s:o, s:o}", "host", jstr(fan_req_header(rq, "Host")),
+                             "agent", jstr(fan_req_header(rq, "User-Agent")), "cookie",
+                             jstr(fan_req_cookie(rq, "a")), "echo", jstr(echo)));
 }
 
 static void h_status(fan_req *rq)
 {
-    long code = fan_query_long(rq, "code", 200, NULL);
-    if (fan_reply_printf(rq, code >= 0 && code < 2000 ? (int)code : 0, "%s", fan_path(rq)) != 0)
+    long code = fan_req_query_long(rq, "code", 200, NULL);
+    if (fan_reply_printf(rq, code >= 0 && code < 2000 ? (int)code : 0, "%s", fan_req_path(rq)) != 0)
         fan_reply_error(rq, 400, "bad code");
 }
 
 static void h_redirect(fan_req *rq)
 {
-    const char *to = fan_query(rq, "to");
-    if (fan_redirect(rq, 302, to ? to : "/") != 0)
+    const char *to = fan_req_query(rq, "to");
+    if (fan_reply_redirect(rq, 302, to ? to : "/") != 0)
         fan_reply_error(rq, 400, "bad location");
 }
 
 static void h_session(fan_req *rq)
 {
     const char *user = fan_session_get(rq, "user");
-    const char *set = fan_query(rq, "set");
+    const char *set = fan_req_query(rq, "set");
     if (set)
         fan_session_set(rq, "user", set);
     fan_reply_json(rq, 200, json_pack("{s:o}", "user", jstr(user)));
@@ -158,7 +158,7 @@ static void h_session(fan_req *rq)
  * the silent modes passes. Cancelled, it returns without replying. */
 static void h_sleep(fan_req *rq)
 {
-    long ms = fan_query_long(rq, "ms", 0, NULL);
+    long ms = fan_req_query_long(rq, "ms", 0, NULL);
     if (fan_sleep(rq, ms > 0 ? (ms > 1 ? 3 : 1) : 0) == 0)
         fan_reply(rq, 200, "text/plain", "slept\n", 6);
 }
@@ -171,7 +171,7 @@ static void h_stop(fan_req *rq)
 
 static void before(fan_req *rq)
 {
-    if (fan_header(rq, "X-Deny"))
+    if (fan_req_header(rq, "X-Deny"))
         fan_reply_error(rq, 403, "denied");
 }
 
@@ -187,16 +187,16 @@ static void after(fan_req *rq)
     if (nanswers == MAX_ANSWERS)
         answers_lost = 1;
     else
-        answer_head[nanswers++] = strcmp(fan_method(rq), "HEAD") == 0;
-    fan_set_header(rq, "X-Path", fan_path(rq)); /* refused with a CR or LF in it */
+        answer_head[nanswers++] = strcmp(fan_req_method(rq), "HEAD") == 0;
+    fan_resp_set_header(rq, "X-Path", fan_req_path(rq)); /* refused with a CR or LF in it */
 }
 
 static void on_error(fan_req *rq)
 {
     size_t len;
-    (void)fan_response_body(rq, &len);
-    if (fan_response_status(rq) == 404)
-        fan_reply_printf(rq, 404, "no route for %s\n", fan_path(rq));
+    (void)fan_resp_body(rq, &len);
+    if (fan_resp_status(rq) == 404)
+        fan_reply_printf(rq, 404, "no route for %s\n", fan_req_path(rq));
 }
 
 static fan_app *app_new(unsigned timeout_ms)
@@ -214,15 +214,15 @@ static fan_app *app_new(unsigned timeout_ms)
     /* A write timeout that passes cuts a response short: only in the modes
      * where the client may stop reading. */
     lim->write_timeout_ms = timeout_ms < 100 ? timeout_ms : 10 * timeout_ms;
-    if (fan_route(app, "GET", "/", h_root) || fan_route(app, "GET", "/users/:id", h_user) ||
-        fan_route(app, "*", "/files/*", h_files) || fan_route(app, "POST", "/echo", h_echo) ||
-        fan_route(app, "PUT", "/echo", h_echo) || fan_route(app, "POST", "/form", h_form) ||
-        fan_route(app, "POST", "/json", h_json) || fan_route(app, "GET", "/headers", h_headers) ||
-        fan_route(app, "GET", "/status", h_status) ||
-        fan_route(app, "GET", "/redirect", h_redirect) ||
-        fan_route(app, "GET", "/session", h_session) || fan_route(app, "GET", "/sleep", h_sleep) ||
-        fan_route(app, "POST", "/stop", h_stop) || fan_before_request(app, before) ||
-        fan_after_request(app, after) || fan_error_handler(app, 0, on_error) ||
+    if (fan_app_route(app, "GET", "/", h_root) || fan_app_route(app, "GET", "/users/:id", h_user) ||
+        fan_app_route(app, "*", "/files/*", h_files) || fan_app_route(app, "POST", "/echo", h_echo) ||
+        fan_app_route(app, "PUT", "/echo", h_echo) || fan_app_route(app, "POST", "/form", h_form) ||
+        fan_app_route(app, "POST", "/json", h_json) || fan_app_route(app, "GET", "/headers", h_headers) ||
+        fan_app_route(app, "GET", "/status", h_status) ||
+        fan_app_route(app, "GET", "/redirect", h_redirect) ||
+        fan_app_route(app, "GET", "/session", h_session) || fan_app_route(app, "GET", "/sleep", h_sleep) ||
+        fan_app_route(app, "POST", "/stop", h_stop) || fan_app_before_request(app, before) ||
+        fan_app_after_request(app, after) || fan_app_error_handler(app, 0, on_error) ||
         fan_app_set(app, "session.secrets", "[\"fuzz-secret-0123456789abcdef\"]") ||
         fan_app_set(app, "session.secure", "false"))
         abort();

@@ -11,13 +11,13 @@
 static int store_id(fan_req *rq, void *arg)
 {
     (void)arg;
-    const char *id = fan_query(rq, "id");
+    const char *id = fan_req_query(rq, "id");
     char *copy = strdup(id ? id : "");
     if (fan_store_set(rq, "id", copy, free) != 0) {
         free(copy);
         return FAN_ENOMEM;
     }
-    return fan_sleep(rq, (unsigned)fan_query_long(rq, "ms", 50, NULL));
+    return fan_sleep(rq, (unsigned)fan_req_query_long(rq, "ms", 50, NULL));
 }
 
 static void ids(fan_req *rq)
@@ -41,12 +41,12 @@ static int token_then_data(fan_req *rq, void *arg)
 {
     seq *s = arg;
     fan_call *tok = fan_get(rq, "%s/delay?ms=100", s->base);
-    int rc = fan_await(rq, tok);
+    int rc = fan_call_await(rq, tok);
     if (rc != 0)
         return rc;
     s->token = fan_call_json_number(tok, "value");
     fan_call *data = fan_get(rq, "%s/delay?ms=100&token=%.6f", s->base, s->token);
-    if ((rc = fan_await(rq, data)) != 0)
+    if ((rc = fan_call_await(rq, data)) != 0)
         return rc;
     s->value = fan_call_json_number(data, "value");
     return 0;
@@ -56,7 +56,7 @@ static int one_call(fan_req *rq, void *arg)
 {
     seq *s = arg;
     fan_call *c = fan_get(rq, "%s/delay?ms=200", s->base);
-    int rc = fan_await(rq, c);
+    int rc = fan_call_await(rq, c);
     s->value = rc == 0 ? fan_call_json_number(c, "value") : 0;
     return rc;
 }
@@ -65,12 +65,12 @@ static int one_call(fan_req *rq, void *arg)
  * one 200 ms call: together about 200 ms. */
 static void sequence(fan_req *rq)
 {
-    seq a = {.base = fan_query(rq, "base")}, b = a;
+    seq a = {.base = fan_req_query(rq, "base")}, b = a;
     double t0 = fan_now();
     fan_task *ta = fan_spawn(rq, token_then_data, &a);
     fan_task *tb = fan_spawn(rq, one_call, &b);
     fan_task *both[] = {ta, tb};
-    int rc = fan_gather(rq, both, 2, FAN_GATHER_ALL);
+    int rc = fan_task_gather(rq, both, 2, FAN_GATHER_ALL);
     fan_reply_json(rq, rc == 0 ? 200 : 502,
                    json_pack("{s:s, s:f, s:f, s:f}", "error", fan_errname(rc), "token", a.token,
                              "elapsed", fan_now() - t0, "sum", a.value + b.value));
@@ -84,14 +84,14 @@ typedef struct slow {
 static int slow_call(fan_req *rq, void *arg)
 {
     slow *s = arg;
-    s->result = fan_await(rq, fan_call_start(rq, s->url, NULL));
+    s->result = fan_call_await(rq, fan_call_start(rq, s->url, NULL));
     return s->result;
 }
 
 static int fail_soon(fan_req *rq, void *arg)
 {
     (void)arg;
-    fan_sleep(rq, (unsigned)fan_query_long(rq, "fail_ms", 100, NULL));
+    fan_sleep(rq, (unsigned)fan_req_query_long(rq, "fail_ms", 100, NULL));
     return FAN_EPROTO;
 }
 
@@ -99,16 +99,16 @@ static int fail_soon(fan_req *rq, void *arg)
  * ?policy=fail_fast or all. */
 static void gather_view(fan_req *rq)
 {
-    long n = fan_query_long(rq, "n", 3, NULL);
-    const char *policy = fan_query(rq, "policy");
+    long n = fan_req_query_long(rq, "n", 3, NULL);
+    const char *policy = fan_req_query(rq, "policy");
     slow *s = fan_alloc(rq, (size_t)n * sizeof *s);
     for (long i = 0; i < n; i++) {
-        s[i] = (slow){.url = fan_query(rq, "url"), .result = 1};
+        s[i] = (slow){.url = fan_req_query(rq, "url"), .result = 1};
         fan_spawn(rq, slow_call, &s[i]);
     }
     fan_spawn(rq, fail_soon, NULL);
     double t0 = fan_now();
-    int rc = fan_gather(rq, NULL, 0,
+    int rc = fan_task_gather(rq, NULL, 0,
                         policy && strcmp(policy, "fail_fast") == 0 ? FAN_GATHER_FAIL_FAST
                                                                     : FAN_GATHER_ALL);
     json_t *results = json_array();
@@ -121,7 +121,7 @@ static void gather_view(fan_req *rq)
 static int timed(fan_req *rq, void *arg)
 {
     int *why = arg;
-    int rc = fan_await(rq, fan_call_start(rq, fan_query(rq, "url"), NULL));
+    int rc = fan_call_await(rq, fan_call_start(rq, fan_req_query(rq, "url"), NULL));
     *why = fan_cancelled(rq);
     return rc;
 }
@@ -131,7 +131,7 @@ static void task_timeout(fan_req *rq)
 {
     int why = 0;
     fan_task *t = fan_spawn(rq, timed, &why);
-    fan_task_set_timeout(t, (unsigned)fan_query_long(rq, "timeout", 200, NULL));
+    fan_task_set_timeout(t, (unsigned)fan_req_query_long(rq, "timeout", 200, NULL));
     double t0 = fan_now();
     int rc = fan_task_await(rq, t);
     fan_reply_json(rq, 200, json_pack("{s:s, s:s, s:f}", "error", fan_errname(rc), "why",
@@ -166,7 +166,7 @@ static void block_for(void *arg)
 /* Blocking work (a sleeping function) on the thread pool. */
 static void blocking(fan_req *rq)
 {
-    long ms = fan_query_long(rq, "ms", 1000, NULL);
+    long ms = fan_req_query_long(rq, "ms", 1000, NULL);
     double t0 = fan_now();
     int rc = fan_run_blocking(rq, block_for, &ms);
     fan_reply_json(rq, 200, json_pack("{s:s, s:f}", "error", fan_errname(rc), "elapsed",
@@ -197,14 +197,14 @@ static int late_writer(fan_req *rq, void *arg)
  *  - spawn: starts a late writer into `buf`, lets it start, answers and
  *    returns while it still runs;
  *  - gather, await, any: starts two late writers into `buf` and waits for
- *    them with fan_gather(), fan_task_await() or fan_task_await_any() (the
+ *    them with fan_task_gather(), fan_task_await() or fan_task_await_any() (the
  *    client goes away meanwhile);
  *  - check: fills `buf`, sleeps ?ms= and answers whether it is intact. */
 static void frame(fan_req *rq)
 {
     char buf[FRAME_BYTES];
-    const char *mode = fan_query(rq, "mode");
-    long ms = fan_query_long(rq, "ms", 100, NULL);
+    const char *mode = fan_req_query(rq, "mode");
+    long ms = fan_req_query_long(rq, "ms", 100, NULL);
     frame_ref ref = {buf, ms};
     memset(buf, 'v', sizeof buf);
     if (!mode || strcmp(mode, "check") == 0) {
@@ -219,11 +219,28 @@ static void frame(fan_req *rq)
         fan_reply_printf(rq, 200, "answered");
     } else {
         fan_task *t[2] = {fan_spawn(rq, late_writer, &ref), fan_spawn(rq, late_writer, &ref)};
-        int rc = strcmp(mode, "gather") == 0 ? fan_gather(rq, t, 2, FAN_GATHER_ALL)
+        int rc = strcmp(mode, "gather") == 0 ? fan_task_gather(rq, t, 2, FAN_GATHER_ALL)
                : strcmp(mode, "await") == 0  ? fan_task_await(rq, t[0])
                                              : (fan_task_await_any(rq) ? 0 : FAN_ECANCELED);
         fan_reply_printf(rq, 200, "%s", fan_errname(rc));
     }
+}
+
+/* While a task and a call run, their results say so (FAN_ESTATE, not a
+ * value a finished one could have); once they ended, their real results. */
+static void running(fan_req *rq)
+{
+    fan_task *t = fan_spawn(rq, nap, (void *)(size_t)20);
+    fan_call *c = fan_call_start(rq, fan_req_query(rq, "url"), NULL);
+    int task_before = fan_task_result(t), call_before = fan_call_error(c);
+    int done_before = fan_task_done(t) || fan_call_done(c);
+    fan_task_await(rq, t);
+    fan_call_await(rq, c);
+    fan_reply_json(rq, 200, json_pack("{s:s, s:s, s:b, s:s, s:s}", "task_before",
+                                      fan_errname(task_before), "call_before",
+                                      fan_errname(call_before), "done_before", done_before,
+                                      "task_after", fan_errname(fan_task_result(t)),
+                                      "call_after", fan_errname(fan_call_error(c))));
 }
 
 static void quick(fan_req *rq)
@@ -236,15 +253,16 @@ int main(int argc, char **argv)
     fan_app *app = fan_app_new();
     if (!app)
         return 1;
-    fan_route(app, "GET", "/ids", ids);
-    fan_route(app, "GET", "/sequence", sequence);
-    fan_route(app, "GET", "/gather", gather_view);
-    fan_route(app, "GET", "/task-timeout", task_timeout);
-    fan_route(app, "GET", "/as-completed", as_completed);
-    fan_route(app, "GET", "/blocking", blocking);
-    fan_route(app, "GET", "/quick", quick);
-    fan_route(app, "GET", "/frame", frame);
-    fan_route(app, "GET", "/frame/:tag", frame); /* a tag to find in the access log */
+    fan_app_route(app, "GET", "/ids", ids);
+    fan_app_route(app, "GET", "/sequence", sequence);
+    fan_app_route(app, "GET", "/gather", gather_view);
+    fan_app_route(app, "GET", "/task-timeout", task_timeout);
+    fan_app_route(app, "GET", "/as-completed", as_completed);
+    fan_app_route(app, "GET", "/blocking", blocking);
+    fan_app_route(app, "GET", "/quick", quick);
+    fan_app_route(app, "GET", "/running", running);
+    fan_app_route(app, "GET", "/frame", frame);
+    fan_app_route(app, "GET", "/frame/:tag", frame); /* a tag to find in the access log */
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);
     return rc;

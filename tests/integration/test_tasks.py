@@ -54,6 +54,13 @@ class Tasks(harness.AppWithMock):
         # or fewer they would take three times as long.
         self.assertLess(elapsed / one, 3)
 
+    def test_a_running_task_and_call_report_a_state_error_not_a_result(self):
+        url = quote(self.mock.url("/delay?ms=20"), safe="")
+        status, j = get_json(self.app.port, f"/running?url={url}")
+        self.assertEqual(status, 200)
+        self.assertEqual(j, {"task_before": "state", "call_before": "state", "done_before": False,
+                             "task_after": "ok", "call_after": "ok"})
+
     def test_a_task_awaits_calls_in_sequence_while_its_sibling_runs(self):
         t0 = time.monotonic()
         request(self.mock.port, "GET", "/delay?ms=200")

@@ -13,7 +13,7 @@ static json_t *headers_json(fan_req *rq, const char *names)
     json_t *o = json_object();
     char *copy = fan_sprintf(rq, "%s", names ? names : "");
     for (char *save, *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
-        const char *v = fan_header(rq, n);
+        const char *v = fan_req_header(rq, n);
         json_object_set_new(o, n, v ? json_string(v) : json_null());
     }
     return o;
@@ -24,39 +24,39 @@ static json_t *headers_json(fan_req *rq, const char *names)
 static void echo(fan_req *rq)
 {
     size_t len;
-    const char *body = fan_body(rq, &len);
+    const char *body = fan_req_body(rq, &len);
     json_t *q = json_object();
-    const char *names = fan_query(rq, "q");
+    const char *names = fan_req_query(rq, "q");
     char *copy = fan_sprintf(rq, "%s", names ? names : "");
     for (char *save, *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
-        const char *v = fan_query(rq, n);
+        const char *v = fan_req_query(rq, n);
         json_object_set_new(q, n, v ? json_string(v) : json_null());
     }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:o, s:o}", "method", fan_method(rq), "path",
-                          fan_path(rq), "query", fan_query_string(rq), "body", body, len,
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:o, s:o}", "method", fan_req_method(rq), "path",
+                          fan_req_path(rq), "query", fan_req_query_string(rq), "body", body, len,
                           "body_len", (json_int_t)len, "headers",
-                          headers_json(rq, fan_query(rq, "h")), "values", q);
+                          headers_json(rq, fan_req_query(rq, "h")), "values", q);
     fan_reply_json(rq, 200, j);
 }
 
 static void user(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s}", "id", fan_param(rq, "id")));
+    fan_reply_json(rq, 200, json_pack("{s:s}", "id", fan_req_param(rq, "id")));
 }
 
 static void user_post(fan_req *rq)
 {
-    fan_reply_json(rq, 201, json_pack("{s:s, s:s}", "id", fan_param(rq, "id"), "post", fan_param(rq, "post")));
+    fan_reply_json(rq, 201, json_pack("{s:s, s:s}", "id", fan_req_param(rq, "id"), "post", fan_req_param(rq, "post")));
 }
 
 static void files(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s}", "rest", fan_param(rq, "*")));
+    fan_reply_json(rq, 200, json_pack("{s:s}", "rest", fan_req_param(rq, "*")));
 }
 
 static void sleep_view(fan_req *rq)
 {
-    long ms = fan_query_long(rq, "ms", 100, NULL);
+    long ms = fan_req_query_long(rq, "ms", 100, NULL);
     double t0 = fan_now();
     int rc = fan_sleep(rq, (unsigned)ms);
     fan_reply_json(rq, 200, json_pack("{s:s, s:f}", "error", fan_errname(rc), "slept", fan_now() - t0));
@@ -89,8 +89,8 @@ static const char *const *fetch_headers(fan_req *rq)
 {
     const char **headers = fan_alloc(rq, 9 * sizeof *headers);
     int n = 0;
-    for (const char *h = fan_query(rq, "header"); h && n < 8;
-         h = fan_query(rq, fan_sprintf(rq, "header%d", n + 1)))
+    for (const char *h = fan_req_query(rq, "header"); h && n < 8;
+         h = fan_req_query(rq, fan_sprintf(rq, "header%d", n + 1)))
         headers[n++] = h;
     headers[n] = NULL;
     return n ? headers : NULL;
@@ -100,24 +100,24 @@ static const char *const *fetch_headers(fan_req *rq)
  * (&header2=...) */
 static void fetch(fan_req *rq)
 {
-    const char *url = fan_query(rq, "url");
-    const char *body = fan_query(rq, "body");
+    const char *url = fan_req_query(rq, "url");
+    const char *body = fan_req_query(rq, "body");
     if (!url) {
         fan_reply_error(rq, 400, "url is required");
         return;
     }
     fan_call_opts o = {
         .headers = fetch_headers(rq),
-        .name = fan_query(rq, "name"),
-        .method = fan_query(rq, "method"),
-        .timeout_ms = (unsigned)fan_query_long(rq, "timeout", 0, NULL),
-        .max_body_bytes = (size_t)fan_query_long(rq, "max", 0, NULL),
+        .name = fan_req_query(rq, "name"),
+        .method = fan_req_query(rq, "method"),
+        .timeout_ms = (unsigned)fan_req_query_long(rq, "timeout", 0, NULL),
+        .max_body_bytes = (size_t)fan_req_query_long(rq, "max", 0, NULL),
         .body = body,
         .body_len = body ? strlen(body) : 0,
     };
     fan_call *c = fan_call_start(rq, url, &o);
     double t0 = fan_now();
-    int rc = fan_await(rq, c);
+    int rc = fan_call_await(rq, c);
     json_t *j = call_json(c);
     json_object_set_new(j, "await", json_string(fan_errname(rc)));
     json_object_set_new(j, "elapsed", json_real(fan_now() - t0));
@@ -125,35 +125,35 @@ static void fetch(fan_req *rq)
 }
 
 /* n concurrent calls to url (each with ?ms=...), then n2 to url2 if given,
- * gathered in completion order with fan_await_any, then fan_await_all:
+ * gathered in completion order with fan_call_await_any, then fan_call_await_all:
  * "finished" and "errors" list each call's end (seconds from the start) and
  * error name in that order, "urls" which URL it called. ?deadline=ms sets
  * the request's. */
 static void fanout_view(fan_req *rq)
 {
-    const char *url = fan_query(rq, "url");
-    const char *url2 = fan_query(rq, "url2");
-    long n = fan_query_long(rq, "n", 2, NULL);
-    long n2 = url2 ? fan_query_long(rq, "n2", 1, NULL) : 0;
-    long deadline = fan_query_long(rq, "deadline", 0, NULL);
+    const char *url = fan_req_query(rq, "url");
+    const char *url2 = fan_req_query(rq, "url2");
+    long n = fan_req_query_long(rq, "n", 2, NULL);
+    long n2 = url2 ? fan_req_query_long(rq, "n2", 1, NULL) : 0;
+    long deadline = fan_req_query_long(rq, "deadline", 0, NULL);
     if (!url || n < 1 || n > 1000 || n2 < 0 || n2 > 1000) {
         fan_reply_error(rq, 400, "url and n in 1..1000 are required");
         return;
     }
     if (deadline)
-        fan_set_deadline(rq, (unsigned)deadline);
+        fan_req_set_deadline(rq, (unsigned)deadline);
     double t0 = fan_now();
     for (long i = 0; i < n; i++)
         fan_call_start(rq, url, NULL);
     for (long i = 0; i < n2; i++)
         fan_call_start(rq, url2, NULL);
     json_t *order = json_array(), *errors = json_array(), *urls = json_array();
-    for (fan_call *c; (c = fan_await_any(rq));) {
+    for (fan_call *c; (c = fan_call_await_any(rq));) {
         json_array_append_new(order, json_real(fan_call_finished(c) - t0));
         json_array_append_new(errors, json_string(fan_errname(fan_call_error(c))));
         json_array_append_new(urls, json_string(fan_call_url(c)));
     }
-    int all = fan_await_all(rq);
+    int all = fan_call_await_all(rq);
     json_t *j = json_pack("{s:s, s:s, s:o, s:o, s:o, s:f}", "all", fan_errname(all), "cancelled",
                           fan_errname(fan_cancelled(rq)), "finished", order, "errors", errors,
                           "urls", urls, "elapsed", fan_now() - t0);
@@ -162,7 +162,7 @@ static void fanout_view(fan_req *rq)
 
 static void big(fan_req *rq)
 {
-    long n = fan_query_long(rq, "n", 1 << 20, NULL);
+    long n = fan_req_query_long(rq, "n", 1 << 20, NULL);
     char *b = fan_alloc(rq, (size_t)n);
     memset(b, 'x', (size_t)n);
     fan_reply(rq, 200, "text/plain", b, (size_t)n);
@@ -172,7 +172,7 @@ static void big(fan_req *rq)
  * with the "greeting" setting the reload hook maintains, after ?ms=N. */
 static void pid_view(fan_req *rq)
 {
-    long ms = fan_query_long(rq, "ms", 0, NULL);
+    long ms = fan_req_query_long(rq, "ms", 0, NULL);
     if (ms > 0 && fan_sleep(rq, (unsigned)ms) != 0)
         return;
     const char *greeting = fan_config_str(rq, "greeting");
@@ -209,7 +209,7 @@ static int private_runs;  /* how often the /app/private handler ran */
 
 static int is_app_path(fan_req *rq)
 {
-    return strncmp(fan_path(rq), "/app/", 5) == 0;
+    return strncmp(fan_req_path(rq), "/app/", 5) == 0;
 }
 
 /* The declared keys' values, read as their types. */
@@ -239,9 +239,9 @@ static void app_reload(fan_req *rq)
 /* ?op=get|set|delete|clear&key=&value= (set with ?size=N: N 'x's). */
 static void app_session(fan_req *rq)
 {
-    const char *op = fan_query(rq, "op"), *key = fan_query(rq, "key");
-    const char *value = fan_query(rq, "value");
-    long size = fan_query_long(rq, "size", 0, NULL);
+    const char *op = fan_req_query(rq, "op"), *key = fan_req_query(rq, "key");
+    const char *value = fan_req_query(rq, "value");
+    long size = fan_req_query_long(rq, "size", 0, NULL);
     int rc = 0;
     if (size > 0 && size < 1000000) {
         char *v = fan_alloc(rq, (size_t)size + 1);
@@ -274,9 +274,9 @@ static void trace(fan_req *rq, const char *what)
 static void require_token(fan_req *rq)
 {
     trace(rq, "before1");
-    if (fan_header(rq, "X-Hook-Sleep"))
+    if (fan_req_header(rq, "X-Hook-Sleep"))
         fan_sleep(rq, 20);
-    if (strncmp(fan_path(rq), "/app/private/", 13) == 0 && !fan_header(rq, "X-Token"))
+    if (strncmp(fan_req_path(rq), "/app/private/", 13) == 0 && !fan_req_header(rq, "X-Token"))
         fan_reply_error(rq, 401, "an X-Token header is required");
 }
 
@@ -321,10 +321,10 @@ static void tag_response(fan_req *rq)
     if (!is_app_path(rq))
         return;
     trace(rq, "after1");
-    fan_set_header(rq, "X-App-After", fan_sprintf(rq, "%d", fan_response_status(rq)));
-    long status = fan_query_long(rq, "after_status", 0, NULL);
+    fan_resp_set_header(rq, "X-App-After", fan_sprintf(rq, "%d", fan_resp_status(rq)));
+    long status = fan_req_query_long(rq, "after_status", 0, NULL);
     if (status)
-        fan_set_status(rq, (int)status);
+        fan_resp_set_status(rq, (int)status);
 }
 
 /* The second after-request hook: reports the trace in X-Hook-Order. */
@@ -333,20 +333,20 @@ static void report_trace(fan_req *rq)
     trace(rq, "after2");
     const char *t = fan_store_get(rq, "trace");
     if (t)
-        fan_set_header(rq, "X-Hook-Order", t);
+        fan_resp_set_header(rq, "X-Hook-Order", t);
 }
 
 /* Error handler of 404 and 500 under /app/; as the fallback of every other
  * status >= 400, it acts only on 418 (the other errors keep their JSON). */
 static void app_error(fan_req *rq)
 {
-    int status = fan_response_status(rq);
+    int status = fan_resp_status(rq);
     if (!is_app_path(rq) || (status != 404 && status != 500 && status != 418))
         return;
     trace(rq, "error");
     size_t len;
-    const char *body = fan_response_body(rq, &len);
-    fan_reply_printf(rq, status, "custom %d for %s (was %.*s)", status, fan_path(rq), (int)len,
+    const char *body = fan_resp_body(rq, &len);
+    fan_reply_printf(rq, status, "custom %d for %s (was %.*s)", status, fan_req_path(rq), (int)len,
                      body);
 }
 
@@ -362,48 +362,48 @@ static void app_teapot(fan_req *rq)
 
 static void app_cookie(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s?}", "value", fan_cookie(rq, fan_query(rq, "name"))));
+    fan_reply_json(rq, 200, json_pack("{s:s?}", "value", fan_req_cookie(rq, fan_req_query(rq, "name"))));
 }
 
 /* ?name=&value=&path=&domain=&max_age=&secure=1&httponly=1&samesite= */
 static void app_set_cookie(fan_req *rq)
 {
     fan_cookie_opts o = {
-        .path = fan_query(rq, "path"),
-        .domain = fan_query(rq, "domain"),
-        .max_age = fan_query_long(rq, "max_age", 0, NULL),
-        .secure = fan_query(rq, "secure") != NULL,
-        .http_only = fan_query(rq, "httponly") != NULL,
-        .same_site = fan_query(rq, "samesite"),
+        .path = fan_req_query(rq, "path"),
+        .domain = fan_req_query(rq, "domain"),
+        .max_age = fan_req_query_long(rq, "max_age", 0, NULL),
+        .secure = fan_req_query(rq, "secure") != NULL,
+        .http_only = fan_req_query(rq, "httponly") != NULL,
+        .same_site = fan_req_query(rq, "samesite"),
     };
-    int rc = fan_set_cookie(rq, fan_query(rq, "name"), fan_query(rq, "value"), &o);
+    int rc = fan_resp_set_cookie(rq, fan_req_query(rq, "name"), fan_req_query(rq, "value"), &o);
     fan_reply_json(rq, 200, json_pack("{s:s}", "rc", fan_errname(rc)));
 }
 
 static void app_form(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s?, s:s?, s:s?}", "name", fan_form(rq, "name"), "empty",
-                                      fan_form(rq, "empty"), "missing", fan_form(rq, "missing")));
+    fan_reply_json(rq, 200, json_pack("{s:s?, s:s?, s:s?}", "name", fan_req_form(rq, "name"), "empty",
+                                      fan_req_form(rq, "empty"), "missing", fan_req_form(rq, "missing")));
 }
 
 static void app_json(fan_req *rq)
 {
-    json_t *j = fan_require_json(rq);
+    json_t *j = fan_req_require_json(rq);
     if (!j)
         return;
     fan_reply_json(rq, 200, json_pack("{s:O}", "got", j));
 }
 
-/* ?name=&value=: fan_set_header()'s answer, then 200. */
+/* ?name=&value=: fan_resp_set_header()'s answer, then 200. */
 static void app_set_header(fan_req *rq)
 {
-    int rc = fan_set_header(rq, fan_query(rq, "name"), fan_query(rq, "value"));
+    int rc = fan_resp_set_header(rq, fan_req_query(rq, "name"), fan_req_query(rq, "value"));
     fan_reply_json(rq, 200, json_pack("{s:s}", "rc", fan_errname(rc)));
 }
 
 static void app_redirect(fan_req *rq)
 {
-    int rc = fan_redirect(rq, (int)fan_query_long(rq, "status", 302, NULL), fan_query(rq, "to"));
+    int rc = fan_reply_redirect(rq, (int)fan_req_query_long(rq, "status", 302, NULL), fan_req_query(rq, "to"));
     if (rc != 0)
         fan_reply_json(rq, 400, json_pack("{s:s}", "rc", fan_errname(rc)));
 }
@@ -412,32 +412,32 @@ static void app_redirect(fan_req *rq)
 static void app_context_routes(fan_app *app)
 {
     the_app = app;
-    fan_config_declare(app, "app.greeting", FAN_CONFIG_STRING, "hello");
-    fan_config_declare(app, "app.limit", FAN_CONFIG_INT, "10");
-    fan_config_declare(app, "app.ratio", FAN_CONFIG_DOUBLE, "0.5");
-    fan_config_declare(app, "app.debug", FAN_CONFIG_BOOL, "false");
-    fan_config_declare(app, "app.tags", FAN_CONFIG_STRINGS, NULL);
-    fan_route(app, "GET", "/app/config", app_config);
-    fan_route(app, "GET", "/app/reload", app_reload);
-    fan_route(app, "GET", "/app/session", app_session);
-    fan_route(app, "GET", "/app/private/data", app_private);
-    fan_route(app, "GET", "/app/noreply", app_noreply);
-    fan_route(app, "GET", "/app/cookie", app_cookie);
-    fan_route(app, "GET", "/app/setcookie", app_set_cookie);
-    fan_route(app, "POST", "/app/form", app_form);
-    fan_route(app, "POST", "/app/json", app_json);
-    fan_route(app, "GET", "/app/redirect", app_redirect);
-    fan_route(app, "GET", "/app/setheader", app_set_header);
-    fan_route(app, "GET", "/app/order", app_order);
-    fan_route(app, "GET", "/app/session_task", app_session_task);
-    fan_before_request(app, require_token);
-    fan_before_request(app, second_before_hook);
-    fan_after_request(app, tag_response);
-    fan_after_request(app, report_trace);
-    fan_route(app, "GET", "/app/teapot", app_teapot);
-    fan_error_handler(app, 404, app_error);
-    fan_error_handler(app, 500, app_error);
-    fan_error_handler(app, 0, app_error);
+    fan_app_declare_config(app, "app.greeting", FAN_CONFIG_STRING, "hello");
+    fan_app_declare_config(app, "app.limit", FAN_CONFIG_INT, "10");
+    fan_app_declare_config(app, "app.ratio", FAN_CONFIG_DOUBLE, "0.5");
+    fan_app_declare_config(app, "app.debug", FAN_CONFIG_BOOL, "false");
+    fan_app_declare_config(app, "app.tags", FAN_CONFIG_STRINGS, NULL);
+    fan_app_route(app, "GET", "/app/config", app_config);
+    fan_app_route(app, "GET", "/app/reload", app_reload);
+    fan_app_route(app, "GET", "/app/session", app_session);
+    fan_app_route(app, "GET", "/app/private/data", app_private);
+    fan_app_route(app, "GET", "/app/noreply", app_noreply);
+    fan_app_route(app, "GET", "/app/cookie", app_cookie);
+    fan_app_route(app, "GET", "/app/setcookie", app_set_cookie);
+    fan_app_route(app, "POST", "/app/form", app_form);
+    fan_app_route(app, "POST", "/app/json", app_json);
+    fan_app_route(app, "GET", "/app/redirect", app_redirect);
+    fan_app_route(app, "GET", "/app/setheader", app_set_header);
+    fan_app_route(app, "GET", "/app/order", app_order);
+    fan_app_route(app, "GET", "/app/session_task", app_session_task);
+    fan_app_before_request(app, require_token);
+    fan_app_before_request(app, second_before_hook);
+    fan_app_after_request(app, tag_response);
+    fan_app_after_request(app, report_trace);
+    fan_app_route(app, "GET", "/app/teapot", app_teapot);
+    fan_app_error_handler(app, 404, app_error);
+    fan_app_error_handler(app, 500, app_error);
+    fan_app_error_handler(app, 0, app_error);
 }
 
 int main(int argc, char **argv)
@@ -445,16 +445,16 @@ int main(int argc, char **argv)
     fan_app *app = fan_app_new();
     if (!app)
         return 1;
-    fan_route(app, "*", "/echo", echo);
-    fan_route(app, "GET", "/users/:id", user);
-    fan_route(app, "POST", "/users/:id/posts/:post", user_post);
-    fan_route(app, "GET", "/files/*", files);
-    fan_route(app, "GET", "/sleep", sleep_view);
-    fan_route(app, "GET", "/noreply", noreply);
-    fan_route(app, "GET", "/fetch", fetch);
-    fan_route(app, "GET", "/fanout", fanout_view);
-    fan_route(app, "GET", "/big", big);
-    fan_route(app, "GET", "/pid", pid_view);
+    fan_app_route(app, "*", "/echo", echo);
+    fan_app_route(app, "GET", "/users/:id", user);
+    fan_app_route(app, "POST", "/users/:id/posts/:post", user_post);
+    fan_app_route(app, "GET", "/files/*", files);
+    fan_app_route(app, "GET", "/sleep", sleep_view);
+    fan_app_route(app, "GET", "/noreply", noreply);
+    fan_app_route(app, "GET", "/fetch", fetch);
+    fan_app_route(app, "GET", "/fanout", fanout_view);
+    fan_app_route(app, "GET", "/big", big);
+    fan_app_route(app, "GET", "/pid", pid_view);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);

@@ -200,9 +200,9 @@ static void set_header_refuses_a_header_count_that_would_wrap(void **state)
     fan__arena_init(&rq.rt.arena);
     assert_non_null(fan__arena_alloc(&rq.rt.arena, 1)); /* a 0-byte allocation then succeeds */
     rq.nout = rq.out_cap = 1u << 31;
-    assert_int_equal(fan_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
+    assert_int_equal(fan_resp_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
     rq.nout = rq.out_cap = UINT_MAX;
-    assert_int_equal(fan_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
+    assert_int_equal(fan_resp_set_header(&rq, "X-A", "b"), FAN_ENOMEM);
     fan__arena_free(&rq.rt.arena);
 }
 

@@ -30,11 +30,11 @@ static fan_app *app_with_keys(void)
 {
     fan_app *app = fan_app_new();
     assert_non_null(app);
-    assert_int_equal(fan_config_declare(app, "api.url", FAN_CONFIG_STRING, "http://default"), 0);
-    assert_int_equal(fan_config_declare(app, "api.timeout", FAN_CONFIG_INT, "30"), 0);
-    assert_int_equal(fan_config_declare(app, "api.ratio", FAN_CONFIG_DOUBLE, "0.5"), 0);
-    assert_int_equal(fan_config_declare(app, "api.enabled", FAN_CONFIG_BOOL, "false"), 0);
-    assert_int_equal(fan_config_declare(app, "api.tags", FAN_CONFIG_STRINGS, NULL), 0);
+    assert_int_equal(fan_app_declare_config(app, "api.url", FAN_CONFIG_STRING, "http://default"), 0);
+    assert_int_equal(fan_app_declare_config(app, "api.timeout", FAN_CONFIG_INT, "30"), 0);
+    assert_int_equal(fan_app_declare_config(app, "api.ratio", FAN_CONFIG_DOUBLE, "0.5"), 0);
+    assert_int_equal(fan_app_declare_config(app, "api.enabled", FAN_CONFIG_BOOL, "false"), 0);
+    assert_int_equal(fan_app_declare_config(app, "api.tags", FAN_CONFIG_STRINGS, NULL), 0);
     return app;
 }
 
@@ -221,7 +221,7 @@ static void a_bad_override_is_recorded_as_an_error(void **state)
 {
     setenv("FANOUT_API_TIMEOUT", "soon", 1);
     fan_app *app = fan_app_new();
-    assert_int_equal(fan_config_declare(app, "api.timeout", FAN_CONFIG_INT, "30"), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, "api.timeout", FAN_CONFIG_INT, "30"), FAN_EINVAL);
     assert_string_equal(fan_app_config_error(app),
                         "config: environment variable FANOUT_API_TIMEOUT (key 'api.timeout'): "
                         "expected integer, got 'soon'");
@@ -248,12 +248,12 @@ static void settings_win_and_are_parsed_as_the_declared_type(void **state)
 static void declarations_are_checked(void **state)
 {
     fan_app *app = app_with_keys();
-    assert_int_equal(fan_config_declare(app, "api..url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
-    assert_int_equal(fan_config_declare(app, "api url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
-    assert_int_equal(fan_config_declare(app, ".url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
-    assert_int_equal(fan_config_declare(app, "api.n", FAN_CONFIG_INT, "x"), FAN_EINVAL);
-    assert_int_equal(fan_config_declare(app, "api.url", FAN_CONFIG_INT, NULL), FAN_EINVAL);
-    assert_int_equal(fan_config_declare(app, "api.url", FAN_CONFIG_STRING, "http://new"), 0);
+    assert_int_equal(fan_app_declare_config(app, "api..url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, "api url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, ".url", FAN_CONFIG_STRING, NULL), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, "api.n", FAN_CONFIG_INT, "x"), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, "api.url", FAN_CONFIG_INT, NULL), FAN_EINVAL);
+    assert_int_equal(fan_app_declare_config(app, "api.url", FAN_CONFIG_STRING, "http://new"), 0);
     assert_string_equal(fan_app_get(app, "api.url"), "http://new");
     fan_app_free(app);
 }

@@ -16,8 +16,8 @@ static void fanout_view(fan_req *rq)
 {
     const char *upstream = fan_config_str(rq, "upstream");
     int ok;
-    long n = fan_query_long(rq, "n", 2, &ok);
-    const char *ms = fan_query(rq, "ms");
+    long n = fan_req_query_long(rq, "n", 2, &ok);
+    const char *ms = fan_req_query(rq, "ms");
     if (!ok || n < 1 || n > MAX_CALLS) {
         fan_reply_error(rq, 400, "n must be a whole number from 1 to 64");
         return;
@@ -30,9 +30,9 @@ static void fanout_view(fan_req *rq)
         if (d[len] == ',')
             d += len + 1;
     }
-    fan_await_all(rq);
+    fan_call_await_all(rq);
     double sum = 0;
-    for (fan_call *c; (c = fan_await_any(rq));) {
+    for (fan_call *c; (c = fan_call_await_any(rq));) {
         double v = fan_call_json_number(c, "value");
         if (fan_call_error(c) || isnan(v)) {
             fan_reply_error(rq, 502, fan_sprintf(rq, "upstream call failed: %s",
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     }
     if (!fan_app_get(app, "upstream"))
         fan_app_set(app, "upstream", "http://127.0.0.1:9001");
-    fan_route(app, "GET", "/fanout", fanout_view);
+    fan_app_route(app, "GET", "/fanout", fanout_view);
     fan_log_set_level(FAN_LOG_WARN);
     int rc = fan_main(app, nrest, rest);
     free(rest);
