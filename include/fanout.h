@@ -663,10 +663,24 @@ typedef struct fan_call_opts {
     const void *body;             /* request body, or NULL; sent with the method given, GET
                                    * included (but curl, for https, drops it on HEAD) */
     size_t body_len;
+    const json_t *json;           /* a JSON body, or NULL: see below; `body` must be NULL */
     unsigned timeout_ms;          /* total time; 0 = the app's call_timeout_ms */
+    unsigned connect_timeout_ms;  /* for each connection attempt (each address of the
+                                   * host, on the lean transport), within the total;
+                                   * 0 = the app's connect_timeout_ms */
     size_t max_body_bytes;        /* response body limit; 0 = the app's limit */
     const char *name;             /* a label for logs and errors (e.g. "api_a") */
 } fan_call_opts;
+
+/* A JSON body (opts.json): fan_call_start() serializes the value, any JSON
+ * value, compactly (no spaces, members in insertion order, UTF-8 as it is)
+ * into the request's arena and sends it as the body, with the method given
+ * (NULL is still GET: see fan_post_json()). "Content-Type:
+ * application/json" is added after the caller's headers unless they set a
+ * Content-Type. The value is only read during fan_call_start(): the caller
+ * keeps its reference and may change or free it afterwards. A call with
+ * both `json` and `body`, or whose value cannot be serialized, sends
+ * nothing and ends with FAN_EINVAL, as a call that fails the checks below. */
 
 /* Starts an upstream HTTP call on behalf of the request and returns at once;
  * the call proceeds concurrently with the handler and with every other call.
@@ -684,9 +698,28 @@ typedef struct fan_call_opts {
  * refused, busy, ...) is reported by the call itself once awaited. */
 FAN_API fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts);
 
-/* fan_call_start() with GET and a printf-formatted URL. */
+/* fan_call_start() with GET and a printf-formatted URL. Request input put
+ * into the URL must be escaped first, with fan_url_escape(). */
 FAN_API fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* fan_call_start() with POST and `body` as the JSON body (see opts.json;
+ * borrowed, read only during this call). A NULL body (a failed json_pack(),
+ * say) makes a call that sends nothing and ends with FAN_EINVAL. Returns
+ * NULL only when out of memory. */
+FAN_API fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body);
+
+/* Percent-encodes `s` for a path segment or a query name or value of an
+ * upstream URL built from request input (RFC 3986): every byte but the
+ * unreserved A-Z a-z 0-9 - . _ ~ becomes %XX, upper-case hex, so that
+ * '/', '?', '&', '#', '%', '+', spaces and non-ASCII bytes of the input
+ * cannot change the URL's structure:
+ *     const char *q = fan_url_escape(rq, fan_req_query(rq, "q"));
+ *     fan_call *c = q ? fan_get(rq, "http://api/search?q=%s", q) : NULL;
+ * The result lives in the request's arena and is freed with it. Returns
+ * NULL when out of memory, or when `s` is NULL (fan_req_query() of an absent
+ * parameter, say). */
+FAN_API char *fan_url_escape(fan_req *rq, const char *s);
 
 /* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a

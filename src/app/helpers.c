@@ -1,6 +1,7 @@
-/* Request helpers (cookies, urlencoded forms, JSON bodies) and response
- * helpers (redirects, Set-Cookie). What they parse is cached in the
- * request's context and lives as long as the request. */
+/* Request helpers (cookies, urlencoded forms, JSON bodies, escaping input
+ * for upstream URLs) and response helpers (redirects, Set-Cookie). What they
+ * parse is cached in the request's context and lives as long as the
+ * request. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +145,11 @@ json_t *fan_req_require_json(fan_req *rq)
     fan_reply_json(rq, 400, json_pack("{s:s, s:i, s:i, s:i}", "error", msg, "status", 400, "line",
                                       e->line, "column", e->column));
     return NULL;
+}
+
+char *fan_url_escape(fan_req *rq, const char *s)
+{
+    return s ? fan__url_escape(&rq->rt.arena, s, strlen(s)) : NULL;
 }
 
 int fan_reply_redirect(fan_req *rq, int status, const char *location)

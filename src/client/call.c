@@ -64,48 +64,6 @@ void fan__call_finish(fan_call *c, int error)
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
 }
 
-static const char *const *copy_headers(fan__arena *a, const char *const *h)
-{
-    if (!h)
-        return NULL;
-    size_t n = 0;
-    while (h[n])
-        n++;
-    const char **out = fan__arena_alloc(a, (n + 1) * sizeof *out);
-    if (!out)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!(out[i] = fan__arena_strdup(a, h[i])))
-            return NULL;
-    out[n] = NULL;
-    return out;
-}
-
-static int fill(fan_call *c, const char *url, const fan_call_opts *o)
-{
-    fan__arena *a = fan__req_arena(c->rq);
-    const fan_limits *lim = fan__rt_of(c->rq)->limits;
-    c->url = fan__arena_strdup(a, url);
-    c->name = o && o->name ? fan__arena_strdup(a, o->name) : c->url;
-    c->method = fan__arena_strdup(a, o && o->method ? o->method : "GET");
-    c->timeout_ms = o && o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
-    c->connect_timeout_ms = lim->connect_timeout_ms;
-    c->max_body = o && o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
-    if (!c->url || !c->name || !c->method)
-        return FAN_ENOMEM;
-    if (o && o->headers && !(c->headers = copy_headers(a, o->headers)))
-        return FAN_ENOMEM;
-    if (o && o->body && o->body_len) {
-        void *b = fan__arena_alloc(a, o->body_len);
-        if (!b)
-            return FAN_ENOMEM;
-        memcpy(b, o->body, o->body_len);
-        c->body = b;
-        c->body_len = o->body_len;
-    }
-    return 0;
-}
-
 /* How byte `ch` is written in a log line: NULL for as it is, else an
  * escape (in x for the \xNN form). */
 static const char *escape(unsigned char ch, char x[5])
@@ -146,8 +104,6 @@ static const char *shown(const char *s, size_t len, char *out, size_t cap)
 }
 
 /* Logs why the call is refused, naming it, and returns FAN_EINVAL. */
-static int refuse(const fan_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 static int refuse(const fan_call *c, const char *fmt, ...)
 {
     char name[128], why[256];
@@ -219,7 +175,102 @@ static int check_request(const fan_call *c)
     return rc ? rc : check_headers(c);
 }
 
-fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
+/* Copies the caller's header lines into the arena, with `extra` (or NULL)
+ * after them. Sets *out to NULL when there is none. */
+static int copy_headers(fan__arena *a, const char *const *h, const char *extra,
+                        const char *const **out)
+{
+    size_t n = 0;
+    while (h && h[n])
+        n++;
+    *out = NULL;
+    if (n == 0 && !extra)
+        return 0;
+    const char **lines = fan__arena_alloc(a, (n + 2) * sizeof *lines);
+    if (!lines)
+        return FAN_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(lines[i] = fan__arena_strdup(a, h[i])))
+            return FAN_ENOMEM;
+    lines[n] = extra;
+    lines[n + 1] = NULL;
+    *out = lines;
+    return 0;
+}
+
+static int sets_content_type(const char *const *h)
+{
+    for (; h && *h; h++)
+        if (strncasecmp(*h, "Content-Type:", 13) == 0)
+            return 1;
+    return 0;
+}
+
+/* The compact dump of `json` into the arena, as fan_reply_json() does: in
+ * place when it fits the current chunk, else into an allocation of the size
+ * the first dump reported. Returns 0, FAN_EINVAL when jansson cannot dump
+ * it, or FAN_ENOMEM. */
+static int dump_json(fan_call *c, const json_t *json)
+{
+    fan__arena *a = fan__req_arena(c->rq);
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t room;
+    char *at = fan__arena_room(a, &room);
+    size_t n = json_dumpb(json, at, room, flags);
+    if (n == 0)
+        return FAN_EINVAL; /* no JSON text is empty: jansson failed */
+    int dumped = n <= room;
+    if (!(at = fan__arena_alloc(a, n))) /* `at` again when the dump fit */
+        return FAN_ENOMEM;
+    if (!dumped)
+        json_dumpb(json, at, n, flags);
+    c->body = at;
+    c->body_len = n;
+    return 0;
+}
+
+/* Fills the call in from the options. Returns 0, FAN_ENOMEM, or FAN_EINVAL
+ * (logged) for a JSON body that is missing (`need_json`: fan_post_json()),
+ * comes with `body` or cannot be serialized. */
+static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_json)
+{
+    static const fan_call_opts none = {0};
+    fan__arena *a = fan__req_arena(c->rq);
+    const fan_limits *lim = fan__rt_of(c->rq)->limits;
+    o = o ? o : &none;
+    c->url = fan__arena_strdup(a, url);
+    c->name = o->name ? fan__arena_strdup(a, o->name) : c->url;
+    c->method = fan__arena_strdup(a, o->method ? o->method : "GET");
+    c->timeout_ms = o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
+    c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : lim->connect_timeout_ms;
+    c->max_body = o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
+    if (!c->url || !c->name || !c->method)
+        return FAN_ENOMEM;
+    const char *ct =
+        o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL;
+    if (copy_headers(a, o->headers, ct, &c->headers) != 0)
+        return FAN_ENOMEM;
+    if (need_json && !o->json)
+        return refuse(c, "no JSON body (NULL)");
+    if (o->json && o->body)
+        return refuse(c, "both a body and a JSON body");
+    if (o->json) {
+        int rc = dump_json(c, o->json);
+        return rc == FAN_EINVAL ? refuse(c, "the JSON body cannot be serialized") : rc;
+    }
+    if (o->body && o->body_len) {
+        void *b = fan__arena_alloc(a, o->body_len);
+        if (!b)
+            return FAN_ENOMEM;
+        memcpy(b, o->body, o->body_len);
+        c->body = b;
+        c->body_len = o->body_len;
+    }
+    return 0;
+}
+
+/* fan_call_start(), for a call that must have a JSON body when `need_json`. */
+static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json)
 {
     fan_call *c = fan__arena_alloc(fan__req_arena(rq), sizeof *c);
     if (!c)
@@ -233,9 +284,11 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     fan__list_init(&c->queue_link);
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
-    if (fill(c, url ? url : "", opts) != 0)
+    int rc = fill(c, url ? url : "", opts, need_json);
+    if (rc == FAN_ENOMEM)
         return NULL;
-    int rc = check_request(c);
+    if (rc == 0)
+        rc = check_request(c);
     c->tp = transport_for(c->url);
     c->started = fan_now();
     fan__list_push(&c->task->calls, &c->link);
@@ -250,6 +303,17 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
     else if (rc < 0)
         fan__call_finish(c, rc);
     return c;
+}
+
+fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
+{
+    return start(rq, url, opts, 0);
+}
+
+fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body)
+{
+    fan_call_opts o = {.method = "POST", .json = body};
+    return start(rq, url, &o, 1);
 }
 
 void fan__call_launch(fan_call *c)

@@ -1,6 +1,7 @@
 #include "core/url.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 static int hexval(char c)
@@ -36,6 +37,38 @@ long fan__url_decode(char *s, size_t len, int plus_is_space)
     }
     s[w] = '\0';
     return (long)w;
+}
+
+static int unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+char *fan__url_escape(fan__arena *a, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL; /* the result's size would not fit a size_t */
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += unreserved((unsigned char)s[i]) ? 1 : 3;
+    char *out = fan__arena_alloc(a, n + 1);
+    if (!out)
+        return NULL;
+    char *w = out;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (unreserved(c)) {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '%';
+        *w++ = hex[c >> 4];
+        *w++ = hex[c & 15];
+    }
+    *w = '\0';
+    return out;
 }
 
 char *fan__query_get(fan__arena *a, const char *qs, const char *name)

@@ -112,6 +112,35 @@ def closed_port():
     return port
 
 
+def silent_listener(test, host="127.0.0.1"):
+    """A port on `host` that drops SYNs, for connect timeouts: a listener
+    whose accept queue is full (closed with the test). Skips the test when
+    the kernel answers anyway."""
+    hole = socket.socket()
+    test.addCleanup(hole.close)
+    hole.bind((host, 0))
+    hole.listen(0)
+    port = hole.getsockname()[1]
+    for _ in range(2):
+        c = socket.socket()
+        test.addCleanup(c.close)
+        c.settimeout(0.5)
+        try:
+            c.connect((host, port))
+        except OSError:
+            pass
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect((host, port))
+        test.skipTest("the kernel did not drop SYNs to a full accept queue")
+    except socket.timeout:
+        pass
+    finally:
+        probe.close()
+    return port
+
+
 def workers_or(default, args):
     """`args` with --workers `default` first, unless they give --workers."""
     if any(a == "--workers" or str(a).startswith("--workers=") for a in args):

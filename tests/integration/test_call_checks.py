@@ -27,6 +27,7 @@ class RecordingServer:
         self.port = self.sock.getsockname()[1]
         self.connections = 0
         self.received = b""
+        self.requests = []  # (request line, header lines, body bytes), in arrival order
         self.lock = threading.Lock()
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -74,6 +75,8 @@ class RecordingServer:
                         return
                     buf += data
                 body, buf = buf[:n], buf[n:]
+                with self.lock:
+                    self.requests.append((lines[0], lines[1:], body))
                 out = json.dumps({"request_line": lines[0], "headers": headers,
                                   "header_lines": lines[1:],
                                   "body": body.decode("latin-1")}).encode()

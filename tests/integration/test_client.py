@@ -407,31 +407,7 @@ class NameResolution(unittest.TestCase):
         hosts, app = self.app_with_hosts("127.0.0.2 quiet-upstream\n127.0.0.3 quiet-upstream\n",
                                          "--connect-timeout-ms", "300")
         first, second = self.resolver_order(hosts, "quiet-upstream")
-        # The first address drops SYNs: a listener whose accept queue is full.
-        hole = socket.socket()
-        self.addCleanup(hole.close)
-        hole.bind((first, 0))
-        hole.listen(0)
-        port = hole.getsockname()[1]
-        fillers = []
-        for _ in range(2):
-            c = socket.socket()
-            c.settimeout(0.5)
-            try:
-                c.connect((first, port))
-            except OSError:
-                pass
-            fillers.append(c)
-        self.addCleanup(lambda: [c.close() for c in fillers])
-        probe = socket.socket()
-        probe.settimeout(0.3)
-        try:
-            probe.connect((first, port))
-            self.skipTest("the kernel did not drop SYNs to a full accept queue")
-        except socket.timeout:
-            pass
-        finally:
-            probe.close()
+        port = harness.silent_listener(self, first)  # the first address drops SYNs
         upstream = FaultServer(second, port)
         self.addCleanup(upstream.close)
         t0 = time.monotonic()

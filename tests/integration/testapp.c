@@ -96,8 +96,32 @@ static const char *const *fetch_headers(fan_req *rq)
     return n ? headers : NULL;
 }
 
-/* One call: ?url=&timeout=ms&max=bytes&method=&body=&name=label&header=Name:%20value
- * (&header2=...) */
+/* The JSON value of query parameter `name`, a new reference, or NULL when
+ * it is absent; a reply and NULL when it is not JSON (*bad set). */
+static json_t *query_json(fan_req *rq, const char *name, int *bad)
+{
+    const char *text = fan_req_query(rq, name);
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    *bad = text && !j;
+    if (*bad)
+        fan_reply_error(rq, 400, "not JSON");
+    return j;
+}
+
+/* Awaits the call and replies with its outcome. */
+static void reply_call(fan_req *rq, fan_call *c)
+{
+    double t0 = fan_now();
+    int rc = fan_call_await(rq, c);
+    json_t *j = call_json(c);
+    json_object_set_new(j, "await", json_string(fan_errname(rc)));
+    json_object_set_new(j, "elapsed", json_real(fan_now() - t0));
+    json_object_set_new(j, "url", json_string(fan_call_url(c)));
+    fan_reply_json(rq, 200, j);
+}
+
+/* One call: ?url=&timeout=ms&connect_timeout=ms&max=bytes&method=&body=&json=text
+ * &name=label&header=Name:%20value (&header2=...) */
 static void fetch(fan_req *rq)
 {
     const char *url = fan_req_query(rq, "url");
@@ -106,22 +130,49 @@ static void fetch(fan_req *rq)
         fan_reply_error(rq, 400, "url is required");
         return;
     }
+    int bad;
+    json_t *json = query_json(rq, "json", &bad);
+    if (bad)
+        return;
     fan_call_opts o = {
         .headers = fetch_headers(rq),
         .name = fan_req_query(rq, "name"),
         .method = fan_req_query(rq, "method"),
         .timeout_ms = (unsigned)fan_req_query_long(rq, "timeout", 0, NULL),
+        .connect_timeout_ms = (unsigned)fan_req_query_long(rq, "connect_timeout", 0, NULL),
         .max_body_bytes = (size_t)fan_req_query_long(rq, "max", 0, NULL),
         .body = body,
         .body_len = body ? strlen(body) : 0,
+        .json = json,
     };
     fan_call *c = fan_call_start(rq, url, &o);
-    double t0 = fan_now();
-    int rc = fan_call_await(rq, c);
-    json_t *j = call_json(c);
-    json_object_set_new(j, "await", json_string(fan_errname(rc)));
-    json_object_set_new(j, "elapsed", json_real(fan_now() - t0));
-    fan_reply_json(rq, 200, j);
+    json_decref(json); /* serialized by fan_call_start() */
+    reply_call(rq, c);
+}
+
+/* fan_post_json(): ?url=&json=text (none: a NULL body). */
+static void post_json(fan_req *rq)
+{
+    int bad;
+    json_t *json = query_json(rq, "json", &bad);
+    if (bad)
+        return;
+    fan_call *c = fan_post_json(rq, fan_req_query(rq, "url"), json);
+    json_decref(json);
+    reply_call(rq, c);
+}
+
+/* An upstream URL built from request input: GET
+ * <base>/items/<value>?q=<value>&n=1, the value escaped with fan_url_escape(). */
+static void escaped(fan_req *rq)
+{
+    const char *base = fan_req_query(rq, "base");
+    const char *v = fan_url_escape(rq, fan_req_query(rq, "value"));
+    if (!base || !v) {
+        fan_reply_error(rq, 400, "base and value are required");
+        return;
+    }
+    reply_call(rq, fan_get(rq, "%s/items/%s?q=%s&n=1", base, v, v));
 }
 
 /* n concurrent calls to url (each with ?ms=...), then n2 to url2 if given,
@@ -452,6 +503,8 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/sleep", sleep_view);
     fan_app_route(app, "GET", "/noreply", noreply);
     fan_app_route(app, "GET", "/fetch", fetch);
+    fan_app_route(app, "GET", "/post_json", post_json);
+    fan_app_route(app, "GET", "/escaped", escaped);
     fan_app_route(app, "GET", "/fanout", fanout_view);
     fan_app_route(app, "GET", "/big", big);
     fan_app_route(app, "GET", "/pid", pid_view);
