@@ -200,6 +200,20 @@ FAN_API int fan_app_listen_on(fan_app *app, const char *host, int port, int *bou
  * --port change it). The host is copied. Returns 0 or FAN_ENOMEM. */
 FAN_API int fan_app_set_address(fan_app *app, const char *host, int port);
 
+/* Sets the proxies whose X-Forwarded-For and Forwarded headers are believed
+ * (--trusted-proxies): `list` is comma-separated numeric addresses and
+ * networks, "127.0.0.1,10.0.0.0/8,::1,fd00::/8" (spaces around entries
+ * are allowed; an IPv4 entry also matches its ::ffff: form). "" or NULL
+ * trusts none, the default: a request's client is then always its peer
+ * (see fan_req_client_addr()). Never list addresses that the open internet
+ * can connect from: whoever connects from a trusted address chooses the
+ * client address every handler and the access log see. Set it before
+ * fan_run(). Returns 0, FAN_EINVAL (with a log line naming the entry) for
+ * an entry that is not an address, a prefix length out of range or an
+ * address with bits set beyond its prefix ("10.1.0.0/8"), or FAN_ENOMEM;
+ * on failure the previous list stays. */
+FAN_API int fan_app_set_trusted_proxies(fan_app *app, const char *list);
+
 /* fan_app_listen_on() on the app's configured address, with a log line saying
  * where. */
 FAN_API int fan_app_listen(fan_app *app, int *bound_port);
@@ -348,8 +362,39 @@ FAN_API const char *fan_req_query(const fan_req *rq, const char *name);
 FAN_API long fan_req_query_long(const fan_req *rq, const char *name, long def, int *ok);
 
 /* The value of request header `name` (case-insensitive), or NULL. Repeated
- * headers: the first. Lives as long as the request. */
+ * headers: the first (fan_req_header_next() gives every one). Lives as long
+ * as the request. */
 FAN_API const char *fan_req_header(const fan_req *rq, const char *name);
+
+/* Iterates over the request's headers in the order received, a repeated
+ * header once per line, names as the client wrote them (values without
+ * surrounding whitespace). Start with *i = 0; each call sets *name and
+ * *value (either may be NULL), advances *i and returns 1, until it returns
+ * 0 at the end (leaving them unchanged). The strings live as long as the
+ * request. Trailers of a chunked body are not included. Can't fail.
+ *
+ *     size_t i = 0;
+ *     const char *name, *value;
+ *     while (fan_req_header_next(rq, &i, &name, &value))
+ *         fan_log(FAN_LOG_DEBUG, "%s: %s", name, value);
+ */
+FAN_API int fan_req_header_next(const fan_req *rq, size_t *i, const char **name,
+                                const char **value);
+
+/* The client's address, numeric ("192.0.2.7", "2001:db8::1"; an IPv4
+ * client of a dual-stack listener without its "::ffff:" prefix), or NULL
+ * when unknown. It is the connection's peer, unless the peer is a trusted
+ * proxy (fan_app_set_trusted_proxies()): then it is the client that proxy
+ * forwarded in X-Forwarded-For or Forwarded, read from the right as
+ * docs/operations.md ("Client addresses behind proxies") describes, NULL if
+ * the proxy said "unknown" or gave an obfuscated name. The access log
+ * shows the same. Lives as long as the request (worked out once, on first
+ * use). Can't fail: NULL also when out of memory. */
+FAN_API const char *fan_req_client_addr(const fan_req *rq);
+
+/* The client's port: the peer's, the one a trusted proxy's Forwarded gave
+ * for it, or 0 when unknown (X-Forwarded-For has none). Can't fail. */
+FAN_API int fan_req_client_port(const fan_req *rq);
 
 /* The value of the route parameter `name` (":name" in the pattern, "*" for the
  * wildcard), URL-decoded, or NULL. Lives as long as the request. */
@@ -415,6 +460,18 @@ FAN_API int fan_cancelled(const fan_req *rq);
  * or a value with a control character other than tab (CR, LF, ...),
  * FAN_ESTATE once the response was sent, or FAN_ENOMEM. */
 FAN_API int fan_resp_set_header(fan_req *rq, const char *name, const char *value);
+
+/* Iterates over the response headers set so far, in the order they were
+ * added, as fan_req_header_next() does: those of fan_resp_set_header(), and the
+ * ones the helpers add through it (each fan_resp_set_cookie() line, Location of
+ * fan_reply_redirect(), Allow of a 405). Not included: what the server writes
+ * itself when it sends the response (Date, Server, Content-Type,
+ * Content-Length, Connection), and the session's Set-Cookie, which is added
+ * after the after-request hooks ran (step 5 of "Hooks and error
+ * handlers"), so no handler or hook ever sees it here. The strings live as
+ * long as the request. Can't fail. */
+FAN_API int fan_resp_header_next(const fan_req *rq, size_t *i, const char **name,
+                                 const char **value);
 
 /* Answers the request: status, Content-Type (may be NULL for none) and body
  * (copied). The reply is recorded, then the error handler of its status and
@@ -754,8 +811,20 @@ FAN_API int fan_call_status(const fan_call *call);
  * none. Lives as long as the request. */
 FAN_API const char *fan_call_body(const fan_call *call, size_t *len);
 
-/* A response header (case-insensitive), or NULL. Lives as long as the request. */
+/* A response header (case-insensitive), or NULL. Repeated headers: the first
+ * (fan_call_header_next() gives every one). Lives as long as the request. */
 FAN_API const char *fan_call_header(const fan_call *call, const char *name);
+
+/* Iterates over the response's headers as fan_req_header_next() does: in
+ * the order received, a repeated header (several Set-Cookie lines) once
+ * per line, on either transport, values without surrounding whitespace.
+ * Only the final response's: the headers of a 1xx response before it are
+ * dropped; the trailers of a chunked response follow its headers (they are
+ * found by fan_call_header() too). Read it once the call finished: a
+ * running call's list is incomplete, and a failed call's holds what came
+ * before the error. The strings live as long as the request. Can't fail. */
+FAN_API int fan_call_header_next(const fan_call *call, size_t *i, const char **name,
+                                 const char **value);
 
 /* The response body parsed as JSON, or NULL if it is not JSON. Borrowed: the
  * call owns it (parsed once, freed with the request). */

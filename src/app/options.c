@@ -1,5 +1,6 @@
 /* Command-line options of an app: every limit, settings, the configuration
- * file, logs, --host and --port. fan_main() adds --workers (src/server). */
+ * file, logs, --host, --port and --trusted-proxies. fan_main() adds
+ * --workers (src/server). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -150,6 +151,14 @@ static int address_option(fan_app *app, int argc, char **argv, int *argi)
         app->site.graceful_timeout_set = 1;
         return 1;
     }
+    if (fan_flag("--trusted_proxies", argc, argv, argi, &value)) {
+        if (!value) {
+            fan_log(FAN_LOG_ERROR, "--trusted-proxies: expected a list of addresses and networks");
+            return FAN_EINVAL;
+        }
+        int rc = fan_app_set_trusted_proxies(app, value);
+        return rc == 0 ? 1 : rc;
+    }
     return 0;
 }
 
@@ -209,7 +218,10 @@ void fan_print_options(FILE *out)
                  "  --access-log WHERE       off, stderr (default) or a file: a line per\n"
                  "                           request; SIGUSR1 reopens the log files\n"
                  "  --graceful-timeout S     on SIGTERM, seconds the requests in progress may\n"
-                 "                           take before they are cancelled (default 30)\n");
+                 "                           take before they are cancelled (default 30)\n"
+                 "  --trusted-proxies LIST   proxies whose X-Forwarded-For and Forwarded are\n"
+                 "                           believed: addresses and networks, comma-separated\n"
+                 "                           (e.g. 127.0.0.1,10.0.0.0/8,::1; default none)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

@@ -428,6 +428,18 @@ const char *fan_call_header(const fan_call *c, const char *name)
     return NULL;
 }
 
+int fan_call_header_next(const fan_call *c, size_t *i, const char **name, const char **value)
+{
+    if (*i >= c->nresp)
+        return 0;
+    if (name)
+        *name = c->resp_headers[*i].name;
+    if (value)
+        *value = c->resp_headers[*i].value;
+    (*i)++;
+    return 1;
+}
+
 json_t *fan_call_json(fan_call *c)
 {
     if (!c->json_parsed && c->error == 0) {
@@ -482,6 +494,8 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
         value++;
         vlen--;
     }
+    while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        vlen--; /* RFC 9110 5.5: the value excludes surrounding whitespace */
     h->name = fan__arena_strndup(fan__req_arena(c->rq), name, nlen);
     h->value = fan__arena_strndup(fan__req_arena(c->rq), value, vlen);
     if (!h->name || !h->value)

@@ -56,6 +56,30 @@ const char *fan_req_header(const fan_req *rq, const char *name)
     return NULL;
 }
 
+/* The header at *i of `h` (n of them) into *name and *value, if not NULL. */
+static int header_next(const fan__header *h, unsigned n, size_t *i, const char **name,
+                       const char **value)
+{
+    if (*i >= n)
+        return 0;
+    if (name)
+        *name = h[*i].name;
+    if (value)
+        *value = h[*i].value;
+    (*i)++;
+    return 1;
+}
+
+int fan_req_header_next(const fan_req *rq, size_t *i, const char **name, const char **value)
+{
+    return header_next(rq->headers, rq->nheaders, i, name, value);
+}
+
+int fan_resp_header_next(const fan_req *rq, size_t *i, const char **name, const char **value)
+{
+    return header_next(rq->out_headers, rq->nout, i, name, value);
+}
+
 const char *fan_req_param(const fan_req *rq, const char *name)
 {
     for (unsigned i = 0; i < rq->match.nparams; i++)

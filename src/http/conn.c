@@ -150,6 +150,8 @@ static int on_header_value_complete(llhttp_t *p)
     size_t nlen, vlen;
     const char *name = fan__span_data(&c->field, &nlen);
     const char *value = fan__span_data(&c->value, &vlen);
+    while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
+        vlen--; /* llhttp drops the leading whitespace only (RFC 9110 5.5: both) */
     if (!fan__is_token(name, nlen))
         return limit_hit(c, 400);
     if (rq->nheaders >= fan__site_of(c->app)->limits.max_headers)
@@ -572,6 +574,7 @@ void fan__conn_accept(fan__listener *l, int fd)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    fan__conn_read_peer(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     if (srv->nconns > fan__site_of(c->app)->limits.max_connections) {

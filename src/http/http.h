@@ -44,6 +44,8 @@ typedef struct fan__site {
     int port;
     unsigned graceful_timeout_s; /* --graceful-timeout, if graceful_timeout_set */
     int graceful_timeout_set;
+    struct fan__cidr *trusted; /* fan_app_set_trusted_proxies() (client_addr.c) */
+    size_t ntrusted;
     /* hooks.c: fan_app_before_request(), fan_app_after_request(), fan_app_error_handler() */
     fan_handler *before_hooks, *after_hooks;
     unsigned nbefore, nafter;
@@ -71,6 +73,15 @@ void fan__site_free(fan__site *s);
 
 typedef struct fan__conn fan__conn;
 
+/* Who the client of a request is (client_addr.c): the connection's peer, or
+ * the address a trusted proxy forwarded, worked out on first use. */
+typedef struct fan__client {
+    struct sockaddr_storage peer; /* ss_family AF_UNSPEC when unknown */
+    const char *addr;             /* numeric, in the arena; NULL if unknown */
+    int port;                     /* 0 if unknown */
+    int resolved;                 /* addr and port are set */
+} fan__client;
+
 /* A request as the server sees it. It begins with the runtime's part
  * (runtime/runtime.h: arena, tasks, ops, cancellation), so a fan_req * is
  * a fan__rt *; the rest is HTTP. */
@@ -90,6 +101,7 @@ struct fan_req {
     int keep_alive;
     int head;               /* a HEAD request: no body in the reply */
     int replied;
+    fan__client client;     /* fan_req_client_addr() */
 
     /* response */
     fan__header *out_headers;
@@ -121,6 +133,7 @@ struct fan__conn {
     fan_req *rq;              /* the request being parsed or served */
     fan__span field, value;   /* the target or header being read */
     fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
+    struct sockaddr_storage peer; /* read once accepted; AF_UNSPEC if unknown */
     size_t head_bytes;
     uv_timer_t timer;         /* header, body and idle timeouts */
     fan__list link;           /* in the loop's list of connections */
@@ -181,6 +194,9 @@ void fan__conn_close_if_idle(fan__conn *c);
 /* Whether s[0..len) is a non-empty RFC 9110 token: what a header name
  * must be (conn.c). */
 int fan__is_token(const char *s, size_t len);
+
+/* Reads the connection's peer address into c->peer (client_addr.c). */
+void fan__conn_read_peer(fan__conn *c);
 
 /* Response helpers (response.c). */
 int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const char *body,

@@ -34,21 +34,9 @@ fan_req *fan__req_new(fan__conn *conn)
     fan__rt_init(rq, &a, &fan__site_of(conn->app)->limits, &req_hooks);
     rq->conn = conn;
     rq->app = conn->app;
+    rq->client.peer = conn->peer; /* the access log needs it once conn is gone */
     rq->started = fan_now();
     return rq;
-}
-
-/* The client's address into `out`, or NULL once the connection is gone. */
-static const char *client_address(const fan__conn *conn, char *out, size_t len)
-{
-    struct sockaddr_storage sa;
-    int salen = sizeof sa;
-    if (!conn || uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&sa, &salen) != 0)
-        return NULL;
-    int rc = sa.ss_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)&sa, out, len)
-           : sa.ss_family == AF_INET  ? uv_ip4_name((const struct sockaddr_in *)&sa, out, len)
-                                      : -1; /* a Unix socket handed to the server */
-    return rc == 0 ? out : NULL;
 }
 
 /* The access log's line, written when the request ends: its response has
@@ -59,9 +47,8 @@ static void access_log(const fan_req *rq)
 {
     if (!fan__access_log_on() || !rq->status || !rq->method)
         return;
-    char addr[64];
     fan__access_entry e = {
-        .client = client_address(rq->conn, addr, sizeof addr),
+        .client = fan_req_client_addr(rq), /* what handlers see, proxies believed */
         .method = rq->method,
         .path = rq->raw_path ? rq->raw_path : "",
         .status = rq->status,

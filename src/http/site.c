@@ -41,6 +41,7 @@ void fan__site_free(fan__site *s)
 {
     fan__router_free(s->router);
     free(s->host);
+    free(s->trusted);
     fan__hooks_free(s);
 }
 

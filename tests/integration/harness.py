@@ -21,10 +21,10 @@ SAN_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error
 class Server:
     """A fanout process listening on a free port (read from its log)."""
 
-    def __init__(self, argv, name="server", env=None):
+    def __init__(self, argv, name="server", env=None, host="127.0.0.1"):
         """env: variables added to this process's environment, if any."""
         self.name = name
-        self.argv = argv + ["--port", "0", "--host", "127.0.0.1"]
+        self.argv = argv + ["--port", "0", "--host", host]
         self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      text=True, errors="replace",
                                      env={**os.environ, **env} if env else None)
@@ -148,11 +148,11 @@ def workers_or(default, args):
     return ("--workers", default, *args)
 
 
-def testapp(*args, env=None):
+def testapp(*args, env=None, host="127.0.0.1"):
     # fan_main() now forks one worker per CPU by default; suites written for
     # one serving process (limits are per worker) get one worker under the
     # master, unless they choose.
-    return Server([TESTAPP, *workers_or("1", args)], "testapp", env=env)
+    return Server([TESTAPP, *workers_or("1", args)], "testapp", env=env, host=host)
 
 
 def mock(*args):

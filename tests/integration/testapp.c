@@ -67,6 +67,30 @@ static void noreply(fan_req *rq)
     (void)rq;
 }
 
+/* [[name, value], ...] of the request's headers (fan_req_header_next) or
+ * of the response's set so far (fan_resp_header_next). */
+static json_t *header_pairs(const fan_req *rq,
+                            int (*next)(const fan_req *, size_t *, const char **, const char **))
+{
+    json_t *pairs = json_array();
+    size_t i = 0;
+    const char *name, *value;
+    while (next(rq, &i, &name, &value))
+        json_array_append_new(pairs, json_pack("[s, s]", name, value));
+    return pairs;
+}
+
+/* The same of an upstream response's headers. */
+static json_t *call_header_pairs(const fan_call *c)
+{
+    json_t *pairs = json_array();
+    size_t i = 0;
+    const char *name, *value;
+    while (fan_call_header_next(c, &i, &name, &value))
+        json_array_append_new(pairs, json_pack("[s, s]", name, value));
+    return pairs;
+}
+
 static json_t *call_json(fan_call *c)
 {
     size_t len;
@@ -80,6 +104,7 @@ static json_t *call_json(fan_call *c)
         json_object_set(j, "value", v);
     if (len && len < 256)
         json_object_set_new(j, "body", json_stringn(body, len));
+    json_object_set_new(j, "headers", call_header_pairs(c));
     return j;
 }
 
@@ -209,6 +234,35 @@ static void fanout_view(fan_req *rq)
                           fan_errname(fan_cancelled(rq)), "finished", order, "errors", errors,
                           "urls", urls, "elapsed", fan_now() - t0);
     fan_reply_json(rq, all == 0 ? 200 : 502, j);
+}
+
+/* Every request header, in order, repeated ones included. */
+static void req_headers(fan_req *rq)
+{
+    fan_reply_json(rq, 200, json_pack("{s:o}", "headers", header_pairs(rq, fan_req_header_next)));
+}
+
+/* Sets X-One, two cookies (fan_resp_set_cookie) and X-Two, a session value
+ * when ?session=1, then lists the response headers set so far. */
+static void resp_headers(fan_req *rq)
+{
+    fan_resp_set_header(rq, "X-One", "1");
+    fan_resp_set_cookie(rq, "a", "1", NULL);
+    fan_resp_set_cookie(rq, "b", "2", &(fan_cookie_opts){.path = "/", .http_only = 1});
+    fan_resp_set_header(rq, "X-Two", "2");
+    int session = fan_req_query(rq, "session") != NULL;
+    int rc = session ? fan_session_set(rq, "user", "ann") : 0;
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s, s:o}", "session", fan_errname(rc), "headers",
+                             header_pairs(rq, fan_resp_header_next)));
+}
+
+/* The client as fan_req_client_addr() and fan_req_client_port() see it. */
+static void client_view(fan_req *rq)
+{
+    fan_reply_json(
+        rq, 200,
+        json_pack("{s:s?, s:i}", "addr", fan_req_client_addr(rq), "port", fan_req_client_port(rq)));
 }
 
 static void big(fan_req *rq)
@@ -508,6 +562,9 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/fanout", fanout_view);
     fan_app_route(app, "GET", "/big", big);
     fan_app_route(app, "GET", "/pid", pid_view);
+    fan_app_route(app, "*", "/req/headers", req_headers);
+    fan_app_route(app, "GET", "/resp/headers", resp_headers);
+    fan_app_route(app, "GET", "/client", client_view);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);
