@@ -270,6 +270,8 @@ FAN_API void fan_stop(void);
  *    dies before it listens, the old workers go on serving.
  *  - SIGUSR1: the master reopens its log files (fan_log_reopen()) and
  *    forwards the signal to every worker, which does the same.
+ * Once the master returned, SIGTERM, SIGINT and SIGQUIT stay blocked, so
+ * that another one while the program ends changes nothing.
  * Workers ignore SIGHUP, and stop gracefully when the master dies. A worker
  * that does not stop within its graceful timeout and 5 s is killed. The
  * status is 1 if a worker failed to start, or did not exit with 0 once asked

@@ -569,7 +569,16 @@ int fan__serve_workers(fan_app *app, int workers)
     if (m.is_worker)
         return worker_main(&m);
     set_handlers(SIG_DFL);
+    /* The stop signals stay blocked: one more while the program ends (its
+     * cleanup after fan_main(), the demo stopping its mock) stays pending
+     * and harmless instead of killing it with their default action. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGQUIT);
     sigprocmask(SIG_SETMASK, &orig, NULL);
+    sigprocmask(SIG_BLOCK, &stops, NULL);
     close_sockets(&m);
     close(m.ready_fd[0]);
     close(m.ready_fd[1]);
