@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "http/http.h"
+#include "http/request.h"
 
 typedef struct fan__setting {
     char *key, *value;

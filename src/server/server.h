@@ -4,6 +4,7 @@
 #define FAN_SERVER_H
 
 #include "app/app.h"
+#include "http/http.h"
 
 /* Serves `app` on its address with a master process and `workers` (>= 1)
  * worker processes, as fan_main() describes. Returns in the master once every

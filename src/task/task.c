@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/http.h"
+#include "runtime/runtime.h"
 
 static void task_entry(void *arg)
 {

@@ -1,0 +1,75 @@
+/* A request as the inbound server sees it: the runtime's part first, then
+ * the HTTP message and its response. What the app layer builds on. */
+#ifndef FAN_HTTP_REQUEST_H
+#define FAN_HTTP_REQUEST_H
+
+#include <sys/socket.h>
+
+#include "core/buf.h"
+#include "core/header.h"
+#include "http/router.h"
+#include "http/site.h"
+#include "runtime/runtime.h"
+
+typedef struct fan__conn fan__conn;
+
+/* Who the client of a request is (client_addr.c): the connection's peer, or
+ * the address a trusted proxy forwarded, worked out on first use. */
+typedef struct fan__client {
+    struct sockaddr_storage peer; /* ss_family AF_UNSPEC when unknown */
+    const char *addr;             /* numeric, in the arena; NULL if unknown */
+    int port;                     /* 0 if unknown */
+    int resolved;                 /* addr and port are set */
+} fan__client;
+
+/* A request as the server sees it. It begins with the runtime's part
+ * (runtime/runtime.h: arena, tasks, ops, cancellation), so a fan_req * is
+ * a fan__rt *; the rest is HTTP. */
+struct fan_req {
+    fan__rt rt;
+    fan_app *app;
+    fan__conn *conn;        /* NULL once the connection is gone */
+    fan_handler handler;
+
+    /* request */
+    char *method, *path, *query, *raw_path; /* path is decoded, raw_path not */
+    fan__header *headers;
+    unsigned nheaders, headers_cap;
+    fan__buf body;
+    fan__route_match match;
+    int http_minor;
+    int keep_alive;
+    int head;               /* a HEAD request: no body in the reply */
+    int replied;
+    fan__client client;     /* fan_req_client_addr() */
+
+    /* response */
+    fan__header *out_headers;
+    unsigned nout, out_cap;
+    int status;
+    /* the recorded reply, written once the hooks ran (response.c) */
+    const char *content_type;
+    char *out_body;
+    size_t out_len;
+    int finishing;          /* error handler and after-request hooks run */
+    int sent;               /* the response was written (or dropped) */
+
+    /* the app layer's state (src/app): its context and the store */
+    struct fan__reqctx *ctx;
+    struct fan__stored *store;
+
+    /* for the access log, written when the request is freed */
+    double started;         /* fan_now() when its first byte was parsed */
+    size_t out_bytes;       /* response bytes handed to the socket */
+};
+
+/* Requests (request.c): made by a connection, routed, run by the runtime,
+ * released once the runtime says every task and op ended. */
+fan_req *fan__req_new(fan__conn *conn);
+void fan__req_start(fan_req *rq);            /* routes and runs the handler */
+void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
+
+/* The reason phrase of a status code (response.c). */
+const char *fan__status_text(int status);
+
+#endif

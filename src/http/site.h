@@ -1,0 +1,65 @@
+/* What the inbound server keeps of an app (fan__site): limits, routes,
+ * address, hooks, trusted proxies, graceful timeout. struct fan_app
+ * (src/app/app.h) begins with one. */
+#ifndef FAN_HTTP_SITE_H
+#define FAN_HTTP_SITE_H
+
+#include "fanout.h"
+#include "http/router.h"
+
+typedef struct fan__error_route {
+    int status; /* 0: every status >= 400 without its own handler */
+    fan_handler fn;
+} fan__error_route;
+
+/* What the server needs of an app: its limits, routes, address, hooks and
+ * graceful timeout. struct fan_app (src/app/app.h) begins with it, so a
+ * fan_app * is a fan__site *. */
+typedef struct fan__site {
+    fan_limits limits;
+    fan__router *router;
+    unsigned nlisteners; /* open listeners */
+    char *host;          /* where fan_app_listen() listens */
+    int port;
+    unsigned graceful_timeout_s; /* --graceful-timeout, if graceful_timeout_set */
+    int graceful_timeout_set;
+    struct fan__cidr *trusted; /* fan_app_set_trusted_proxies() (client_addr.c) */
+    size_t ntrusted;
+    /* hooks.c: fan_app_before_request(), fan_app_after_request(), fan_app_error_handler() */
+    fan_handler *before_hooks, *after_hooks;
+    unsigned nbefore, nafter;
+    fan__error_route *error_routes;
+    unsigned nerror_routes;
+    /* The last step before a reply is written, after the hooks: filled by
+     * the app layer (the session's cookie), NULL for none. */
+    void (*finisher)(fan_req *rq);
+} fan__site;
+
+static inline fan__site *fan__site_of(fan_app *app)
+{
+    return (fan__site *)(void *)app;
+}
+
+static inline const fan__site *fan__site_of_const(const fan_app *app)
+{
+    return (const fan__site *)(const void *)app;
+}
+
+/* Prepares the server's part of a new app: default limits, a router, the
+ * default address. Returns 0 or FAN_ENOMEM (then fan__site_free() it). */
+int fan__site_init(fan__site *s);
+void fan__site_free(fan__site *s);
+
+/* Hooks (hooks.c). */
+
+/* Runs the before-request hooks in the handler's coroutine. Returns 1 if the
+ * handler must not run: a hook replied or the request was cancelled. */
+int fan__hooks_before(fan_req *rq);
+
+/* Runs what comes between a reply and its writing: the error handler of its
+ * status, the after-request hooks, then the site's finisher. */
+void fan__hooks_reply(fan_req *rq);
+
+void fan__hooks_free(fan__site *s);
+
+#endif
