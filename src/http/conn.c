@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/url.h"
+#include "core/token.h"
 #include "http/http.h"
 
 #define READ_CHUNK 65536
@@ -120,22 +121,8 @@ static int on_url_complete(llhttp_t *p)
     return rc ? limit_hit(c, 400) : 0;
 }
 
-/* RFC 9110 token characters: a header name with anything else (a space
- * before the colon, a control character) is rejected, not guessed at. */
-int fan__is_token(const char *s, size_t len)
-{
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    if (len == 0)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch && strchr(extra, ch))))
-            return 0;
-    }
-    return 1;
-}
-
+/* A header name that is not an RFC 9110 token (a space before the colon, a
+ * control character) is rejected, not guessed at. */
 static int on_header_value_complete(llhttp_t *p)
 {
     fan__conn *c = parser_conn(p);

@@ -88,10 +88,6 @@ void fan__conn_write_done(fan__conn *c);
  * a request, has none in progress and nothing buffered or unread. */
 void fan__conn_close_if_idle(fan__conn *c);
 
-/* Whether s[0..len) is a non-empty RFC 9110 token: what a header name
- * must be (conn.c). */
-int fan__is_token(const char *s, size_t len);
-
 /* Reads the connection's peer address into c->peer (client_addr.c). */
 void fan__conn_read_peer(fan__conn *c);
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/fmt.h"
+#include "core/token.h"
 #include "http/http.h"
 
 const char *fan__status_text(int status)
