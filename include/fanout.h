@@ -23,7 +23,8 @@
  * running task of a request takes the fan_req first and is a plain verb:
  * fan_get(), fan_spawn(), fan_sleep(), fan_alloc(), fan_defer(); awaiting is
  * fan_<object>_await*: fan_call_await(rq, call), fan_task_await(rq, task),
- * fan_task_gather(). The process has fan_main(), fan_run(), fan_stop().
+ * fan_task_gather(); fan_suspend(rq, waker) is ended by fan_wake(waker). The
+ * process and its worker have fan_main(), fan_run(), fan_stop(), fan_loop().
  * Readers take const pointers; setters are fan_<object>_set_<property>.
  * Functions that can fail return 0 or a negative FAN_E* code, never another
  * positive value; pointers are NULL on failure.
@@ -91,6 +92,9 @@ FAN_API const char *fan_errname(int err);
 typedef struct fan_app fan_app;
 typedef struct fan_req fan_req;
 typedef struct fan_call fan_call;
+
+/* libuv's loop, for fan_loop(); include <uv.h> to use it. */
+struct uv_loop_s;
 
 /* A request handler. It runs on its own coroutine: it may await calls and
  * sleep. It should answer with one of the fan_reply* functions; a handler that
@@ -421,9 +425,11 @@ FAN_API const char *fan_config_str(const fan_req *rq, const char *key);
 FAN_API void *fan_alloc(fan_req *rq, size_t size);
 
 /* Registers fn(arg) to run when the request's memory is freed, after its
- * handler returned and every call ended; cleanups run in reverse order of
- * registration. Use it to release what a handler acquires, so that a
- * cancelled request releases it too. Returns 0 or FAN_ENOMEM (fn is then not
+ * handler returned and every call, task and waker ended, just before the
+ * arena goes; cleanups run in reverse order of registration. Use it to
+ * release what belongs to the whole request, so that a cancelled request
+ * releases it too; for what one task acquires, fan_task_defer() releases it
+ * as soon as that task ends. Returns 0 or FAN_ENOMEM (fn is then not
  * registered). */
 FAN_API int fan_defer(fan_req *rq, void (*fn)(void *arg), void *arg);
 
@@ -860,8 +866,9 @@ FAN_API double fan_call_finished(const fan_call *call);
  * request's memory is freed only after every task ended. fan_call_await_all() and
  * fan_call_await_any() concern the calls of the task that calls them.
  *
- * Lifetimes (docs/concurrency.md): a task ends when its function returned
- * and every child of it ended. Until then its coroutine's stack, the frame
+ * Lifetimes (docs/concurrency.md): a task ends when its function returned,
+ * every child of it ended and every waker it made was woken (see "Awaiting
+ * other libuv clients"). Until then its coroutine's stack, the frame
  * of its function included, is neither released nor reused, so a child may
  * be handed a pointer into its parent's frame. A function that returns with
  * children still running gets them cancelled, and a warning in the log
@@ -932,6 +939,96 @@ FAN_API int fan_task_result(const fan_task *t);
  * had not started it never will; if it had, this waits for it to return
  * first (so `arg` may live on the caller's stack). */
 FAN_API int fan_run_blocking(fan_req *rq, void (*fn)(void *arg), void *arg);
+
+/* Registers fn(arg) to run when the running task (the handler's, or a child
+ * task's) ends: once its function returned, every child of it ended and
+ * every waker it made was woken (see "Lifetimes" above), before its result
+ * is visible and its parent is told (a fan_task_await() of it returns after
+ * them). A cancelled task runs them too, as it ends by returning: register
+ * the release of what a task acquires where it acquires it, and a child
+ * cancelled by its parent, a failed gather or its request releases it.
+ * Cleanups run last registered first, on the loop, outside any coroutine:
+ * they must not await. `arg` must live until then: request memory
+ * (fan_alloc()) does, the task's own frame does not (its function has
+ * returned). For the handler's task they run when the handler returned (after
+ * the 500/504 of a handler that did not answer) and its children ended;
+ * fan_defer()'s run later, when the request's memory is freed. Called
+ * outside any task, it registers on the handler's. Returns 0, FAN_EINVAL for
+ * a NULL fn, FAN_ESTATE when the handler's task already ended (or never ran:
+ * a request that matched no route), or FAN_ENOMEM (fn is then not
+ * registered). */
+FAN_API int fan_task_defer(fan_req *rq, void (*fn)(void *arg), void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Awaiting other libuv clients                                             */
+/* ------------------------------------------------------------------------ */
+
+/* A task can await anything that reports through a callback on the
+ * worker's libuv loop (fan_loop()): a uv timer, uv_getaddrinfo(), hiredis's
+ * libuv adapter, a database driver with a libuv binding. It makes a waker,
+ * starts the operation with a callback that calls fan_wake(), and suspends
+ * on the waker with fan_suspend(); the loop serves everything else
+ * meanwhile (docs/concurrency.md, "Awaiting other libuv clients", has the
+ * rules; examples/await_libuv.c a timer and a DNS lookup).
+ *
+ * A waker keeps the memory the operation uses alive until it is woken:
+ * the request is not freed, and the task that made it does not end (its
+ * coroutine's stack, the frame of its function included, is neither
+ * released nor reused), so a uv request or handle may live in the caller's
+ * frame. Wake it when libuv is done with that memory: in the callback of
+ * a request (uv_getaddrinfo_t, uv_fs_t, uv_work_t), in the close callback of
+ * a handle (uv_timer_t, uv_tcp_t: close it from its callback, or from
+ * on_cancel). A waker never woken keeps its request forever: every waker
+ * must be woken exactly once, even one whose operation could not start. */
+typedef struct fan_waker fan_waker;
+
+/* The libuv loop of this worker (this thread), the one fanout serves on,
+ * created on first use. Start operations that wake a waker on it. Owned
+ * by fanout: do not close or run it. Can't fail. */
+FAN_API struct uv_loop_s *fan_loop(void);
+
+/* A new waker for the running task, to be woken once with fan_wake().
+ * Returns NULL when out of memory (start nothing then) or when not called
+ * from a task of `rq`. It is an op of the request, freed with it.
+ *
+ * on_cancel(arg) (on_cancel may be NULL) is called once, if the waker was
+ * not woken yet, when the task is cancelled (its request's disconnect,
+ * deadline or shutdown, its parent, a gather, its timeout) or returns
+ * without having suspended on it (with a warning in the log; the task's
+ * stack is then kept until the waker is woken). It should stop the
+ * operation (uv_cancel(), uv_close(), a driver's own cancel); without it, a
+ * cancelled task waits until the operation completes on its own. It runs
+ * on the loop's thread, from the code that cancels (possibly another task's
+ * coroutine): it must not await. The waker must still be woken after it:
+ * by the operation's callback (uv_cancel() makes a request's callback run
+ * with UV_ECANCELED, uv_close() makes a handle's close callback run), or by
+ * on_cancel itself when no callback will come.
+ *
+ * Start the operation right after making the waker, before the task next
+ * awaits: on_cancel takes it as started. A task that was cancelled before
+ * it made the waker (or by its own code since) gets on_cancel from
+ * fan_suspend(). */
+FAN_API fan_waker *fan_waker_new(fan_req *rq, void (*on_cancel)(void *arg), void *arg);
+
+/* Suspends the running task until `w` (made by this task) was woken, and
+ * returns at once if it was already. Returns 0, FAN_ECANCELED when the task
+ * was cancelled before or while it waited, or FAN_ENOMEM for a NULL `w` (a
+ * failed fan_waker_new()). A cancelled task still waits for the wake, after
+ * on_cancel: the operation may write into the caller's frame until its
+ * callback ran, so returning earlier would let it write into whatever the
+ * stack holds next. The operation's own result (which may be a success
+ * even after a cancel) is what its callback recorded. */
+FAN_API int fan_suspend(fan_req *rq, fan_waker *w);
+
+/* Wakes `w`: the task suspended on it resumes once the loop gets control
+ * back, never within fan_wake(), so the caller may go on using the
+ * operation's memory until it returns. Call it exactly once per waker, on
+ * the loop's thread (not thread-safe): from a libuv callback, from
+ * on_cancel, or from the task itself (an operation that completes at once).
+ * Safe whether the task is suspended on it yet, suspended elsewhere,
+ * cancelled, or has returned. Once woken, the request and the task's stack
+ * may be freed at the loop's next turn. NULL is ignored. */
+FAN_API void fan_wake(fan_waker *w);
 
 /* ------------------------------------------------------------------------ */
 /* Per-request store (Flask's g)                                            */

@@ -174,15 +174,24 @@ static void warn_orphans(fan__task *t)
     quiet = 0;
 }
 
-/* The task ended: its function returned and so did every child's. Only now
- * is its stack released (a child may have pointed into it), its result
- * visible and its parent told. The parent's own end, when this was the
- * last child it waited for, comes first: ending this task's op may free
- * the request. */
+/* Whether nothing keeps the task from ending: its function returned, every
+ * child ended and every waker it made was woken. */
+static int task_may_end(const fan__task *t)
+{
+    return t->returned && t->children_running == 0 && t->holds == 0;
+}
+
+/* The task ended: its function returned, every child's did, and libuv is
+ * done with its wakers. Its fan_task_defer() cleanups run first; only then
+ * is its stack released (a child or a libuv request may have pointed into
+ * it), its result visible and its parent told. The parent's own end, when
+ * this was the last child it waited for, comes first: ending this task's op
+ * may free the request. */
 static void task_end(fan__task *t)
 {
     fan_req *rq = t->rq;
     fan__rt *rt = fan__rt_of(rq);
+    fan__task_run_defers(t);
     fan__coro_free(t->co);
     t->co = NULL;
     if (t == &rt->main)
@@ -191,15 +200,27 @@ static void task_end(fan__task *t)
     fan__task *p = t->parent;
     fan__list_push(&p->done_children, &t->done_link);
     rt->busy++;
-    if (--p->children_running == 0 && p->returned)
+    p->children_running--;
+    if (task_may_end(p))
         task_end(p);
     rt->busy--;
     fan__op_end(rq, &t->op);
 }
 
+void fan__task_release(fan__task *t)
+{
+    fan__rt *rt = fan__rt_of(t->rq);
+    assert(t->holds > 0);
+    if (--t->holds || !task_may_end(t))
+        return;
+    rt->busy++; /* the caller still uses the request */
+    task_end(t);
+    rt->busy--;
+}
+
 /* The task's function returned: cancel what it left running (structured
  * concurrency: nothing outlives the task that started it), and end it once
- * its children ended. */
+ * its children ended and its wakers were woken. */
 static void task_returned(fan__task *t)
 {
     fan_req *rq = t->rq;
@@ -210,11 +231,10 @@ static void task_returned(fan__task *t)
         handler_finished(rq);
     else
         cancel_ops(rq, t); /* its calls, children and timeout timer */
-    if (t->children_running) {
+    if (t->children_running)
         warn_orphans(t);
-        return;
-    }
-    task_end(t);
+    if (task_may_end(t))
+        task_end(t);
 }
 
 static void resume(fan__task *t)

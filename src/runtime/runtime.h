@@ -71,6 +71,10 @@ struct fan_task {
     int returned;             /* the function returned; the task ends once its last
                                * child did, and only then is its stack released */
     unsigned children_running; /* children that have not ended */
+    unsigned holds;           /* wakers not woken yet (waker.c): the memory
+                               * libuv writes may be on this stack, so the task does not
+                               * end before they are */
+    fan__defer *defers;       /* fan_task_defer(): run when the task ends, last first */
     fan__task *joining;       /* the task fan_task_await() waits for to end after
                                * cancelling it, to refuse a circle of such waits */
     int cancelled;            /* 0, or why: FAN_ECANCELED / FAN_ETIMEDOUT */
@@ -205,6 +209,15 @@ void fan__req_cancel(fan_req *rq, int reason);
 /* Cancels a task, the ops it owns and its children (recursively), waking
  * them with FAN_ECANCELED. */
 void fan__task_cancel(fan__task *t, int reason);
+
+/* A hold on the task's stack ended (a waker was woken): ends the task if its
+ * function returned and nothing else keeps it (request.c). */
+void fan__task_release(fan__task *t);
+
+/* Runs the task's fan_task_defer() cleanups, last registered first
+ * (waker.c). Called when the task ends, before its stack is
+ * released and its parent told. */
+void fan__task_run_defers(fan__task *t);
 
 /* Prepares a task: lists, state. */
 void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent);

@@ -1,7 +1,12 @@
-"""The examples, run as a user would: examples/dashboard against the mock."""
+"""The examples, run as a user would: examples/dashboard against the mock,
+examples/await_libuv on its own."""
 import json
 import os
+import re
+import socket
 import tempfile
+import threading
+import time
 import unittest
 
 import harness
@@ -86,6 +91,57 @@ class Dashboard(harness.AppWithMock):
             self.assertGreaterEqual(self.wait_cancelled(before + 1), before + 1)
         finally:
             srv.stop()
+
+
+class AwaitLibuv(unittest.TestCase):
+    """A handler that awaits a uv timer, then uv_getaddrinfo, through wakers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.app = harness.Server([f"{EXAMPLES}/await_libuv", "--workers", "0"], "await_libuv")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.app.stop()
+
+    def test_it_waits_on_the_timer_then_resolves_the_host(self):
+        r = request(self.app.port, "GET", "/resolve?host=localhost&delay_ms=200")
+        self.assertEqual(r.status, 200)
+        j = r.json()
+        self.assertEqual(j["host"], "localhost")
+        self.assertIn("127.0.0.1", j["addresses"])
+        self.assertGreaterEqual(j["elapsed"], 0.19)
+        self.assertLess(j["elapsed"], 1.0)
+
+    def test_concurrent_requests_wait_together(self):
+        n, statuses = 8, []
+
+        def one():
+            statuses.append(request(self.app.port, "GET", "/resolve?host=localhost&delay_ms=200").status)
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(statuses, [200] * n)
+        self.assertLess((time.monotonic() - t0) / (n * 0.2), 0.3)
+
+    def test_without_a_host_it_answers_400(self):
+        self.assertEqual(request(self.app.port, "GET", "/resolve").status, 400)
+
+    def test_a_client_leaving_during_the_timer_frees_the_request_at_once(self):
+        s = harness.connect(self.app.port)
+        s.sendall(b"GET /resolve?host=localhost&delay_ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        s.close()
+        # The access log has no query: this request is the only one answered
+        # 500 (cancelled, the handler returned without a reply). Its line is
+        # written when its memory is freed: at once, not after 10 s.
+        m = self.app.wait_log(r"access .* GET /resolve 500 ([\d.]+) ms", timeout=5)
+        self.assertLess(float(m[0].group(1)), 2000)
 
 
 if __name__ == "__main__":
