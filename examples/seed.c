@@ -90,8 +90,9 @@ static void upstream_failed(fan_req *rq, fan_call *failed)
     const char *why = err ? fan_strerror(err)
                           : fan_sprintf(rq, "answered HTTP %d", fan_call_status(failed));
     fan_log(FAN_LOG_WARN, "upstream %s failed: %s", name, why);
-    json_t *body = json_pack("{s:s, s:i, s:s, s:s}", "error", fan_sprintf(rq, "upstream %s failed: %s", name, why),
-                             "status", 502, "upstream", name, "kind", err ? fan_errname(err) : "status");
+    json_t *body = json_pack("{s:s, s:i, s:s, s:s}", "error",
+                             fan_sprintf(rq, "upstream %s failed: %s", name, why), "status", 502,
+                             "upstream", name, "kind", err ? fan_errname(err) : "status");
     fan_reply_json(rq, 502, body);
 }
 

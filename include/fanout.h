@@ -168,7 +168,8 @@ FAN_API fan_limits *fan_app_limits(fan_app *app);
  * with an Allow header; HEAD is served by GET routes without the body.
  * Returns 0, FAN_EINVAL for a malformed pattern or a duplicate route, or
  * FAN_ENOMEM. The strings are copied. */
-FAN_API int fan_app_route(fan_app *app, const char *method, const char *pattern, fan_handler handler);
+FAN_API int fan_app_route(fan_app *app, const char *method, const char *pattern,
+                          fan_handler handler);
 
 /* Stores a setting under `key` (both copied), readable from any handler with
  * fan_config_str() and the other fan_config_* accessors. A setting overrides
@@ -909,7 +910,8 @@ typedef enum fan_gather_policy {
  * the failing task's result, or FAN_ECANCELED if the caller was cancelled:
  * the tasks are then cancelled and this returns once they ended. NULL
  * entries (failed spawns) are skipped. */
-FAN_API int fan_task_gather(fan_req *rq, fan_task *const *tasks, size_t n, fan_gather_policy policy);
+FAN_API int fan_task_gather(fan_req *rq, fan_task *const *tasks, size_t n,
+                            fan_gather_policy policy);
 
 /* Suspends until the next child of the running task ends that this function
  * has not returned yet, and returns it; NULL when none is left, or when the

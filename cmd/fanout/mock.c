@@ -49,7 +49,8 @@ static void delay_view(fan_req *rq)
     long status = fan_req_query_long(rq, "status", o->status, &ok2);
     long size = fan_req_query_long(rq, "size", (long)o->size, &ok3);
     long jitter = fan_req_query_long(rq, "jitter", o->jitter_ms, &ok4);
-    if (bad_param(rq, "ms", ms, 0, 3600000, ok1) || bad_param(rq, "status", status, 200, 599, ok2) ||
+    if (bad_param(rq, "ms", ms, 0, 3600000, ok1) ||
+        bad_param(rq, "status", status, 200, 599, ok2) ||
         bad_param(rq, "size", size, 0, 64 << 20, ok3) ||
         bad_param(rq, "jitter", jitter, 0, 3600000, ok4))
         return;

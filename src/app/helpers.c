@@ -170,7 +170,8 @@ static int valid_cookie_name(const char *s)
     if (!*s)
         return 0;
     for (; *s; s++)
-        if ((unsigned char)*s <= 32 || (unsigned char)*s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s))
+        if ((unsigned char)*s <= 32 || (unsigned char)*s >= 127 ||
+            strchr("()<>@,;:\\\"/[]?={}", *s))
             return 0;
     return 1;
 }
@@ -226,7 +227,8 @@ int fan__cookie_format(fan_req *rq, const char *name, const char *value,
     return *out ? 0 : FAN_ENOMEM;
 }
 
-int fan_resp_set_cookie(fan_req *rq, const char *name, const char *value, const fan_cookie_opts *opts)
+int fan_resp_set_cookie(fan_req *rq, const char *name, const char *value,
+                        const fan_cookie_opts *opts)
 {
     char *cookie;
     int rc = fan__cookie_format(rq, name, value, opts, &cookie);

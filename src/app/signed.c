@@ -189,7 +189,8 @@ const char *fan__signed_strerror(int rc)
     switch (rc) {
     case FAN__SIGNED_OK: return "valid";
     case FAN__SIGNED_MALFORMED: return "malformed";
-    case FAN__SIGNED_FORGED: return "bad signature (tampered with, or signed with an unknown secret)";
+    case FAN__SIGNED_FORGED:
+        return "bad signature (tampered with, or signed with an unknown secret)";
     case FAN__SIGNED_EXPIRED: return "expired";
     default: return "unknown error";
     }

@@ -374,7 +374,8 @@ static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
     memset(lc, 0, sizeof *lc);
     char *h = lc->head;
     h = fan__put(h, c->method, strlen(c->method));
-    h = fan__put(h, tlen == 0 || target[0] == '?' ? " /" : " ", tlen == 0 || target[0] == '?' ? 2 : 1);
+    h = fan__put(h, tlen == 0 || target[0] == '?' ? " /" : " ",
+                 tlen == 0 || target[0] == '?' ? 2 : 1);
     h = fan__put(h, target, tlen);
     h = fan__put(h, " HTTP/1.1\r\n", 11);
     if (!has_host(c)) { /* a Host of the caller's replaces ours, as curl does */

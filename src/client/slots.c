@@ -84,7 +84,8 @@ static size_t origin_key(const char *url, char *out, size_t cap)
             return 0;
         out[n++] = lower(*p);
     }
-    if (slen == 4 && memcmp(out, "http", 4) == 0 && n > auth + 3 && memcmp(out + n - 3, ":80", 3) == 0)
+    if (slen == 4 && memcmp(out, "http", 4) == 0 && n > auth + 3 &&
+        memcmp(out + n - 3, ":80", 3) == 0)
         n -= 3;
     else if (slen == 5 && memcmp(out, "https", 5) == 0 && n > auth + 4 &&
              memcmp(out + n - 4, ":443", 4) == 0)

@@ -490,7 +490,8 @@ static void resolve(fan_req *rq)
     cl->resolved = 1;
     node peer = peer_node(&cl->peer), client = peer;
     const char *peer_text = peer.kind == NODE_IP ? ip_text(rq, &peer.ip) : NULL;
-    if (peer.kind == NODE_IP && fan__site_of(rq->app)->ntrusted && trusted(fan__site_of(rq->app), &peer.ip)) {
+    if (peer.kind == NODE_IP && fan__site_of(rq->app)->ntrusted &&
+        trusted(fan__site_of(rq->app), &peer.ip)) {
         node x, f;
         const char *at = NULL;
         size_t len = 0;

@@ -256,7 +256,8 @@ int fan_reply_json(fan_req *rq, int status, json_t *json)
     size_t n = room ? json_dumpb(json, at, room, flags) : 0;
     if (n > 0 && n <= room) {
         json_decref(json);
-        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->rt.arena, n), n, 1);
+        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->rt.arena, n), n,
+                            1);
     }
     char *s = json_dumps(json, flags);
     json_decref(json);

@@ -13,7 +13,8 @@ static void settle(fan_req *rq);
 const char *fan__req_name(const fan_req *rq)
 {
     const fan__rt *rt = fan__rt_of_const(rq);
-    return rt->hooks && rt->hooks->describe ? rt->hooks->describe(rq) : "a request";
+    const char *name = rt->hooks && rt->hooks->describe ? rt->hooks->describe(rq) : NULL;
+    return name ? name : "a request"; /* NULL: out of memory for the text */
 }
 
 void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
@@ -169,7 +170,8 @@ static void warn_orphans(fan__task *t)
             "%s: a %s returned with %u child task%s still running: cancelled them, its "
             "stack is kept until they end (await them before returning; %lu more since "
             "the last line)",
-            fan__req_name(rq), what, t->children_running, t->children_running == 1 ? "" : "s", quiet);
+            fan__req_name(rq), what, t->children_running, t->children_running == 1 ? "" : "s",
+            quiet);
     warned_at = now;
     quiet = 0;
 }

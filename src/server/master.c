@@ -330,7 +330,8 @@ static void worker_ready(master *m, pid_t pid)
             m->w[i].ready = 1;
     if (!m->announced && count(m, m->gen, 1) == m->n) {
         m->announced = 1;
-        fan__log_notice("listening on http://%s:%d with %d workers", m->app->site.host, m->port, m->n);
+        fan__log_notice("listening on http://%s:%d with %d workers", m->app->site.host, m->port,
+                        m->n);
     }
     if (m->next_gen && count(m, m->next_gen, 1) == m->n) {
         unsigned old = m->gen;

@@ -27,7 +27,7 @@ ANSWERS = {
 
 
 class RawUpstream:
-    """Answers each request with ANSWERS[path], then closes."""
+    """Answers each request with ANSWERS[path], on kept-alive connections."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -49,15 +49,20 @@ class RawUpstream:
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     def serve(self, conn):
+        # Keep-alive, as the answers do not say "Connection: close": closing
+        # after each answer raced with a client reusing the connection
+        # (curl then failed the next call with a receive error).
         buf = b""
         try:
-            while b"\r\n\r\n" not in buf:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                buf += data
-            path = buf.split(b" ", 2)[1].decode()
-            conn.sendall(ANSWERS[path])
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                path = head.split(b" ", 2)[1].decode()
+                conn.sendall(ANSWERS[path])
         except OSError:
             pass
         finally:

@@ -32,9 +32,9 @@ static void echo(fan_req *rq)
         const char *v = fan_req_query(rq, n);
         json_object_set_new(q, n, v ? json_string(v) : json_null());
     }
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:o, s:o}", "method", fan_req_method(rq), "path",
-                          fan_req_path(rq), "query", fan_req_query_string(rq), "body", body, len,
-                          "body_len", (json_int_t)len, "headers",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:o, s:o}", "method", fan_req_method(rq),
+                          "path", fan_req_path(rq), "query", fan_req_query_string(rq), "body", body,
+                          len, "body_len", (json_int_t)len, "headers",
                           headers_json(rq, fan_req_query(rq, "h")), "values", q);
     fan_reply_json(rq, 200, j);
 }
@@ -46,7 +46,9 @@ static void user(fan_req *rq)
 
 static void user_post(fan_req *rq)
 {
-    fan_reply_json(rq, 201, json_pack("{s:s, s:s}", "id", fan_req_param(rq, "id"), "post", fan_req_param(rq, "post")));
+    fan_reply_json(
+        rq, 201,
+        json_pack("{s:s, s:s}", "id", fan_req_param(rq, "id"), "post", fan_req_param(rq, "post")));
 }
 
 static void files(fan_req *rq)
@@ -59,7 +61,8 @@ static void sleep_view(fan_req *rq)
     long ms = fan_req_query_long(rq, "ms", 100, NULL);
     double t0 = fan_now();
     int rc = fan_sleep(rq, (unsigned)ms);
-    fan_reply_json(rq, 200, json_pack("{s:s, s:f}", "error", fan_errname(rc), "slept", fan_now() - t0));
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s, s:f}", "error", fan_errname(rc), "slept", fan_now() - t0));
 }
 
 static void noreply(fan_req *rq)
@@ -467,7 +470,8 @@ static void app_teapot(fan_req *rq)
 
 static void app_cookie(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s?}", "value", fan_req_cookie(rq, fan_req_query(rq, "name"))));
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s?}", "value", fan_req_cookie(rq, fan_req_query(rq, "name"))));
 }
 
 /* ?name=&value=&path=&domain=&max_age=&secure=1&httponly=1&samesite= */
@@ -487,8 +491,9 @@ static void app_set_cookie(fan_req *rq)
 
 static void app_form(fan_req *rq)
 {
-    fan_reply_json(rq, 200, json_pack("{s:s?, s:s?, s:s?}", "name", fan_req_form(rq, "name"), "empty",
-                                      fan_req_form(rq, "empty"), "missing", fan_req_form(rq, "missing")));
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s?, s:s?, s:s?}", "name", fan_req_form(rq, "name"), "empty",
+                             fan_req_form(rq, "empty"), "missing", fan_req_form(rq, "missing")));
 }
 
 static void app_json(fan_req *rq)
@@ -508,7 +513,8 @@ static void app_set_header(fan_req *rq)
 
 static void app_redirect(fan_req *rq)
 {
-    int rc = fan_reply_redirect(rq, (int)fan_req_query_long(rq, "status", 302, NULL), fan_req_query(rq, "to"));
+    int rc = fan_reply_redirect(rq, (int)fan_req_query_long(rq, "status", 302, NULL),
+                                fan_req_query(rq, "to"));
     if (rc != 0)
         fan_reply_json(rq, 400, json_pack("{s:s}", "rc", fan_errname(rc)));
 }
