@@ -13,6 +13,10 @@ import unittest
 import harness
 from harness import get_json, request
 
+# The longest operation the test app waits on (10 s timers): "at once" is a
+# small fraction of it.
+LONG_S = 10.0
+
 SUSPENDAPP = os.environ.get("FANOUT_SUSPENDAPP", "build/tests/suspendapp")
 
 
@@ -58,8 +62,8 @@ class Wakers(unittest.TestCase):
         status, j = get_json(self.app.port, "/timer?ms=200")
         self.assertEqual(status, 200)
         self.assertTrue(j["fired"])
-        self.assertGreaterEqual(j["elapsed"], 0.19)
-        self.assertLess(j["elapsed"], 0.4)
+        self.assertGreaterEqual(j["elapsed"] / 0.2, 0.95)
+        self.assertLess(j["elapsed"] / 0.2, 2.0)
 
     def test_concurrent_requests_waiting_on_uv_timers_finish_together(self):
         n, results = 10, []
@@ -84,7 +88,7 @@ class Wakers(unittest.TestCase):
         self.assertEqual(j["error"], "ok")
         self.assertTrue(j["a"] and j["b"])
         # Both waited together: about 200 ms, not 400.
-        self.assertGreaterEqual(j["elapsed"], 0.19)
+        self.assertGreaterEqual(j["elapsed"] / 0.2, 0.95)
         self.assertLess(j["elapsed"] / 0.4, 0.75)
 
     def test_a_waker_woken_within_the_call_that_starts_the_operation(self):
@@ -102,7 +106,7 @@ class Wakers(unittest.TestCase):
         before = self.counters()
         took = self.leave_while_suspended(f"/timer/{self.tag('leave')}?ms=10000")
         # Freed at once, not when the 10 s timer would have fired.
-        self.assertLess(took, 2.0)
+        self.assertLess(took / LONG_S, 0.2)
         after = self.counters()
         self.assertEqual(after["cancels"] - before["cancels"], 1)
         self.assertEqual(after["closed"] - before["closed"], 1)
@@ -111,7 +115,7 @@ class Wakers(unittest.TestCase):
 
     def test_on_cancel_may_wake_the_waker_itself(self):
         took = self.leave_while_suspended(f"/forever/{self.tag('forever')}")
-        self.assertLess(took, 2.0)
+        self.assertLess(took / LONG_S, 0.2)
 
     def test_a_waker_never_suspended_on_is_cancelled_when_its_handler_returns(self):
         before = self.counters()
@@ -120,7 +124,7 @@ class Wakers(unittest.TestCase):
         r = request(self.app.port, "GET", path + "?ms=10000")
         self.assertEqual((r.status, r.body), (200, b"answered"))
         self.app.wait_log(r"access .* GET " + re.escape(path) + " ", timeout=5)
-        self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertLess((time.monotonic() - t0) / LONG_S, 0.2)  # not the 10 s wait
         self.app.wait_log(r"GET /never/:tag: a handler returned before its waker was woken")
         after = self.counters()
         self.assertEqual(after["cancels"] - before["cancels"], 1)
@@ -136,12 +140,12 @@ class Wakers(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertEqual((j["order"], j["result"]), ("CBA", "cancelled"))
         # Cancelled 50 ms in: its 10 s timer was stopped.
-        self.assertLess(j["elapsed"], 1.0)
+        self.assertLess(j["elapsed"] / LONG_S, 0.1)
 
     def test_cleanups_of_a_child_run_when_the_client_leaves(self):
         before = self.counters()
         took = self.leave_while_suspended(f"/defer/{self.tag('defer')}?mode=wait")
-        self.assertLess(took, 2.0)
+        self.assertLess(took / LONG_S, 0.2)
         self.assertEqual(self.counters()["task_defers"] - before["task_defers"], 3)
 
     def test_the_handlers_task_cleanups_run_when_it_ends_before_the_requests(self):
@@ -210,7 +214,8 @@ class OtherCancellations(unittest.TestCase):
             elapsed = time.monotonic() - t0
             self.assertEqual(r.status, 504)
             self.assertEqual(r.json()["error"], "timeout")
-            self.assertLess(elapsed, 1.0)
+            # At the 100 ms deadline, not the 5 s timer.
+            self.assertLess(elapsed / 5.0, 0.2)
             status, j = get_json(app.port, "/counters")
             self.assertEqual((j["cancels"], j["closed"], j["fired"]), (1, 1, 0))
         finally:
@@ -224,7 +229,7 @@ class OtherCancellations(unittest.TestCase):
             t0 = time.monotonic()
             app.proc.send_signal(signal.SIGQUIT)
             self.assertEqual(app.proc.wait(10), 0)
-            self.assertLess(time.monotonic() - t0, 3.0)
+            self.assertLess((time.monotonic() - t0) / LONG_S, 0.3)  # not the 10 s wait
         app.stop()  # no sanitizer report, no leak
 
     def test_a_graceful_stop_lets_a_suspended_request_finish(self):
