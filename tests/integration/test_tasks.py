@@ -72,7 +72,9 @@ class Tasks(harness.AppWithMock):
         # token (100 ms) then data (100 ms) beside a 200 ms sibling: about one
         # 200 ms call, not two.
         self.assertLess(j["elapsed"] / one, 1.5)
-        self.assertGreater(j["elapsed"] / one, 0.95)
+        # The lower bound is the delays themselves (the baseline also counts
+        # the test's own connect, which a loaded machine makes longer).
+        self.assertGreater(j["elapsed"] / 0.2, 0.95)
 
     def test_fail_fast_gather_cancels_the_siblings_upstream_calls(self):
         before = self.stats()["cancelled"]
