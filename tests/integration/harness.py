@@ -239,6 +239,31 @@ def request(port, method="GET", path="/", headers=(), body=b"", timeout=30):
         return Reader(s).read(head_request=(method == "HEAD"))
 
 
+class TransportSuite:
+    """A mixin for suites run once per upstream transport: cls.upstream (made
+    by the subclass's make_upstream(), with a close()) and the test app
+    (cls.app, run with app_args and FANOUT_TRANSPORT=cls.transport), both
+    stopped at the end. Subclasses per transport set `transport`."""
+    transport = None
+    app_args = ()
+
+    @classmethod
+    def make_upstream(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = cls.make_upstream()
+        cls.app = testapp(*cls.app_args, env={"FANOUT_TRANSPORT": cls.transport})
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.app.stop()
+        finally:
+            cls.upstream.close()
+
+
 class AppWithMock(unittest.TestCase):
     """A test case with a mock upstream (cls.mock) and an app under test
     (cls.app, made by the subclass's make_app()), both stopped cleanly."""

@@ -91,20 +91,10 @@ class RecordingServer:
         self.sock.close()
 
 
-class CallCheckSuite:
-    transport = None
-
+class CallCheckSuite(harness.TransportSuite):
     @classmethod
-    def setUpClass(cls):
-        cls.upstream = RecordingServer()
-        cls.app = testapp(env={"FANOUT_TRANSPORT": cls.transport})
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.app.stop()
-        finally:
-            cls.upstream.close()
+    def make_upstream(cls):
+        return RecordingServer()
 
     def fetch(self, url=None, headers=(), **params):
         """One call through the app's /fetch, labelled api_a; its outcome."""

@@ -16,21 +16,12 @@ from test_call_checks import RecordingServer
 APP_CONNECT_TIMEOUT = 1.0  # the app's connect_timeout_ms, in seconds
 
 
-class CallOptsSuite:
-    transport = None
+class CallOptsSuite(harness.TransportSuite):
+    app_args = ("--connect-timeout-ms", str(int(APP_CONNECT_TIMEOUT * 1000)))
 
     @classmethod
-    def setUpClass(cls):
-        cls.upstream = RecordingServer()
-        cls.app = testapp("--connect-timeout-ms", str(int(APP_CONNECT_TIMEOUT * 1000)),
-                          env={"FANOUT_TRANSPORT": cls.transport})
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.app.stop()
-        finally:
-            cls.upstream.close()
+    def make_upstream(cls):
+        return RecordingServer()
 
     def get(self, path, headers=(), **params):
         """The testapp's answer to `path` with `params` (and ?header=...)."""

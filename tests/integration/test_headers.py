@@ -124,20 +124,10 @@ class RequestHeaders(unittest.TestCase):
         self.assertTrue(sent[2].startswith("fanout_session="), sent)
 
 
-class UpstreamHeaderSuite:
-    transport = None
-
+class UpstreamHeaderSuite(harness.TransportSuite):
     @classmethod
-    def setUpClass(cls):
-        cls.upstream = RawUpstream()
-        cls.app = testapp(env={"FANOUT_TRANSPORT": cls.transport})
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.app.stop()
-        finally:
-            cls.upstream.close()
+    def make_upstream(cls):
+        return RawUpstream()
 
     def fetch(self, path):
         url = quote(self.upstream.url(path), safe="")
