@@ -12,7 +12,7 @@ import unittest
 from urllib.parse import quote
 
 import harness
-from harness import get_json, testapp
+from harness import get_json
 
 
 class RecordingServer:

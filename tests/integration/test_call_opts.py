@@ -10,7 +10,7 @@ import unittest
 from urllib.parse import quote
 
 import harness
-from harness import get_json, testapp
+from harness import get_json
 from test_call_checks import RecordingServer
 
 APP_CONNECT_TIMEOUT = 1.0  # the app's connect_timeout_ms, in seconds
