@@ -232,6 +232,53 @@ class Stream(harness.AppWithMock):
         self.assertEqual(int(m[seen].group(1)), len(got))
 
 
+class Demo(unittest.TestCase):
+    """fanout demo (the seed's view) with ?stream=ndjson and ?stream=sse."""
+    SLOW, FAST = 1000, 200
+
+    @classmethod
+    def setUpClass(cls):
+        cls.demo = harness.demo("--delay-a", str(cls.SLOW), "--delay-b", str(cls.FAST))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.demo.stop()
+
+    def stream(self, mode):
+        """[(seconds after the request, part)] of /?stream=mode."""
+        s = harness.connect(self.demo.port)
+        self.addCleanup(s.close)
+        s.sendall(get(f"/?stream={mode}"))
+        t0 = time.monotonic()
+        r = Chunks(s)
+        self.assertEqual(r.head().status, 200)
+        parts = []
+        while (c := r.chunk()):
+            parts.append((time.monotonic() - t0, c.decode()))
+        return parts
+
+    def check_timing(self, parts):
+        (t_b, _), (t_a, _), _ = parts
+        self.assertLess(t_b / (self.SLOW / 1000), 0.6, parts)
+        self.assertGreater(t_a / (self.SLOW / 1000), 0.9, parts)
+
+    def test_ndjson_sends_each_apis_result_as_it_completes_then_a_summary(self):
+        parts = self.stream("ndjson")
+        lines = [json.loads(p) for _, p in parts]
+        self.assertEqual([l.get("name") for l in lines], ["api_b", "api_a", None])
+        self.assertEqual(set(lines[2]), {"result", "processing_time"})
+        self.assertAlmostEqual(lines[2]["result"], lines[0]["value"] + lines[1]["value"])
+        self.check_timing(parts)
+
+    def test_sse_sends_the_same_as_events(self):
+        parts = self.stream("sse")
+        events = [sse_events(p)[0][0] for _, p in parts]
+        self.assertEqual([e["event"] for e in events], ["call", "call", "summary"])
+        self.assertEqual(json.loads(events[0]["data"])["name"], "api_b")
+        self.assertIn("result", json.loads(events[2]["data"]))
+        self.check_timing(parts)
+
+
 class SlowReader(unittest.TestCase):
     """A client that stops reading a large stream: the writer is suspended
     and the server's memory stays bounded; then it reads it all."""
