@@ -19,9 +19,12 @@
  * fan_session_*, fan_store_*, fan_config_* (the request's configuration),
  * fan_log_*. A request has two sides: fan_req_* reads the request (method,
  * path, query, headers, body, cookies), fan_resp_* builds the response
- * (headers, cookies, status) and fan_reply* sends it. What acts for the
- * running task of a request takes the fan_req first and is a plain verb:
- * fan_get(), fan_spawn(), fan_sleep(), fan_alloc(), fan_defer(); awaiting is
+ * (headers, cookies, status) and fan_reply* sends it, or a streamed
+ * response sends its parts as they are made: fan_resp_start(),
+ * fan_resp_write() (and fan_resp_sse(), fan_resp_ndjson()), fan_resp_end().
+ * What acts for the running task of a request takes the fan_req first and
+ * is a plain verb: fan_get(), fan_spawn(), fan_sleep(), fan_alloc(),
+ * fan_defer(); awaiting is
  * fan_<object>_await*: fan_call_await(rq, call), fan_task_await(rq, task),
  * fan_task_gather(); fan_suspend(rq, waker) is ended by fan_wake(waker). The
  * process and its worker have fan_main(), fan_run(), fan_stop(), fan_loop().

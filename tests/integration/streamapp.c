@@ -6,13 +6,21 @@
 
 #include <fanout.h>
 
-/* What /slow managed so far, for /progress: a client that does not read
- * shows how far the writer got before it was suspended. */
-static struct {
+/* What /slow?slot=S managed so far, for /progress?slot=S: a client that
+ * does not read shows how far the writer got before it was suspended. */
+#define SLOTS 8
+typedef struct progress {
     long writes;
     int done;
     int rc;
 } progress;
+static progress progresses[SLOTS];
+
+static progress *progress_of(fan_req *rq)
+{
+    long slot = fan_req_query_long(rq, "slot", 0, NULL);
+    return &progresses[slot >= 0 && slot < SLOTS ? slot : 0];
+}
 
 /* Calls `base`/delay?ms=fast and ?ms=slow and streams each result the
  * moment its call completes (?fmt=ndjson or sse), then a summary. */
@@ -76,27 +84,29 @@ static void slow_view(fan_req *rq)
         return;
     }
     memset(piece, 'x', (size_t)size);
-    progress.writes = 0;
-    progress.done = 0;
-    progress.rc = 0;
+    progress *p = progress_of(rq);
+    p->writes = 0;
+    p->done = 0;
+    p->rc = 0;
     fan_req_set_deadline(rq, 0);
     int rc = fan_resp_start(rq, 200, "application/octet-stream");
     for (long i = 0; rc == 0 && i < n; i++) {
         rc = fan_resp_write(rq, piece, (size_t)size);
         if (rc == 0)
-            progress.writes++;
+            p->writes++;
     }
     if (rc == 0)
         rc = fan_resp_end(rq);
-    progress.rc = rc;
-    progress.done = 1;
+    p->rc = rc;
+    p->done = 1;
 }
 
 static void progress_view(fan_req *rq)
 {
+    const progress *p = progress_of(rq);
     fan_reply_json(rq, 200,
-                   json_pack("{s:I, s:b, s:s}", "writes", (json_int_t)progress.writes, "done",
-                             progress.done, "rc", fan_errname(progress.rc)));
+                   json_pack("{s:I, s:b, s:s}", "writes", (json_int_t)p->writes, "done", p->done,
+                             "rc", fan_errname(p->rc)));
 }
 
 /* SSE framing: a retry, an event with an id and data whose lines end with

@@ -293,15 +293,15 @@ class SlowReader(unittest.TestCase):
     def tearDownClass(cls):
         cls.app.stop()
 
-    def progress(self):
-        return harness.get_json(self.app.port, "/progress")[1]
+    def progress(self, port=None, slot=0):
+        return harness.get_json(port or self.app.port, f"/progress?slot={slot}")[1]
 
-    def settled_progress(self, within=10):
+    def settled_progress(self, port=None, slot=0, within=10):
         """/progress once its write count stopped moving for 0.5 s."""
         last, since = None, time.monotonic()
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            p = self.progress()
+            p = self.progress(port, slot)
             if p != last:
                 last, since = p, time.monotonic()
             elif time.monotonic() - since > 0.5:
@@ -309,22 +309,48 @@ class SlowReader(unittest.TestCase):
             time.sleep(0.1)
         return last
 
+    def stall(self, port, slot):
+        """A client of /slow?slot=`slot` on `port` that reads nothing (it
+        asks the kernel for a small receive buffer), and the writes the
+        handler managed once they stopped moving."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(get(f"/slow?n={self.N}&size={self.SIZE}&slot={slot}"))
+        p = self.settled_progress(port, slot)
+        self.assertFalse(p["done"], p)
+        return s, p["writes"]
+
+    def test_max_stream_queued_bytes_is_what_suspends_the_writer(self):
+        big = 4 << 20
+        other = streamapp("--max-stream-queued-bytes", str(big))
+        try:
+            s1, small_writes = self.stall(self.app.port, 1)
+            s2, big_writes = self.stall(other.port, 1)
+            s1.close()  # the handlers end (their writes fail) before the stop
+            s2.close()
+        finally:
+            other.stop()
+        print(f"\n  stalled after {small_writes} writes of {self.SIZE} B with a "
+              f"{self.QUEUED} B queue, {big_writes} with {big} B", file=sys.stderr)
+        # The kernel's buffers are the same for both: the difference is the
+        # difference of the limits, in writes.
+        self.assertGreaterEqual(big_writes - small_writes, 0.9 * (big - self.QUEUED) / self.SIZE,
+                                (small_writes, big_writes))
+
     def test_a_slow_reader_suspends_the_writer_and_bounds_memory(self):
         for _ in range(3):
             harness.request(self.app.port, "GET", "/pid")
         before = harness.rss_kib(self.pid)
-        s = socket.socket()
+        s, writes = self.stall(self.app.port, 0)
         self.addCleanup(s.close)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.connect(("127.0.0.1", self.app.port))
-        s.sendall(get(f"/slow?n={self.N}&size={self.SIZE}"))
-        p = self.settled_progress()
         during = harness.rss_kib(self.pid)
-        self.assertFalse(p["done"], p)
         # Suspended long before the end: what it wrote is in the kernel's
         # buffers and the queue, a small part of the whole.
-        self.assertLess(p["writes"], self.N // 4, p)
+        self.assertLess(writes, self.N // 4)
         total_mib = self.N * self.SIZE // (1 << 20)
+        print(f"\n  stalled after {writes} of {self.N} writes; RSS {before} KiB before, "
+              f"{during} KiB stalled ({total_mib} MiB streamed)", file=sys.stderr)
         self.assertLess(during - before, 16 * 1024,
                         f"RSS {before} KiB before, {during} KiB while stalled, {total_mib} MiB "
                         "streamed")
