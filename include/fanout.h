@@ -599,7 +599,8 @@ FAN_API int fan_resp_start(fan_req *rq, int status, const char *content_type);
  * queued (see "Back-pressure" above). len 0 sends nothing. Returns 0 once
  * the bytes are queued, FAN_ECANCELED when the client is gone or the task
  * was cancelled (nothing is sent), FAN_ESTATE before fan_resp_start() or
- * after the stream ended, or FAN_ENOMEM. */
+ * after the stream ended, FAN_ETOOLARGE for a piece of 4 GiB or more
+ * (write it in parts), or FAN_ENOMEM. */
 FAN_API int fan_resp_write(fan_req *rq, const void *data, size_t len);
 
 /* Ends the stream: the last chunk is sent (on HTTP/1.1). It does not wait

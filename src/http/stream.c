@@ -5,6 +5,7 @@
  * grow for as long as the stream lasts); a write that the socket did not
  * take at once is an op of the request, so the request outlives it. Writers
  * wait while more than limits.max_stream_queued_bytes are queued. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,8 @@ int fan_resp_write(fan_req *rq, const void *data, size_t len)
         return FAN_ECANCELED;
     if (len == 0 || rq->stream->discard)
         return 0; /* a zero-length chunk would end the body */
+    if (len > UINT_MAX - 64)
+        return FAN_ETOOLARGE; /* one libuv buffer holds the piece and its framing */
     if (fan__coro_current() && !drained(rq, NULL)) {
         rc = fan__req_wait(rq, drained, NULL);
         if (rc == 0)
