@@ -7,12 +7,16 @@
  *   seed --port 8080 --set api_a=http://127.0.0.1:8081 --set api_b=http://127.0.0.1:8081
  *   curl localhost:8080/            # Result: 1.23; Processing time: 2.00
  *   curl 'localhost:8080/?format=json'
+ *   curl -N 'localhost:8080/?stream=ndjson'   # each API's result as it completes
+ *   curl -N 'localhost:8080/?stream=sse'      # the same as Server-Sent Events
  *
  * Settings: api_a, api_b (base URLs of the two APIs), delay_a and delay_b (the
  * simulated work of each API, in ms: 2000 and 1000 as in the seed).
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <fanout.h>
 
@@ -96,9 +100,56 @@ static void upstream_failed(fan_req *rq, fan_call *failed)
     fan_reply_json(rq, 502, body);
 }
 
+/* Sends one part of a stream: NDJSON line or SSE event `event`. */
+static int send_part(fan_req *rq, int sse, const char *event, json_t *part)
+{
+    if (!sse)
+        return fan_resp_ndjson(rq, part);
+    char *text = part ? json_dumps(part, JSON_COMPACT) : NULL;
+    json_decref(part);
+    int rc = text ? fan_resp_sse(rq, event, NULL, text) : FAN_ENOMEM;
+    free(text);
+    return rc;
+}
+
+/* /?stream=ndjson and /?stream=sse: each API's result the moment its call
+ * completes, then a summary with the result (or the error: the head, and
+ * its 200, went out before the calls ended). */
+static void hello_stream(fan_req *rq, int sse)
+{
+    double start_time = fan_now();
+    fan_call *a = contact_api_a(rq), *b = contact_api_b(rq);
+    if (!a || !b) {
+        upstream_failed(rq, NULL);
+        return;
+    }
+    if (fan_resp_start(rq, 200, sse ? "text/event-stream" : "application/x-ndjson") != 0)
+        return;
+    for (fan_call *done; (done = fan_call_await_any(rq));) {
+        fan_log(FAN_LOG_INFO, "%.6f: Finish request %d", fan_now(), done == a ? 1 : 2);
+        if (send_part(rq, sse, "call", call_json(done, start_time)) != 0)
+            return; /* the client left: the other call is cancelled */
+    }
+    fan_call *failed = isnan(api_result(a)) ? a : isnan(api_result(b)) ? b : NULL;
+    json_t *summary;
+    if (failed)
+        summary =
+            json_pack("{s:s, s:s}", "error", "upstream failed", "upstream", fan_call_name(failed));
+    else
+        summary = json_pack("{s:f, s:f}", "result", api_result(a) + api_result(b),
+                            "processing_time", fan_now() - start_time);
+    send_part(rq, sse, "summary", summary);
+    fan_resp_end(rq);
+}
+
 /* @app.route('/') async def hello_world() */
 static void hello_world(fan_req *rq)
 {
+    const char *stream = fan_req_query(rq, "stream");
+    if (stream && (strcmp(stream, "ndjson") == 0 || strcmp(stream, "sse") == 0)) {
+        hello_stream(rq, stream[0] == 's');
+        return;
+    }
     double start_time = fan_now();
     fan_call *a, *b;
     fan_call *failed = contact_apis(rq, &a, &b);

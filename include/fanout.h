@@ -19,9 +19,12 @@
  * fan_session_*, fan_store_*, fan_config_* (the request's configuration),
  * fan_log_*. A request has two sides: fan_req_* reads the request (method,
  * path, query, headers, body, cookies), fan_resp_* builds the response
- * (headers, cookies, status) and fan_reply* sends it. What acts for the
- * running task of a request takes the fan_req first and is a plain verb:
- * fan_get(), fan_spawn(), fan_sleep(), fan_alloc(), fan_defer(); awaiting is
+ * (headers, cookies, status) and fan_reply* sends it, or a streamed
+ * response sends its parts as they are made: fan_resp_start(),
+ * fan_resp_write() (and fan_resp_sse(), fan_resp_ndjson()), fan_resp_end().
+ * What acts for the running task of a request takes the fan_req first and
+ * is a plain verb: fan_get(), fan_spawn(), fan_sleep(), fan_alloc(),
+ * fan_defer(); awaiting is
  * fan_<object>_await*: fan_call_await(rq, call), fan_task_await(rq, task),
  * fan_task_gather(); fan_suspend(rq, waker) is ended by fan_wake(waker). The
  * process and its worker have fan_main(), fan_run(), fan_stop(), fan_loop().
@@ -142,6 +145,9 @@ typedef struct fan_limits {
     unsigned call_queue_timeout_ms; /* longest wait in the queue, then FAN_EBUSY, 0 = only
                                      * the call's own timeout (default 5000; the call's
                                      * timeout counts the wait too) */
+    size_t max_stream_queued_bytes; /* bytes of a streamed response queued for a client that
+                                     * reads slowly; a fan_resp_write() beyond suspends its
+                                     * task until they drain below (default 64 KiB) */
 } fan_limits;
 
 /* ------------------------------------------------------------------------ */
@@ -519,6 +525,123 @@ FAN_API int fan_resp_set_status(fan_req *rq, int status);
 /* The recorded body of the reply and its length (NULL and 0 before
  * fan_reply()). Lives as long as the request. */
 FAN_API const void *fan_resp_body(const fan_req *rq, size_t *len);
+
+/* ------------------------------------------------------------------------ */
+/* Streamed responses                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* A streamed response sends its head first and its body in pieces, as the
+ * handler writes them: parts of a fan-out as their calls complete,
+ * Server-Sent Events, NDJSON lines.
+ *
+ *     fan_resp_start(rq, 200, "application/x-ndjson");
+ *     for (fan_call *c; (c = fan_call_await_any(rq));)
+ *         if (fan_resp_ndjson(rq, json_pack("{s:s}", "done", fan_call_name(c))) != 0)
+ *             return;                    // the client left: its calls are cancelled
+ *     fan_resp_end(rq);
+ *
+ * Framing: on HTTP/1.1 the body is sent in chunked transfer coding (each
+ * fan_resp_write() one chunk), and the connection is kept alive after
+ * fan_resp_end(); a pipelined request after it is answered once the stream
+ * ended. An HTTP/1.0 client gets a body that ends when the connection closes
+ * (Connection: close; it closes once the request ended). A HEAD request
+ * gets the head only: writes succeed and send nothing.
+ *
+ * Hooks: fan_resp_start() is the stream's reply. The error handler of its
+ * status and the after-request hooks run in it, before the head is sent,
+ * as for fan_reply() (see "Hooks and error handlers"): they see the status
+ * (fan_resp_status()) and that it is a stream (fan_resp_streaming(); its
+ * fan_resp_body() is empty), and may set headers and change the status. One
+ * that replies replaces the stream with that reply: fan_resp_start() then
+ * returns FAN_ESTATE, and so does every write. The access log's line,
+ * written when the request ends, has the stream's status and every byte
+ * sent (head and chunk framing included).
+ *
+ * Ending: fan_resp_end() sends the last chunk. A handler that returns
+ * without it has its stream ended the same way, unless the request was
+ * cancelled (its deadline passed: note request_timeout_ms, which a
+ * long-lived stream removes with fan_req_set_deadline(rq, 0)): then it is
+ * aborted. fan_resp_abort() tells the client the body is incomplete: no
+ * last chunk is sent and the connection is closed once the request ended,
+ * so that an HTTP/1.1 client sees a truncated chunked body (an HTTP/1.0
+ * client, whose body ends with the close, cannot tell). A reply
+ * (fan_reply*()) once the head was sent, e.g. a handler failing with
+ * fan_reply_error(), aborts the stream (with a warning in the log) and
+ * returns FAN_ESTATE.
+ *
+ * Back-pressure: the bytes of a stream are copied into writes of their
+ * own, freed as the socket takes them. While more than
+ * limits.max_stream_queued_bytes (--max-stream-queued-bytes) are queued for
+ * a client that reads slowly, a write suspends its task until they drain
+ * below, so a slow client holds at most about that much of the server's
+ * memory. The write timeout (limits.write_timeout_ms) applies to each
+ * queued write: a client that takes nothing for that long is disconnected.
+ * When the client is gone (it disconnected, or the write timeout passed),
+ * writes return FAN_ECANCELED and the request is cancelled as for any
+ * disconnect: its calls are aborted and its awaits return FAN_ECANCELED.
+ *
+ * Any task of the request may write; writes are sent in the order made.
+ * From outside a task (a libuv callback) a write never waits. */
+
+/* Starts a streamed response: records `status` (200..999 but 204 and 304,
+ * which have no body) and `content_type` (copied; NULL for none), runs the
+ * error handler and after-request hooks, and sends the head with the
+ * headers set so far and "X-Accel-Buffering: no" unless they hold that
+ * header (written by the server, as Date is: not listed by
+ * fan_resp_header_next(); see docs/operations.md on proxies). Returns 0, FAN_EINVAL
+ * for a bad status or type, FAN_ESTATE when the request was already
+ * answered (or a hook answered it instead), FAN_ECANCELED when the client
+ * is gone, or FAN_ENOMEM. */
+FAN_API int fan_resp_start(fan_req *rq, int status, const char *content_type);
+
+/* Sends `len` bytes of `data` (copied) as the next piece of the body,
+ * after waiting while the client has more than max_stream_queued_bytes
+ * queued (see "Back-pressure" above). len 0 sends nothing. Returns 0 once
+ * the bytes are queued, FAN_ECANCELED when the client is gone or the task
+ * was cancelled (nothing is sent), FAN_ESTATE before fan_resp_start() or
+ * after the stream ended, FAN_ETOOLARGE for a piece of 4 GiB or more
+ * (write it in parts), or FAN_ENOMEM. */
+FAN_API int fan_resp_write(fan_req *rq, const void *data, size_t len);
+
+/* Ends the stream: the last chunk is sent (on HTTP/1.1). It does not wait
+ * for the client to read what is queued. Returns 0, FAN_ESTATE when no
+ * stream runs or it ended already, or FAN_ECANCELED when the client is
+ * gone. */
+FAN_API int fan_resp_end(fan_req *rq);
+
+/* Ends the stream as incomplete: no last chunk, and the connection closes
+ * once the request ended (what is queued is still sent first). Returns 0,
+ * FAN_ESTATE when no stream runs or it ended already, or FAN_ECANCELED
+ * when the client is gone. */
+FAN_API int fan_resp_abort(fan_req *rq);
+
+/* Whether the response is a stream (fan_resp_start() was called and no
+ * hook replaced it), for after-request hooks and error handlers. */
+FAN_API int fan_resp_streaming(const fan_req *rq);
+
+/* Sends one Server-Sent Event (a stream started with type
+ * "text/event-stream"): "event: " `event` and "id: " `id` lines when they
+ * are not NULL, then one "data: " line per line of `data` (CRLF, CR and LF
+ * each end a line; NULL is ""), then the blank line that dispatches it, in
+ * one write. Returns what fan_resp_write() returns, or FAN_EINVAL when
+ * `event` or `id` holds a CR or LF (nothing is sent). */
+FAN_API int fan_resp_sse(fan_req *rq, const char *event, const char *id, const char *data);
+
+/* Sends "retry: `ms`", the client's reconnection delay, as an SSE block
+ * of its own. Returns what fan_resp_write() returns. */
+FAN_API int fan_resp_sse_retry(fan_req *rq, unsigned ms);
+
+/* Sends an SSE comment line, ": \n", whenever the stream has been idle
+ * (nothing written) for `ms`, so that proxies and clients do not time the
+ * stream out; 0 stops it, another value changes the interval. It stops by
+ * itself when the stream ends. Returns 0, FAN_ESTATE when no stream runs,
+ * FAN_ECANCELED when the client is gone, or FAN_ENOMEM. */
+FAN_API int fan_resp_sse_heartbeat(fan_req *rq, unsigned ms);
+
+/* Sends `json` as one NDJSON line (compact JSON and "\n", in one write).
+ * Takes the reference to `json` (it is decref'd, even on failure; NULL
+ * gives FAN_EINVAL). Returns what fan_resp_write() returns. */
+FAN_API int fan_resp_ndjson(fan_req *rq, json_t *json);
 
 /* ------------------------------------------------------------------------ */
 /* Configuration                                                            */

@@ -72,9 +72,10 @@ static void req_finished(fan_req *rq)
         fan__conn_request_done(conn);
 }
 
-/* The handler returned: answer if it did not. */
+/* The handler returned: answer if it did not, end its stream if it did not. */
 static void req_returned(fan_req *rq)
 {
+    fan__stream_handler_returned(rq);
     if (rq->replied)
         return;
     if (rq->rt.cancelled == FAN_ETIMEDOUT)

@@ -52,7 +52,8 @@ struct fan_req {
     char *out_body;
     size_t out_len;
     int finishing;          /* error handler and after-request hooks run */
-    int sent;               /* the response was written (or dropped) */
+    int sent;               /* the response (or a stream's head) was written (or dropped) */
+    struct fan__stream *stream; /* a streamed response (stream.c), NULL for a reply */
 
     /* the app layer's state (src/app): its context and the store */
     struct fan__reqctx *ctx;
@@ -71,5 +72,27 @@ void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
 
 /* The reason phrase of a status code (response.c). */
 const char *fan__status_text(int status);
+
+/* The head of the recorded response, formatted into the request's arena
+ * (response.c): the status line, Date, Server, Content-Type, the framing
+ * (Content-Length, or Transfer-Encoding: chunked when `chunked`; neither for
+ * a close-delimited stream), Connection, the headers set, and for a
+ * `stream` X-Accel-Buffering: no unless they hold one. NULL when out of
+ * memory. */
+char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len);
+
+/* Sends the recorded reply (response.c). Returns 0 or a FAN_E* code (the
+ * connection is then closed). */
+int fan__send_reply(fan_req *rq);
+
+/* A header value: no CR, LF or other control character but tab. */
+int fan__valid_header_value(const char *s);
+
+/* Streams (stream.c). The handler returned with its stream still open: it
+ * is ended, or aborted when the request was cancelled. */
+void fan__stream_handler_returned(fan_req *rq);
+
+/* A reply made once the stream's head was sent: the stream is aborted. */
+void fan__stream_reply_refused(fan_req *rq);
 
 #endif

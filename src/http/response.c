@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "core/fmt.h"
@@ -67,7 +68,7 @@ static const char *date_header(void)
 }
 
 /* A header value: no CR, LF or other control character but tab. */
-static int valid_value(const char *s)
+int fan__valid_header_value(const char *s)
 {
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
@@ -81,7 +82,7 @@ int fan_resp_set_header(fan_req *rq, const char *name, const char *value)
 {
     if (rq->sent || (rq->replied && !rq->finishing))
         return FAN_ESTATE;
-    if (!fan__is_token(name, strlen(name)) || !valid_value(value))
+    if (!fan__is_token(name, strlen(name)) || !fan__valid_header_value(value))
         return FAN_EINVAL;
     fan__header *h = fan__header_slot(&rq->rt.arena, &rq->out_headers, rq->nout, &rq->out_cap);
     if (!h)
@@ -115,29 +116,19 @@ static void req_written(uv_write_t *w, int status)
 
 static size_t head_size(const fan_req *rq)
 {
-    size_t n = 160 + strlen(fan__status_text(rq->status)) +
+    size_t n = 200 + strlen(fan__status_text(rq->status)) +
                (rq->content_type ? strlen(rq->content_type) : 0);
     for (unsigned i = 0; i < rq->nout; i++)
         n += strlen(rq->out_headers[i].name) + strlen(rq->out_headers[i].value) + 4;
     return n;
 }
 
-/* Formats the head of the recorded reply and writes it with the body in one
- * writev. The body already lives in the request's arena. */
-static int send_reply(fan_req *rq)
+char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
 {
     fan__conn *c = rq->conn;
-    if (!c || c->closing)
-        return 0; /* the client went away: nothing to send */
-    if (fan__srv()->stopping)
-        c->close_after_write = 1;
-    size_t cap = head_size(rq);
-    char *head = fan__arena_alloc(&rq->rt.arena, cap);
-    req_write *rw = fan__arena_alloc(&rq->rt.arena, sizeof *rw);
-    if (!head || !rw) {
-        fan__conn_close(c);
-        return FAN_ENOMEM;
-    }
+    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq));
+    if (!head)
+        return NULL;
     /* Copies, not printf: this runs for every response. */
     int status = rq->status;
     char *h = fan__put(head, "HTTP/1.1 ", 9);
@@ -152,7 +143,9 @@ static int send_reply(fan_req *rq)
         h = fan__put_str(h, rq->content_type);
         h = fan__put(h, "\r\n", 2);
     }
-    if (status != 204 && status != 304) {
+    if (chunked) {
+        h = fan__put(h, "Transfer-Encoding: chunked\r\n", 28);
+    } else if (!stream && status != 204 && status != 304) {
         h = fan__put(h, "Content-Length: ", 16);
         h = fan__put_uint(h, rq->out_len);
         h = fan__put(h, "\r\n", 2);
@@ -161,14 +154,39 @@ static int send_reply(fan_req *rq)
         h = fan__put(h, "Connection: close\r\n", 19);
     else if (rq->http_minor == 0)
         h = fan__put(h, "Connection: keep-alive\r\n", 24);
+    int accel = stream; /* nginx buffers a proxied response unless told not to */
     for (unsigned i = 0; i < rq->nout; i++) {
+        if (strcasecmp(rq->out_headers[i].name, "X-Accel-Buffering") == 0)
+            accel = 0;
         h = fan__put_str(h, rq->out_headers[i].name);
         h = fan__put(h, ": ", 2);
         h = fan__put_str(h, rq->out_headers[i].value);
         h = fan__put(h, "\r\n", 2);
     }
+    if (accel)
+        h = fan__put(h, "X-Accel-Buffering: no\r\n", 23);
     h = fan__put(h, "\r\n", 2);
-    size_t n = (size_t)(h - head);
+    *len = (size_t)(h - head);
+    return head;
+}
+
+/* Formats the head of the recorded reply and writes it with the body in one
+ * writev. The body already lives in the request's arena. */
+int fan__send_reply(fan_req *rq)
+{
+    fan__conn *c = rq->conn;
+    if (!c || c->closing)
+        return 0; /* the client went away: nothing to send */
+    if (fan__srv()->stopping)
+        c->close_after_write = 1;
+    size_t n;
+    char *head = fan__format_head(rq, 0, 0, &n);
+    req_write *rw = fan__arena_alloc(&rq->rt.arena, sizeof *rw);
+    if (!head || !rw) {
+        fan__conn_close(c);
+        return FAN_ENOMEM;
+    }
+    int status = rq->status;
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)n), uv_buf_init(rq->out_body, 0)};
     unsigned nbufs = 1;
     if (rq->out_len && !rq->head && status != 204 && status != 304) {
@@ -197,11 +215,15 @@ static int send_reply(fan_req *rq)
 static int record_reply(fan_req *rq, int status, const char *content_type, const void *body,
                         size_t len, int in_arena)
 {
+    if (rq->stream && rq->sent) {
+        fan__stream_reply_refused(rq); /* a handler failing mid-stream */
+        return FAN_ESTATE;
+    }
     if (rq->sent || (rq->replied && !rq->finishing))
         return FAN_ESTATE;
     if (status < 200 || status > 999)
         return FAN_EINVAL;
-    if (content_type && !valid_value(content_type))
+    if (content_type && !fan__valid_header_value(content_type))
         return FAN_EINVAL;
     char *copy = (char *)body;
     const char *type = content_type;
@@ -218,14 +240,16 @@ static int record_reply(fan_req *rq, int status, const char *content_type, const
     rq->content_type = type;
     rq->out_body = len ? copy : NULL;
     rq->out_len = len;
-    if (rq->replied)
-        return 0; /* a hook replaced the reply being finished */
+    if (rq->replied) {
+        rq->stream = NULL; /* a hook replaced the reply, or the stream, being finished */
+        return 0;
+    }
     rq->replied = 1;
     rq->finishing = 1;
     fan__hooks_reply(rq);
     rq->finishing = 0;
     rq->sent = 1;
-    return send_reply(rq);
+    return fan__send_reply(rq);
 }
 
 int fan_reply(fan_req *rq, int status, const char *content_type, const void *body, size_t len)
