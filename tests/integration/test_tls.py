@@ -33,6 +33,7 @@ SERVERS = {
     "capped": ("good", False, ""),
     "wide": ("good", False, ""),
     "forced_h1": ("good", True, ""),
+    "plain_capped": (None, False, ""),
     "mtls": ("good", True, "ssl_client_certificate @DIR@/ca.crt; ssl_verify_client on;"),
 }
 
@@ -205,7 +206,9 @@ class TlsUpstreams(unittest.TestCase):
                                    "--client-key", pki.path("client.key"),
                                    "--origin", cls.nginx.url("wrong_name", "") + ",verify=off",
                                    "--origin", cls.nginx.url("capped", "") + ",max-connections=2",
-                                   "--origin", cls.nginx.url("forced_h1", "") + ",http=1.1")
+                                   "--origin", cls.nginx.url("forced_h1", "") + ",http=1.1",
+                                   "--origin", cls.nginx.url("plain_capped", "", "http")
+                                   + ",max-connections=2")
         except BaseException:
             cls.tearDownClass()
             raise
@@ -317,6 +320,16 @@ class TlsUpstreams(unittest.TestCase):
             status, j = get_json(self.mtls_app.port, "/fanout?n=8&url=" + quote(url, safe=""))
             self.assertEqual((status, j["all"]), (200, "ok"), j)
         lines = self.nginx.wait_log("capped", 24)
+        self.assertEqual(len(lines), 24)
+        self.assertLessEqual(len({l[0] for l in lines}), 2)
+
+    def test_a_plain_http_origin_capped_at_2_connections_uses_at_most_2(self):
+        # The lean transport's calls count in the same slots.
+        url = self.nginx.url("plain_capped", "/capped", "http")
+        for _ in range(3):
+            status, j = get_json(self.mtls_app.port, "/fanout?n=8&url=" + quote(url, safe=""))
+            self.assertEqual((status, j["all"]), (200, "ok"), j)
+        lines = self.nginx.wait_log("plain_capped", 24)
         self.assertEqual(len(lines), 24)
         self.assertLessEqual(len({l[0] for l in lines}), 2)
 
