@@ -297,7 +297,10 @@ FAN_API int fan_main(fan_app *app, int argc, char **argv);
  * fan_log_set_format(), fan_log_open(), fan_access_log_open()),
  * --set key=value, --config FILE (loaded at
  * once with fan_app_load_config()), --graceful-timeout SECONDS (see
- * fan_run()) or names a limit. Returns 1
+ * fan_run()), --ca-file FILE, --client-cert FILE, --client-key FILE,
+ * --origin ORIGIN[,...] (see "Upstream TLS and origins"; the certificate
+ * and key are checked as a pair by fan_main() and fan_serve()) or names a
+ * limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not
  * one of these, or a negative error (with a message in the log) when its
  * value is invalid. For programs that parse their own command lines. */
@@ -356,7 +359,7 @@ FAN_API void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
  * within its validity dates, and it must be issued for the URL's host name
  * (or IP address). A call that fails any of these, or the handshake, ends
  * with FAN_ETLS ("tls"), with a warning in the log naming the call, its
- * URL and what failed (rate-limited: one line a second at most).
+ * URL and what failed (one line a second per origin at most).
  * Verification is on unless an origin turns it off (fan_origin_opts).
  * Connections and TLS sessions are kept and reused by later calls of the
  * worker, whatever request made them; calls to an HTTP/2 origin share one
@@ -415,7 +418,8 @@ typedef struct fan_origin_opts {
  * [,verify=off], once per origin. Returns 0, FAN_EINVAL (with a log line)
  * for an origin that is not http:// or https:// with a host, has a path,
  * query or credentials, or for FAN_HTTP_2 with max_connections or with
- * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts` NULL sets the defaults. */
+ * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts`
+ * NULL sets the defaults. */
 FAN_API int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts);
 
 /* ------------------------------------------------------------------------ */
