@@ -303,7 +303,10 @@ FAN_API int fan_main(fan_app *app, int argc, char **argv);
  * fan_log_set_format(), fan_log_open(), fan_access_log_open()),
  * --set key=value, --config FILE (loaded at
  * once with fan_app_load_config()), --graceful-timeout SECONDS (see
- * fan_run()) or names a limit. Returns 1
+ * fan_run()), --ca-file FILE, --client-cert FILE, --client-key FILE,
+ * --origin ORIGIN[,...] (see "Upstream TLS and origins"; the certificate
+ * and key are checked as a pair by fan_main() and fan_serve()) or names a
+ * limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not
  * one of these, or a negative error (with a message in the log) when its
  * value is invalid. For programs that parse their own command lines. */
@@ -351,6 +354,79 @@ typedef int (*fan_reload_fn)(fan_app *app, void *arg);
  * that fails keeps the running workers serving and logs an error. NULL
  * removes it; SIGHUP then just replaces the workers. Can't fail. */
 FAN_API void fan_app_on_reload(fan_app *app, fan_reload_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Upstream TLS and origins                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* An https:// call verifies the upstream's certificate: its chain must lead
+ * to a CA of the store (the system's, /etc/ssl/certs on Debian, unless
+ * fan_app_set_ca_file() names another), every certificate of it must be
+ * within its validity dates, and it must be issued for the URL's host name
+ * (or IP address). A call that fails any of these, or the handshake, ends
+ * with FAN_ETLS ("tls"), with a warning in the log naming the call, its
+ * URL and what failed (one line a second per origin at most).
+ * Verification is on unless an origin turns it off (fan_origin_opts).
+ * Connections and TLS sessions are kept and reused by later calls of the
+ * worker, whatever request made them; calls to an HTTP/2 origin share one
+ * connection. Set all of this before fan_run(). */
+
+/* Verifies upstreams against the CA certificates of the PEM file `path`
+ * (--ca-file FILE) instead of the system's store; NULL goes back to the
+ * system's store. The file is read now to check it: returns 0, FAN_EINVAL
+ * (with a log line) when it cannot be read or holds no certificate, or
+ * FAN_ENOMEM. The path is copied; the file is read again by each new
+ * connection. */
+FAN_API int fan_app_set_ca_file(fan_app *app, const char *path);
+
+/* Presents the certificate of the PEM file `cert` and the private key of
+ * `key` to upstreams that ask for one (mutual TLS; --client-cert FILE and
+ * --client-key FILE). `key` NULL means the key is in `cert`'s file; `cert`
+ * NULL presents none (the default). Both files are read now to check them:
+ * returns 0, FAN_EINVAL (with a log line) when one cannot be read, holds no
+ * certificate or no key (an encrypted key included: give it unencrypted)
+ * or the key does not belong to the certificate, or FAN_ENOMEM. The paths
+ * are copied. Every https upstream is offered it when it asks. */
+FAN_API int fan_app_set_client_cert(fan_app *app, const char *cert, const char *key);
+
+/* The HTTP version of an origin's calls. */
+typedef enum fan_http_version {
+    FAN_HTTP_AUTO = 0, /* https: HTTP/2 if the server offers it in the handshake
+                        * (ALPN), else HTTP/1.1; http://: HTTP/1.1 */
+    FAN_HTTP_1_1 = 1,  /* HTTP/1.1 only */
+    FAN_HTTP_2 = 2,    /* https only: as auto (HTTP/2 without TLS, h2c, is not
+                        * supported: libcurl 7.88 breaks the calls that reuse such a
+                        * connection) */
+} fan_http_version;
+
+/* Options of one upstream origin. Zero-initialise and set what you need:
+ * all zero is the default of an origin without options. */
+typedef struct fan_origin_opts {
+    fan_http_version http_version; /* default FAN_HTTP_AUTO */
+    /* The most connections a worker opens to the origin, 0 = no cap (then
+     * max_calls_per_host caps them). It caps the origin's calls in flight
+     * of the worker, each of which has a connection of its own over
+     * HTTP/1.1: calls beyond it wait in the call queue (see fan_limits:
+     * the queue's limits and timeout apply). Not with FAN_HTTP_2, whose
+     * calls share one connection. */
+    size_t max_connections;
+    /* 1: do not verify the origin's certificate or host name (a test
+     * server with a self-signed certificate). Anyone on the path can then
+     * read and change the calls: fan_app_set_origin() logs a warning. */
+    int no_verify;
+} fan_origin_opts;
+
+/* Sets the options of the upstream origin `origin`, a URL of only a scheme,
+ * a host and an optional port: "https://api.example:443" (the same origin as
+ * "https://API.example"), "http://10.0.0.7:8080". They apply to every call
+ * of the app whose URL has that origin; a second call replaces them.
+ * Flag form: --origin ORIGIN[,http=auto|1.1|2][,max-connections=N]
+ * [,verify=off], once per origin. Returns 0, FAN_EINVAL (with a log line)
+ * for an origin that is not http:// or https:// with a host, has a path,
+ * query or credentials, or for FAN_HTTP_2 with max_connections or with
+ * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts`
+ * NULL sets the defaults. */
+FAN_API int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts);
 
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "client/client.h"
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
@@ -23,7 +24,8 @@ fan_app *fan_app_new(void)
     if (!app)
         return NULL;
     app->site.finisher = fan__session_commit;
-    if (fan__site_init(&app->site) != 0 || fan__config_init(app) != 0) {
+    if (fan__site_init(&app->site) != 0 || fan__config_init(app) != 0 ||
+        !(app->upstreams = fan__upstreams_new(&app->site.limits))) {
         fan_app_free(app);
         return NULL;
     }
@@ -43,6 +45,7 @@ void fan_app_free(fan_app *app)
         s = next;
     }
     fan__config_free(app->config);
+    fan__upstreams_free(app->upstreams);
     free(app);
 }
 

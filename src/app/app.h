@@ -24,7 +24,22 @@ struct fan_app {
     void *data;                    /* the program's own pointer */
     fan_reload_fn reload;          /* fan_app_on_reload(), called by the master */
     void *reload_arg;
+    struct fan__upstreams *upstreams; /* TLS files, per-origin options (upstream.c) */
+    int client_cert_unchecked;        /* --client-cert/--client-key given, not checked yet */
 };
+
+/* Applies the value of --origin (upstream.c). Returns 0 or FAN_EINVAL
+ * (logged). */
+int fan__origin_option(fan_app *app, const char *value);
+
+/* Records --client-cert (is_key 0) or --client-key as given, to be checked
+ * as a pair by fan__app_check_upstreams(). Returns 0 or FAN_ENOMEM. */
+int fan__client_cert_option(fan_app *app, int is_key, const char *path);
+
+/* Checks what the options recorded unchecked (the client certificate and
+ * key) as fan_app_set_client_cert() does. Returns 0, FAN_EINVAL (logged) or
+ * FAN_ENOMEM. fan_main() and fan_serve() call it. */
+int fan__app_check_upstreams(fan_app *app);
 
 /* Parses a whole number up to `max` given to `flag`; logs what is wrong
  * otherwise. Returns 0 or FAN_EINVAL (options.c). */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "client/client.h"
 #include "core/log.h"
 
 #define GRACEFUL_MAX_S 86400 /* a day */
@@ -163,12 +164,43 @@ static int address_option(fan_app *app, int argc, char **argv, int *argi)
     return 0;
 }
 
+/* --ca-file, --client-cert, --client-key and --origin. Returns 1 if
+ * consumed, 0 if not one of these, or an error (logged). */
+static int upstream_option(fan_app *app, int argc, char **argv, int *argi)
+{
+    const char *value;
+    if (fan_flag("--origin", argc, argv, argi, &value)) {
+        int rc = fan__origin_option(app, value);
+        return rc == 0 ? 1 : rc;
+    }
+    const char *flag = fan_flag("--ca_file", argc, argv, argi, &value)       ? "--ca-file"
+                       : fan_flag("--client_cert", argc, argv, argi, &value) ? "--client-cert"
+                       : fan_flag("--client_key", argc, argv, argi, &value)  ? "--client-key"
+                                                                             : NULL;
+    if (!flag)
+        return 0;
+    if (!value || !*value) {
+        fan_log(FAN_LOG_ERROR, "%s: expected a file name", flag);
+        return FAN_EINVAL;
+    }
+    if (flag[2] == 'c' && flag[3] == 'a') {
+        int rc = fan_app_set_ca_file(app, value);
+        return rc == 0 ? 1 : rc;
+    }
+    /* The pair is checked once both may have been given, in either order:
+     * fan__app_check_upstreams(), when the command line is parsed. */
+    int rc = fan__client_cert_option(app, strcmp(flag, "--client-key") == 0, value);
+    return rc == 0 ? 1 : rc;
+}
+
 int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
 {
     const char *value;
     int rc = address_option(app, argc, argv, argi);
     if (rc == 0)
         rc = log_option(argc, argv, argi);
+    if (rc == 0)
+        rc = upstream_option(app, argc, argv, argi);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
@@ -222,7 +254,15 @@ void fan_print_options(FILE *out)
                  "                           take before they are cancelled (default 30)\n"
                  "  --trusted-proxies LIST   proxies whose X-Forwarded-For and Forwarded are\n"
                  "                           believed: addresses and networks, comma-separated\n"
-                 "                           (e.g. 127.0.0.1,10.0.0.0/8,::1; default none)\n");
+                 "                           (e.g. 127.0.0.1,10.0.0.0/8,::1; default none)\n"
+                 "  --ca-file FILE           PEM CA certificates that https upstreams are\n"
+                 "                           verified against (default: the system's store)\n"
+                 "  --client-cert FILE       PEM client certificate for upstreams that ask for\n"
+                 "                           one (mutual TLS); its key too unless --client-key\n"
+                 "  --client-key FILE        its PEM private key\n"
+                 "  --origin ORIGIN[,OPT]    options of one upstream origin (repeatable):\n"
+                 "                           https://api.example:443,http=auto|1.1|2,\n"
+                 "                           max-connections=N,verify=off (warned at start)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

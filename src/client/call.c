@@ -10,10 +10,10 @@
 #include "core/token.h"
 
 /* Plain http:// goes to the lean transport, unless the URL carries
- * credentials, FANOUT_TRANSPORT=curl says otherwise or a proxy is configured
- * in the environment (curl honours
+ * credentials, FANOUT_TRANSPORT=curl says
+ * otherwise or a proxy is configured in the environment (curl honours
  * http_proxy; the lean transport does not speak to proxies). Everything else
- * (https) goes to curl. Read once per thread. */
+ * (https) goes to curl. The environment is read once per thread. */
 static const fan__transport *transport_for(const char *url)
 {
     static _Thread_local int lean_ok = -1;
@@ -289,6 +289,10 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
         return NULL;
     if (rc == 0)
         rc = check_request(c);
+    c->upstreams = fan__upstreams_of(fan__rt_of(rq)->limits);
+    c->origin_cfg = fan__upstreams_origin(c->upstreams, c->url);
+    if (c->origin_cfg && c->origin_cfg->opts.http_version != FAN_HTTP_2)
+        c->conn_cap = c->origin_cfg->opts.max_connections;
     c->tp = transport_for(c->url);
     c->started = fan_now();
     fan__list_push(&c->task->calls, &c->link);

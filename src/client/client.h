@@ -34,6 +34,7 @@ struct fan_call {
     fan__task *task;          /* the task that started it */
     const fan__transport *tp;
     void *tp_data;            /* the transport's handle (a CURL easy handle) */
+    char *tp_errbuf;          /* curl's error text of the call (arena), or NULL */
 
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
@@ -62,6 +63,11 @@ struct fan_call {
     fan__list queue_link;
     unsigned long long queue_seq; /* the queue's order, oldest first */
     struct queue_timer *queue_timer;
+
+    /* upstreams.c: the app's settings of the call's origin, NULL for none */
+    const struct fan__upstreams *upstreams;
+    const struct fan__origin_cfg *origin_cfg;
+    size_t conn_cap; /* calls in flight to the origin it allows, 0 = no cap */
 };
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
@@ -94,6 +100,45 @@ void fan__call_launch(fan_call *c);
 int fan__slots_acquire(fan_call *c);
 void fan__slots_release(fan_call *c);
 void fan__slots_shutdown(void);
+
+/* Writes the origin of `url` (scheme, host and port, lower-cased, without
+ * the scheme's default port or credentials) to out (cap bytes) and returns
+ * its length, or 0 when the URL has no "scheme://" or the origin does not
+ * fit (slots.c). */
+size_t fan__origin_key(const char *url, char *out, size_t cap);
+
+/* Upstream settings of an app (upstreams.c): TLS files and per-origin
+ * options. Set before the app's workers run, read by the calls. */
+typedef struct fan__origin_cfg {
+    struct fan__origin_cfg *next;
+    fan_origin_opts opts;
+    size_t len;
+    char key[]; /* the origin, as fan__origin_key() writes it */
+} fan__origin_cfg;
+
+typedef struct fan__upstreams {
+    struct fan__upstreams *next;    /* the registry of every app's */
+    const fan_limits *key;          /* the app's limits: what a request carries */
+    char *ca_file;                  /* NULL: the system's store */
+    char *client_cert, *client_key; /* NULL: none; key NULL: in the cert file */
+    fan__origin_cfg *origins;
+} fan__upstreams;
+
+/* Makes the settings of the app whose limits are at `key` and registers
+ * them. NULL when out of memory. fan__upstreams_free() unregisters them. */
+fan__upstreams *fan__upstreams_new(const fan_limits *key);
+void fan__upstreams_free(fan__upstreams *u);
+
+/* The settings registered for `key`, or NULL. */
+const fan__upstreams *fan__upstreams_of(const fan_limits *key);
+
+/* Sets (or replaces, in place) the options of the origin `origin` (len
+ * bytes, normalised by fan__origin_key()). Returns 0 or FAN_ENOMEM. */
+int fan__upstreams_set_origin(fan__upstreams *u, const char *origin, size_t len,
+                              const fan_origin_opts *opts);
+
+/* The options of the origin of `url`, or NULL when it has none. */
+const fan__origin_cfg *fan__upstreams_origin(const fan__upstreams *u, const char *url);
 
 /* Maps a CURLcode to a FAN_E* code; `cb_error` is the FAN_E* code our
  * header or write callback stopped the transfer with, or 0. */

@@ -1,5 +1,8 @@
-/* The general transport: libcurl's multi_socket API driven by the libuv loop
- * (one multi handle per thread, so connections are reused across requests). */
+/* The general transport: libcurl's multi_socket API driven by the libuv loop.
+ * One multi handle per thread keeps the connections, so they are reused
+ * across requests, and multiplexes calls to an HTTP/2 origin over one
+ * connection; one share handle per thread keeps the TLS sessions (resumed by
+ * new connections) and the DNS answers. Easy handles are per call, pooled. */
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +11,18 @@
 #include "client/client.h"
 
 #define EASY_POOL_MAX 256
+/* Connections the multi handle keeps, idle ones included (its default, 4
+ * per transfer in progress, closed the connections of a fan-out wider than
+ * 4 as soon as the worker went quiet). Idle ones still close after curl's
+ * CURLOPT_MAXAGE_CONN (118 s) or when the upstream closes them. */
+#define CONNS_KEPT 1024
 
 typedef struct curl_state {
     CURLM *multi;
+    CURLSH *share;
+    double tls_logged;         /* when a TLS failure was last logged */
+    unsigned long tls_quiet;   /* TLS failures of that origin not logged since */
+    char tls_origin[256];      /* the origin of the last line */
     fan__list socks;           /* every sock_ctx with an open poll handle */
     uv_timer_t timer;
     CURL *pool[EASY_POOL_MAX]; /* reset easy handles kept for reuse */
@@ -87,6 +99,33 @@ static void finish(curl_state *st, fan_call *c, int error)
     fan__call_finish(c, error);
 }
 
+/* One line a second per origin at most: an upstream whose certificate
+ * expired fails every call. A failure of another origin than the last one
+ * logged is always logged. */
+static void log_tls_failure(curl_state *st, const fan_call *c, const char *why)
+{
+    double now = fan_now();
+    char origin[sizeof st->tls_origin];
+    size_t n = fan__origin_key(c->url, origin, sizeof origin - 1);
+    origin[n] = '\0';
+    if (strcmp(origin, st->tls_origin) == 0 && now - st->tls_logged < 1.0) {
+        st->tls_quiet++;
+        return;
+    }
+    unsigned long quiet = strcmp(origin, st->tls_origin) == 0 ? st->tls_quiet : 0;
+    if (c->name == c->url)
+        fan_log(FAN_LOG_WARN, "upstream call %s: TLS failure: %s (%lu more since the last line)",
+                c->url, why, quiet);
+    else
+        fan_log(FAN_LOG_WARN,
+                "upstream call %s (%s): TLS failure: %s (%lu more since the last "
+                "line)",
+                c->name, c->url, why, quiet);
+    memcpy(st->tls_origin, origin, n + 1);
+    st->tls_logged = now;
+    st->tls_quiet = 0;
+}
+
 static void check_done(curl_state *st)
 {
     CURLMsg *msg;
@@ -99,8 +138,12 @@ static void check_done(curl_state *st)
         int err = fan__curl_error(msg->data.result, c->too_large  ? FAN_ETOOLARGE
                                                      : c->bad_head ? FAN_EPROTO
                                                                    : 0);
-        if (err)
-            fan_log(FAN_LOG_DEBUG, "curl: %s: %s", c->url, curl_easy_strerror(msg->data.result));
+        const char *why =
+            c->tp_errbuf && c->tp_errbuf[0] ? c->tp_errbuf : curl_easy_strerror(msg->data.result);
+        if (err == FAN_ETLS)
+            log_tls_failure(st, c, why);
+        else if (err)
+            fan_log(FAN_LOG_DEBUG, "curl: %s: %s", c->url, why);
         finish(st, c, err);
     }
 }
@@ -188,6 +231,17 @@ static curl_state *get_state(void)
         free(st);
         return NULL;
     }
+    st->share = curl_share_init();
+    if (!st->share) {
+        curl_multi_cleanup(st->multi);
+        free(st);
+        return NULL;
+    }
+    /* One thread uses them: no lock callbacks. */
+    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_multi_setopt(st->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, (long)CONNS_KEPT);
     fan__list_init(&st->socks);
     uv_timer_init(fan__loop(), &st->timer);
     st->timer.data = st;
@@ -283,6 +337,37 @@ static int set_request(CURL *e, fan_call *c)
     return 0;
 }
 
+/* TLS and the HTTP version, from the app's settings and the origin's. */
+static void set_upstream(CURL *e, fan_call *c)
+{
+    const fan__upstreams *u = c->upstreams;
+    const fan__origin_cfg *o = c->origin_cfg;
+    fan_http_version v = o ? o->opts.http_version : FAN_HTTP_AUTO;
+    int tls = strncasecmp(c->url, "https:", 6) == 0;
+    if (u && u->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
+    if (u && u->client_cert) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, u->client_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, u->client_key ? u->client_key : u->client_cert);
+    }
+    if (o && o->opts.no_verify) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    /* http=2 is refused for http:// origins (fan_app_set_origin()). */
+    long cv = v == FAN_HTTP_1_1 || !tls ? CURL_HTTP_VERSION_1_1 : CURL_HTTP_VERSION_2TLS;
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, cv);
+    /* A call to an origin whose first connection is still in its handshake
+     * waits to learn whether it multiplexes, rather than opening another. */
+    if (cv != CURL_HTTP_VERSION_1_1)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    c->tp_errbuf = fan__arena_alloc(fan__req_arena(c->rq), CURL_ERROR_SIZE);
+    if (c->tp_errbuf) {
+        c->tp_errbuf[0] = '\0';
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->tp_errbuf);
+    }
+}
+
 static int curl_start(fan_call *c)
 {
     curl_state *st = get_state();
@@ -304,6 +389,8 @@ static int curl_start(fan_call *c)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_SHARE, st->share);
+    set_upstream(e, c);
     int rc = set_request(e, c);
     if (rc == 0 && curl_multi_add_handle(st->multi, e) != CURLM_OK)
         rc = FAN_ENOMEM;
@@ -331,6 +418,7 @@ static void curl_shutdown(void)
     for (unsigned i = 0; i < st->npool; i++)
         curl_easy_cleanup(st->pool[i]);
     curl_multi_cleanup(st->multi);
+    curl_share_cleanup(st->share); /* no easy handle uses it any more */
     /* Cached connections curl closed without telling the socket callback. */
     while (!fan__list_empty(&st->socks))
         sock_close(fan__container_of(st->socks.next, sock_ctx, link));

@@ -57,10 +57,8 @@ static char lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
 }
 
-/* Writes the origin of `url` to out (cap bytes) and returns its length, or 0
- * when the URL has no "scheme://" or the origin does not fit. One pass, no
- * library string search: this runs for every call. */
-static size_t origin_key(const char *url, char *out, size_t cap)
+/* One pass, no library string search: this runs for every call. */
+size_t fan__origin_key(const char *url, char *out, size_t cap)
 {
     size_t n = 0;
     const char *p = url;
@@ -165,7 +163,8 @@ static int may_run(const fan_call *c, const origin *o)
 {
     const fan_limits *lim = fan__rt_of(c->rq)->limits;
     return (!lim->max_calls || S->running < lim->max_calls) &&
-           (!lim->max_calls_per_host || o->running < lim->max_calls_per_host);
+           (!lim->max_calls_per_host || o->running < lim->max_calls_per_host) &&
+           (!c->conn_cap || o->running < c->conn_cap);
 }
 
 /* One line per second at most: a saturated worker refuses calls by the
@@ -261,7 +260,7 @@ int fan__slots_acquire(fan_call *c)
     char stack_key[256];
     char *key = stack_key;
     size_t cap = sizeof stack_key, len;
-    while (!(len = origin_key(c->url, key, cap))) {
+    while (!(len = fan__origin_key(c->url, key, cap))) {
         if (cap > strlen(c->url) + 1)
             return FAN_EINVAL; /* no "scheme://" */
         cap = strlen(c->url) + 1;

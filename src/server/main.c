@@ -40,6 +40,8 @@ int fan_serve(fan_app *app, int workers)
 {
     if (fan_app_config_error(app))
         return 1; /* e.g. a bad FANOUT_* variable, logged when it was read */
+    if (fan__app_check_upstreams(app) != 0)
+        return 1;
     if (workers < 0)
         workers = online_cpus();
     if (workers > 0)
@@ -66,5 +68,7 @@ int fan_main(fan_app *app, int argc, char **argv)
         if (rc < 0) /* a configuration that cannot be used is not a usage error */
             return fan_app_config_error(app) ? 1 : 2;
     }
+    if (fan__app_check_upstreams(app) != 0) /* --client-cert and --client-key together */
+        return 2;
     return fan_serve(app, workers);
 }
