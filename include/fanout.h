@@ -586,6 +586,16 @@ FAN_API int fan_reply_json(fan_req *rq, int status, json_t *json);
 /* A JSON error reply: {"error": message, "status": status}. */
 FAN_API int fan_reply_error(fan_req *rq, int status, const char *message);
 
+/* Answers with nothing: the connection is closed at once with a TCP reset
+ * (RST), without a response, as nginx's "return 444" does. What an
+ * upstream that crashes looks like to its client: for mocks and for
+ * refusing abusers. The request is then cancelled, as for a client that
+ * left (its calls are aborted, its awaits return FAN_ECANCELED); hooks
+ * and error handlers do not run, and the access log records status 444.
+ * Returns 0, or FAN_ESTATE when the request was already answered (a
+ * stream whose head was sent ends with fan_resp_abort() instead). */
+FAN_API int fan_reply_drop(fan_req *rq);
+
 /* Whether the request has been answered. */
 FAN_API int fan_replied(const fan_req *rq);
 

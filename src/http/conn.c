@@ -258,7 +258,8 @@ void fan__conn_close(fan__conn *c)
     fan__list_remove(&c->link);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    if (!c->reset || uv_tcp_close_reset(&c->tcp, handle_closed) != 0)
+        uv_close((uv_handle_t *)&c->tcp, handle_closed);
     fan_req *rq = c->rq;
     if (!rq)
         return;

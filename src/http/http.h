@@ -49,6 +49,7 @@ struct fan__conn {
     int writes;               /* writes in flight */
     int handles;              /* open uv handles (tcp, timer) */
     int close_after_write;
+    int reset;              /* close with a TCP reset (fan_reply_drop()) */
     int eof;
     unsigned served;          /* requests ended on it: a graceful stop closes a
                                * connection that served one and waits for the

@@ -298,6 +298,22 @@ int fan_reply_error(fan_req *rq, int status, const char *message)
     return fan_reply_json(rq, status, j);
 }
 
+int fan_reply_drop(fan_req *rq)
+{
+    if (rq->sent || rq->replied)
+        return FAN_ESTATE;
+    rq->replied = 1;
+    rq->sent = 1;
+    rq->status = 444; /* nginx's code for "closed without a response", for the log */
+    fan__conn *c = rq->conn;
+    if (c && !c->closing) {
+        fan_log(FAN_LOG_DEBUG, "%s: the reply is a connection reset", fan__req_name(rq));
+        c->reset = 1;
+        fan__conn_close(c); /* cancels the request, as a client that left */
+    }
+    return 0;
+}
+
 int fan_replied(const fan_req *rq)
 {
     return rq->replied;
