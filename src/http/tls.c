@@ -356,12 +356,17 @@ int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned n
 }
 
 /* What a plain-text client on the TLS port is told, in plain text. */
+#define PLAIN_BODY "{\"error\":\"plain HTTP request sent to the TLS port\",\"status\":400}"
+#define PLAIN_BODY_LEN 64
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
 static void answer_plain_http(fan__conn *c)
 {
     static const char reply[] =
         "HTTP/1.1 400 Bad Request\r\nServer: fanout\r\nContent-Type: application/json\r\n"
-        "Content-Length: 66\r\nConnection: close\r\n\r\n"
-        "{\"error\":\"plain HTTP request sent to the TLS port\",\"status\":400}";
+        "Connection: close\r\nContent-Length: " XSTR(PLAIN_BODY_LEN) "\r\n\r\n" PLAIN_BODY;
+    _Static_assert(sizeof PLAIN_BODY - 1 == PLAIN_BODY_LEN, "PLAIN_BODY_LEN");
     uv_buf_t buf = uv_buf_init((char *)reply, sizeof reply - 1);
     uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
 }
