@@ -343,7 +343,7 @@ void fan__conn_handshake_done(fan__conn *c)
 int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb)
 {
     if (c->tls)
-        return fan__tls_write(c, w, bufs, nbufs, cb);
+        return fan__tls_write(c, w, bufs, nbufs, cb, 1);
     return fan__stream_write((uv_stream_t *)&c->tcp, w, bufs, nbufs, cb);
 }
 

@@ -101,10 +101,11 @@ int fan__tls_handshaking(const fan__conn *c);
  * client's close_notify) with a log line. */
 void fan__tls_input(fan__conn *c, const char *data, size_t len);
 
-/* Encrypts `bufs` and queues the ciphertext; `cb` runs on `w` once written.
- * Returns 0, or a FAN_E* code (nothing queued, `cb` not called). */
+/* Encrypts `bufs` and writes the ciphertext. Returns 1 when the socket took
+ * it at once and `at_once` allows that (`cb` is not called), 0 when queued
+ * (`cb` runs on `w` once written), or a FAN_E* code (`cb` not called). */
 int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned nbufs,
-                   uv_write_cb cb);
+                   uv_write_cb cb, int at_once);
 
 /* Sends a close_notify if the socket takes it at once (before a close). */
 void fan__tls_close(fan__conn *c);

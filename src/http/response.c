@@ -393,7 +393,7 @@ int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const ch
     uv_buf_t buf = uv_buf_init(rw->data, (unsigned)n);
     c->writes++;
     /* Both ways, raw_written() runs once written (never at once). */
-    int rc = c->tls ? fan__tls_write(c, &rw->w, &buf, 1, raw_written)
+    int rc = c->tls ? fan__tls_write(c, &rw->w, &buf, 1, raw_written, 0)
                     : uv_write(&rw->w, (uv_stream_t *)&c->tcp, &buf, 1, raw_written);
     if (rc < 0) {
         c->writes--;

@@ -311,25 +311,38 @@ static void tls_written(uv_write_t *w, int status)
     free(tw);
 }
 
-/* Sends what OpenSSL has for the socket, then runs `cb` on `user` (which may
- * be NULL). Returns 0, or a FAN_E* code when nothing was queued. */
-static int flush(fan__conn *c, uv_write_t *user, uv_write_cb cb)
+/* Sends what OpenSSL has for the socket. When nothing is queued before it,
+ * the socket is offered it at once (a uv_write costs an epoll_ctl more);
+ * what it does not take is queued. Returns 1 when all of it went at once and
+ * `at_once` allows that (`cb` is then not called), 0 when queued (`cb` runs
+ * on `user`, which may be NULL, once written), or a FAN_E* code. */
+static int flush(fan__conn *c, uv_write_t *user, uv_write_cb cb, int at_once)
 {
-    size_t n = BIO_ctrl_pending(c->tls->wbio);
-    if (!n && !user)
-        return 0;
-    tls_write *tw = malloc(sizeof *tw + n + 1);
+    char *out;
+    long n = BIO_get_mem_data(c->tls->wbio, &out);
+    size_t done = 0;
+    if (n > 0 && c->writes == 0 && (at_once || !user)) {
+        uv_buf_t buf = uv_buf_init(out, (unsigned)n);
+        int k = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        if (k < 0 && k != UV_EAGAIN)
+            return FAN_EIO;
+        done = k > 0 ? (size_t)k : 0;
+    }
+    size_t rest = n > 0 ? (size_t)n - done : 0;
+    if (!rest && (at_once || !user)) {
+        (void)BIO_reset(c->tls->wbio);
+        return at_once && user ? 1 : 0;
+    }
+    tls_write *tw = malloc(sizeof *tw + rest + 1);
     if (!tw)
         return FAN_ENOMEM;
-    if (n && BIO_read(c->tls->wbio, tw->data, (int)n) != (int)n) {
-        free(tw);
-        return FAN_EIO;
-    }
+    memcpy(tw->data, out + done, rest);
+    (void)BIO_reset(c->tls->wbio);
     tw->c = c;
     tw->user = user;
     tw->cb = cb;
     tw->w.data = tw;
-    uv_buf_t buf = uv_buf_init(tw->data, (unsigned)n);
+    uv_buf_t buf = uv_buf_init(tw->data, (unsigned)rest);
     if (uv_write(&tw->w, (uv_stream_t *)&c->tcp, &buf, 1, tls_written) < 0) {
         free(tw);
         return FAN_EIO;
@@ -339,7 +352,7 @@ static int flush(fan__conn *c, uv_write_t *user, uv_write_cb cb)
 }
 
 int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned nbufs,
-                   uv_write_cb cb)
+                   uv_write_cb cb, int at_once)
 {
     if (c->closing)
         return FAN_ECANCELED;
@@ -352,7 +365,7 @@ int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned n
             return FAN_EIO;
         }
     }
-    return flush(c, w, cb);
+    return flush(c, w, cb, at_once);
 }
 
 /* What a plain-text client on the TLS port is told, in plain text. */
@@ -444,7 +457,7 @@ void fan__tls_input(fan__conn *c, const char *data, size_t len)
         fan__conn_close(c);
         return;
     }
-    if (!c->closing && flush(c, NULL, NULL) != 0) {
+    if (!c->closing && flush(c, NULL, NULL, 0) != 0) {
         fan__conn_close(c);
         return;
     }

@@ -6,6 +6,7 @@ cancellation on disconnect, graceful stop, the handshake timeout, failed
 handshakes (a refused certificate, an expired one, no shared cipher, bytes
 that are not TLS, a plain-text client), bad files at start, and SIGHUP
 reloading the certificate, keeping the old one when the file is broken."""
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from urllib.parse import quote
 
 import harness
 from harness import testapp
+from test_stream import Chunks, streamapp
 from test_tls import Pki
 
 CURL = shutil.which("curl")
@@ -204,6 +206,93 @@ class HttpsServing(unittest.TestCase):
                 break
             time.sleep(0.05)
         self.assertEqual(stats["cancelled"], before + 3)
+
+
+class StreamsOverTls(unittest.TestCase):
+    """Streamed responses and the limits that bound them, over TLS."""
+    TIMEOUT_MS = 300
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pkis.make()
+        cls.mock = harness.mock()
+        cls.app = streamapp(*tls_args(cls.pki), "--write-timeout-ms", str(cls.TIMEOUT_MS))
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.app.stop()
+        finally:
+            cls.mock.stop()
+
+    def tls_json(self, path):
+        with tls_connect(self.app.port, client_ctx(self.pki)) as s:
+            return get(s, path).json()
+
+    def test_each_part_is_sent_the_moment_its_call_completes(self):
+        fast, slow = 200, 1000
+        base = quote(f"http://127.0.0.1:{self.mock.port}", safe="")
+        s = tls_connect(self.app.port, client_ctx(self.pki))
+        self.addCleanup(s.close)
+        s.sendall(f"GET /fanout?base={base}&fast={fast}&slow={slow} HTTP/1.1\r\nHost: t\r\n"
+                  "\r\n".encode())
+        r = Chunks(s)
+        t0 = time.monotonic()
+        self.assertEqual(r.head().header("Transfer-Encoding"), "chunked")
+        first = json.loads(r.chunk())
+        t_first = time.monotonic() - t0
+        second = json.loads(r.chunk())
+        t_second = time.monotonic() - t0
+        self.assertEqual(json.loads(r.chunk()), {"done": True, "parts": 2})
+        self.assertEqual(r.chunk(), b"")
+        self.assertEqual((first["name"], second["name"]), ("fast", "slow"))
+        self.assertLess(t_first / (slow / 1000), 0.6, (t_first, t_second))
+        self.assertGreater(t_second / (slow / 1000), 0.9, (t_first, t_second))
+
+    def test_the_write_timeout_ends_a_stream_the_client_stopped_reading(self):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", self.app.port))
+        s = client_ctx(self.pki).wrap_socket(raw, server_hostname="localhost")
+        self.addCleanup(s.close)
+        s.sendall(b"GET /slow?n=100000&size=32768 HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + 20 * self.TIMEOUT_MS / 1000
+        p = {}
+        while time.monotonic() < deadline:
+            p = self.tls_json("/progress")
+            if p["done"]:
+                break
+            time.sleep(0.05)
+        self.assertEqual((p["done"], p["rc"]), (True, "cancelled"), p)
+        self.assertLess(p["writes"], 100000)
+        self.app.wait_log(r"response not taken by the client within 300 ms")
+
+
+class ConnectionLimit(unittest.TestCase):
+    def test_a_tls_connection_past_max_connections_is_closed_with_a_log_line(self):
+        pki = Pkis.make()
+        app = testapp(*tls_args(pki), "--max-connections", "1")
+        try:
+            with tls_connect(app.port, client_ctx(pki)) as held:
+                self.assertEqual(get(held, "/users/1").status, 200)
+                extra = harness.connect(app.port)
+                self.assertTrue(closed_without_answer(extra))
+                extra.close()
+                app.wait_log(r"connection limit \(1\) reached: closing the connection")
+                self.assertEqual(get(held, "/users/2").status, 200)
+        finally:
+            app.stop()
+
+    def test_the_header_limits_apply_over_tls(self):
+        pki = Pkis.make()
+        app = testapp(*tls_args(pki), "--max-header-bytes", "1024")
+        try:
+            with tls_connect(app.port, client_ctx(pki)) as s:
+                r = get(s, "/echo", f"X-Big: {'a' * 2000}\r\n")
+                self.assertEqual(r.status, 431)
+                self.assertTrue(harness.Reader(s).closed())
+        finally:
+            app.stop()
 
 
 class HandshakeTimeout(unittest.TestCase):
