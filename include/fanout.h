@@ -248,6 +248,17 @@ FAN_API int fan_app_set_trusted_proxies(fan_app *app, const char *list);
  * copied. */
 FAN_API int fan_app_set_tls(fan_app *app, const char *cert_file, const char *key_file);
 
+/* Adds a certificate chosen by SNI (a --tls-cert/--tls-key pair after the
+ * first; at most 16 in all): a client that names a host in its handshake
+ * gets the first certificate, in the order given, whose names match it
+ * (subject alternative names or common name, wildcards included), and the
+ * first one set when none does or it names none. Without a certificate set
+ * before, it is the same as fan_app_set_tls(). Checked, loaded and reloaded
+ * like it; a reload loads every file again or keeps every certificate
+ * loaded before. Returns 0, FAN_EINVAL (logged: a bad pair, or one too
+ * many) or FAN_ENOMEM. */
+FAN_API int fan_app_add_tls_cert(fan_app *app, const char *cert_file, const char *key_file);
+
 /* The TLS 1.2 cipher list (`ciphers`, --tls-ciphers) and the TLS 1.3 cipher
  * suites (`suites`, --tls-ciphersuites) of the app's TLS listeners, in
  * OpenSSL's syntax; NULL keeps the default: ECDHE key exchange with AES-GCM
@@ -337,8 +348,9 @@ FAN_API int fan_main(fan_app *app, int argc, char **argv);
  * fan_run()), --ca-file FILE, --client-cert FILE, --client-key FILE,
  * --origin ORIGIN[,...] (see "Upstream TLS and origins"; the certificate
  * and key are checked as a pair by fan_main() and fan_serve()), --tls-cert
- * FILE and --tls-key FILE (fan_app_set_tls() once both are given; one
- * without the other fails in fan_main() and fan_serve()), --tls-ciphers
+ * FILE and --tls-key FILE (fan_app_set_tls() once both are given, and
+ * fan_app_add_tls_cert() for each further pair; one without the other fails
+ * in fan_main() and fan_serve()), --tls-ciphers
  * LIST, --tls-ciphersuites LIST (fan_app_set_tls_ciphers()) or names a
  * limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not

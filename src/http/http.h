@@ -91,6 +91,14 @@ int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
 /* The TLS handshake completed: the idle timeout replaces the handshake's. */
 void fan__conn_handshake_done(fan__conn *c);
 
+/* The reason of the last OpenSSL error in `buf`, for a log line; clears the
+ * thread's error queue, which curl shares (tls_context.c). */
+const char *fan__tls_reason(char *buf, size_t len);
+
+/* A new OpenSSL connection on the app's default context, which SNI may
+ * switch (tls_context.c). NULL when out of memory. */
+struct ssl_st *fan__tls_ssl_new(fan_app *app);
+
 /* A connection's TLS layer: made when accepted, freed with it. */
 int fan__tls_conn_start(fan__conn *c);
 void fan__tls_conn_free(fan__conn *c);

@@ -1,35 +1,17 @@
-/* Inbound TLS: an app's certificate, key and ciphers as one OpenSSL server
- * context (made when they are set, before the master forks, so that every
- * worker shares the session ticket keys; made again on SIGHUP, keeping the
- * old one if the files are broken), and per connection the layer between the
- * socket and the HTTP/1.1 parser: OpenSSL runs over two memory BIOs, the
- * ciphertext read is written into one, the plaintext goes to conn.c's
- * fan__conn_input(), and what OpenSSL wants sent is taken out of the other
- * and written to the socket in order with the responses. */
+/* Inbound TLS on a connection: the layer between the socket and the
+ * HTTP/1.1 parser. OpenSSL runs over two memory BIOs: the ciphertext read is
+ * written into one, the plaintext goes to conn.c's fan__conn_input(), and
+ * what OpenSSL wants sent is taken out of the other and written to the
+ * socket in order with the responses. The app's contexts (certificates,
+ * ciphers, SNI, reloads) are tls_context.c's. */
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http/http.h"
 
 #define PLAIN_CHUNK 65536
-#define TICKET_KEYS 80 /* OpenSSL's name, HMAC and AES keys for tickets */
-
-/* Mozilla's "intermediate" list for TLS 1.2: forward secrecy and AEAD only.
- * TLS 1.3's suites are OpenSSL's defaults, all of them AEAD. */
-static const char default_ciphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
-struct fan__tls_site {
-    char *cert, *key;
-    char *cert_opt, *key_opt; /* --tls-cert and --tls-key until both are given */
-    char *ciphers, *suites; /* NULL: the defaults */
-    SSL_CTX *ctx;           /* NULL until both files are set */
-};
 
 struct fan__tls {
     SSL *ssl;
@@ -49,225 +31,12 @@ typedef struct tls_write {
 
 static _Thread_local char plain_buf[PLAIN_CHUNK];
 
-/* The reason of the last OpenSSL error, for a log line; clears the queue,
- * which is the thread's and shared with curl. */
-static const char *ssl_reason(char *buf, size_t len)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (!e)
-        snprintf(buf, len, "no reason given");
-    else
-        ERR_error_string_n(e, buf, len);
-    ERR_clear_error();
-    return buf;
-}
-
-/* Takes "http/1.1" from the client's ALPN list. A client that offers only
- * protocols we do not speak gets no ALPN answer, and HTTP/1.1. */
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                       const unsigned char *in, unsigned inlen, void *arg)
-{
-    static const unsigned char ours[] = "\x08http/1.1";
-    unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
-    *out = sel;
-    return SSL_TLSEXT_ERR_OK;
-}
-
-/* Warns when the certificate is out of its validity period: clients that
- * verify it will refuse every handshake. */
-static void check_validity(SSL_CTX *ctx, const char *file)
-{
-    X509 *x = SSL_CTX_get0_certificate(ctx);
-    if (!x)
-        return;
-    if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
-        fan_log(FAN_LOG_WARN, "TLS certificate %s has expired: clients that verify it will "
-                "close the connection", file);
-    else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
-        fan_log(FAN_LOG_WARN, "TLS certificate %s is not valid yet", file);
-}
-
-/* A server context from the settings, or NULL with a log line saying why. */
-static SSL_CTX *ctx_new(const struct fan__tls_site *t)
-{
-    char why[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        fan_log(FAN_LOG_ERROR, "TLS: %s", ssl_reason(why, sizeof why));
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* Renegotiation costs the server a handshake at the client's will. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* idle connections hold no buffers */
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"fanout", 6);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-    const char *what = NULL;
-    if (SSL_CTX_set_cipher_list(ctx, t->ciphers ? t->ciphers : default_ciphers) != 1)
-        what = "the cipher list";
-    else if (t->suites && SSL_CTX_set_ciphersuites(ctx, t->suites) != 1)
-        what = "the TLS 1.3 cipher suites";
-    else if (t->cert && SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
-        what = t->cert;
-    else if (t->key && SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
-        what = t->key;
-    else if (t->cert && t->key && SSL_CTX_check_private_key(ctx) != 1)
-        what = "the key's match with the certificate";
-    if (what) {
-        fan_log(FAN_LOG_ERROR, "TLS: %s: %s", what, ssl_reason(why, sizeof why));
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (t->cert)
-        check_validity(ctx, t->cert);
-    return ctx;
-}
-
-static struct fan__tls_site *tls_site(fan_app *app)
-{
-    fan__site *s = fan__site_of(app);
-    if (!s->tls)
-        s->tls = calloc(1, sizeof *s->tls);
-    return s->tls;
-}
-
-/* Replaces *slot with a copy of `value` (NULL clears it). */
-static int set_str(char **slot, const char *value)
-{
-    char *copy = value ? strdup(value) : NULL;
-    if (value && !copy)
-        return FAN_ENOMEM;
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
-/* Makes the context again from the settings. The session ticket keys move
- * to the new one, so that tickets issued before a reload still resume. */
-static int rebuild(struct fan__tls_site *t)
-{
-    SSL_CTX *ctx = ctx_new(t);
-    if (!ctx)
-        return FAN_EINVAL;
-    if (t->ctx) {
-        unsigned char keys[TICKET_KEYS];
-        if (SSL_CTX_get_tlsext_ticket_keys(t->ctx, keys, sizeof keys) == 1)
-            SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof keys);
-        OPENSSL_cleanse(keys, sizeof keys);
-        SSL_CTX_free(t->ctx);
-    }
-    t->ctx = ctx;
-    return 0;
-}
-
-int fan_app_set_tls(fan_app *app, const char *cert_file, const char *key_file)
-{
-    struct fan__tls_site *t = tls_site(app);
-    if (!t)
-        return FAN_ENOMEM;
-    if (!cert_file || !*cert_file || !key_file || !*key_file)
-        return FAN_EINVAL;
-    struct fan__tls_site probe = {.cert = (char *)cert_file, .key = (char *)key_file,
-                                  .ciphers = t->ciphers, .suites = t->suites};
-    SSL_CTX *ctx = ctx_new(&probe); /* the files are checked before anything changes */
-    if (!ctx)
-        return FAN_EINVAL;
-    SSL_CTX_free(ctx);
-    if (set_str(&t->cert, cert_file) || set_str(&t->key, key_file))
-        return FAN_ENOMEM;
-    return rebuild(t);
-}
-
-int fan_app_set_tls_ciphers(fan_app *app, const char *ciphers, const char *suites)
-{
-    struct fan__tls_site *t = tls_site(app);
-    if (!t)
-        return FAN_ENOMEM;
-    struct fan__tls_site probe = {.ciphers = (char *)ciphers, .suites = (char *)suites};
-    SSL_CTX *ctx = ctx_new(&probe);
-    if (!ctx)
-        return FAN_EINVAL;
-    SSL_CTX_free(ctx);
-    if (set_str(&t->ciphers, ciphers) || set_str(&t->suites, suites))
-        return FAN_ENOMEM;
-    return t->cert ? rebuild(t) : 0;
-}
-
-int fan__tls_enabled(const fan_app *app)
-{
-    const fan__site *s = fan__site_of_const(app);
-    return s->tls && s->tls->ctx;
-}
-
-int fan__tls_reload(fan_app *app)
-{
-    struct fan__tls_site *t = fan__site_of(app)->tls;
-    if (!t || !t->ctx)
-        return 0;
-    if (rebuild(t) != 0) {
-        fan_log(FAN_LOG_ERROR, "TLS reload failed: keeping the certificate %s loaded before",
-                t->cert);
-        return FAN_EINVAL;
-    }
-    fan_log(FAN_LOG_INFO, "TLS certificate %s reloaded", t->cert);
-    return 0;
-}
-
-int fan__tls_option(fan_app *app, const char *flag, const char *value)
-{
-    struct fan__tls_site *t = tls_site(app);
-    if (!t)
-        return FAN_ENOMEM;
-    if (!value || !*value) {
-        fan_log(FAN_LOG_ERROR, "%s: expected a value", flag);
-        return FAN_EINVAL;
-    }
-    if (strcmp(flag, "--tls-ciphers") == 0)
-        return fan_app_set_tls_ciphers(app, value, t->suites);
-    if (strcmp(flag, "--tls-ciphersuites") == 0)
-        return fan_app_set_tls_ciphers(app, t->ciphers, value);
-    int rc = set_str(strcmp(flag, "--tls-key") == 0 ? &t->key_opt : &t->cert_opt, value);
-    if (rc == 0 && t->cert_opt && t->key_opt)
-        rc = fan_app_set_tls(app, t->cert_opt, t->key_opt);
-    return rc;
-}
-
-int fan__tls_check(fan_app *app)
-{
-    const struct fan__tls_site *t = fan__site_of(app)->tls;
-    if (!t || (!t->cert_opt && !t->key_opt) || (t->cert_opt && t->key_opt))
-        return 0;
-    fan_log(FAN_LOG_ERROR, "%s given without %s", t->cert_opt ? "--tls-cert" : "--tls-key",
-            t->cert_opt ? "--tls-key FILE" : "--tls-cert FILE");
-    return FAN_EINVAL;
-}
-
-void fan__tls_site_free(fan__site *s)
-{
-    struct fan__tls_site *t = s->tls;
-    if (!t)
-        return;
-    free(t->cert_opt);
-    free(t->key_opt);
-    SSL_CTX_free(t->ctx);
-    free(t->cert);
-    free(t->key);
-    free(t->ciphers);
-    free(t->suites);
-    free(t);
-    s->tls = NULL;
-}
-
 int fan__tls_conn_start(fan__conn *c)
 {
     struct fan__tls *tls = calloc(1, sizeof *tls);
     if (!tls)
         return FAN_ENOMEM;
-    tls->ssl = SSL_new(fan__site_of(c->app)->tls->ctx);
+    tls->ssl = fan__tls_ssl_new(c->app);
     tls->rbio = BIO_new(BIO_s_mem());
     tls->wbio = BIO_new(BIO_s_mem());
     if (!tls->ssl || !tls->rbio || !tls->wbio) {
@@ -361,7 +130,7 @@ int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned n
         size_t done;
         if (bufs[i].len && SSL_write_ex(c->tls->ssl, bufs[i].base, bufs[i].len, &done) != 1) {
             char why[256];
-            fan_log(FAN_LOG_DEBUG, "TLS write failed: %s", ssl_reason(why, sizeof why));
+            fan_log(FAN_LOG_DEBUG, "TLS write failed: %s", fan__tls_reason(why, sizeof why));
             return FAN_EIO;
         }
     }
@@ -387,7 +156,7 @@ static void answer_plain_http(fan__conn *c)
 static void log_failure(fan__conn *c, int plain_http)
 {
     char why[256], addr[64] = "?";
-    ssl_reason(why, sizeof why);
+    fan__tls_reason(why, sizeof why);
     if (c->peer.ss_family == AF_INET)
         uv_ip4_name((const struct sockaddr_in *)&c->peer, addr, sizeof addr);
     else if (c->peer.ss_family == AF_INET6)

@@ -39,9 +39,9 @@ def client_ctx(pki, version=None, ca="ca"):
     return ctx
 
 
-def tls_connect(port, ctx, session=None, timeout=10):
+def tls_connect(port, ctx, session=None, timeout=10, host="localhost"):
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+    return ctx.wrap_socket(raw, server_hostname=host, session=session)
 
 
 def get(sock, path, headers=""):
@@ -50,8 +50,14 @@ def get(sock, path, headers=""):
     return harness.Reader(sock).read()
 
 
-def peer_serial(port, ctx):
-    with tls_connect(port, ctx) as s:
+def serial_of(path):
+    out = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-serial"],
+                         capture_output=True, check=True)
+    return out.stdout.decode().strip()
+
+
+def peer_serial(port, ctx, host="localhost"):
+    with tls_connect(port, ctx, host=host) as s:
         der = s.getpeercert(binary_form=True)
         get(s, "/echo")
     out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"], input=der,
@@ -88,6 +94,7 @@ class Pkis:
         pki.cert("good", "ca")
         pki.cert("second", "ca")
         pki.cert("stranger", "other_ca")
+        pki.cert("api", "ca", cn="api.test", san="DNS:api.test,DNS:*.api.test")
         pki.expired("expired", "ca")
         return pki
 
@@ -383,6 +390,33 @@ class Reload(unittest.TestCase):
             shutil.rmtree(live)
 
 
+class Sni(unittest.TestCase):
+    def test_the_certificate_is_chosen_by_the_name_the_client_asks_for(self):
+        pki = Pkis.make()
+        greeting = os.path.join(pki.dir, "greeting")
+        with open(greeting, "w") as f:
+            f.write("hello\n")  # what the test app's reload hook reads
+        app = testapp(*tls_args(pki), *tls_args(pki, "api"), "--workers", "1",
+                      env={"FANOUT_TEST_RELOAD_FILE": greeting})
+        try:
+            good, api = serial_of(pki.path("good.crt")), serial_of(pki.path("api.crt"))
+            ctx = client_ctx(pki)
+            self.assertEqual(peer_serial(app.port, ctx, "localhost"), good)
+            self.assertEqual(peer_serial(app.port, ctx, "api.test"), api)
+            self.assertEqual(peer_serial(app.port, ctx, "eu.api.test"), api)  # the wildcard
+            # A name no certificate has, and no name at all: the first one.
+            loose = ssl.create_default_context(cafile=pki.path("ca.crt"))
+            loose.check_hostname = False
+            self.assertEqual(peer_serial(app.port, loose, "other.test"), good)
+            self.assertEqual(peer_serial(app.port, loose, None), good)
+            app.proc.send_signal(signal.SIGHUP)  # both load again
+            app.wait_log(r"TLS certificate .*good\.crt and the others reloaded")
+            app.wait_log(r"reloaded: generation 2")
+            self.assertEqual(peer_serial(app.port, ctx, "api.test"), api)
+        finally:
+            app.stop()
+
+
 class BadSettings(unittest.TestCase):
     def run_app(self, *args):
         return subprocess.run([harness.TESTAPP, "--port", "0", *args], capture_output=True,
@@ -393,6 +427,10 @@ class BadSettings(unittest.TestCase):
         cases = [
             (["--tls-cert", pki.path("good.crt")], "--tls-cert given without --tls-key"),
             (["--tls-key", pki.path("good.key")], "--tls-key given without --tls-cert"),
+            ([*tls_args(pki), "--tls-cert", pki.path("api.crt")],
+             "--tls-cert given without --tls-key"),
+            (["--tls-cert", pki.path("good.crt"), "--tls-cert", pki.path("api.crt")],
+             "--tls-cert given twice before --tls-key"),
             (["--tls-cert", pki.path("nope.crt"), "--tls-key", pki.path("good.key")],
              "nope.crt"),
             (["--tls-cert", pki.path("good.crt"), "--tls-key", pki.path("second.key")],
