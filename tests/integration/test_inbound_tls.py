@@ -127,6 +127,14 @@ class HttpsServing(unittest.TestCase):
                 r = get(s, "/big")
                 self.assertEqual((r.status, len(r.body)), (200, 1 << 20))
 
+    def test_pipelined_requests_in_one_record_are_answered_in_order(self):
+        with tls_connect(self.app.port, client_ctx(self.pki)) as s:
+            s.sendall(b"".join(f"GET /users/{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                               for i in range(20)))
+            r = harness.Reader(s)
+            self.assertEqual([r.read().json()["id"] for _ in range(20)],
+                             [str(i) for i in range(20)])
+
     def test_tls_1_1_is_refused(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -363,6 +371,9 @@ class Reload(unittest.TestCase):
         ctx = client_ctx(pki)
         try:
             first = peer_serial(app.port, ctx)
+            with tls_connect(app.port, ctx) as first_conn:
+                get(first_conn, "/echo")  # the TLS 1.3 ticket comes after the handshake
+                session = first_conn.session
             # A request in flight on the old generation is finished.
             s = tls_connect(app.port, ctx)
             got = []
@@ -376,6 +387,10 @@ class Reload(unittest.TestCase):
             app.wait_log(r"TLS certificate .* reloaded")
             second = peer_serial(app.port, ctx)
             self.assertNotEqual(first, second)
+            # A ticket from before the reload resumes on the new generation.
+            with tls_connect(app.port, ctx, session=session) as resumed:
+                self.assertEqual(get(resumed, "/users/3").status, 200)
+                self.assertTrue(resumed.session_reused)
             t.join(10)
             s.close()
             self.assertEqual(got[0].status, 200)
