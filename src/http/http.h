@@ -102,7 +102,6 @@ struct ssl_st *fan__tls_ssl_new(fan_app *app);
 /* A connection's TLS layer: made when accepted, freed with it. */
 int fan__tls_conn_start(fan__conn *c);
 void fan__tls_conn_free(fan__conn *c);
-int fan__tls_handshaking(const fan__conn *c);
 
 /* Ciphertext read: decrypted and handed to fan__conn_input(), or the
  * connection is closed (a failed handshake, a plain-text client, the

@@ -12,6 +12,7 @@
 #include "http/http.h"
 
 #define PLAIN_CHUNK 65536
+#define RECORD_MAX 16384 /* the plaintext of one TLS record */
 
 struct fan__tls {
     SSL *ssl;
@@ -62,11 +63,6 @@ void fan__tls_conn_free(fan__conn *c)
     SSL_free(c->tls->ssl);
     free(c->tls);
     c->tls = NULL;
-}
-
-int fan__tls_handshaking(const fan__conn *c)
-{
-    return c->tls && !c->tls->done;
 }
 
 static void tls_written(uv_write_t *w, int status)
@@ -126,6 +122,19 @@ int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned n
     if (c->closing)
         return FAN_ECANCELED;
     ERR_clear_error();
+    /* A head and a small body go as one record: one seal, and one record's
+     * overhead on the wire, instead of two. */
+    static _Thread_local char joined[RECORD_MAX];
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    uv_buf_t one = uv_buf_init(joined, (unsigned)total);
+    if (nbufs > 1 && total <= sizeof joined) {
+        for (unsigned i = 0, at = 0; i < nbufs; at += bufs[i].len, i++)
+            memcpy(joined + at, bufs[i].base, bufs[i].len);
+        bufs = &one;
+        nbufs = 1;
+    }
     for (unsigned i = 0; i < nbufs; i++) {
         size_t done;
         if (bufs[i].len && SSL_write_ex(c->tls->ssl, bufs[i].base, bufs[i].len, &done) != 1) {
