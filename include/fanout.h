@@ -241,7 +241,7 @@ FAN_API int fan_app_set_trusted_proxies(fan_app *app, const char *list);
  * close the connection with a log line; the plain-text client is answered
  * a 400 in plain text first. Under fan_main() a SIGHUP loads the two files
  * again for the new generation of workers, while the old one finishes its
- * connections with the certificate it had; files that no longer load keep
+ * requests with the certificate it had; files that no longer load keep
  * the certificate loaded before, with a log line. Call it before the
  * listeners open. Returns 0, FAN_EINVAL (with a log line naming the file
  * and OpenSSL's reason; nothing changes) or FAN_ENOMEM. The names are
