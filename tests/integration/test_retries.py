@@ -83,6 +83,16 @@ class RetrySuite:
         self.assertEqual(self.outcome(c), ("ok", 503, 1, 0))
         self.assertEqual(self.seen(k), 1)
 
+    def test_an_origins_policy_applies_unless_the_call_has_its_own(self):
+        # The tight origin sets retries=1; a call's own policy replaces it.
+        k = self.key()
+        c = self.call(self.url(self.tight, key=k, fail=503, fail_first=1))
+        self.assertEqual(self.outcome(c), ("ok", 200, 2, RETRIED))
+        k = self.key()
+        c = self.call(self.url(self.tight, key=k, fail=503, fail_first=1), retries=0)
+        self.assertEqual(self.outcome(c), ("ok", 503, 1, 0))
+        self.assertEqual(self.seen(k, self.tight), 1)
+
     def test_502_503_and_504_are_retried_and_500_is_not(self):
         for status in (502, 503, 504):
             k = self.key()
