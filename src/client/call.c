@@ -60,7 +60,10 @@ void fan__call_finish(fan_call *c, int error)
     fan_req *rq = c->rq;
     c->error = error;
     c->finished = fan_now();
-    if (c->health && !c->policy && c->attempts)
+    /* A plain call's exchange counts for its origin; a probe that never
+     * went out (refused by the queue, cancelled while waiting) hands the
+     * probe back. A call of tries counted each try already. */
+    if (c->health && ((!c->policy && c->attempts) || c->probe))
         fan__health_exchange_end(c->health, c);
     if (c->counted)
         c->health->calls--;

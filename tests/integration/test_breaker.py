@@ -3,8 +3,7 @@ ORIGIN,breaker-...), run once per transport: it opens at its thresholds,
 the mock sees no call while it is open, calls fail at once with
 circuit_open, and one half-open probe closes it or opens it again. Each
 test has its own mock and app, so that each starts with a closed breaker."""
-import itertools
-import threading
+import socket
 import time
 import unittest
 from urllib.parse import quote, urlencode
@@ -12,7 +11,6 @@ from urllib.parse import quote, urlencode
 import harness
 from harness import get_json, mock, testapp
 
-_keys = itertools.count()
 COOLDOWN = 0.5  # seconds, the breaker-cooldown-ms the tests set
 
 
@@ -88,6 +86,19 @@ class BreakerSuite:
         self.assertEqual(self.seen(), before)
         time.sleep(COOLDOWN * 1.2)
         self.assertEqual(self.ok(), [("ok", 200)])
+
+    def test_a_probe_cancelled_before_its_outcome_lets_the_next_call_probe(self):
+        self.start("breaker-failures=1", f"breaker-cooldown-ms={int(COOLDOWN * 1000)}")
+        self.fail()
+        time.sleep(COOLDOWN * 1.2)
+        path = "/resilient?url=" + quote(self.url(ms=3000, key="slow"), safe="")
+        with harness.connect(self.app.port) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            self.app.wait_log(self.log_re(r"half-open: call \S+key=slow probes it"))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        self.app.wait_log(r"key=slow failed: operation cancelled")
+        self.assertEqual(self.ok(), [("ok", 200)])
+        self.app.wait_log(self.log_re(r"closed: its probe \S+key=good succeeded"))
 
     def test_it_opens_on_an_error_rate_once_the_window_has_its_minimum_of_calls(self):
         self.start("breaker-error-percent=50", "breaker-min-calls=10")
