@@ -4,6 +4,7 @@ mock's per-key counters (/stats); the testapp's /resilient answers each
 call's error, status, tries (fan_call_attempts()) and flags
 (fan_call_flags()). Timings are ratios of the delays the tests set."""
 import itertools
+import re
 import socket
 import subprocess
 import time
@@ -69,13 +70,23 @@ class RetrySuite:
     def outcome(self, c):
         return c["error"], c["status"], c["attempts"], c["flags"]
 
+    def assert_reset_retried(self, c, k):
+        """A call whose first request was reset before any byte got its
+        answer from a second request. libcurl itself resends a request whose
+        reused connection died before any byte (no option turns that off):
+        on curl the policy's retry may then not be needed."""
+        self.assertEqual(self.seen(k), 2)
+        if self.transport == "curl" and c["attempts"] == 1:
+            self.assertEqual(self.outcome(c), ("ok", 200, 1, 0))
+        else:
+            self.assertEqual(self.outcome(c), ("ok", 200, 2, RETRIED))
+
     # ---- what is retried
 
     def test_a_retry_after_a_reset_succeeds(self):
         k = self.key()
         c = self.call(self.url(key=k, fail="reset", fail_first=1), retries=2)
-        self.assertEqual(self.outcome(c), ("ok", 200, 2, RETRIED))
-        self.assertEqual(self.seen(k), 2)
+        self.assert_reset_retried(c, k)
 
     def test_retries_are_off_unless_a_call_or_its_origin_sets_them(self):
         k = self.key()
@@ -117,7 +128,7 @@ class RetrySuite:
         self.assertEqual(self.outcome(c), ("ok", 503, 1, 0))
         k = self.key()
         c = self.call(self.url(key=k, fail="reset", fail_first=1), retries=1, retry_on="none")
-        self.assertEqual(self.outcome(c), ("ok", 200, 2, RETRIED))
+        self.assert_reset_retried(c, k)
 
     def test_a_reset_after_the_response_began_is_not_retried(self):
         k = self.key()
@@ -158,18 +169,21 @@ class RetrySuite:
     # ---- backoff and timeouts
 
     def test_the_backoff_is_jittered_and_bounded_by_its_cap(self):
-        # Uncapped, three backoffs from a base of 1 s would wait up to 7 s;
-        # capped at 80 ms, at most 0.24 s. Full jitter spreads the three
-        # calls' waits (0 to 80 ms each).
+        # Uncapped, three backoffs from a base of 1 s would wait 3.5 s on
+        # average; capped at 80 ms, each waits 0 to 80 ms, drawn at random
+        # for each retry of each call (the log says how long).
         base, cap = 1000, 80
         k = self.key()
         cs = self.calls(self.url(key=k, fail=503, fail_first=12), n=3, retries=3, base=base,
                         cap=cap)
         self.assertEqual([self.outcome(c) for c in cs], [("ok", 503, 4, RETRIED)] * 3)
         self.assertEqual(self.seen(k), 12)
-        durations = [c["duration"] * 1000 for c in cs]
-        self.assertLess(max(durations) / (3 * cap), 1.5, durations)
-        self.assertGreater((max(durations) - min(durations)) / cap, 0.05, durations)
+        self.assertLess(max(c["duration"] for c in cs) * 1000 / base, 0.6, cs)
+        waits = [int(m.group(1)) for m in self.app.wait_log(
+            "key=" + re.escape(k) + r"&[^ ]*: try \d failed \(ok, status 503\); retry \d in (\d+) ms", count=9)]
+        self.assertEqual(len(waits), 9)
+        self.assertLessEqual(max(waits), cap)
+        self.assertGreater(len(set(waits)), 3, waits)
 
     def test_the_backoff_base_defaults_to_25_ms_and_its_cap_to_250_ms(self):
         # Ten retries of a failing call: with the defaults, the waits are at
@@ -307,7 +321,7 @@ class RetrySuite:
         url = self.url(key=k, fail=503, fail_first=1, retry_after=1)
         path = f"/resilient?url={quote(url, safe='')}&retries=1&cap=5000"
         self.disconnect_after(path, 0.3)  # in the 1 s wait Retry-After asked for
-        self.app.wait_log(k + r"[^ ]* failed: operation cancelled", timeout=5)
+        self.app.wait_log("key=" + k + r"&[^ ]* failed: operation cancelled", timeout=5)
         time.sleep(1.2)  # past the end of the backoff
         self.assertEqual(self.seen(k), 1)
         self.assertEqual(get_json(self.app.port, "/resilient?url=" + quote(self.url(), safe=""))
@@ -319,7 +333,7 @@ class RetrySuite:
         url = self.url(key=k, tail_first=1, tail_ms=1500)
         path = f"/resilient?url={quote(url, safe='')}&hedge_after=400"
         self.disconnect_after(path, 0.15)
-        self.app.wait_log(k + r"[^ ]* failed: operation cancelled", timeout=5)
+        self.app.wait_log("key=" + k + r"&[^ ]* failed: operation cancelled", timeout=5)
         self.assertEqual(self.wait_cancelled(before + 1), before + 1)  # the first try closed
         time.sleep(0.4)  # past the hedge's delay
         self.assertEqual(self.seen(k), 1)
@@ -330,7 +344,7 @@ class RetrySuite:
         url = self.url(key=k, ms=1500)
         path = f"/resilient?url={quote(url, safe='')}&hedge_after=100"
         self.disconnect_after(path, 0.3)
-        self.app.wait_log(k + r"[^ ]* failed: operation cancelled", timeout=5)
+        self.app.wait_log("key=" + k + r"&[^ ]* failed: operation cancelled", timeout=5)
         self.assertEqual(self.wait_cancelled(before + 2), before + 2)
         self.assertEqual(self.seen(k), 2)
 
