@@ -495,7 +495,9 @@ typedef struct fan_origin_opts {
  * [,breaker-min-calls=N][,breaker-cooldown-ms=N], once per origin. Returns 0, FAN_EINVAL (with a log line)
  * for an origin that is not http:// or https:// with a host, has a path,
  * query or credentials, or for FAN_HTTP_2 with max_connections or with
- * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts`
+ * an http:// origin, or an unknown http_version, more than 10 retries, a
+ * budget or breaker percentage above 100 or a retry_on entry that is not a
+ * status; or FAN_ENOMEM. `opts`
  * NULL sets the defaults. */
 FAN_API int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts);
 
