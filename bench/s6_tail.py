@@ -48,6 +48,7 @@ VARIANTS = [
     ("fanout, hedge after the origin's p95 (hedge=p95)", ["hedge=p95"]),
     ("fanout, hedge after 50 ms (hedge-after-ms=50)", ["hedge-after-ms=50"]),
     ("fanout, hedge after 100 ms (hedge-after-ms=100)", ["hedge-after-ms=100"]),
+    ("fanout, hedge=p95 with a budget of 64 (budget-min=64)", ["hedge=p95", "budget-min=64"]),
 ]
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
