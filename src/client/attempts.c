@@ -24,18 +24,18 @@ enum { TRY_FIRST, TRY_RETRY, TRY_HEDGE };
 enum { TIMER_IDLE, TIMER_BACKOFF, TIMER_HEDGE };
 
 typedef struct fan__attempts {
-    uv_timer_t timer;  /* backoff, or the hedge's delay; first: freed by its close */
+    uv_timer_t timer; /* backoff, or the hedge's delay; its close frees the struct */
     fan_call *call;
-    fan__list live;    /* tries under way (fan_call.try_link) */
-    fan__list ended;   /* tries that ended, to be handled */
-    fan_call *last;    /* the last failed try, whose outcome ends the call if nothing else */
-    unsigned retries;  /* retries started */
-    int hedged;        /* the hedge was considered (one per call) */
+    fan__list live;   /* tries under way (fan_call.try_link) */
+    fan__list ended;  /* tries that ended, to be handled */
+    fan_call *last;   /* the last failed try, whose outcome ends the call if nothing else */
+    unsigned retries; /* retries started */
+    int hedged;       /* the hedge was considered (one per call) */
     int timer_kind;
     int waiting_budget; /* a backoff wait holds a unit of the budget */
-    int decided;       /* the call's outcome is known: what is live is being cancelled */
-    int error;         /* the call's error once decided */
-    int depth;         /* nested entries: only the outermost handles ended tries */
+    int decided;        /* the call's outcome is known: what is live is being cancelled */
+    int error;          /* the call's error once decided */
+    int depth;          /* nested entries: only the outermost handles ended tries */
 } fan__attempts;
 
 static int idempotent(const char *m)
@@ -54,13 +54,14 @@ const fan_retry_policy *fan__retry_policy(fan_call *c, const fan_retry_policy *o
     if (!src || (!src->max_retries && !src->hedge_after_ms && !src->hedge_p95))
         return NULL;
     if (src->max_retries > MAX_RETRIES) {
-        fan_log(FAN_LOG_WARN, "call %s: max_retries %u is more than %d", c->name,
-                src->max_retries, MAX_RETRIES);
+        fan_log(FAN_LOG_WARN, "call %s: max_retries %u is more than %d", c->name, src->max_retries,
+                MAX_RETRIES);
         *rc = FAN_EINVAL;
         return NULL;
     }
     for (int i = 0; i < 8 && src->retry_on[i]; i++)
-        if ((src->retry_on[i] < 100 || src->retry_on[i] > 599) && !(i == 0 && src->retry_on[0] == -1)) {
+        if ((src->retry_on[i] < 100 || src->retry_on[i] > 599) &&
+            !(i == 0 && src->retry_on[0] == -1)) {
             fan_log(FAN_LOG_WARN, "call %s: retry_on[%d] = %d is not a status", c->name, i,
                     src->retry_on[i]);
             *rc = FAN_EINVAL;
@@ -265,11 +266,15 @@ static int retriable(const fan__attempts *at, const fan_call *a, long *retry_aft
         return 1;
     }
     switch (a->error) {
-    case FAN_ECONNREFUSED: return 1;
-    case FAN_ETIMEDOUT: return left_ms(at->call) > 1; /* the per-try timeout */
+    case FAN_ECONNREFUSED:
+        return 1;
+    case FAN_ETIMEDOUT:
+        return left_ms(at->call) > 1; /* the per-try timeout */
     case FAN_EIO:
-    case FAN_EPROTO: return !a->responded; /* a reset before the first byte */
-    default: return 0;
+    case FAN_EPROTO:
+        return !a->responded; /* a reset before the first byte */
+    default:
+        return 0;
     }
 }
 
@@ -304,9 +309,8 @@ static void schedule_retry(fan__attempts *at, long retry_after_ms)
     }
     at->retries++;
     at->waiting_budget = 1;
-    fan_log(FAN_LOG_DEBUG, "call %s: try %d failed (%s, status %d); retry %u in %llu ms",
-            c->name, c->attempts, fan_errname(at->last->error), at->last->status, at->retries,
-            delay);
+    fan_log(FAN_LOG_DEBUG, "call %s: try %d failed (%s, status %d); retry %u in %llu ms", c->name,
+            c->attempts, fan_errname(at->last->error), at->last->status, at->retries, delay);
     arm(at, TIMER_BACKOFF, (unsigned)delay);
 }
 
@@ -391,6 +395,11 @@ static void end_call(fan__attempts *at)
     fan_call *c = at->call;
     c->att = NULL;
     disarm(at);
+    if (c->flags)
+        fan_log(FAN_LOG_DEBUG, "call %s: %d tries (%s%s%s): %s, status %d", c->name, c->attempts,
+                c->flags & FAN_CALL_RETRIED ? "retried" : "",
+                c->flags == (FAN_CALL_RETRIED | FAN_CALL_HEDGED) ? ", " : "",
+                c->flags & FAN_CALL_HEDGED ? "hedged" : "", fan_errname(at->error), c->status);
     uv_close((uv_handle_t *)&at->timer, fan__free_handle_data);
     fan__call_finish(c, at->error); /* may resume the handler: the last thing done */
 }

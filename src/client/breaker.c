@@ -47,8 +47,10 @@ static void open_breaker(fan__health *h, const fan_origin_opts *o, const char *w
     h->opened_at = fan_now();
     h->probing = 0;
     clear_counts(h);
-    fan_log(FAN_LOG_WARN, "circuit breaker of %s opened: %s; calls fail with circuit_open "
-            "for %u ms", h->key, why, cooldown_ms(o));
+    fan_log(FAN_LOG_WARN,
+            "circuit breaker of %s opened: %s; calls fail with circuit_open "
+            "for %u ms",
+            h->key, why, cooldown_ms(o));
 }
 
 int fan__breaker_admit(fan__health *h, const fan_call *c, int *probe)
@@ -89,8 +91,8 @@ void fan__breaker_record(fan__health *h, const fan_call *x, int failed)
             h->state = FAN__BREAKER_CLOSED;
             h->probing = 0;
             clear_counts(h);
-            fan_log(FAN_LOG_INFO, "circuit breaker of %s closed: its probe %s succeeded",
-                    h->key, x->name);
+            fan_log(FAN_LOG_INFO, "circuit breaker of %s closed: its probe %s succeeded", h->key,
+                    x->name);
         }
         return;
     }
@@ -125,8 +127,8 @@ void fan__breaker_record(fan__health *h, const fan_call *x, int failed)
     unsigned min = o->breaker_min_calls ? o->breaker_min_calls : 20;
     if (ok + bad >= min && bad * 100 >= (unsigned long)o->breaker_error_percent * (ok + bad)) {
         char why[96];
-        snprintf(why, sizeof why, "%lu of the last %lu calls failed (%u %% or more in %u ms)",
-                 bad, ok + bad, o->breaker_error_percent, window_ms(o));
+        snprintf(why, sizeof why, "%lu of the last %lu calls failed (%u %% or more in %u ms)", bad,
+                 ok + bad, o->breaker_error_percent, window_ms(o));
         open_breaker(h, o, why);
     }
 }

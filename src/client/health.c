@@ -11,8 +11,8 @@
 #include "client/resilience.h"
 #include "core/log.h"
 
-#define HEALTH_MAX 4096   /* origins a worker keeps state for */
-#define HIST_DECAY 1024   /* the histogram halves its counts at this many */
+#define HEALTH_MAX 4096 /* origins a worker keeps state for */
+#define HIST_DECAY 1024 /* the histogram halves its counts at this many */
 #define P95_MIN_SAMPLES 20
 
 typedef struct health_table {

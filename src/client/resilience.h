@@ -15,16 +15,16 @@ typedef enum { FAN__BREAKER_CLOSED, FAN__BREAKER_OPEN, FAN__BREAKER_HALF_OPEN } 
 /* What a worker knows of one origin. Made when a call with a retry policy
  * or to an origin with options first needs it, kept until the worker ends. */
 typedef struct fan__health {
-    struct fan__health *next; /* hash chain */
-    size_t calls;             /* its calls in flight (counted ones) */
-    size_t retries;           /* retries and hedges in flight, backoff waits included */
-    unsigned long refused;    /* retries and hedges the budget refused */
+    struct fan__health *next;           /* hash chain */
+    size_t calls;                       /* its calls in flight (counted ones) */
+    size_t retries;                     /* retries and hedges in flight, backoff waits included */
+    unsigned long refused;              /* retries and hedges the budget refused */
     unsigned hist[FAN__HEALTH_BUCKETS]; /* successful tries' latencies */
     unsigned hist_n;
     fan__breaker_state state;
-    unsigned consecutive;     /* failed tries in a row */
-    double opened_at;         /* fan_now() when it last opened */
-    int probing;              /* half-open: the probe is under way */
+    unsigned consecutive; /* failed tries in a row */
+    double opened_at;     /* fan_now() when it last opened */
+    int probing;          /* half-open: the probe is under way */
     unsigned long long slot_epoch[FAN__WINDOW_SLOTS];
     unsigned slot_ok[FAN__WINDOW_SLOTS], slot_failed[FAN__WINDOW_SLOTS];
     unsigned hash;
