@@ -214,6 +214,15 @@ class RetrySuite:
         self.assertLess(c["duration"] / 3.0, 0.4)
         self.assertEqual(self.seen(k), 2)
 
+    def test_without_a_per_try_timeout_a_try_has_the_whole_call_timeout(self):
+        # The default per-try timeout is what is left of the total: the slow
+        # first try uses all of it, and no retry is left time for.
+        k = self.key()
+        c = self.call(self.url(key=k, tail_first=1, tail_ms=3000), retries=2, timeout=400)
+        self.assertEqual((c["error"], c["attempts"], c["flags"]), ("timeout", 1, 0))
+        self.assertGreater(c["duration"] / 0.4, 0.95)
+        self.assertEqual(self.seen(k), 1)
+
     def test_the_total_timeout_counts_every_try_and_every_wait(self):
         # Each try times out after 200 ms and the call after 700: the fourth
         # try has what is left, and the call ends at its total timeout.
