@@ -146,10 +146,7 @@ def s1_floor(upstream, seconds, warm):
     each waiting for the slowest call (/delay?ms=200), with the same load
     generator and the same warm-up as the stacks get. No stack in front of
     it can answer faster than this."""
-    res = measure(upstream.server, "/delay?ms=200", 200, seconds, timeout=30, warm=warm)
-    print(f"upstream alone, 200 clients, /delay?ms=200: p50 {res['p50']:.1f} ms, "
-          f"p99 {res['p99']:.1f} ms", flush=True)
-    return res
+    return measure(upstream.server, "/delay?ms=200", 200, seconds, timeout=30, warm=warm)
 
 
 def choose(tmp, seconds, burst):
