@@ -46,7 +46,7 @@ def parse_args():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="short runs (< 3 min in all)")
     g.add_argument("--smoke", action="store_true",
-                   help=f"harness test: fanout and {SMOKE_PEER}, S1-S3, ~10-15 s")
+                   help=f"harness test: fanout and {SMOKE_PEER}, S1-S3, ~20-30 s")
     p.add_argument("--only", help="comma-separated stacks: " + ",".join(STACKS))
     p.add_argument("--out", help="results folder (default bench/results; a temp dir for --smoke)")
     args = p.parse_args()
