@@ -272,6 +272,13 @@ FAN_API int fan_app_set_tls_ciphers(fan_app *app, const char *ciphers, const cha
  * where. */
 FAN_API int fan_app_listen(fan_app *app, int *bound_port);
 
+/* The client connections this process has accepted on the app's listeners
+ * since it started, whether or not they sent a request (one count per
+ * accept, none for a connection refused by the kernel). Each worker counts
+ * its own: a forked worker starts from what the master had (0). A monitor
+ * or a benchmark reads it to see how often clients reconnect. Can't fail. */
+FAN_API uint64_t fan_app_connections_accepted(const fan_app *app);
+
 /* Runs this thread's event loop (one worker) until it is asked to stop, then
  * returns 0 once everything is closed: every connection, listener and
  * upstream connection, with no request left and the coroutine stacks freed.

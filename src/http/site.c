@@ -81,3 +81,8 @@ int fan_app_listen(fan_app *app, int *bound_port)
         *bound_port = rc == 0 ? bound : 0;
     return rc;
 }
+
+uint64_t fan_app_connections_accepted(const fan_app *app)
+{
+    return fan__site_of((fan_app *)app)->accepted;
+}
