@@ -38,7 +38,7 @@ void fan__arena_free(fan__arena *a)
     fan__arena_init(a);
 }
 
-void *fan__arena_alloc(fan__arena *a, size_t size)
+void *fan__arena_alloc_slow(fan__arena *a, size_t size)
 {
     const size_t align = alignof(max_align_t);
     /* A size this close to SIZE_MAX would wrap once rounded up or once the
