@@ -148,6 +148,10 @@ typedef struct fan_limits {
     size_t max_stream_queued_bytes; /* bytes of a streamed response queued for a client that
                                      * reads slowly; a fan_resp_write() beyond suspends its
                                      * task until they drain below (default 64 KiB) */
+    size_t max_cache_bytes;         /* the worker's response cache (fan_call_opts.cache):
+                                     * stored bodies, headers and keys; the least recently
+                                     * used entries are evicted beyond it, and a response
+                                     * larger than it is not stored (default 64 MiB) */
 } fan_limits;
 
 /* ------------------------------------------------------------------------ */
@@ -414,6 +418,14 @@ typedef struct fan_origin_opts {
      * server with a self-signed certificate). Anyone on the path can then
      * read and change the calls: fan_app_set_origin() logs a warning. */
     int no_verify;
+    /* Single-flight and the response cache for the origin's calls, as the
+     * fields of the same names in fan_call_opts; a call's own non-zero
+     * setting wins. coalesce and cache: 1 on, 0 or -1 off (the default). */
+    int coalesce;
+    int cache;
+    unsigned cache_ttl_ms;
+    unsigned stale_while_revalidate_ms;
+    unsigned stale_if_error_ms;
 } fan_origin_opts;
 
 /* Sets the options of the upstream origin `origin`, a URL of only a scheme,
@@ -421,7 +433,8 @@ typedef struct fan_origin_opts {
  * "https://API.example"), "http://10.0.0.7:8080". They apply to every call
  * of the app whose URL has that origin; a second call replaces them.
  * Flag form: --origin ORIGIN[,http=auto|1.1|2][,max-connections=N]
- * [,verify=off], once per origin. Returns 0, FAN_EINVAL (with a log line)
+ * [,verify=off][,coalesce=on|off][,cache=on|off][,cache-ttl=MS]
+ * [,stale-while-revalidate=MS][,stale-if-error=MS], once per origin. Returns 0, FAN_EINVAL (with a log line)
  * for an origin that is not http:// or https:// with a host, has a path,
  * query or credentials, or for FAN_HTTP_2 with max_connections or with
  * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts`
@@ -945,6 +958,26 @@ typedef struct fan_call_opts {
                                    * 0 = the app's connect_timeout_ms */
     size_t max_body_bytes;        /* response body limit; 0 = the app's limit */
     const char *name;             /* a label for logs and errors (e.g. "api_a") */
+    /* Single-flight and the response cache (docs/resilience.md). They apply
+     * to GET and HEAD calls without a body only; for the others they are
+     * ignored. 0 in each means the origin's setting (fan_origin_opts). */
+    int coalesce;                 /* 1: share one upstream exchange with the identical
+                                   * calls in flight in the worker; -1: never (default:
+                                   * off, but a cache miss is always shared) */
+    int cache;                    /* 1: served from, and stored into, the worker's
+                                   * response cache; -1: bypass it (default: off) */
+    unsigned cache_ttl_ms;        /* how long a stored response is fresh; 0: the origin's,
+                                   * else the response's Cache-Control s-maxage or
+                                   * max-age (a response with neither is not stored) */
+    unsigned stale_while_revalidate_ms; /* after the TTL, serve the entry and refresh it
+                                         * in the background; 0: the origin's, else the
+                                         * response's stale-while-revalidate */
+    unsigned stale_if_error_ms;   /* after the TTL, serve the entry when the refresh
+                                   * fails; 0: the origin's, else the response's
+                                   * stale-if-error */
+    const char *const *cache_vary; /* NULL-terminated request header names whose values
+                                    * make the cache key (with the method and URL);
+                                    * NULL: every request header does */
 } fan_call_opts;
 
 /* A JSON body (opts.json): fan_call_start() serializes the value, any JSON
@@ -1059,6 +1092,42 @@ FAN_API const char *fan_call_name(const fan_call *call);
  * while running). */
 FAN_API double fan_call_started(const fan_call *call);
 FAN_API double fan_call_finished(const fan_call *call);
+
+/* What happened to a call (fan_call_flags(), a bitwise or): */
+enum {
+    FAN_CALL_RETRIED = 1,    /* it was sent more than once, after a failure */
+    FAN_CALL_HEDGED = 2,     /* a second, identical attempt was started beside a slow one */
+    FAN_CALL_CACHED = 4,     /* it was answered from the response cache, nothing sent */
+    FAN_CALL_STALE = 8,      /* ... by an entry past its TTL (stale-while-revalidate or
+                              * stale-if-error) */
+    FAN_CALL_COALESCED = 16, /* it waited for the exchange of an identical call in flight
+                              * (single-flight) and got a copy of its response */
+};
+
+/* The attempts the call sent upstream, hedges included: 0 for a call
+ * answered without one (from the cache, coalesced into another call's
+ * exchange, refused before sending). Can't fail. */
+FAN_API int fan_call_attempts(const fan_call *call);
+
+/* The FAN_CALL_* flags of what happened to the call; 0 while it runs. */
+FAN_API unsigned fan_call_flags(const fan_call *call);
+
+/* The counters of this thread's worker's single-flight and response cache,
+ * since it started. */
+typedef struct fan_cache_counters {
+    unsigned long long hits;       /* calls answered by a fresh entry */
+    unsigned long long stale_hits; /* ... by a stale one (FAN_CALL_STALE) */
+    unsigned long long misses;     /* cached calls that found no usable entry */
+    unsigned long long stores;     /* responses stored */
+    unsigned long long evictions;  /* entries evicted to stay within max_cache_bytes */
+    unsigned long long refreshes;  /* background stale-while-revalidate refreshes started */
+    unsigned long long exchanges;  /* shared upstream exchanges started */
+    unsigned long long coalesced;  /* calls that joined one in flight (FAN_CALL_COALESCED) */
+    size_t entries, bytes;         /* what the cache holds now */
+} fan_cache_counters;
+
+/* Copies the counters into *out. Can't fail. */
+FAN_API void fan_cache_get_counters(fan_cache_counters *out);
 
 /* ------------------------------------------------------------------------ */
 /* Child tasks                                                              */

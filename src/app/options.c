@@ -45,6 +45,7 @@ static const limit_opt limit_opts[] = {
     SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),
+    SZ(max_cache_bytes, "the worker's upstream response cache, bytes (LRU beyond)"),
 };
 
 int fan_flag(const char *flag, int argc, char **argv, int *argi, const char **value)
@@ -262,7 +263,9 @@ void fan_print_options(FILE *out)
                  "  --client-key FILE        its PEM private key\n"
                  "  --origin ORIGIN[,OPT]    options of one upstream origin (repeatable):\n"
                  "                           https://api.example:443,http=auto|1.1|2,\n"
-                 "                           max-connections=N,verify=off (warned at start)\n");
+                 "                           max-connections=N,verify=off (warned at start),\n"
+                 "                           coalesce=on|off,cache=on|off,cache-ttl=MS,\n"
+                 "                           stale-while-revalidate=MS,stale-if-error=MS\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

@@ -206,11 +206,36 @@ int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *
     return rc;
 }
 
-/* The value of "--origin ORIGIN[,http=auto|1.1|2][,max-connections=N][,verify=off]". */
+/* An on|off item of --origin into *out (1 or -1). Returns 0, or -1 for another value. */
+static int on_off(const char *v, int *out)
+{
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        return -1;
+    *out = strcmp(v, "on") == 0 ? 1 : -1;
+    return 0;
+}
+
+/* A number of milliseconds item of --origin into *out. Returns 0 or FAN_EINVAL (logged). */
+static int origin_ms(const char *item, const char *v, unsigned *out)
+{
+    char what[64];
+    unsigned long long n;
+    snprintf(what, sizeof what, "--origin %s", item);
+    if (fan__parse_number(what, v, 86400000ull * 365, &n) != 0)
+        return FAN_EINVAL;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* The value of "--origin ORIGIN[,http=auto|1.1|2][,max-connections=N][,verify=off]
+ * [,coalesce=on|off][,cache=on|off][,cache-ttl=MS][,stale-while-revalidate=MS]
+ * [,stale-if-error=MS]". */
 int fan__origin_option(fan_app *app, const char *value)
 {
     static const char usage[] = "expected ORIGIN[,http=auto|1.1|2][,max-connections=N]"
-                                "[,verify=off|on]";
+                                "[,verify=off|on][,coalesce=on|off][,cache=on|off]"
+                                "[,cache-ttl=MS][,stale-while-revalidate=MS]"
+                                "[,stale-if-error=MS]";
     if (!value || !*value) {
         fan_log(FAN_LOG_ERROR, "--origin: %s", usage);
         return FAN_EINVAL;
@@ -240,6 +265,17 @@ int fan__origin_option(fan_app *app, const char *value)
             if (fan__parse_number("--origin max-connections", v, 1000000, &n) != 0)
                 return FAN_EINVAL;
             o.max_connections = (size_t)n;
+        } else if (strcmp(item, "coalesce") == 0 && on_off(v, &o.coalesce) == 0) {
+        } else if (strcmp(item, "cache") == 0 && on_off(v, &o.cache) == 0) {
+        } else if (strcmp(item, "cache-ttl") == 0) {
+            if (origin_ms(item, v, &o.cache_ttl_ms) != 0)
+                return FAN_EINVAL;
+        } else if (strcmp(item, "stale-while-revalidate") == 0) {
+            if (origin_ms(item, v, &o.stale_while_revalidate_ms) != 0)
+                return FAN_EINVAL;
+        } else if (strcmp(item, "stale-if-error") == 0) {
+            if (origin_ms(item, v, &o.stale_if_error_ms) != 0)
+                return FAN_EINVAL;
         } else {
             fan_log(FAN_LOG_ERROR, "--origin %s: '%s%s%s': %s", origin, item, eq ? "=" : "", v,
                     usage);

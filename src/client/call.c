@@ -35,10 +35,13 @@ static void call_release(void *arg)
     fan__buf_free(&c->resp_body);
 }
 
-/* A call waiting for a slot has nothing under way: it ends here. */
+/* A call waiting for a slot has nothing under way: it ends here; one
+ * waiting in the cache or for a shared exchange leaves it alone. */
 static void cancel(fan_call *c)
 {
-    if (c->queued)
+    if (c->lookup || c->flight)
+        fan__cache_cancel(c);
+    else if (c->queued)
         fan__call_finish(c, FAN_ECANCELED);
     else
         c->tp->cancel(c);
@@ -54,6 +57,8 @@ void fan__call_finish(fan_call *c, int error)
     fan_req *rq = c->rq;
     c->error = error;
     c->finished = fan_now();
+    if (c->leads)
+        fan__flight_done(c); /* its waiters get their copies first */
     c->task->calls_running--;
     fan__list_push(&c->task->completed, &c->done_link);
     fan__rt_of(rq)->ncalls++;
@@ -244,7 +249,13 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
     c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : lim->connect_timeout_ms;
     c->max_body = o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
-    if (!c->url || !c->name || !c->method)
+    c->use_coalesce = o->coalesce;
+    c->use_cache = o->cache;
+    c->cache_ttl_ms = o->cache_ttl_ms;
+    c->swr_ms = o->stale_while_revalidate_ms;
+    c->sie_ms = o->stale_if_error_ms;
+    if (!c->url || !c->name || !c->method ||
+        copy_headers(a, o->cache_vary, NULL, &c->cache_vary) != 0)
         return FAN_ENOMEM;
     const char *ct =
         o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL;
@@ -269,8 +280,10 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     return 0;
 }
 
-/* fan_call_start(), for a call that must have a JSON body when `need_json`. */
-static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json)
+/* fan_call_start(), for a call that must have a JSON body when `need_json`,
+ * or the upstream call of the shared exchange `leads`. */
+static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json,
+                       struct fan__flight *leads)
 {
     fan_call *c = fan__arena_alloc(fan__req_arena(rq), sizeof *c);
     if (!c)
@@ -282,6 +295,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     c->op.cancel = call_cancel_op;
     fan__list_init(&c->done_link);
     fan__list_init(&c->queue_link);
+    fan__list_init(&c->flight_link);
+    c->leads = leads;
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
     int rc = fill(c, url ? url : "", opts, need_json);
@@ -293,6 +308,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     c->origin_cfg = fan__upstreams_origin(c->upstreams, c->url);
     if (c->origin_cfg && c->origin_cfg->opts.http_version != FAN_HTTP_2)
         c->conn_cap = c->origin_cfg->opts.max_connections;
+    if (!leads)
+        fan__cache_settle(c);
     c->tp = transport_for(c->url);
     c->started = fan_now();
     fan__list_push(&c->task->calls, &c->link);
@@ -300,6 +317,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     fan__op_begin(rq, &c->op, c->task);
     if (rc == 0 && c->task->cancelled)
         rc = FAN_ECANCELED;
+    if (rc == 0 && !leads && fan__cache_start(c))
+        return c; /* answered from the cache, or waiting in it or for a shared exchange */
     if (rc == 0)
         rc = fan__slots_acquire(c);
     if (rc == 0)
@@ -311,17 +330,31 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
 
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
 {
-    return start(rq, url, opts, 0);
+    return start(rq, url, opts, 0, NULL);
+}
+
+fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan__flight *f)
+{
+    fan_call_opts o = {
+        .method = model->method,
+        .headers = model->headers,
+        .timeout_ms = model->timeout_ms,
+        .connect_timeout_ms = model->connect_timeout_ms,
+        .max_body_bytes = model->max_body,
+        .name = model->name,
+    };
+    return start(bg, model->url, &o, 0, f);
 }
 
 fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body)
 {
     fan_call_opts o = {.method = "POST", .json = body};
-    return start(rq, url, &o, 1);
+    return start(rq, url, &o, 1, NULL);
 }
 
 void fan__call_launch(fan_call *c)
 {
+    c->attempts++;
     int rc = c->tp->start(c);
     if (rc != 0)
         fan__call_finish(c, rc);
@@ -479,6 +512,16 @@ double fan_call_finished(const fan_call *c)
     return c->finished;
 }
 
+int fan_call_attempts(const fan_call *c)
+{
+    return c->attempts;
+}
+
+unsigned fan_call_flags(const fan_call *c)
+{
+    return c->error == 1 ? 0 : c->flags;
+}
+
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (nlen == 0 || fan__token_span(name, nlen) != nlen) {
@@ -544,4 +587,5 @@ void fan__client_shutdown(void)
     fan__lean_transport.shutdown();
     fan__curl_transport.shutdown();
     fan__slots_shutdown();
+    fan__cache_shutdown();
 }

@@ -1,0 +1,272 @@
+"""Single-flight and the response cache, run once per transport, over real
+sockets: the testapp's /fetch makes one call with the cache and
+single-flight options of its query, and the mock's /stats says how many
+requests really reached the upstream."""
+import threading
+import time
+import unittest
+from urllib.parse import quote
+
+import harness
+from harness import connect, get_json
+
+
+class Mock:
+    """The mock upstream, as TransportSuite wants it (close())."""
+
+    def __init__(self):
+        self.server = harness.mock()
+        self.port = self.server.port
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stats(self):
+        return get_json(self.port, "/stats")[1]
+
+    def close(self):
+        self.server.stop()
+
+
+def fetch_path(url, headers=(), **params):
+    params["url"] = url
+    for i, h in enumerate(headers):
+        params["header" if i == 0 else f"header{i + 1}"] = h
+    return "/fetch?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+
+
+class CacheSuite(harness.TransportSuite):
+    @classmethod
+    def make_upstream(cls):
+        return Mock()
+
+    def setUp(self):
+        get_json(self.upstream.port, "/stats?reset=1")
+        # Every test has paths of its own: the cache lives as long as the app.
+        self.path = f"/{self._testMethodName}/{self.transport}"
+
+    def url(self, suffix="", **q):
+        query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in q.items())
+        return self.upstream.url(self.path + suffix + ("?" + query if query else ""))
+
+    def fetch(self, url, headers=(), **params):
+        status, j = get_json(self.app.port, fetch_path(url, headers, **params))
+        self.assertEqual(status, 200, j)
+        return j
+
+    def upstream_count(self, suffix=""):
+        return self.upstream.stats()["paths"].get(self.path + suffix, 0)
+
+    def counters(self):
+        return get_json(self.app.port, "/cache/counters")[1]
+
+    def concurrently(self, n, path):
+        """n client requests of `path` at once, each on its connection; the
+        JSON answers."""
+        out = [None] * n
+        barrier = threading.Barrier(n)
+
+        def one(i):
+            barrier.wait()
+            status, out[i] = get_json(self.app.port, path)
+            self.assertEqual(status, 200, out[i])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
+
+    def send_raw(self, path):
+        """A request on a connection of its own, left open: the socket."""
+        s = connect(self.app.port)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        return s
+
+    def wait_for(self, what, within=5.0):
+        deadline = time.monotonic() + within
+        while not what() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return what()
+
+    # ---- single-flight
+
+    def test_100_identical_concurrent_gets_reach_the_upstream_once(self):
+        before = self.counters()
+        answers = self.concurrently(100, fetch_path(self.url(ms=1500), coalesce=1))
+        self.assertEqual(self.upstream_count(), 1)
+        self.assertEqual({a["error"] for a in answers}, {"ok"})
+        self.assertEqual(len({a["body"] for a in answers}), 1)  # one response, 100 copies
+        coalesced = [a for a in answers if a["flags"]["coalesced"]]
+        self.assertEqual(len(coalesced), 99)
+        self.assertEqual(sorted(a["attempts"] for a in answers), [0] * 99 + [1])
+        after = self.counters()
+        self.assertEqual(after["coalesced"] - before["coalesced"], 99)
+        self.assertEqual(after["exchanges"] - before["exchanges"], 1)
+
+    def test_without_coalesce_identical_calls_each_reach_the_upstream(self):
+        # The default: single-flight is off for a call that does not ask.
+        answers = self.concurrently(5, fetch_path(self.url(ms=300)))
+        self.assertEqual(self.upstream_count(), 5)
+        self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
+
+    def test_calls_that_differ_do_not_share(self):
+        # Another header, another timeout, another method: other exchanges.
+        url = self.url(ms=300)
+        paths = [fetch_path(url, coalesce=1), fetch_path(url, ["X-A: 1"], coalesce=1),
+                 fetch_path(url, coalesce=1, timeout=5000),
+                 fetch_path(url, coalesce=1, method="HEAD")]
+        threads = [threading.Thread(target=get_json, args=(self.app.port, p)) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(self.upstream_count(), 4)
+
+    def test_post_is_never_coalesced(self):
+        answers = self.concurrently(3, fetch_path(self.url(ms=300), coalesce=1, method="POST",
+                                                  body="x"))
+        self.assertEqual(self.upstream_count(), 3)
+        self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
+
+    def test_a_cancelled_waiter_leaves_alone(self):
+        path = fetch_path(self.url(ms=1000), coalesce=1)
+        gone = self.send_raw(path)
+        stay = [self.send_raw(path) for _ in range(2)]
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["in_flight"] == 1))
+        gone.close()  # its request is cancelled, its call leaves the exchange
+        answers = [harness.Reader(s).read().json() for s in stay]
+        for s in stay:
+            s.close()
+        self.assertEqual([a["error"] for a in answers], ["ok", "ok"])
+        s = self.upstream.stats()
+        self.assertEqual((s["paths"].get(self.path), s["cancelled"], s["completed"]), (1, 0, 1))
+
+    def test_the_exchange_is_cancelled_when_its_last_waiter_goes(self):
+        path = fetch_path(self.url(ms=3000), coalesce=1)
+        socks = [self.send_raw(path) for _ in range(3)]
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["in_flight"] == 1))
+        for s in socks:
+            s.close()
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["cancelled"] == 1))
+        # A new call of the same key starts a new exchange.
+        j = self.fetch(self.url(ms=0), coalesce=1)
+        self.assertEqual(j["error"], "ok")
+
+    # ---- the response cache
+
+    def test_a_hit_within_the_ttl_and_a_miss_after_it(self):
+        url = self.url()
+        first = self.fetch(url, cache=1, ttl=400)
+        second = self.fetch(url, cache=1, ttl=400)
+        self.assertEqual(self.upstream_count(), 1)
+        self.assertEqual(second["body"], first["body"])
+        self.assertEqual((first["flags"]["cached"], second["flags"]["cached"]), (False, True))
+        self.assertEqual((first["attempts"], second["attempts"]), (1, 0))
+        time.sleep(0.5)
+        third = self.fetch(url, cache=1, ttl=400)
+        self.assertFalse(third["flags"]["cached"])
+        self.assertEqual(self.upstream_count(), 2)
+
+    def test_without_cache_nothing_is_stored(self):
+        url = self.url(cache_control="max-age=60")
+        for _ in range(2):
+            self.assertFalse(self.fetch(url, ttl=60000)["flags"]["cached"])
+        self.assertEqual(self.upstream_count(), 2)
+
+    def test_max_age_and_s_maxage_give_the_ttl(self):
+        for cc, cached in (("max-age=60", True), ("public, max-age=0, s-maxage=60", True),
+                           ("max-age=60, s-maxage=0", False), ("max-age=0", False)):
+            url = self.url(cache_control=cc)
+            self.fetch(url, cache=1)
+            self.assertEqual(self.fetch(url, cache=1)["flags"]["cached"], cached, cc)
+
+    def test_no_store_and_private_are_not_cached_even_with_a_ttl(self):
+        for cc in ("max-age=60, no-store", "private, max-age=60", "no-cache"):
+            url = self.url(cache_control=cc)
+            self.fetch(url, cache=1, ttl=60000)
+            self.assertFalse(self.fetch(url, cache=1, ttl=60000)["flags"]["cached"], cc)
+
+    def test_a_response_without_a_ttl_is_not_cached(self):
+        url = self.url()
+        self.fetch(url, cache=1)
+        self.assertFalse(self.fetch(url, cache=1)["flags"]["cached"])
+        self.assertEqual(self.upstream_count(), 2)
+
+    def test_errors_are_not_cached(self):
+        url = self.url(status=503)
+        self.fetch(url, cache=1, ttl=60000)
+        self.assertEqual(self.fetch(url, cache=1, ttl=60000)["status"], 503)
+        self.assertEqual(self.upstream_count(), 2)
+
+    def test_the_key_holds_every_request_header_unless_told_which(self):
+        url = self.url()
+        a = self.fetch(url, ["X-A: 1", "X-B: 1"], cache=1, ttl=60000)
+        self.assertFalse(self.fetch(url, ["X-A: 1", "X-B: 2"], cache=1,
+                                    ttl=60000)["flags"]["cached"])
+        # With vary=X-A, only X-A's value counts.
+        url = self.url("/vary")
+        a = self.fetch(url, ["X-A: 1", "X-B: 1"], cache=1, ttl=60000, vary="X-A")
+        b = self.fetch(url, ["x-b: 2", "X-A: 1"], cache=1, ttl=60000, vary="x-a")
+        c = self.fetch(url, ["X-A: 2"], cache=1, ttl=60000, vary="X-A")
+        d = self.fetch(url, cache=1, ttl=60000, vary="X-A")  # absent is not empty
+        self.assertEqual(b["body"], a["body"])
+        self.assertEqual([x["flags"]["cached"] for x in (a, b, c, d)], [False, True, False, False])
+
+    def test_a_cache_miss_is_shared(self):
+        answers = self.concurrently(10, fetch_path(self.url(ms=800), cache=1, ttl=60000))
+        self.assertEqual(self.upstream_count(), 1)
+        self.assertEqual(sum(a["flags"]["coalesced"] for a in answers), 9)
+
+    def test_stale_while_revalidate_serves_stale_and_refreshes_once(self):
+        url = self.url(ms=600, cache_control="max-age=0, stale-while-revalidate=60")
+        first = self.fetch(url, cache=1)
+        t0 = time.monotonic()
+        answers = self.concurrently(5, fetch_path(url, cache=1))
+        took = time.monotonic() - t0
+        self.assertLess(took, first["duration"] / 2)  # not waiting for the refresh
+        self.assertTrue(all(a["flags"]["stale"] and a["flags"]["cached"] for a in answers))
+        self.assertEqual({a["body"] for a in answers}, {first["body"]})
+        # One refresh reached the upstream, and it stored what it got.
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["completed"] == 2))
+        time.sleep(0.1)
+        self.assertEqual(self.upstream_count(), 2)
+        self.assertNotEqual(self.fetch(url, cache=1)["body"], first["body"])
+
+    def test_stale_if_error_serves_the_stale_entry_when_the_refresh_fails(self):
+        key = f"sie-{self.transport}"
+        url = self.url(cache_control="max-age=0, stale-if-error=60", fail=503, fail_first=1,
+                       key=key)
+        # The first request of the key fails: spend it, then store a success.
+        get_json(self.upstream.port, url.split(str(self.upstream.port), 1)[1])
+        stored = self.fetch(url, cache=1)
+        self.assertEqual((stored["status"], stored["flags"]["cached"]), (200, False))
+        get_json(self.upstream.port, "/stats?reset=1")  # the next request fails again
+        served = self.fetch(url, cache=1)
+        self.assertEqual(self.upstream.stats()["keys"].get(key), 1)  # the refresh was sent
+        self.assertEqual((served["status"], served["body"]), (200, stored["body"]))
+        self.assertTrue(served["flags"]["stale"] and served["flags"]["cached"])
+        # It succeeds now: the fresh answer replaces the stale one.
+        fresh = self.fetch(url, cache=1)
+        self.assertEqual((fresh["status"], fresh["flags"]["stale"]), (200, False))
+        self.assertNotEqual(fresh["body"], stored["body"])
+
+    def test_call_options_give_the_stale_windows(self):
+        url = self.url(ms=300)
+        self.fetch(url, cache=1, ttl=1, swr=60000)
+        time.sleep(0.05)
+        self.assertTrue(self.fetch(url, cache=1, ttl=1, swr=60000)["flags"]["stale"])
+        self.assertTrue(self.wait_for(lambda: self.upstream_count() == 2))
+
+
+class LeanTransport(CacheSuite, unittest.TestCase):
+    transport = "lean"
+
+
+class CurlTransport(CacheSuite, unittest.TestCase):
+    transport = "curl"
+
+
+if __name__ == "__main__":
+    harness.main()
