@@ -2,6 +2,7 @@
 sockets: the testapp's /fetch makes one call with the cache and
 single-flight options of its query, and the mock's /stats says how many
 requests really reached the upstream."""
+import subprocess
 import threading
 import time
 import unittest
@@ -35,7 +36,9 @@ def fetch_path(url, headers=(), **params):
     return "/fetch?" + "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
 
 
-class CacheSuite(harness.TransportSuite):
+class Base(harness.TransportSuite):
+    """The mock, the testapp, and how the tests talk to them."""
+
     @classmethod
     def make_upstream(cls):
         return Mock()
@@ -90,6 +93,8 @@ class CacheSuite(harness.TransportSuite):
             time.sleep(0.02)
         return what()
 
+
+class CacheSuite(Base):
     # ---- single-flight
 
     def test_100_identical_concurrent_gets_reach_the_upstream_once(self):
@@ -258,6 +263,118 @@ class CacheSuite(harness.TransportSuite):
         time.sleep(0.05)
         self.assertTrue(self.fetch(url, cache=1, ttl=1, swr=60000)["flags"]["stale"])
         self.assertTrue(self.wait_for(lambda: self.upstream_count() == 2))
+
+
+class OriginSuite(Base):
+    """An app whose mock origin has the cache and single-flight on, with a
+    small cache: calls without options use the origin's settings."""
+    MAX_CACHE = 20000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.upstream = Mock()
+        origin = f"http://127.0.0.1:{cls.upstream.port}"
+        cls.app = harness.testapp("--max-cache-bytes", str(cls.MAX_CACHE), "--origin",
+                                  origin + ",cache=on,coalesce=on,cache-ttl=60000",
+                                  env={"FANOUT_TRANSPORT": cls.transport})
+
+    def test_the_origin_turns_the_cache_and_single_flight_on(self):
+        url = self.url(ms=500)
+        answers = self.concurrently(4, fetch_path(url))
+        self.assertEqual(sum(a["flags"]["coalesced"] for a in answers), 3)
+        self.assertTrue(self.fetch(url)["flags"]["cached"])
+        self.assertEqual(self.upstream_count(), 1)
+
+    def test_a_call_may_bypass_what_its_origin_turns_on(self):
+        url = self.url(ms=300)
+        self.fetch(url)
+        self.assertFalse(self.fetch(url, cache=-1)["flags"]["cached"])
+        answers = self.concurrently(3, fetch_path(self.url("/own", ms=300), cache=-1, coalesce=-1))
+        self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
+        self.assertEqual((self.upstream_count(), self.upstream_count("/own")), (2, 3))
+
+    def test_the_least_recently_used_entry_goes_at_the_byte_bound(self):
+        size = self.MAX_CACHE // 4  # about a quarter each, with its headers and key
+        urls = {n: self.url("/" + n, size=size) for n in "abcd"}
+        for n in "abc":
+            self.fetch(urls[n])
+        self.assertTrue(self.fetch(urls["a"])["flags"]["cached"])  # a is now the most recent
+        before = self.counters()["evictions"]
+        self.fetch(urls["d"])  # no room: b, the least recently used, goes (and older ones)
+        c = self.counters()
+        self.assertGreaterEqual(c["evictions"] - before, 1)
+        self.assertLessEqual(c["bytes"], self.MAX_CACHE)
+        self.assertEqual([self.fetch(urls[n])["flags"]["cached"] for n in "acdb"],
+                         [True, True, True, False])
+
+    def test_a_response_larger_than_the_cache_is_not_stored(self):
+        url = self.url(size=self.MAX_CACHE + 1)
+        self.fetch(url)
+        self.assertFalse(self.fetch(url)["flags"]["cached"])
+        self.assertEqual(self.upstream_count(), 2)
+
+
+class OriginLean(OriginSuite, unittest.TestCase):
+    transport = "lean"
+
+
+class OriginCurl(OriginSuite, unittest.TestCase):
+    transport = "curl"
+
+
+class Defaults(unittest.TestCase):
+    """The cache's bound by default, and bad --origin values."""
+
+    def test_the_cache_holds_64_mib_by_default(self):
+        out = subprocess.run([harness.TESTAPP, "--help"], capture_output=True, text=True,
+                             timeout=20).stdout
+        self.assertIn("--max-cache-bytes N", out)
+        mock = Mock()
+        app = harness.testapp()
+        try:
+            size = 8 << 20  # the largest body a call takes by default
+            for i in range(7):  # 56 MiB: no eviction
+                url = mock.url(f"/big{i}?size={size}&cache_control=max-age%3D60")
+                get_json(app.port, fetch_path(url, cache=1))
+            c = get_json(app.port, "/cache/counters")[1]
+            self.assertEqual((c["entries"], c["evictions"]), (7, 0))
+            url = mock.url(f"/big7?size={size}&cache_control=max-age%3D60")
+            get_json(app.port, fetch_path(url, cache=1))  # 64 MiB and more: one goes
+            c = get_json(app.port, "/cache/counters")[1]
+            self.assertEqual((c["entries"], c["evictions"]), (7, 1))
+        finally:
+            app.stop()
+            mock.close()
+
+    def test_a_stop_cancels_a_background_refresh_and_frees_it(self):
+        delay = 1500
+        mock = Mock()
+        app = harness.testapp("--log-level", "debug")
+        try:
+            url = mock.url(f"/refresh?ms={delay}")
+            get_json(app.port, fetch_path(url, cache=1, ttl=1, swr=60000))
+            time.sleep(0.01)
+            j = get_json(app.port, fetch_path(url, cache=1, ttl=1, swr=60000))[1]
+            self.assertTrue(j["flags"]["stale"])
+            app.wait_log("refreshing its stale cache entry in the background")
+            t0 = time.monotonic()
+            app.stop()  # no sanitizer report: nothing leaked
+            self.assertLess(time.monotonic() - t0, delay / 1000 / 2)
+            deadline = time.monotonic() + 5
+            while mock.stats()["cancelled"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.assertEqual(mock.stats()["cancelled"], 1)
+        finally:
+            app.stop(check=False)
+            mock.close()
+
+    def test_bad_origin_cache_options_exit_with_status_2(self):
+        for bad in ("cache=yes", "coalesce=1", "cache-ttl=x", "stale-if-error=-1",
+                    "stale-while-revalidate="):
+            p = subprocess.run([harness.TESTAPP, "--workers", "0", "--port", "0", "--origin",
+                                "http://a:1," + bad], capture_output=True, text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn("--origin", p.stderr)
 
 
 class LeanTransport(CacheSuite, unittest.TestCase):
