@@ -179,9 +179,10 @@ void fan__cache_cancel(fan_call *c);
  * Called by fan__call_finish() before anything else of it. */
 void fan__flight_done(fan_call *up);
 
-/* Cancels every shared exchange of the worker, background refreshes
- * included: the server's shutdown. They end through their callbacks. */
-void fan__flight_cancel_all(void);
+/* Cancels the shared exchanges of the worker that no call waits for
+ * (background refreshes), and the others too when `waited_for_too`: a
+ * stop's drain, then its end. They end through their callbacks. */
+void fan__flight_cancel_all(int waited_for_too);
 
 /* Frees the worker's cache (cache.c). */
 void fan__cache_shutdown(void);

@@ -274,7 +274,7 @@ void fan__flight_done(fan_call *up)
     }
 }
 
-void fan__flight_cancel_all(void)
+void fan__flight_cancel_all(int waited_for_too)
 {
     if (!F.table)
         return;
@@ -284,7 +284,7 @@ void fan__flight_cancel_all(void)
         fan__list_each(pos, &F.all)
         {
             fan__flight *f = fan__container_of(pos, fan__flight, all_link);
-            if (f->done || f->cancelled || !f->up)
+            if (f->done || f->cancelled || !f->up || (f->nwaiters && !waited_for_too))
                 continue;
             unjoin(f);
             f->cancelled = 1;

@@ -2,6 +2,7 @@
 sockets: the testapp's /fetch makes one call with the cache and
 single-flight options of its query, and the mock's /stats says how many
 requests really reached the upstream."""
+import signal
 import subprocess
 import threading
 import time
@@ -159,6 +160,20 @@ class CacheSuite(Base):
         j = self.fetch(self.url(ms=0), coalesce=1)
         self.assertEqual(j["error"], "ok")
 
+    def test_every_waiter_gets_the_exchanges_failure(self):
+        answers = self.concurrently(4, fetch_path(self.url(ms=300, fail=503, fail_rate=1), coalesce=1))
+        self.assertEqual([(a["error"], a["status"]) for a in answers], [("ok", 503)] * 4)
+        answers = self.concurrently(3, fetch_path(self.url("/reset", ms=300, fail="reset", fail_rate=1),
+                                                  coalesce=1))
+        self.assertEqual(len({a["error"] for a in answers}), 1)
+        self.assertNotEqual(answers[0]["error"], "ok")
+        answers = self.concurrently(3, fetch_path(self.url("/slow", ms=3000), coalesce=1,
+                                                  timeout=300))
+        self.assertEqual([a["error"] for a in answers], ["timeout"] * 3)
+        # (The lean transport sends a request again, once, when a reused
+        # connection is reset before any byte: /reset may count 2.)
+        self.assertEqual((self.upstream_count(), self.upstream_count("/slow")), (1, 1))
+
     # ---- the response cache
 
     def test_a_hit_within_the_ttl_and_a_miss_after_it(self):
@@ -256,6 +271,15 @@ class CacheSuite(Base):
         fresh = self.fetch(url, cache=1)
         self.assertEqual((fresh["status"], fresh["flags"]["stale"]), (200, False))
         self.assertNotEqual(fresh["body"], stored["body"])
+
+    def test_head_and_get_are_cached_apart(self):
+        url = self.url(cache_control="max-age=60")
+        head = self.fetch(url, cache=1, method="HEAD")
+        get = self.fetch(url, cache=1)
+        self.assertEqual((head["flags"]["cached"], get["flags"]["cached"]), (False, False))
+        self.assertGreater(get["body_len"], 0)
+        again = self.fetch(url, cache=1, method="HEAD")
+        self.assertEqual((again["flags"]["cached"], again["body_len"]), (True, 0))
 
     def test_call_options_give_the_stale_windows(self):
         url = self.url(ms=300)
@@ -364,6 +388,30 @@ class Defaults(unittest.TestCase):
             while mock.stats()["cancelled"] < 1 and time.monotonic() < deadline:
                 time.sleep(0.02)
             self.assertEqual(mock.stats()["cancelled"], 1)
+        finally:
+            app.stop(check=False)
+            mock.close()
+
+    def test_a_stop_lets_the_waiters_of_a_shared_exchange_finish(self):
+        mock = Mock()
+        app = harness.testapp()
+        try:
+            path = fetch_path(mock.url("/drain?ms=800"), coalesce=1)
+            socks = []
+            for _ in range(2):
+                s = connect(app.port)
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                socks.append(s)
+            deadline = time.monotonic() + 5
+            while mock.stats()["in_flight"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            app.proc.send_signal(signal.SIGTERM)  # drains: requests in progress finish
+            answers = [harness.Reader(s).read().json() for s in socks]
+            self.assertEqual([(a["error"], a["status"]) for a in answers], [("ok", 200)] * 2)
+            self.assertEqual(mock.stats()["paths"].get("/drain"), 1)
+            for s in socks:
+                s.close()
+            self.assertEqual(app.stop(), 0)
         finally:
             app.stop(check=False)
             mock.close()
