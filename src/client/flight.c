@@ -126,8 +126,8 @@ static const fan__rt_hooks flight_hooks = {
 };
 
 /* A new flight for the keys and cache settings of `model`, with its own
- * request (the model's limits) and nothing running yet. NULL when out of
- * memory. */
+ * request (the model's limits and upstream settings) and nothing running
+ * yet. NULL when out of memory. */
 static fan__flight *flight_new(const fan_call *model)
 {
     fan__arena a;
@@ -138,7 +138,8 @@ static fan__flight *flight_new(const fan_call *model)
         return NULL;
     }
     memset(f, 0, sizeof *f);
-    fan__rt_init((fan_req *)(void *)f, &a, fan__rt_of(model->rq)->limits, &flight_hooks);
+    const fan__rt *from = fan__rt_of(model->rq);
+    fan__rt_init((fan_req *)(void *)f, &a, from->limits, from->upstreams, &flight_hooks);
     fan__arena *fa = &f->rt.arena;
     fan__list_init(&f->waiters);
     f->key = fan__arena_strndup(fa, model->fkey, model->fklen);
