@@ -45,6 +45,9 @@ class Base(harness.TransportSuite):
         return Mock()
 
     def setUp(self):
+        # Nothing of an earlier test in flight (the mock counts a request
+        # cancelled when its delay ends), then counters from zero.
+        self.wait_for(lambda: self.upstream.stats()["in_flight"] == 0)
         get_json(self.upstream.port, "/stats?reset=1")
         # Every test has paths of its own: the cache lives as long as the app.
         self.path = f"/{self._testMethodName}/{self.transport}"
@@ -100,7 +103,7 @@ class CacheSuite(Base):
 
     def test_100_identical_concurrent_gets_reach_the_upstream_once(self):
         before = self.counters()
-        answers = self.concurrently(100, fetch_path(self.url(ms=1500), coalesce=1))
+        answers = self.concurrently(100, fetch_path(self.url(ms=1000), coalesce=1))
         self.assertEqual(self.upstream_count(), 1)
         self.assertEqual({a["error"] for a in answers}, {"ok"})
         self.assertEqual(len({a["body"] for a in answers}), 1)  # one response, 100 copies
@@ -167,8 +170,8 @@ class CacheSuite(Base):
                                                   coalesce=1))
         self.assertEqual(len({a["error"] for a in answers}), 1)
         self.assertNotEqual(answers[0]["error"], "ok")
-        answers = self.concurrently(3, fetch_path(self.url("/slow", ms=3000), coalesce=1,
-                                                  timeout=300))
+        answers = self.concurrently(3, fetch_path(self.url("/slow", ms=1000), coalesce=1,
+                                                  timeout=200))
         self.assertEqual([a["error"] for a in answers], ["timeout"] * 3)
         # (The lean transport sends a request again, once, when a reused
         # connection is reset before any byte: /reset may count 2.)
@@ -235,12 +238,12 @@ class CacheSuite(Base):
         self.assertEqual([x["flags"]["cached"] for x in (a, b, c, d)], [False, True, False, False])
 
     def test_a_cache_miss_is_shared(self):
-        answers = self.concurrently(10, fetch_path(self.url(ms=800), cache=1, ttl=60000))
+        answers = self.concurrently(10, fetch_path(self.url(ms=400), cache=1, ttl=60000))
         self.assertEqual(self.upstream_count(), 1)
         self.assertEqual(sum(a["flags"]["coalesced"] for a in answers), 9)
 
     def test_stale_while_revalidate_serves_stale_and_refreshes_once(self):
-        url = self.url(ms=600, cache_control="max-age=0, stale-while-revalidate=60")
+        url = self.url(ms=400, cache_control="max-age=0, stale-while-revalidate=60")
         first = self.fetch(url, cache=1)
         t0 = time.monotonic()
         answers = self.concurrently(5, fetch_path(url, cache=1))
@@ -310,10 +313,10 @@ class OriginSuite(Base):
         self.assertEqual(self.upstream_count(), 1)
 
     def test_a_call_may_bypass_what_its_origin_turns_on(self):
-        url = self.url(ms=300)
+        url = self.url(ms=100)
         self.fetch(url)
         self.assertFalse(self.fetch(url, cache=-1)["flags"]["cached"])
-        answers = self.concurrently(3, fetch_path(self.url("/own", ms=300), cache=-1, coalesce=-1))
+        answers = self.concurrently(3, fetch_path(self.url("/own", ms=100), cache=-1, coalesce=-1))
         self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
         self.assertEqual((self.upstream_count(), self.upstream_count("/own")), (2, 3))
 
