@@ -128,9 +128,10 @@ static int make_keys(fan_call *c)
         c->cklen = len - (size_t)n;
         return 0;
     }
-    char *ck = NULL;
-    size_t clen = 0, ccap = 0;
+    char *ck = NULL, *vn = NULL;
+    size_t clen = 0, ccap = 0, vlen = 0, vcap = 0;
     rc = key_add(a, &ck, &clen, &ccap, k, base);
+    rc = rc ? rc : key_add(a, &vn, &vlen, &vcap, ",", 1);
     for (unsigned i = 0; !rc && c->cache_vary[i]; i++) {
         const char *name = c->cache_vary[i];
         size_t nlen = strlen(name);
@@ -138,12 +139,15 @@ static int make_keys(fan_call *c)
         for (size_t j = 0; !rc && j < nlen; j++) {
             char ch = name[j] >= 'A' && name[j] <= 'Z' ? (char)(name[j] + 32) : name[j];
             rc = key_add(a, &ck, &clen, &ccap, &ch, 1);
+            rc = rc ? rc : key_add(a, &vn, &vlen, &vcap, &ch, 1);
         }
+        rc = rc ? rc : key_add(a, &vn, &vlen, &vcap, ",", 1);
         rc = rc ? rc : key_add(a, &ck, &clen, &ccap, v ? ":" : "!", 1); /* absent: not "" */
         rc = rc ? rc : key_add(a, &ck, &clen, &ccap, v ? v : "", (v ? strlen(v) : 0) + 1);
     }
     c->ckey = ck;
     c->cklen = clen;
+    c->vary_names = vn;
     return rc;
 }
 
@@ -320,6 +324,35 @@ static int cacheable_status(int s)
     return 0;
 }
 
+/* Whether every header the response's Vary names is one of `names`
+ * (",name,...," lower-case): else a later call that differs in it would get
+ * this response. */
+static int vary_is_keyed(const fan_call *up, const char *names)
+{
+    for (unsigned i = 0; i < up->nresp; i++) {
+        if (strcasecmp(up->resp_headers[i].name, "Vary") != 0)
+            continue;
+        for (const char *p = up->resp_headers[i].value; *p;) {
+            p += strspn(p, " \t,");
+            size_t n = strcspn(p, ", \t");
+            char want[128];
+            if (n && n + 3 <= sizeof want) {
+                want[0] = ',';
+                for (size_t j = 0; j < n; j++)
+                    want[j + 1] = p[j] >= 'A' && p[j] <= 'Z' ? (char)(p[j] + 32) : p[j];
+                want[n + 1] = ',';
+                want[n + 2] = '\0';
+                if (!strstr(names, want))
+                    return 0;
+            } else if (n) {
+                return 0; /* a name too long to be one of ours */
+            }
+            p += n;
+        }
+    }
+    return 1;
+}
+
 /* Why the response of `up` must not be stored, or NULL when it may be. */
 static const char *not_storable(const fan_call *up, const cache_control *cc)
 {
@@ -342,10 +375,12 @@ static const char *not_storable(const fan_call *up, const cache_control *cc)
 }
 
 void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsigned ttl_ms,
-                      unsigned swr_ms, unsigned sie_ms)
+                      unsigned swr_ms, unsigned sie_ms, const char *vary_names)
 {
     cache_control cc = parse_cache_control(up);
     const char *why = not_storable(up, &cc);
+    if (!why && vary_names && !vary_is_keyed(up, vary_names))
+        why = "it varies on a request header that is not in the key (Vary)";
     double ttl = ttl_ms / 1000.0;
     if (!why && !ttl_ms) {
         long s = cc.s_maxage >= 0 ? cc.s_maxage : cc.max_age; /* s-maxage: for shared caches */

@@ -79,6 +79,7 @@ struct fan_call {
     unsigned cache_ttl_ms, swr_ms, sie_ms;
     const char *const *cache_vary;  /* NULL-terminated, in the arena, or NULL */
     char *fkey, *ckey;              /* its single-flight and cache keys (arena) */
+    char *vary_names;               /* ",name,...," of cache_vary, lower-case, or NULL */
     size_t fklen, cklen;
     void *lookup;                   /* a store lookup it waits for */
     struct fan__flight *flight;     /* the shared exchange it waits for */

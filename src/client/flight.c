@@ -32,6 +32,7 @@ typedef struct fan__flight {
     size_t klen, cklen;
     int cache;
     unsigned ttl_ms, swr_ms, sie_ms;
+    char *vary_names;          /* the cache_vary names, as fan__cache_store() takes them */
     char *label;               /* for log lines: "shared call NAME" */
 } fan__flight;
 
@@ -145,7 +146,9 @@ static fan__flight *flight_new(const fan_call *model)
     f->key = fan__arena_strndup(fa, model->fkey, model->fklen);
     f->ckey = model->ckey ? fan__arena_strndup(fa, model->ckey, model->cklen) : NULL;
     f->label = fan_sprintf((fan_req *)(void *)f, "shared call %s", model->name);
-    if (!f->key || (model->ckey && !f->ckey) || !f->label) {
+    f->vary_names = model->vary_names ? fan__arena_strdup(fa, model->vary_names) : NULL;
+    if (!f->key || (model->ckey && !f->ckey) || !f->label ||
+        (model->vary_names && !f->vary_names)) {
         fan__rt_free((fan_req *)(void *)f);
         return NULL;
     }
@@ -263,7 +266,7 @@ void fan__flight_done(fan_call *up)
     f->done = 1;
     unjoin(f);
     if (f->cache && f->ckey)
-        fan__cache_store(up, f->ckey, f->cklen, f->ttl_ms, f->swr_ms, f->sie_ms);
+        fan__cache_store(up, f->ckey, f->cklen, f->ttl_ms, f->swr_ms, f->sie_ms, f->vary_names);
     /* A waiter's end may resume its handler, which may cancel other
      * waiters of this flight (they leave the list) or start calls of the
      * same key (a new flight: this one is no longer joinable). */

@@ -181,6 +181,7 @@ class CacheSuite(Base):
 
     def test_a_hit_within_the_ttl_and_a_miss_after_it(self):
         url = self.url()
+        before = self.counters()
         first = self.fetch(url, cache=1, ttl=400)
         second = self.fetch(url, cache=1, ttl=400)
         self.assertEqual(self.upstream_count(), 1)
@@ -191,6 +192,9 @@ class CacheSuite(Base):
         third = self.fetch(url, cache=1, ttl=400)
         self.assertFalse(third["flags"]["cached"])
         self.assertEqual(self.upstream_count(), 2)
+        after = self.counters()
+        self.assertEqual({k: after[k] - before[k] for k in ("hits", "misses", "stores")},
+                         {"hits": 1, "misses": 2, "stores": 2})
 
     def test_without_cache_nothing_is_stored(self):
         url = self.url(cache_control="max-age=60")
@@ -236,6 +240,23 @@ class CacheSuite(Base):
         d = self.fetch(url, cache=1, ttl=60000, vary="X-A")  # absent is not empty
         self.assertEqual(b["body"], a["body"])
         self.assertEqual([x["flags"]["cached"] for x in (a, b, c, d)], [False, True, False, False])
+
+    def test_a_response_that_varies_on_a_header_outside_the_key_is_not_cached(self):
+        # The testapp is the upstream here: it answers with the header asked for.
+        def url(vary):
+            return (f"http://127.0.0.1:{self.app.port}/app/setheader?name=Vary&value="
+                    f"{quote(vary)}&t={self._testMethodName}")
+        for vary, names, cached in (("X-B", "X-A", False), ("x-b, X-A", "X-A,X-B", True),
+                                    ("*", None, False), ("X-B", None, True)):
+            opts = {"vary": names} if names else {}
+            self.fetch(url(vary), ["X-A: 1"], cache=1, ttl=60000, **opts)
+            j = self.fetch(url(vary), ["X-A: 1"], cache=1, ttl=60000, **opts)
+            self.assertEqual(j["flags"]["cached"], cached, (vary, names))
+
+    def test_a_response_that_sets_a_cookie_is_not_cached(self):
+        url = f"http://127.0.0.1:{self.app.port}/resp/headers"
+        self.fetch(url, cache=1, ttl=60000)
+        self.assertFalse(self.fetch(url, cache=1, ttl=60000)["flags"]["cached"])
 
     def test_a_cache_miss_is_shared(self):
         answers = self.concurrently(10, fetch_path(self.url(ms=400), cache=1, ttl=60000))
@@ -384,6 +405,7 @@ class Defaults(unittest.TestCase):
             j = get_json(app.port, fetch_path(url, cache=1, ttl=1, swr=60000))[1]
             self.assertTrue(j["flags"]["stale"])
             app.wait_log("refreshing its stale cache entry in the background")
+            app.wait_log(r"call \S+/refresh\S*: answered from the cache \(stale\)")
             t0 = time.monotonic()
             app.stop()  # no sanitizer report: nothing leaked
             self.assertLess(time.monotonic() - t0, delay / 1000 / 2)
@@ -397,7 +419,7 @@ class Defaults(unittest.TestCase):
 
     def test_a_stop_lets_the_waiters_of_a_shared_exchange_finish(self):
         mock = Mock()
-        app = harness.testapp()
+        app = harness.testapp("--log-level", "debug")
         try:
             path = fetch_path(mock.url("/drain?ms=800"), coalesce=1)
             socks = []
@@ -408,6 +430,7 @@ class Defaults(unittest.TestCase):
             deadline = time.monotonic() + 5
             while mock.stats()["in_flight"] < 1 and time.monotonic() < deadline:
                 time.sleep(0.02)
+            app.wait_log(r"call \S+/drain\S*: joined the exchange in flight \(2 waiting\)")
             app.proc.send_signal(signal.SIGTERM)  # drains: requests in progress finish
             answers = [harness.Reader(s).read().json() for s in socks]
             self.assertEqual([(a["error"], a["status"]) for a in answers], [("ok", 200)] * 2)
