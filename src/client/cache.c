@@ -114,8 +114,8 @@ static int make_keys(fan_call *c)
     size_t base = len;
     for (unsigned i = 0; !rc && c->headers && c->headers[i]; i++)
         rc = key_add(a, &k, &len, &cap, c->headers[i], strlen(c->headers[i]) + 1);
-    int n = snprintf(num, sizeof num, "%u %u %zu", c->timeout_ms, c->connect_timeout_ms,
-                     c->max_body);
+    int n =
+        snprintf(num, sizeof num, "%u %u %zu", c->timeout_ms, c->connect_timeout_ms, c->max_body);
     rc = rc ? rc : key_add(a, &k, &len, &cap, num, (size_t)n);
     if (rc)
         return rc;
@@ -199,8 +199,8 @@ static void looked_up(void *arg, const fan__stored *hit)
     counters.misses++;
     if (hit && now < hit->sie_until) {
         /* Kept for the case the exchange fails (stale-if-error). */
-        int rc = copy_response(c, hit->status, hit->headers, hit->nheaders, hit->body,
-                               hit->body_len);
+        int rc =
+            copy_response(c, hit->status, hit->headers, hit->nheaders, hit->body, hit->body_len);
         if (rc) {
             fan__call_finish(c, rc);
             return;
@@ -292,12 +292,13 @@ static void parse_directive(cache_control *cc, const char *d, size_t n)
 #undef IS
 }
 
-/* Every Cache-Control field of the response, directives separated by commas. */
-static cache_control parse_cache_control(const fan_call *up)
+/* Calls fn(arg, item, len) for each item of every `field` of the
+ * response: a comma-separated list, items trimmed, empty ones skipped. */
+static void each_item(const fan_call *up, const char *field,
+                      void (*fn)(void *arg, const char *item, size_t len), void *arg)
 {
-    cache_control cc = {0, 0, 0, -1, -1, -1, -1};
     for (unsigned i = 0; i < up->nresp; i++) {
-        if (strcasecmp(up->resp_headers[i].name, "Cache-Control") != 0)
+        if (strcasecmp(up->resp_headers[i].name, field) != 0)
             continue;
         for (const char *p = up->resp_headers[i].value; *p;) {
             p += strspn(p, " \t,");
@@ -306,51 +307,63 @@ static cache_control parse_cache_control(const fan_call *up)
             while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
                 m--;
             if (m)
-                parse_directive(&cc, p, m);
+                fn(arg, p, m);
             p += n;
         }
     }
+}
+
+static void directive_item(void *cc, const char *d, size_t n)
+{
+    parse_directive(cc, d, n);
+}
+
+static cache_control parse_cache_control(const fan_call *up)
+{
+    cache_control cc = {0, 0, 0, -1, -1, -1, -1};
+    each_item(up, "Cache-Control", directive_item, &cc);
     return cc;
 }
 
 /* RFC 9110 15.1: the statuses a cache may store by default. */
 static int cacheable_status(int s)
 {
-    switch (s) {
-    case 200: case 203: case 204: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
-        return 1;
-    }
+    static const int statuses[] = {200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501};
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
+        if (s == statuses[i])
+            return 1;
     return 0;
 }
 
-/* Whether every header the response's Vary names is one of `names`
- * (",name,...," lower-case): else a later call that differs in it would get
- * this response. */
+typedef struct vary_check {
+    const char *names; /* ",name,...," lower-case */
+    int keyed;
+} vary_check;
+
+static void vary_item(void *arg, const char *name, size_t n)
+{
+    vary_check *v = arg;
+    char want[128];
+    if (n + 3 > sizeof want) {
+        v->keyed = 0; /* too long to be one of ours */
+        return;
+    }
+    want[0] = ',';
+    for (size_t j = 0; j < n; j++)
+        want[j + 1] = name[j] >= 'A' && name[j] <= 'Z' ? (char)(name[j] + 32) : name[j];
+    want[n + 1] = ',';
+    want[n + 2] = '\0';
+    if (!strstr(v->names, want))
+        v->keyed = 0;
+}
+
+/* Whether every header the response's Vary names is one of `names`: else
+ * a later call that differs in it would get this response. */
 static int vary_is_keyed(const fan_call *up, const char *names)
 {
-    for (unsigned i = 0; i < up->nresp; i++) {
-        if (strcasecmp(up->resp_headers[i].name, "Vary") != 0)
-            continue;
-        for (const char *p = up->resp_headers[i].value; *p;) {
-            p += strspn(p, " \t,");
-            size_t n = strcspn(p, ", \t");
-            char want[128];
-            if (n && n + 3 <= sizeof want) {
-                want[0] = ',';
-                for (size_t j = 0; j < n; j++)
-                    want[j + 1] = p[j] >= 'A' && p[j] <= 'Z' ? (char)(p[j] + 32) : p[j];
-                want[n + 1] = ',';
-                want[n + 2] = '\0';
-                if (!strstr(names, want))
-                    return 0;
-            } else if (n) {
-                return 0; /* a name too long to be one of ours */
-            }
-            p += n;
-        }
-    }
-    return 1;
+    vary_check v = {names, 1};
+    each_item(up, "Vary", vary_item, &v);
+    return v.keyed;
 }
 
 /* Why the response of `up` must not be stored, or NULL when it may be. */
@@ -415,8 +428,10 @@ void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsign
     if (rc == 0)
         counters.stores++;
     fan_log(FAN_LOG_DEBUG, "call %s: response %s (fresh %.3f s, then stale for %.3f s / %.3f s)",
-            up->name, rc == 0 ? "cached" : rc == 1 ? "larger than the cache: not cached"
-                                                   : "not cached: out of memory",
+            up->name,
+            rc == 0   ? "cached"
+            : rc == 1 ? "larger than the cache: not cached"
+                      : "not cached: out of memory",
             ttl, swr, sie);
 }
 
@@ -432,8 +447,10 @@ void fan__cache_deliver(fan_call *w, const fan_call *up, int first)
     if (w->stale_fallback && failed(up)) {
         w->flags |= FAN_CALL_CACHED | FAN_CALL_STALE;
         counters.stale_hits++;
-        fan_log(FAN_LOG_DEBUG, "call %s: the exchange failed (%s, status %d): answered from "
-                "the stale cache entry", w->name, fan_errname(up->error), up->status);
+        fan_log(FAN_LOG_DEBUG,
+                "call %s: the exchange failed (%s, status %d): answered from "
+                "the stale cache entry",
+                w->name, fan_errname(up->error), up->status);
         fan__call_finish(w, 0);
         return;
     }

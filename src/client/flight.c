@@ -19,21 +19,21 @@
 #include "core/log.h"
 
 typedef struct fan__flight {
-    fan__rt rt;                /* its request: first, so that a flight is a fan_req */
-    struct fan__flight *next;  /* hash chain, while joinable */
-    fan__list all_link;        /* every live flight of the worker */
+    fan__rt rt;               /* its request: first, so that a flight is a fan_req */
+    struct fan__flight *next; /* hash chain, while joinable */
+    fan__list all_link;       /* every live flight of the worker */
     unsigned hash;
     int joinable, background, done, cancelled;
-    fan_call *up;              /* the upstream call, in rt */
-    fan__list waiters;         /* fan_call.flight_link */
+    fan_call *up;      /* the upstream call, in rt */
+    fan__list waiters; /* fan_call.flight_link */
     unsigned nwaiters;
-    fan_call *first;           /* the waiter that started it, while it waits */
-    char *key, *ckey;          /* in rt's arena */
+    fan_call *first;  /* the waiter that started it, while it waits */
+    char *key, *ckey; /* in rt's arena */
     size_t klen, cklen;
     int cache;
     unsigned ttl_ms, swr_ms, sie_ms;
-    char *vary_names;          /* the cache_vary names, as fan__cache_store() takes them */
-    char *label;               /* for log lines: "shared call NAME" */
+    char *vary_names; /* the cache_vary names, as fan__cache_store() takes them */
+    char *label;      /* for log lines: "shared call NAME" */
 } fan__flight;
 
 typedef struct flights {

@@ -17,10 +17,10 @@ typedef struct entry {
     struct entry *next; /* hash chain */
     fan__list lru;      /* most recently used first */
     unsigned hash;
-    size_t size;        /* the whole allocation */
-    fan__stored v;      /* points into the allocation */
+    size_t size;   /* the whole allocation */
+    fan__stored v; /* points into the allocation */
     size_t klen;
-    const char *keyp;   /* the key, inside the allocation */
+    const char *keyp; /* the key, inside the allocation */
 } entry;
 
 typedef struct memstore {
