@@ -130,13 +130,14 @@ static int mem_put(fan__store *s, const char *key, size_t klen, const fan__store
     memstore *m = (memstore *)s;
     size_t size = entry_size(v, klen);
     remove_key(m, key, klen);
-    if (size > m->max_bytes)
-        return 1;
-    while (m->bytes + size > m->max_bytes && !fan__list_empty(&m->lru)) {
+    int fits = size <= m->max_bytes;
+    while (m->bytes + (fits ? size : 0) > m->max_bytes && !fan__list_empty(&m->lru)) {
         entry *old = fan__container_of(m->lru.next, entry, lru);
         unlink_entry(m, slot_of(m, old->keyp, old->klen, old->hash));
         m->evictions++;
     }
+    if (!fits)
+        return 1;
     entry *e = malloc(size);
     if (!e)
         return FAN_ENOMEM;
