@@ -322,8 +322,12 @@ class OriginSuite(Base):
     def setUpClass(cls):
         cls.upstream = Mock()
         origin = f"http://127.0.0.1:{cls.upstream.port}"
+        # localhost is another origin, with a stale-while-revalidate window.
+        other = f"http://localhost:{cls.upstream.port}"
         cls.app = harness.testapp("--max-cache-bytes", str(cls.MAX_CACHE), "--origin",
-                                  origin + ",cache=on,coalesce=on,cache-ttl=60000",
+                                  origin + ",cache=on,coalesce=on,cache-ttl=60000,"
+                                  "stale-if-error=60000", "--origin",
+                                  other + ",cache=on,cache-ttl=1,stale-while-revalidate=60000",
                                   env={"FANOUT_TRANSPORT": cls.transport})
 
     def test_the_origin_turns_the_cache_and_single_flight_on(self):
@@ -340,6 +344,25 @@ class OriginSuite(Base):
         answers = self.concurrently(3, fetch_path(self.url("/own", ms=100), cache=-1, coalesce=-1))
         self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
         self.assertEqual((self.upstream_count(), self.upstream_count("/own")), (2, 3))
+
+    def test_the_origin_gives_the_stale_windows(self):
+        url = self.url("/swr").replace("127.0.0.1", "localhost")
+        first = self.fetch(url)
+        time.sleep(0.01)
+        j = self.fetch(url)
+        self.assertTrue(j["flags"]["stale"])
+        self.assertEqual(j["body"], first["body"])
+        self.assertTrue(self.wait_for(lambda: self.upstream_count("/swr") == 2))
+        # stale-if-error: the call's TTL of 1 ms, the origin's window.
+        key = f"origin-sie-{self.transport}"
+        url = self.url("/sie", fail=503, fail_first=1, key=key)
+        get_json(self.upstream.port, url.split(str(self.upstream.port), 1)[1])
+        stored = self.fetch(url, ttl=1)
+        get_json(self.upstream.port, "/stats?reset=1")
+        time.sleep(0.01)
+        j = self.fetch(url, ttl=1)
+        self.assertEqual((j["status"], j["body"], j["flags"]["stale"]),
+                         (200, stored["body"], True))
 
     def test_the_least_recently_used_entry_goes_at_the_byte_bound(self):
         size = self.MAX_CACHE // 4  # about a quarter each, with its headers and key
