@@ -442,7 +442,7 @@ static int failed(const fan_call *up)
            up->status == 504;
 }
 
-void fan__cache_deliver(fan_call *w, const fan_call *up, int first)
+void fan__cache_deliver(fan_call *w, const fan_call *up, fan__shared_body *body, int first)
 {
     if (w->stale_fallback && failed(up)) {
         w->flags |= FAN_CALL_CACHED | FAN_CALL_STALE;
@@ -455,7 +455,11 @@ void fan__cache_deliver(fan_call *w, const fan_call *up, int first)
         return;
     }
     int rc = copy_response(w, up->status, up->resp_headers, up->nresp, up->resp_body.data,
-                           up->resp_body.len);
+                           body ? 0 : up->resp_body.len);
+    if (body) {
+        body->refs++;
+        w->shared_body = body;
+    }
     w->too_large = up->too_large;
     w->bad_head = up->bad_head;
     if (first) {

@@ -33,6 +33,14 @@ static void call_release(void *arg)
     fan_call *c = arg;
     json_decref(c->json);
     fan__buf_free(&c->resp_body);
+    if (c->shared_body)
+        fan__shared_body_unref(c->shared_body);
+}
+
+/* The response body: the call's own, or the one it shares. */
+static const fan__buf *body_of(const fan_call *c)
+{
+    return c->shared_body ? &c->shared_body->buf : &c->resp_body;
 }
 
 /* A call waiting for a slot has nothing under way: it ends here; one
@@ -452,9 +460,10 @@ int fan_call_status(const fan_call *c)
 
 const char *fan_call_body(const fan_call *c, size_t *len)
 {
+    const fan__buf *b = body_of(c);
     if (len)
-        *len = c->resp_body.len;
-    return c->resp_body.len ? c->resp_body.data : "";
+        *len = b->len;
+    return b->len ? b->data : "";
 }
 
 const char *fan_call_header(const fan_call *c, const char *name)
@@ -481,7 +490,8 @@ json_t *fan_call_json(fan_call *c)
 {
     if (!c->json_parsed && c->error == 0) {
         c->json_parsed = 1;
-        c->json = json_loadb(c->resp_body.data ? c->resp_body.data : "", c->resp_body.len, 0, NULL);
+        const fan__buf *b = body_of(c);
+        c->json = json_loadb(b->data ? b->data : "", b->len, 0, NULL); /* each call its own */
     }
     return c->json;
 }

@@ -86,7 +86,18 @@ struct fan_call {
     fan__list flight_link;          /* in the flight's waiters */
     int stale_fallback;             /* it holds a stale entry, served if the exchange fails */
     struct fan__flight *leads;      /* the shared exchange this call is the upstream call of */
+    struct fan__shared_body *shared_body; /* its body, read-only, shared with the other
+                                           * waiters of its exchange; or NULL: resp_body */
 };
+
+/* A response body shared, read-only, by the calls of a shared exchange
+ * (flight.c): freed with its last reference, by fan__shared_body_unref(). */
+typedef struct fan__shared_body {
+    unsigned refs;
+    fan__buf buf;
+} fan__shared_body;
+
+void fan__shared_body_unref(fan__shared_body *b);
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
  * it waits for it. The call must not be touched by the transport afterwards. */

@@ -267,6 +267,15 @@ void fan__flight_done(fan_call *up)
     unjoin(f);
     if (f->cache && f->ckey)
         fan__cache_store(up, f->ckey, f->cklen, f->ttl_ms, f->swr_ms, f->sie_ms, f->vary_names);
+    /* The waiters share the body, read-only, instead of a copy each: the
+     * flight holds one reference while it hands them out. Out of memory:
+     * each copies it. */
+    fan__shared_body *body = NULL;
+    if (f->nwaiters > 1 && up->resp_body.len && (body = malloc(sizeof *body))) {
+        body->refs = 1;
+        body->buf = up->resp_body;
+        memset(&up->resp_body, 0, sizeof up->resp_body);
+    }
     /* A waiter's end may resume its handler, which may cancel other
      * waiters of this flight (they leave the list) or start calls of the
      * same key (a new flight: this one is no longer joinable). */
@@ -274,8 +283,18 @@ void fan__flight_done(fan_call *up)
         fan_call *w = fan__container_of(f->waiters.next, fan_call, flight_link);
         int first = w == f->first;
         remove_waiter(f, w);
-        fan__cache_deliver(w, up, first);
+        fan__cache_deliver(w, up, body, first);
     }
+    if (body)
+        fan__shared_body_unref(body);
+}
+
+void fan__shared_body_unref(fan__shared_body *b)
+{
+    if (--b->refs)
+        return;
+    fan__buf_free(&b->buf);
+    free(b);
 }
 
 void fan__flight_cancel_all(int waited_for_too)

@@ -39,8 +39,9 @@ void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsign
 
 /* Ends the waiter `w` with its own copy of the response of `up` (the
  * exchange's upstream call, ended), or with the stale entry it holds when
- * the exchange failed. `first`: w started the exchange (its attempts are
- * the exchange's; the others are coalesced). */
-void fan__cache_deliver(fan_call *w, const fan_call *up, int first);
+ * the exchange failed. The body is `body` when not NULL (w takes a
+ * reference), else up's, copied. `first`: w started the exchange (its
+ * attempts are the exchange's; the others are coalesced). */
+void fan__cache_deliver(fan_call *w, const fan_call *up, fan__shared_body *body, int first);
 
 #endif

@@ -103,7 +103,7 @@ class CacheSuite(Base):
 
     def test_100_identical_concurrent_gets_reach_the_upstream_once(self):
         before = self.counters()
-        answers = self.concurrently(100, fetch_path(self.url(ms=1000), coalesce=1))
+        answers = self.concurrently(100, fetch_path(self.url(ms=1500), coalesce=1))
         self.assertEqual(self.upstream_count(), 1)
         self.assertEqual({a["error"] for a in answers}, {"ok"})
         self.assertEqual(len({a["body"] for a in answers}), 1)  # one response, 100 copies
@@ -140,7 +140,7 @@ class CacheSuite(Base):
         self.assertFalse(any(a["flags"]["coalesced"] for a in answers))
 
     def test_a_cancelled_waiter_leaves_alone(self):
-        path = fetch_path(self.url(ms=1000), coalesce=1)
+        path = fetch_path(self.url(ms=1500), coalesce=1)
         gone = self.send_raw(path)
         stay = [self.send_raw(path) for _ in range(2)]
         self.assertTrue(self.wait_for(lambda: self.upstream.stats()["in_flight"] == 1))
@@ -182,14 +182,14 @@ class CacheSuite(Base):
     def test_a_hit_within_the_ttl_and_a_miss_after_it(self):
         url = self.url()
         before = self.counters()
-        first = self.fetch(url, cache=1, ttl=400)
-        second = self.fetch(url, cache=1, ttl=400)
+        first = self.fetch(url, cache=1, ttl=800)
+        second = self.fetch(url, cache=1, ttl=800)
         self.assertEqual(self.upstream_count(), 1)
         self.assertEqual(second["body"], first["body"])
         self.assertEqual((first["flags"]["cached"], second["flags"]["cached"]), (False, True))
         self.assertEqual((first["attempts"], second["attempts"]), (1, 0))
-        time.sleep(0.5)
-        third = self.fetch(url, cache=1, ttl=400)
+        time.sleep(0.9)
+        third = self.fetch(url, cache=1, ttl=800)
         self.assertFalse(third["flags"]["cached"])
         self.assertEqual(self.upstream_count(), 2)
         after = self.counters()
@@ -266,10 +266,9 @@ class CacheSuite(Base):
     def test_stale_while_revalidate_serves_stale_and_refreshes_once(self):
         url = self.url(ms=400, cache_control="max-age=0, stale-while-revalidate=60")
         first = self.fetch(url, cache=1)
-        t0 = time.monotonic()
         answers = self.concurrently(5, fetch_path(url, cache=1))
-        took = time.monotonic() - t0
-        self.assertLess(took, first["duration"] / 2)  # not waiting for the refresh
+        # Not waiting for the refresh: each call took a fraction of the exchange.
+        self.assertLess(max(a["duration"] for a in answers), first["duration"] / 2)
         self.assertTrue(all(a["flags"]["stale"] and a["flags"]["cached"] for a in answers))
         self.assertEqual({a["body"] for a in answers}, {first["body"]})
         # One refresh reached the upstream, and it stored what it got.
