@@ -216,6 +216,9 @@ int fan__cache_start(fan_call *c)
 {
     if (!c->use_cache && c->use_coalesce <= 0)
         return 0;
+    /* The origin's breaker and budget count the shared exchange's call, not
+     * the calls it answers: this one is not one of their calls. */
+    c->health = NULL;
     int rc = make_keys(c);
     fan__store *s = rc || !c->use_cache ? NULL : store_for(fan__rt_of(c->rq)->limits);
     if (rc == 0 && s) {

@@ -69,9 +69,19 @@ struct fan_call {
     const struct fan__origin_cfg *origin_cfg;
     size_t conn_cap; /* calls in flight to the origin it allows, 0 = no cap */
 
-    /* What happened to it (fan_call_attempts(), fan_call_flags()). */
-    int attempts;
-    unsigned flags;
+    /* resilience.h: retries, hedges, the breaker */
+    struct fan_call *parent;         /* a try: the call it is a try of, else NULL */
+    struct fan__attempts *att;       /* a call run as tries: the engine's state */
+    const fan_retry_policy *policy;  /* its retry policy, NULL for one plain try */
+    struct fan__health *health;      /* its origin's state in the worker, or NULL */
+    fan__list try_link;              /* a try: in its call's list of live tries */
+    int counted;                     /* counted in health->calls */
+    int probe;                       /* the half-open breaker's probe */
+    int budgeted;                    /* a try that holds a unit of the retry budget */
+    int responded;                   /* a byte of the response head or body arrived */
+    int cancelled_by_us;             /* a try cancelled by its call (a loser) */
+    int attempts;                    /* fan_call_attempts() */
+    unsigned flags;                  /* fan_call_flags() */
 
     /* cache.c and flight.c: the response cache and single-flight, as the
      * options and the call's origin set them (fan__cache_settle()). */
@@ -136,8 +146,10 @@ void fan__slots_shutdown(void);
  * fit (slots.c). */
 size_t fan__origin_key(const char *url, char *out, size_t cap);
 
-/* FNV-1a of s[0..n), for the client's hash tables (slots.c). Can't fail. */
-unsigned fan__hash(const char *s, size_t n);
+/* The hash of an origin key of `n` bytes (FNV-1a), for the tables of
+ * origins (slots.c, health.c) and of the cache and single-flight keys
+ * (store_memory.c, flight.c). Can't fail. */
+unsigned fan__origin_hash(const char *s, size_t n);
 
 /* Upstream settings of an app (upstreams.c): TLS files and per-origin
  * options. The app owns one; each request's runtime carries a pointer to

@@ -154,7 +154,7 @@ static fan__flight *flight_new(const fan_call *model)
     }
     f->klen = model->fklen;
     f->cklen = model->cklen;
-    f->hash = fan__hash(f->key, f->klen);
+    f->hash = fan__origin_hash(f->key, f->klen);
     f->cache = model->use_cache;
     f->ttl_ms = model->cache_ttl_ms;
     f->swr_ms = model->swr_ms;
@@ -200,7 +200,7 @@ static void remove_waiter(fan__flight *f, fan_call *c)
 
 static fan__flight *joinable(const char *key, size_t klen)
 {
-    return *slot_of(key, klen, fan__hash(key, klen));
+    return *slot_of(key, klen, fan__origin_hash(key, klen));
 }
 
 int fan__flight_join(fan_call *c, int shared)

@@ -51,7 +51,7 @@ static void unlink_entry(memstore *m, entry **p)
 
 static void remove_key(memstore *m, const char *key, size_t klen)
 {
-    entry **p = slot_of(m, key, klen, fan__hash(key, klen));
+    entry **p = slot_of(m, key, klen, fan__origin_hash(key, klen));
     if (*p)
         unlink_entry(m, p);
 }
@@ -78,7 +78,7 @@ static int mem_get(fan__store *s, const char *key, size_t klen, fan__store_get_c
 {
     memstore *m = (memstore *)s;
     (void)pending;
-    entry **p = slot_of(m, key, klen, fan__hash(key, klen));
+    entry **p = slot_of(m, key, klen, fan__origin_hash(key, klen));
     entry *e = *p;
     if (e) {
         double now = fan_now(), until = e->v.fresh_until;
@@ -143,7 +143,7 @@ static int mem_put(fan__store *s, const char *key, size_t klen, const fan__store
         return FAN_ENOMEM;
     fan__header *h = (fan__header *)(void *)(e + 1);
     char *at = (char *)(h + v->nheaders);
-    e->hash = fan__hash(key, klen);
+    e->hash = fan__origin_hash(key, klen);
     e->size = size;
     e->klen = klen;
     e->v = *v;
