@@ -177,6 +177,19 @@ class CacheSuite(Base):
         # connection is reset before any byte: /reset may count 2.)
         self.assertEqual((self.upstream_count(), self.upstream_count("/slow")), (1, 1))
 
+    def test_a_shared_exchange_is_retried_once_for_all_its_waiters(self):
+        url = self.url(fail=503, fail_first=1, key=f"retried-{self.transport}", ms=200)
+        status, j = get_json(self.app.port, "/resilient?" + "&".join(
+            f"{k}={quote(str(v), safe='')}" for k, v in
+            {"url": url, "n": 3, "coalesce": 1, "retries": 2, "base": 1}.items()))
+        self.assertEqual(status, 200, j)
+        calls = j["calls"]
+        self.assertEqual([(c["error"], c["status"]) for c in calls], [("ok", 200)] * 3)
+        self.assertEqual([(c["attempts"], c["flags"]) for c in calls],
+                         [(2, 1), (0, 16), (0, 16)])  # RETRIED; COALESCED
+        self.assertEqual(len({c["body"] for c in calls}), 1)
+        self.assertEqual(self.upstream_count(), 2)  # the failure and its retry, once
+
     # ---- the response cache
 
     def test_a_hit_within_the_ttl_and_a_miss_after_it(self):

@@ -298,8 +298,8 @@ static int query_policy(fan_req *rq, fan_retry_policy *p)
     return any;
 }
 
-/* ?n= concurrent calls (default 1) of ?url= with ?method=, ?timeout= and the
- * retry policy of query_policy(), awaited together: for each its error,
+/* ?n= concurrent calls (default 1) of ?url= with ?method=, ?timeout=,
+ * ?coalesce= and the retry policy of query_policy(), awaited together: for each its error,
  * status, tries and FAN_CALL_* flags, in start order. */
 static void resilient_view(fan_req *rq)
 {
@@ -315,6 +315,7 @@ static void resilient_view(fan_req *rq)
         .name = fan_req_query(rq, "name"),
         .timeout_ms = (unsigned)fan_req_query_long(rq, "timeout", 0, NULL),
         .retry = query_policy(rq, &p) ? &p : NULL,
+        .coalesce = (int)fan_req_query_long(rq, "coalesce", 0, NULL),
     };
     double t0 = fan_now();
     fan_call **calls = fan_alloc(rq, (size_t)n * sizeof *calls);
