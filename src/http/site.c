@@ -27,6 +27,7 @@ static const fan_limits default_limits = {
     .max_queued_calls = 16384,
     .call_queue_timeout_ms = 5000,
     .max_stream_queued_bytes = 64 * 1024,
+    .max_cache_bytes = 64 * 1024 * 1024,
     .tls_handshake_timeout_ms = 10000,
 };
 
