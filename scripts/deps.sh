@@ -6,11 +6,13 @@
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
-      libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev)
+      libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev
+      libhiredis-dev) # Redis: the shared tier (sessions, rate limits), with its libuv adapter
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(nginx openssl) # test_tls.py: a real TLS and HTTP/2 upstream, its certificates
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
+    pkgs+=(redis-server haproxy) # test_scale.py: a real Redis and a real load balancer
 fi
 
 missing=()

@@ -215,4 +215,17 @@ int fan__signed_decode(const char *value, const char *const *secrets, size_t nse
 /* A short description of a FAN__SIGNED_* error, for logs. */
 const char *fan__signed_strerror(int rc);
 
+/* ------------------------------------------------------------------------ */
+/* Redis (redis.c), sessions in Redis (session_redis.c), rate limits         */
+/* (ratelimit.c)                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct fan__redis_opts;
+
+/* The redis.* settings of the request's configuration. */
+void fan__redis_opts_of(fan_req *rq, struct fan__redis_opts *o);
+
+/* 1 if redis.url is set. */
+int fan__redis_on(fan_req *rq);
+
 #endif
