@@ -257,6 +257,7 @@ int fan__config_init(fan_app *app)
         {"ratelimit.key", FAN_CONFIG_STRING, "addr"},
         {"ratelimit.redis_down", FAN_CONFIG_STRING, "local"},
         {"ratelimit.max_local_keys", FAN_CONFIG_INT, "10000"},
+        {"ratelimit.paths", FAN_CONFIG_STRINGS, "[\"/\"]"},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (fan_app_declare_config(app, own[i].key, own[i].type, own[i].def) == FAN_ENOMEM)

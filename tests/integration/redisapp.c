@@ -86,6 +86,47 @@ static void redis_cancel(fan_req *rq)
                              fan_now() - cancelled_at));
 }
 
+/* ---- Sessions (session.store "redis" in the tests) ---- */
+
+static void session_set(fan_req *rq)
+{
+    int rc = fan_session_set(rq, fan_req_query(rq, "key"), fan_req_query(rq, "value"));
+    fan_reply_json(rq, rc == 0 ? 200 : 500,
+                   json_pack("{s:s, s:i}", "rc", fan_errname(rc), "pid", (int)getpid()));
+}
+
+static void session_get(fan_req *rq)
+{
+    const char *v = fan_session_get(rq, fan_req_query(rq, "key"));
+    fan_reply_json(rq, 200, json_pack("{s:s?, s:i}", "value", v, "pid", (int)getpid()));
+}
+
+static void session_clear(fan_req *rq)
+{
+    int rc = fan_session_clear(rq);
+    fan_reply_json(rq, rc == 0 ? 200 : 500,
+                   json_pack("{s:s, s:i}", "rc", fan_errname(rc), "pid", (int)getpid()));
+}
+
+/* ---- Served behind a load balancer (ratelimit.paths ["/api/"]) ---- */
+
+static void api_ping(fan_req *rq)
+{
+    fan_reply_json(rq, 200, json_pack("{s:i}", "pid", (int)getpid()));
+}
+
+/* ?ms=N: answers after N ms, for requests in flight when a process dies. */
+static void api_slow(fan_req *rq)
+{
+    fan_sleep(rq, (unsigned)fan_req_query_long(rq, "ms", 100, NULL));
+    fan_reply_json(rq, 200, json_pack("{s:i}", "pid", (int)getpid()));
+}
+
+static void health(fan_req *rq)
+{
+    fan_reply(rq, 200, "text/plain", "ok\n", 3);
+}
+
 int main(int argc, char **argv)
 {
     fan_app *app = fan_app_new();
@@ -93,6 +134,12 @@ int main(int argc, char **argv)
         return 1;
     fan_app_route(app, "GET", "/redis/cmd", redis_cmd);
     fan_app_route(app, "GET", "/redis/cancel", redis_cancel);
+    fan_app_route(app, "GET", "/session/set", session_set);
+    fan_app_route(app, "GET", "/session/get", session_get);
+    fan_app_route(app, "GET", "/session/clear", session_clear);
+    fan_app_route(app, "GET", "/api/ping", api_ping);
+    fan_app_route(app, "GET", "/api/slow", api_slow);
+    fan_app_route(app, "GET", "/health", health);
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);
     return rc;
