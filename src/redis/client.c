@@ -16,9 +16,10 @@
  * A command that times out means Redis stopped answering: every command in
  * flight fails with FAN_ETIMEDOUT and the connection is dropped. A dropped
  * or failed connection is made again on the first command after its
- * backoff (50 ms doubling up to backoff_max_ms, with jitter); until then
- * commands fail at once with FAN_ECONNREFUSED, so that a Redis that is down
- * costs a request nothing but the policy its feature declares. */
+ * backoff (50 ms doubling up to backoff_max_ms, with jitter); until then,
+ * and while that new connection is not ready yet, commands fail at once
+ * with the reason of the last failure, so that a Redis that is down costs a
+ * request nothing but the policy its feature declares. */
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -407,6 +408,11 @@ int fan__redis_exec(fan_req *rq, const fan__redis_opts *opts, int argc, const ch
         if (c->state == DOWN)
             return c->reason;
     }
+    /* After a failure, the new connection is a probe: commands fail at once
+     * until it is ready, rather than wait for a Redis that may still be
+     * away (one that accepts and never answers costs a connect timeout). */
+    if (c->state == CONNECTING && c->failures)
+        return c->reason ? c->reason : FAN_ECONNREFUSED;
     if (c->ninflight >= c->opts.max_in_flight)
         return FAN_EBUSY;
     waiter w = {.rq = rq, .rc = FAN_ECANCELED};

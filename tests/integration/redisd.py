@@ -1,6 +1,7 @@
 """A real redis-server for the tests: started on a free loopback port in a
 temporary directory, stopped (and its directory removed) at the end; and a
 small RESP client to look at it from the side."""
+import atexit
 import os
 import shutil
 import signal
@@ -10,6 +11,26 @@ import tempfile
 import time
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+# Every process the tests start, stopped at exit whatever happened (a
+# setUpClass that failed runs no tearDownClass).
+_started = []
+
+
+@atexit.register
+def _stop_all():
+    for p in _started:
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()
+
+
+def spawn(argv):
+    """Popen(argv) with no output, stopped at exit if still running."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _started.append(p)
+    return p
 
 
 def free_port():
@@ -37,7 +58,7 @@ class Redis:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
                 "--logfile", os.path.join(self.dir, "redis.log"), *self.args]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = spawn(argv)
         deadline = time.monotonic() + 10
         while True:
             try:
