@@ -853,12 +853,31 @@ FAN_API int fan_app_error_handler(fan_app *app, int status, fan_handler handler)
  *   session.max_age      seconds a written session is valid (default 14 days)
  *   session.secure       the Secure attribute (default true)
  *   session.samesite     "Strict", "Lax" (default) or "None"
- *   session.max_size     the largest cookie, attributes included (4096)
+ *   session.max_size     the largest cookie, attributes included (4096);
+ *                        with session.store "redis", the largest session
+ *                        (its values as a JSON object)
+ *   session.store        "cookie" (default) or "redis": the cookie then
+ *                        holds only a signed random id (160 bits from
+ *                        OpenSSL's RAND_bytes), and the values are a Redis
+ *                        hash (redis.prefix "session:" id) whose TTL is
+ *                        session.max_age, renewed at each change;
+ *                        fan_session_clear() (logging out) deletes it
+ *   session.redis_down   with session.store "redis", what a request with a
+ *                        session cookie gets when Redis fails: "503"
+ *                        (default: answered 503 before the handler runs)
+ *                        or "none" (served as having no session; writes
+ *                        fail). Either way a line in the log, one per
+ *                        second at most.
  * The cookie is HttpOnly with Path=/. An incoming cookie that is tampered
  * with, expired, oversized or malformed gives an empty session and a warning
  * in the log, never an error. The Set-Cookie header is sent only when the
  * session changed (each change renews the expiry). Every function below may
- * be called from any task of the request. */
+ * be called from any task of the request. With session.store "redis", a
+ * session is read once per request, before the handler, and each change is
+ * written to Redis at once (the task awaits it): the changes below may then
+ * also fail with what fan_redis_command() returns (FAN_ECONNREFUSED,
+ * FAN_ETIMEDOUT, ...), or FAN_EPROTO for an error Redis answered, and the
+ * session is unchanged. */
 
 /* The session's value of `key`, or NULL. Lives as long as the request. */
 FAN_API const char *fan_session_get(fan_req *rq, const char *key);
@@ -1243,6 +1262,33 @@ FAN_API int fan_suspend(fan_req *rq, fan_waker *w);
 FAN_API void fan_wake(fan_waker *w);
 
 /* ------------------------------------------------------------------------ */
+/* Rate limits                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Every app has a rate limiter, off until ratelimit.rate is set: a token
+ * bucket per client key, checked before the before-request hooks. With
+ * redis.url set, the buckets are in Redis, updated by one Lua script on
+ * Redis's clock, so that every instance and worker sharing the Redis
+ * shares them; without, each worker keeps its own. A refused request gets
+ * 429 with Retry-After (seconds until a token) and the JSON body
+ * {"error": "rate limit exceeded", "status": 429, "retry_after": S,
+ * "remaining": 0}. Settings:
+ *   ratelimit.rate           tokens added per second (default 0: off)
+ *   ratelimit.burst          the bucket's size (default 10)
+ *   ratelimit.key            "addr" (default: fan_req_client_addr(), so set
+ *                            the trusted proxies behind a load balancer) or
+ *                            "header:NAME" (that header's value; a request
+ *                            without it is keyed by its address; over 256
+ *                            bytes is answered 400)
+ *   ratelimit.paths          path prefixes it applies to (default ["/"])
+ *   ratelimit.redis_down     when Redis fails: "allow", "deny" (503 with
+ *                            Retry-After: 1) or "local" (default: this
+ *                            worker's own bucket, so each worker allows the
+ *                            full rate); logged once a second at most
+ *   ratelimit.max_local_keys the keys a worker's own table holds (default
+ *                            10000); full, it is emptied, with a warning */
+
+/* ------------------------------------------------------------------------ */
 /* Redis                                                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1266,7 +1312,8 @@ FAN_API void fan_wake(fan_waker *w);
  *                             FAN_EBUSY beyond (default 1024)
  *   redis.backoff_max_ms      a lost or refused connection is tried again
  *                             after 50 ms, doubling up to this (default
- *                             2000); until then commands fail at once
+ *                             2000); until then, and until the new
+ *                             connection is ready, commands fail at once
  * Sessions (session.store) and the rate limiter (ratelimit.*) use it too. */
 
 /* The kinds of reply, the values of fan_redis_reply.type. */
