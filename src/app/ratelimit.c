@@ -41,6 +41,7 @@ typedef struct bucket {
 /* This worker's buckets for "local": open addressing, emptied when full. */
 static _Thread_local bucket *local;
 static _Thread_local size_t nlocal, caplocal;
+static _Thread_local int bad_key, bad_policy; /* warned of a bad setting */
 
 static unsigned long hash(const char *s)
 {
@@ -58,8 +59,10 @@ static int take_local(fan_req *rq, const char *key, double rate, double burst, d
     cap = cap < 16 ? 16 : cap;
     if (!local || caplocal != cap * 2 || nlocal >= cap) {
         if (local && nlocal >= cap)
-            fan_log(FAN_LOG_WARN, "rate limit: %zu keys in this worker's local table "
-                                  "(ratelimit.max_local_keys): emptied it", nlocal);
+            fan_log(FAN_LOG_WARN,
+                    "rate limit: %zu keys in this worker's local table "
+                    "(ratelimit.max_local_keys): emptied it",
+                    nlocal);
         free(local);
         caplocal = cap * 2;
         nlocal = 0;
@@ -93,9 +96,19 @@ static void log_down(int rc, const char *policy)
     unsigned long quiet;
     if (!fan__log_quota_take(&quota, fan_now(), 1.0, &quiet))
         return;
-    fan_log(FAN_LOG_WARN, "rate limit: Redis failed (%s): ratelimit.redis_down is \"%s\" (%lu "
-                          "more requests since the last line)",
+    fan_log(FAN_LOG_WARN,
+            "rate limit: Redis failed (%s): ratelimit.redis_down is \"%s\" (%lu "
+            "more requests since the last line)",
             fan_strerror(rc), policy, quiet);
+}
+
+/* Once per worker and setting (*warned): a value it cannot have. */
+static void warn_setting(int *warned, const char *key, const char *value, const char *expected,
+                         const char *used)
+{
+    if (!(*warned)++)
+        fan_log(FAN_LOG_ERROR, "%s must be %s, not \"%s\": using \"%s\"", key, expected, value,
+                used);
 }
 
 /* The client key of the request, or NULL after answering 400. */
@@ -103,8 +116,10 @@ static const char *client_key(fan_req *rq)
 {
     const char *how = fan_config_str(rq, "ratelimit.key");
     const char *key = NULL;
-    if (how && strncmp(how, "header:", 7) == 0)
+    if (how && strncmp(how, "header:", 7) == 0 && how[7])
         key = fan_req_header(rq, how + 7);
+    else if (how && strcmp(how, "addr") != 0)
+        warn_setting(&bad_key, "ratelimit.key", how, "\"addr\" or \"header:NAME\"", "addr");
     if (!key || !*key)
         key = fan_sprintf(rq, "addr:%s", fan_req_client_addr(rq));
     else
@@ -133,9 +148,9 @@ static int refuse(fan_req *rq, double wait_s, long long left)
     long retry = (long)ceil(wait_s);
     retry = retry < 1 ? 1 : retry;
     fan_resp_set_header(rq, "Retry-After", fan_sprintf(rq, "%ld", retry));
-    fan_reply_json(rq, 429, json_pack("{s:s, s:i, s:i, s:I}", "error", "rate limit exceeded",
-                                      "status", 429, "retry_after", (int)retry, "remaining",
-                                      (json_int_t)left));
+    fan_reply_json(rq, 429,
+                   json_pack("{s:s, s:i, s:i, s:I}", "error", "rate limit exceeded", "status", 429,
+                             "retry_after", (int)retry, "remaining", (json_int_t)left));
     return 1;
 }
 
@@ -157,10 +172,9 @@ int fan__ratelimit_check(fan_req *rq)
         return ok ? 0 : refuse(rq, wait, 0);
     }
     fan_redis_reply *r = NULL;
-    int rc = fan_redis_command(rq, &r, "EVAL", bucket_script, "1",
-                               fan_redis_key(rq, fan_sprintf(rq, "rl:%s", key)),
-                               fan_sprintf(rq, "%.17g", rate), fan_sprintf(rq, "%lld", burst),
-                               NULL);
+    int rc = fan_redis_command(
+        rq, &r, "EVAL", bucket_script, "1", fan_redis_key(rq, fan_sprintf(rq, "rl:%s", key)),
+        fan_sprintf(rq, "%.17g", rate), fan_sprintf(rq, "%lld", burst), NULL);
     if (rc == 0 && (r->type != FAN_REDIS_ARRAY || r->elements != 3)) {
         fan_log(FAN_LOG_ERROR, "rate limit: Redis answered %s", r->str ? r->str : "not 3 numbers");
         rc = FAN_EPROTO;
@@ -174,6 +188,12 @@ int fan__ratelimit_check(fan_req *rq)
         return 1;
     const char *policy = fan_config_str(rq, "ratelimit.redis_down");
     policy = policy ? policy : "local";
+    if (strcmp(policy, "allow") != 0 && strcmp(policy, "deny") != 0 &&
+        strcmp(policy, "local") != 0) {
+        warn_setting(&bad_policy, "ratelimit.redis_down", policy,
+                     "\"allow\", \"deny\" or \"local\"", "local");
+        policy = "local";
+    }
     log_down(rc, policy);
     if (strcmp(policy, "allow") == 0)
         return 0;

@@ -31,8 +31,8 @@ int fan__redis_on(fan_req *rq)
     return url && *url;
 }
 
-int fan_redis_command_argv(fan_req *rq, fan_redis_reply **out, int argc,
-                           const char *const *argv, const size_t *lens)
+int fan_redis_command_argv(fan_req *rq, fan_redis_reply **out, int argc, const char *const *argv,
+                           const size_t *lens)
 {
     *out = NULL;
     fan__redis_opts o;

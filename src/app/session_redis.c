@@ -24,8 +24,10 @@ int fan__session_in_redis(fan_req *rq)
     if (store && strcmp(store, "cookie") != 0) {
         static _Thread_local int warned;
         if (!warned++)
-            fan_log(FAN_LOG_ERROR, "session.store must be \"cookie\" or \"redis\", not \"%s\": "
-                                   "sessions are kept in cookies", store);
+            fan_log(FAN_LOG_ERROR,
+                    "session.store must be \"cookie\" or \"redis\", not \"%s\": "
+                    "sessions are kept in cookies",
+                    store);
     }
     return 0;
 }
@@ -43,8 +45,17 @@ static void log_unavailable(fan_req *rq, int rc, const char *doing)
     if (!fan__log_quota_take(&quota, fan_now(), 1.0, &quiet))
         return;
     const char *policy = fan_config_str(rq, "session.redis_down");
-    fan_log(FAN_LOG_WARN, "%s %s: sessions unavailable (%s %s: %s): %s (%lu more since the last "
-                          "line)",
+    if (policy && strcmp(policy, "503") != 0 && strcmp(policy, "none") != 0) {
+        static _Thread_local int warned;
+        if (!warned++)
+            fan_log(FAN_LOG_ERROR,
+                    "session.redis_down must be \"503\" or \"none\", not "
+                    "\"%s\": answering 503",
+                    policy);
+    }
+    fan_log(FAN_LOG_WARN,
+            "%s %s: sessions unavailable (%s %s: %s): %s (%lu more since the last "
+            "line)",
             rq->method, rq->path, doing, "in Redis", fan_strerror(rc),
             policy && strcmp(policy, "none") == 0 ? "served without a session"
                                                   : "answered 503 (session.redis_down)",
@@ -62,13 +73,13 @@ static const char *id_of(fan_req *rq, const char *cookie)
     if (nsecrets == 0) {
         why = "session.secrets is not configured";
     } else {
-        int rc = fan__signed_decode(cookie, secrets, nsecrets, (long long)time(NULL), &payload,
-                                    &len);
+        int rc =
+            fan__signed_decode(cookie, secrets, nsecrets, (long long)time(NULL), &payload, &len);
         if (rc)
             why = fan__signed_strerror(rc);
         else if (len != fan__b64url_len(ID_BYTES) || strspn(payload, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                      "abcdefghijklmnopqrstuvwxyz"
-                                                                      "0123456789-_") != len)
+                                                                     "abcdefghijklmnopqrstuvwxyz"
+                                                                     "0123456789-_") != len)
             why = "its payload is not a session id";
     }
     const char *id = why ? NULL : fan_sprintf(rq, "%s", payload);
@@ -160,7 +171,8 @@ int fan__session_redis_write(fan_req *rq, fan__session *s, int op, const char *k
     if (!id)
         return FAN_ENOMEM;
     char *set_cookie;
-    if ((rc = fan__session_cookie(rq, id, &set_cookie)) != 0) /* a bad setting fails before any write */
+    if ((rc = fan__session_cookie(rq, id, &set_cookie)) !=
+        0) /* a bad setting fails before any write */
         return rc;
     const char *ttl = fan_sprintf(rq, "%lld", fan_config_int(rq, "session.max_age"));
     rc = fan_redis_command(rq, &r, "EVAL", write_script, "1", hash_key(rq, id),

@@ -37,34 +37,34 @@ typedef struct client client;
 typedef struct waiter {
     fan_req *rq;
     fan_waker *waker;
-    struct pending *p;    /* NULL once the reply came or the waiter left */
+    struct pending *p; /* NULL once the reply came or the waiter left */
     fan_redis_reply *reply;
     int rc;
 } waiter;
 
 typedef struct pending {
-    fan__list link;       /* the client's commands in flight, oldest first */
+    fan__list link; /* the client's commands in flight, oldest first */
     client *c;
-    waiter *w;            /* NULL once the waiter left */
-    double deadline;      /* fan_now() seconds */
-    int setup;            /* 1 AUTH or SELECT, 2 the PING that makes the connection
-                           * ready: an error reply drops the connection */
+    waiter *w;       /* NULL once the waiter left */
+    double deadline; /* fan_now() seconds */
+    int setup;       /* 1 AUTH or SELECT, 2 the PING that makes the connection
+                      * ready: an error reply drops the connection */
 } pending;
 
 struct client {
-    fan__list link;               /* this thread's clients */
-    char *url;                    /* as configured: the key of this client */
+    fan__list link; /* this thread's clients */
+    char *url;      /* as configured: the key of this client */
     fan__redis_url addr;
     int bad_url;
     fan__redis_opts opts;
-    redisAsyncContext *ac;        /* NULL while DOWN */
+    redisAsyncContext *ac; /* NULL while DOWN */
     int state;
-    int reason;                   /* why the last connection ended: a FAN_E* code */
-    unsigned failures;            /* attempts failed in a row */
-    double retry_at;              /* no attempt before it while DOWN */
+    int reason;        /* why the last connection ended: a FAN_E* code */
+    unsigned failures; /* attempts failed in a row */
+    double retry_at;   /* no attempt before it while DOWN */
     double connect_deadline;
-    int was_up;                   /* connected once: the next loss is logged as such */
-    uv_timer_t *timer;            /* malloc'ed: closed after the client is gone */
+    int was_up;        /* connected once: the next loss is logged as such */
+    uv_timer_t *timer; /* malloc'ed: closed after the client is gone */
     fan__list inflight;
     unsigned ninflight;
 };
@@ -218,8 +218,7 @@ static void ready(client *c)
 {
     c->state = CONNECTED;
     if (c->failures || !c->was_up)
-        fan_log(FAN_LOG_INFO, "redis %s: connected%s", c->addr.shown,
-                c->failures ? " again" : "");
+        fan_log(FAN_LOG_INFO, "redis %s: connected%s", c->addr.shown, c->failures ? " again" : "");
     c->failures = 0;
     c->reason = 0;
     c->was_up = 1;
@@ -289,9 +288,9 @@ static void connect_now(client *c)
     const char *sel[2] = {"SELECT", db};
     int rc = 0;
     if (c->addr.pass[0])
-        rc = c->addr.user[0] ? send_cmd(c, NULL, 1, 3, auth, NULL)
-                             : send_cmd(c, NULL, 1, 2, (const char *[]){"AUTH", c->addr.pass},
-                                        NULL);
+        rc = c->addr.user[0]
+                 ? send_cmd(c, NULL, 1, 3, auth, NULL)
+                 : send_cmd(c, NULL, 1, 2, (const char *[]){"AUTH", c->addr.pass}, NULL);
     if (rc == 0 && c->addr.db)
         rc = send_cmd(c, NULL, 1, 2, sel, NULL);
     if (rc == 0)
@@ -381,7 +380,7 @@ static void on_cancel(void *arg)
 {
     waiter *w = arg;
     if (!w->p)
-        return; /* the reply came and woke it already */
+        return;     /* the reply came and woke it already */
     w->p->w = NULL; /* the reply, when it comes, is dropped */
     w->p = NULL;
     w->rc = FAN_ECANCELED;

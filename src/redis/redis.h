@@ -15,11 +15,11 @@
 /* A parsed redis://[user[:password]@]host[:port][/db] URL. */
 typedef struct fan__redis_url {
     char host[256];
-    int port;         /* 6379 by default */
-    int db;           /* 0 by default */
-    char user[128];   /* empty for none */
-    char pass[256];   /* empty for none */
-    char shown[512];  /* the URL as logs show it: the password as "***" */
+    int port;        /* 6379 by default */
+    int db;          /* 0 by default */
+    char user[128];  /* empty for none */
+    char pass[256];  /* empty for none */
+    char shown[512]; /* the URL as logs show it: the password as "***" */
 } fan__redis_url;
 
 /* Parses `url`. Returns 0, or FAN_EINVAL with what is wrong in `why`

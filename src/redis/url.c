@@ -57,8 +57,8 @@ int fan__redis_url_parse(const char *url, fan__redis_url *out, char *why, size_t
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *uend = colon ? colon : at;
         if (copy_decoded(out->user, sizeof out->user, p, (size_t)(uend - p)) ||
-            (colon && copy_decoded(out->pass, sizeof out->pass, colon + 1,
-                                   (size_t)(at - colon - 1))))
+            (colon &&
+             copy_decoded(out->pass, sizeof out->pass, colon + 1, (size_t)(at - colon - 1))))
             return fail(why, whylen, "bad user or password in the Redis URL");
         p = at + 1;
     }

@@ -49,8 +49,9 @@ static void redis_cmd(fan_req *rq)
     int argc = command_of(rq, fan_req_query(rq, "args"), argv, 16);
     fan_redis_reply *r;
     int rc = fan_redis_command_argv(rq, &r, argc, argv, NULL);
-    fan_reply_json(rq, 200, json_pack("{s:s, s:o, s:i}", "rc", fan_errname(rc), "reply",
-                                      reply_json(r), "pid", (int)getpid()));
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s, s:o, s:i}", "rc", fan_errname(rc), "reply", reply_json(r),
+                             "pid", (int)getpid()));
 }
 
 typedef struct blocked {
@@ -80,9 +81,9 @@ static void redis_cancel(fan_req *rq)
     fan_redis_reply *g;
     int grc = fan_redis_command(rq, &g, "GET", fan_redis_key(rq, fan_req_query(rq, "get")), NULL);
     fan_reply_json(rq, 200,
-                   json_pack("{s:s, s:o, s:s, s:o, s:f}", "blpop", fan_errname(rc),
-                             "blpop_reply", reply_json(b->reply), "get_rc", fan_errname(grc),
-                             "get", reply_json(grc == 0 ? g : NULL), "get_wait",
+                   json_pack("{s:s, s:o, s:s, s:o, s:f}", "blpop", fan_errname(rc), "blpop_reply",
+                             reply_json(b->reply), "get_rc", fan_errname(grc), "get",
+                             reply_json(grc == 0 ? g : NULL), "get_wait",
                              fan_now() - cancelled_at));
 }
 

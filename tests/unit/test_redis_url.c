@@ -14,8 +14,8 @@ static void a_full_url_gives_every_part_and_hides_the_password(void **state)
 {
     fan__redis_url u;
     char why[160];
-    assert_int_equal(fan__redis_url_parse("redis://svc:p%40ss:w@10.0.0.5:6380/3", &u, why,
-                                          sizeof why), 0);
+    assert_int_equal(
+        fan__redis_url_parse("redis://svc:p%40ss:w@10.0.0.5:6380/3", &u, why, sizeof why), 0);
     assert_string_equal(u.host, "10.0.0.5");
     assert_int_equal(u.port, 6380);
     assert_int_equal(u.db, 3);
@@ -43,9 +43,9 @@ static void defaults_are_port_6379_and_database_0(void **state)
 static void bad_urls_are_refused_with_a_reason(void **state)
 {
     static const char *const bad[] = {
-        "http://h",           "redis://",          "redis://h:0",      "redis://h:65536",
-        "redis://h:x",        "redis://h/x",       "redis://h/1?x=1",  "redis://u:%zz@h",
-        "redis://[::1",       "redis://h:6379/-1", NULL,
+        "http://h",    "redis://",        "redis://h:0",     "redis://h:65536", "redis://h:x",
+        "redis://h/x", "redis://h/1?x=1", "redis://u:%zz@h", "redis://[::1",    "redis://h:6379/-1",
+        NULL,
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fan__redis_url u;
