@@ -3,12 +3,15 @@
  * commands awaited on it.
  *
  * A command is a `pending` (malloc'ed, hiredis's privdata) until its reply
- * comes, and the task awaiting it is a `waiter` on the task's stack. They
- * point at each other while both live; whichever side leaves first unlinks
- * itself: a cancelled task detaches its pending and is woken at once (the
- * reply, if it ever comes, is dropped with the pending), and a reply wakes
- * its waiter and frees the pending. So a reply never reaches a waiter that
- * left, and a waiter never waits on a connection that died.
+ * comes, with the callback of whoever sent it (fan__redis_send()); a
+ * sender that leaves (fan__redis_cancel()) clears the callback, and the
+ * reply, when it comes, is dropped with the pending. A task awaiting a
+ * command (fan__redis_exec()) is a `waiter` on the task's stack, built on
+ * that: the waiter and its pending point at each other while both live, and
+ * whichever side leaves first unlinks itself: a cancelled task cancels its
+ * command and is woken at once, and a reply wakes its waiter. So a reply
+ * never reaches a waiter that left, and a waiter never waits on a
+ * connection that died.
  *
  * Replies come in the order commands were sent, and every command has the
  * same timeout, so only the oldest command in flight can time out first:
@@ -37,7 +40,7 @@ typedef struct client client;
 typedef struct waiter {
     fan_req *rq;
     fan_waker *waker;
-    struct pending *p; /* NULL once the reply came or the waiter left */
+    void *command; /* its pending; NULL once the reply came or the waiter left */
     fan_redis_reply *reply;
     int rc;
 } waiter;
@@ -45,7 +48,8 @@ typedef struct waiter {
 typedef struct pending {
     fan__list link; /* the client's commands in flight, oldest first */
     client *c;
-    waiter *w;       /* NULL once the waiter left */
+    fan__redis_cb cb; /* NULL once its sender left, or was told */
+    void *arg;
     double deadline; /* fan_now() seconds */
     int setup;       /* 1 AUTH or SELECT, 2 the PING that makes the connection
                       * ready: an error reply drops the connection */
@@ -112,23 +116,21 @@ static fan_redis_reply *copy_reply(fan_req *rq, const redisReply *r, fan_redis_r
 
 /* ---- Commands in flight ---- */
 
+/* Tells the sender, once: the reply, or NULL and why. */
+static void tell(pending *p, const redisReply *r, int rc)
+{
+    fan__redis_cb cb = p->cb;
+    p->cb = NULL;
+    if (cb)
+        cb(p->arg, r, rc);
+}
+
 static void finish(pending *p, redisReply *r)
 {
     client *c = p->c;
     fan__list_remove(&p->link);
     c->ninflight--;
-    waiter *w = p->w;
-    if (w) {
-        w->p = NULL;
-        if (!r) {
-            w->rc = c->reason ? c->reason : FAN_ECONNREFUSED;
-        } else if (!(w->reply = copy_reply(w->rq, r, NULL))) {
-            w->rc = FAN_ENOMEM;
-        } else {
-            w->rc = 0;
-        }
-        fan_wake(w->waker);
-    }
+    tell(p, r, r ? 0 : c->reason ? c->reason : FAN_ECONNREFUSED);
     free(p);
 }
 
@@ -153,20 +155,12 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         rearm(c);
 }
 
-/* Every waiter of a command in flight gets `rc` now; the commands stay in
- * flight until the connection drops them. */
+/* Every sender of a command in flight is told `rc` now; the commands stay
+ * in flight until the connection drops them. */
 static void fail_waiters(client *c, int rc)
 {
-    for (fan__list *n = c->inflight.next; n != &c->inflight; n = n->next) {
-        pending *p = fan__container_of(n, pending, link);
-        waiter *w = p->w;
-        if (!w)
-            continue;
-        p->w = NULL;
-        w->p = NULL;
-        w->rc = rc;
-        fan_wake(w->waker);
-    }
+    for (fan__list *n = c->inflight.next; n != &c->inflight; n = n->next)
+        tell(fan__container_of(n, pending, link), NULL, rc);
 }
 
 /* ---- The connection ---- */
@@ -238,22 +232,23 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         mark_down(c, status == REDIS_OK ? FAN_ECONNREFUSED : FAN_EIO, ac->errstr);
 }
 
-static int send_cmd(client *c, waiter *w, int setup, int argc, const char **argv,
-                    const size_t *lens)
+static int send_cmd(client *c, fan__redis_cb cb, void *arg, void **handle, int setup, int argc,
+                    const char **argv, const size_t *lens)
 {
     pending *p = calloc(1, sizeof *p);
     if (!p)
         return FAN_ENOMEM;
     p->c = c;
-    p->w = w;
+    p->cb = cb;
+    p->arg = arg;
     p->setup = setup;
     p->deadline = fan_now() + c->opts.command_timeout_ms / 1000.0;
     if (redisAsyncCommandArgv(c->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
         free(p);
         return FAN_EIO;
     }
-    if (w)
-        w->p = p;
+    if (handle)
+        *handle = p;
     fan__list_push(&c->inflight, &p->link);
     c->ninflight++;
     return 0;
@@ -288,13 +283,13 @@ static void connect_now(client *c)
     const char *sel[2] = {"SELECT", db};
     int rc = 0;
     if (c->addr.pass[0])
-        rc = c->addr.user[0]
-                 ? send_cmd(c, NULL, 1, 3, auth, NULL)
-                 : send_cmd(c, NULL, 1, 2, (const char *[]){"AUTH", c->addr.pass}, NULL);
+        rc = c->addr.user[0] ? send_cmd(c, NULL, NULL, NULL, 1, 3, auth, NULL)
+                             : send_cmd(c, NULL, NULL, NULL, 1, 2,
+                                        (const char *[]){"AUTH", c->addr.pass}, NULL);
     if (rc == 0 && c->addr.db)
-        rc = send_cmd(c, NULL, 1, 2, sel, NULL);
+        rc = send_cmd(c, NULL, NULL, NULL, 1, 2, sel, NULL);
     if (rc == 0)
-        rc = send_cmd(c, NULL, 2, 1, (const char *[]){"PING"}, NULL);
+        rc = send_cmd(c, NULL, NULL, NULL, 2, 1, (const char *[]){"PING"}, NULL);
     if (rc != 0) {
         drop(c, rc, "cannot queue AUTH, SELECT and PING");
         return;
@@ -376,21 +371,9 @@ static client *client_for(const fan__redis_opts *opts, int create)
     return c;
 }
 
-static void on_cancel(void *arg)
+int fan__redis_send(const fan__redis_opts *opts, int argc, const char **argv, const size_t *lens,
+                    fan__redis_cb cb, void *arg, void **handle)
 {
-    waiter *w = arg;
-    if (!w->p)
-        return;     /* the reply came and woke it already */
-    w->p->w = NULL; /* the reply, when it comes, is dropped */
-    w->p = NULL;
-    w->rc = FAN_ECANCELED;
-    fan_wake(w->waker);
-}
-
-int fan__redis_exec(fan_req *rq, const fan__redis_opts *opts, int argc, const char **argv,
-                    const size_t *lens, fan_redis_reply **out)
-{
-    *out = NULL;
     if (argc < 1 || !argv || !opts->url || !*opts->url)
         return FAN_EINVAL;
     client *c = client_for(opts, 1);
@@ -398,8 +381,6 @@ int fan__redis_exec(fan_req *rq, const fan__redis_opts *opts, int argc, const ch
         return FAN_ENOMEM;
     if (c->bad_url)
         return FAN_EINVAL;
-    if (fan_cancelled(rq))
-        return FAN_ECANCELED;
     if (c->state == DOWN) {
         if (fan_now() < c->retry_at)
             return c->reason ? c->reason : FAN_ECONNREFUSED;
@@ -414,16 +395,57 @@ int fan__redis_exec(fan_req *rq, const fan__redis_opts *opts, int argc, const ch
         return c->reason ? c->reason : FAN_ECONNREFUSED;
     if (c->ninflight >= c->opts.max_in_flight)
         return FAN_EBUSY;
+    int rc = send_cmd(c, cb, arg, handle, 0, argc, argv, lens);
+    if (rc == 0)
+        rearm(c);
+    return rc;
+}
+
+void fan__redis_cancel(void *handle)
+{
+    if (handle)
+        ((pending *)handle)->cb = NULL; /* the reply, when it comes, is dropped */
+}
+
+static void on_result(void *arg, const redisReply *r, int rc)
+{
+    waiter *w = arg;
+    w->command = NULL;
+    w->rc = rc;
+    if (r && !(w->reply = copy_reply(w->rq, r, NULL)))
+        w->rc = FAN_ENOMEM;
+    fan_wake(w->waker);
+}
+
+static void on_cancel(void *arg)
+{
+    waiter *w = arg;
+    if (!w->command)
+        return; /* the reply came and woke it already */
+    fan__redis_cancel(w->command);
+    w->command = NULL;
+    w->rc = FAN_ECANCELED;
+    fan_wake(w->waker);
+}
+
+int fan__redis_exec(fan_req *rq, const fan__redis_opts *opts, int argc, const char **argv,
+                    const size_t *lens, fan_redis_reply **out)
+{
+    *out = NULL;
+    if (fan_cancelled(rq))
+        return FAN_ECANCELED;
+    if (!fan__task_of(rq)->co)
+        return FAN_ESTATE;
     waiter w = {.rq = rq, .rc = FAN_ECANCELED};
     if (!(w.waker = fan_waker_new(rq, on_cancel, &w)))
         return fan__task_of(rq)->co ? FAN_ENOMEM : FAN_ESTATE;
-    int rc = send_cmd(c, &w, 0, argc, argv, lens);
+    int rc = fan__redis_send(opts, argc, argv, lens, on_result, &w, &w.command);
     if (rc != 0) {
+        w.command = NULL;
         fan_wake(w.waker);
         fan_suspend(rq, w.waker);
         return rc;
     }
-    rearm(c);
     fan_suspend(rq, w.waker); /* returns only once woken: w is ours again */
     if (w.rc == 0)
         *out = w.reply;

@@ -36,6 +36,26 @@ typedef struct fan__redis_opts {
     unsigned backoff_max_ms;     /* the longest wait before a reconnect */
 } fan__redis_opts;
 
+struct redisReply;
+
+/* What the sender of a command is told, once: hiredis's reply (valid only
+ * during the call: copy what you keep) with rc 0, or NULL and the failure
+ * (FAN_ECONNREFUSED, FAN_ETIMEDOUT, FAN_EIO). */
+typedef void (*fan__redis_cb)(void *arg, const struct redisReply *reply, int rc);
+
+/* Sends the command argv[0..argc) (as fan__redis_exec()) without a
+ * request: cb(arg, ...) is called once, later, from the loop (never within
+ * this call), unless fan__redis_cancel(*handle) came first; then never.
+ * Returns 0 with *handle set, or, with cb never called: FAN_EINVAL,
+ * FAN_ECONNREFUSED (down, waiting for its next attempt), FAN_EBUSY,
+ * FAN_EIO or FAN_ENOMEM. For a tier with callbacks (a cache store). */
+int fan__redis_send(const fan__redis_opts *opts, int argc, const char **argv, const size_t *lens,
+                    fan__redis_cb cb, void *arg, void **handle);
+
+/* Cancels the command `handle` of fan__redis_send() whose callback has not
+ * run: it never will; Redis may still carry the command out. */
+void fan__redis_cancel(void *handle);
+
 /* Sends the command argv[0..argc) (lens[i] bytes each, or strlen when lens
  * is NULL) on this thread's connection for opts (made, or made again after
  * its backoff, on first use) and suspends the running task of `rq` until
