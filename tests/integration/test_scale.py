@@ -32,6 +32,9 @@ defaults
     timeout server 10s
     retries 2
     option redispatch
+    # A new connection per request: one refused by a dead instance is sent
+    # to another, where a kept-alive one would fail the request it carries.
+    http-reuse never
 frontend web
     bind 127.0.0.1:{port}
     option forwardfor
@@ -228,15 +231,18 @@ class Scale(unittest.TestCase):
         t_kill = time.monotonic()
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
+        t_dead = time.monotonic()  # reaped: its sockets are closed
         self.haproxy.wait({"s0": "UP", "s1": "DOWN", "s2": "UP"}, within=5)
         t_down = time.monotonic()
         time.sleep(0.8)
         results = load.stop()
         failed = [(t0, end, s) for t0, end, s, _ in results if s != 200]
-        # Only requests in flight at the kill failed: started before it,
-        # ended after it, and no more than the clients sending at once.
+        # Only requests in flight at the kill failed: started before the
+        # process was gone (a dying process's listener still takes
+        # connections, then resets them), ended after the kill, and no more
+        # than the clients sending at once.
         for t0, end, s in failed:
-            self.assertLess(t0, t_kill, failed)
+            self.assertLess(t0, t_dead, failed)
             self.assertGreater(end, t_kill, failed)
         self.assertLessEqual(len(failed), 6)
         after = [body["pid"] for t0, _, s, body in results if t0 > t_down]
