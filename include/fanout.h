@@ -1391,10 +1391,10 @@ FAN_API void fan_wake(fan_waker *w);
  * configuration file; --redis URL sets redis.url):
  *   redis.url                 redis://[user[:password]@]host[:port][/db]
  *                             (default "": no Redis). Logs show the
- *                             password as ***. Give the host as an address:
- *                             a name is resolved by hiredis when connecting,
- *                             with a lookup that blocks the worker's loop
- *                             (fine for a name in /etc/hosts).
+ *                             password as ***. A host name is looked up at
+ *                             each connect, on libuv's thread pool (within
+ *                             redis.connect_timeout_ms); the first commands
+ *                             wait for it.
  *   redis.prefix              put before every key fanout writes, and by
  *                             fan_redis_key() (default "fanout:"), so that
  *                             several services share one Redis

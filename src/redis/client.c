@@ -26,6 +26,8 @@
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +55,8 @@ typedef struct pending {
     double deadline; /* fan_now() seconds */
     int setup;       /* 1 AUTH or SELECT, 2 the PING that makes the connection
                       * ready: an error reply drops the connection */
+    char *unsent;    /* formatted, waiting for the host's address (not hiredis's yet) */
+    int unsent_len;
 } pending;
 
 struct client {
@@ -67,8 +71,9 @@ struct client {
     unsigned failures; /* attempts failed in a row */
     double retry_at;   /* no attempt before it while DOWN */
     double connect_deadline;
-    int was_up;        /* connected once: the next loss is logged as such */
-    uv_timer_t *timer; /* malloc'ed: closed after the client is gone */
+    int was_up;                  /* connected once: the next loss is logged as such */
+    uv_timer_t *timer;           /* malloc'ed: closed after the client is gone */
+    uv_getaddrinfo_t *resolving; /* the host name's lookup, while CONNECTING without ac */
     fan__list inflight;
     unsigned ninflight;
 };
@@ -77,6 +82,7 @@ static _Thread_local fan__list clients;
 static _Thread_local int clients_ready;
 
 static void rearm(client *c);
+static void free_unsent(client *c);
 static void drop(client *c, int reason, const char *why);
 static void ready(client *c);
 
@@ -165,6 +171,22 @@ static void fail_waiters(client *c, int rc)
 
 /* ---- The connection ---- */
 
+/* The commands never handed to hiredis (the host's address never came):
+ * no callback of hiredis's will free them. Their senders were told. */
+static void free_unsent(client *c)
+{
+    for (fan__list *n = c->inflight.next; n != &c->inflight;) {
+        pending *p = fan__container_of(n, pending, link);
+        n = n->next;
+        if (!p->unsent)
+            continue;
+        fan__list_remove(&p->link);
+        c->ninflight--;
+        redisFreeCommand(p->unsent);
+        free(p);
+    }
+}
+
 static double backoff_s(client *c)
 {
     double ms = 50.0;
@@ -187,6 +209,12 @@ static void mark_down(client *c, int reason, const char *why)
     c->failures++;
     c->retry_at = fan_now() + backoff_s(c);
     fail_waiters(c, reason);
+    free_unsent(c);
+    if (c->resolving) {
+        c->resolving->data = NULL; /* its callback frees it */
+        uv_cancel((uv_req_t *)c->resolving);
+        c->resolving = NULL;
+    }
     /* A line per change of state, not per command: an outage is two lines
      * and one per failed attempt, with the backoff between them. */
     if (was_connected || c->failures == 1 || c->failures % 10 == 0)
@@ -243,7 +271,12 @@ static int send_cmd(client *c, fan__redis_cb cb, void *arg, void **handle, int s
     p->arg = arg;
     p->setup = setup;
     p->deadline = fan_now() + c->opts.command_timeout_ms / 1000.0;
-    if (redisAsyncCommandArgv(c->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
+    if (!c->ac) { /* the host's address is being looked up: sent once connected */
+        if ((p->unsent_len = redisFormatCommandArgv(&p->unsent, argc, argv, lens)) < 0) {
+            free(p);
+            return FAN_ENOMEM;
+        }
+    } else if (redisAsyncCommandArgv(c->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
         free(p);
         return FAN_EIO;
     }
@@ -255,9 +288,9 @@ static int send_cmd(client *c, fan__redis_cb cb, void *arg, void **handle, int s
 }
 
 /* Starts a connection, with its AUTH and SELECT queued first. */
-static void connect_now(client *c)
+static void connect_to(client *c, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(c->addr.host, c->addr.port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, c->addr.port);
     if (!ac || ac->err) {
         char why[160];
         snprintf(why, sizeof why, "%s", ac ? ac->errstr : "out of memory");
@@ -275,8 +308,9 @@ static void connect_now(client *c)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
+    if (c->state != CONNECTING) /* after a lookup, the connect timeout counts from it */
+        c->connect_deadline = fan_now() + c->opts.connect_timeout_ms / 1000.0;
     c->state = CONNECTING;
-    c->connect_deadline = fan_now() + c->opts.connect_timeout_ms / 1000.0;
     char db[16];
     snprintf(db, sizeof db, "%d", c->addr.db);
     const char *auth[3] = {"AUTH", c->addr.user, c->addr.pass};
@@ -290,10 +324,72 @@ static void connect_now(client *c)
         rc = send_cmd(c, NULL, NULL, NULL, 1, 2, sel, NULL);
     if (rc == 0)
         rc = send_cmd(c, NULL, NULL, NULL, 2, 1, (const char *[]){"PING"}, NULL);
+    /* Then what was sent while the host's address was looked up, in order. */
+    for (fan__list *n = c->inflight.next; rc == 0 && n != &c->inflight; n = n->next) {
+        pending *p = fan__container_of(n, pending, link);
+        if (p->unsent && redisAsyncFormattedCommand(ac, on_reply, p, p->unsent,
+                                                    (size_t)p->unsent_len) != REDIS_OK)
+            rc = FAN_EIO;
+        if (rc == 0 && p->unsent) {
+            redisFreeCommand(p->unsent);
+            p->unsent = NULL;
+        }
+    }
     if (rc != 0) {
         drop(c, rc, "cannot queue AUTH, SELECT and PING");
         return;
     }
+    rearm(c);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    client *c = req->data;
+    char ip[64] = "";
+    if (status == 0 && res) {
+        if (res->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
+        else
+            uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
+    }
+    uv_freeaddrinfo(res);
+    free(req);
+    if (!c)
+        return; /* the attempt ended (its connect timeout), or the client did */
+    c->resolving = NULL;
+    if (!ip[0]) {
+        mark_down(c, FAN_EDNS, status ? uv_strerror(status) : "no address");
+        return;
+    }
+    connect_to(c, ip);
+}
+
+/* Starts a connection: at once to an address, after a lookup (on libuv's
+ * thread pool, not on the loop) to a name. Commands sent meanwhile wait,
+ * formatted, for the connection (and time out with its connect). */
+static void connect_now(client *c)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, c->addr.host, buf) == 1 || inet_pton(AF_INET6, c->addr.host, buf) == 1) {
+        connect_to(c, c->addr.host);
+        return;
+    }
+    uv_getaddrinfo_t *req = malloc(sizeof *req);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    if (!req) {
+        mark_down(c, FAN_ENOMEM, "out of memory");
+        return;
+    }
+    req->data = c;
+    int rc = uv_getaddrinfo(fan_loop(), req, on_resolved, c->addr.host, NULL, &hints);
+    if (rc != 0) {
+        free(req);
+        mark_down(c, FAN_EDNS, uv_strerror(rc));
+        return;
+    }
+    c->resolving = req;
+    c->state = CONNECTING;
+    c->connect_deadline = fan_now() + c->opts.connect_timeout_ms / 1000.0;
     rearm(c);
 }
 
@@ -475,6 +571,11 @@ void fan__redis_shutdown(void)
         c->ac = NULL;
         if (ac)
             redisAsyncFree(ac); /* frees the commands still in flight */
+        free_unsent(c);
+        if (c->resolving) {
+            c->resolving->data = NULL;
+            uv_cancel((uv_req_t *)c->resolving);
+        }
         uv_timer_stop(c->timer);
         uv_close((uv_handle_t *)c->timer, free_timer);
         free(c->url);

@@ -123,6 +123,27 @@ class RedisConnection(unittest.TestCase):
             self.assertNotIn("s3cret-pw", server.log())
             self.assertNotIn("wrong-pw", server.log())
 
+    def test_a_host_name_is_looked_up_and_the_first_commands_wait_for_the_connection(self):
+        self.redis = redisd.Redis()
+        a = app("--redis", f"redis://localhost:{self.redis.port}/2")
+        try:
+            # Four at once on a new connection: all wait for the lookup and
+            # the connect, then go in order.
+            socks = []
+            for i in range(4):
+                s = harness.connect(a.port)
+                s.sendall(f"GET /redis/cmd?args=RPUSH%20%40order%20{i} HTTP/1.1\r\nHost: x\r\n\r\n"
+                          .encode())
+                socks.append(s)
+            for s in socks:
+                self.assertEqual(harness.Reader(s).read().json()["rc"], "ok")
+                s.close()
+            self.assertEqual(sorted(self.redis.command("LRANGE", "fanout:order", "0", "-1", db=2)),
+                             [b"0", b"1", b"2", b"3"])
+            a.wait_log(r"redis redis://localhost:\d+/2: connected")
+        finally:
+            a.stop()
+
     def test_a_bad_url_is_refused_at_start(self):
         import subprocess
         p = subprocess.run([REDISAPP, "--workers", "0", "--redis", "http://x"],
