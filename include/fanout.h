@@ -78,7 +78,8 @@ typedef enum fan_error {
     FAN_EADDRINUSE = -11,  /* the listening address is taken */
     FAN_ESTATE = -12,      /* the operation is not valid now (e.g. replied twice) */
     FAN_EBUSY = -13,       /* too many upstream calls: the call queue was full, or the
-                            * call waited longer than call_queue_timeout_ms */
+                            * call waited longer than call_queue_timeout_ms; or
+                            * redis.max_in_flight Redis commands in flight */
     FAN_EOPEN = -14,       /* the origin's circuit breaker is open: nothing was sent */
     /* The last (most negative) code, not a code of its own: a new code goes
      * before it and moves it, so that a loop from -1 down to FAN_ELAST sees
@@ -992,12 +993,31 @@ FAN_API int fan_app_error_handler(fan_app *app, int status, fan_handler handler)
  *   session.max_age      seconds a written session is valid (default 14 days)
  *   session.secure       the Secure attribute (default true)
  *   session.samesite     "Strict", "Lax" (default) or "None"
- *   session.max_size     the largest cookie, attributes included (4096)
+ *   session.max_size     the largest cookie, attributes included (4096);
+ *                        with session.store "redis", the largest session
+ *                        (its values as a JSON object)
+ *   session.store        "cookie" (default) or "redis": the cookie then
+ *                        holds only a signed random id (160 bits from
+ *                        OpenSSL's RAND_bytes), and the values are a Redis
+ *                        hash (redis.prefix "session:" id) whose TTL is
+ *                        session.max_age, renewed at each change;
+ *                        fan_session_clear() (logging out) deletes it
+ *   session.redis_down   with session.store "redis", what a request with a
+ *                        session cookie gets when Redis fails: "503"
+ *                        (default: answered 503 before the handler runs)
+ *                        or "none" (served as having no session; writes
+ *                        fail). Either way a line in the log, one per
+ *                        second at most.
  * The cookie is HttpOnly with Path=/. An incoming cookie that is tampered
  * with, expired, oversized or malformed gives an empty session and a warning
  * in the log, never an error. The Set-Cookie header is sent only when the
  * session changed (each change renews the expiry). Every function below may
- * be called from any task of the request. */
+ * be called from any task of the request. With session.store "redis", a
+ * session is read once per request, before the handler, and each change is
+ * written to Redis at once (the task awaits it): the changes below may then
+ * also fail with what fan_redis_command() returns (FAN_ECONNREFUSED,
+ * FAN_ETIMEDOUT, ...), or FAN_EPROTO for an error Redis answered, and the
+ * session is unchanged. */
 
 /* The session's value of `key`, or NULL. Lives as long as the request. */
 FAN_API const char *fan_session_get(fan_req *rq, const char *key);
@@ -1439,6 +1459,112 @@ FAN_API int fan_suspend(fan_req *rq, fan_waker *w);
  * cancelled, or has returned. Once woken, the request and the task's stack
  * may be freed at the loop's next turn. NULL is ignored. */
 FAN_API void fan_wake(fan_waker *w);
+
+/* ------------------------------------------------------------------------ */
+/* Rate limits                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Every app has a rate limiter, off until ratelimit.rate is set: a token
+ * bucket per client key, checked before the before-request hooks. With
+ * redis.url set, the buckets are in Redis, updated by one Lua script on
+ * Redis's clock, so that every instance and worker sharing the Redis
+ * shares them; without, each worker keeps its own. A refused request gets
+ * 429 with Retry-After (seconds until a token) and the JSON body
+ * {"error": "rate limit exceeded", "status": 429, "retry_after": S,
+ * "remaining": 0}. Settings:
+ *   ratelimit.rate           tokens added per second (default 0: off)
+ *   ratelimit.burst          the bucket's size (default 10)
+ *   ratelimit.key            "addr" (default: fan_req_client_addr(), so set
+ *                            the trusted proxies behind a load balancer) or
+ *                            "header:NAME" (that header's value; a request
+ *                            without it is keyed by its address; over 256
+ *                            bytes is answered 400)
+ *   ratelimit.paths          path prefixes it applies to (default ["/"])
+ *   ratelimit.redis_down     when Redis fails: "allow", "deny" (503 with
+ *                            Retry-After: 1) or "local" (default: this
+ *                            worker's own bucket, so each worker allows the
+ *                            full rate); logged once a second at most
+ *   ratelimit.max_local_keys the keys a worker's own table holds (default
+ *                            10000); full, it is emptied, with a warning */
+
+/* ------------------------------------------------------------------------ */
+/* Redis                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Each worker keeps one connection to the app's Redis (hiredis on the
+ * worker's loop), made on first use. A task awaits a command as it awaits a
+ * call: only that task waits. Settings (fan_app_set(), --set, the
+ * configuration file; --redis URL sets redis.url):
+ *   redis.url                 redis://[user[:password]@]host[:port][/db]
+ *                             (default "": no Redis). Logs show the
+ *                             password as ***. A host name is looked up at
+ *                             each connect, on libuv's thread pool (within
+ *                             redis.connect_timeout_ms); the first commands
+ *                             wait for it.
+ *   redis.prefix              put before every key fanout writes, and by
+ *                             fan_redis_key() (default "fanout:"), so that
+ *                             several services share one Redis
+ *   redis.connect_timeout_ms  a connect (with its AUTH and SELECT) not done
+ *                             in it fails (default 1000)
+ *   redis.command_timeout_ms  a reply not come in it fails its command and
+ *                             every command behind it, and the connection
+ *                             is made again (default 1000)
+ *   redis.max_in_flight       commands sent and not answered per worker;
+ *                             FAN_EBUSY beyond (default 1024)
+ *   redis.backoff_max_ms      a lost or refused connection is tried again
+ *                             after 50 ms, doubling up to this (default
+ *                             2000); until then, and until the new
+ *                             connection is ready, commands fail at once
+ * Sessions (session.store) and the rate limiter (ratelimit.*) use it too. */
+
+/* The kinds of reply, the values of fan_redis_reply.type. */
+enum {
+    FAN_REDIS_STRING = 1,  /* str, len */
+    FAN_REDIS_ARRAY = 2,   /* element[0..elements) */
+    FAN_REDIS_INTEGER = 3, /* integer */
+    FAN_REDIS_NIL = 4,
+    FAN_REDIS_STATUS = 5,  /* str: "OK", "QUEUED" */
+    FAN_REDIS_ERROR = 6,   /* str: the error Redis answered */
+};
+
+/* A reply, with everything it points to in the request's memory: it lives
+ * as long as the request. str is NUL-terminated (and may hold NUL bytes
+ * within its len). */
+typedef struct fan_redis_reply {
+    int type;
+    long long integer;
+    const char *str;
+    size_t len;
+    size_t elements;
+    struct fan_redis_reply *element;
+} fan_redis_reply;
+
+/* Sends the command argv[0..argc) (lens[i] bytes each; strlen() of each when
+ * lens is NULL) to the app's Redis and suspends the calling task until its
+ * reply. Must be called from a task of `rq` (a handler, a hook, a child
+ * task). Keys are sent as given: build them with fan_redis_key().
+ *
+ * Returns 0 with *out the reply (a Redis error is a reply of type
+ * FAN_REDIS_ERROR, not a failure), or, with *out NULL: FAN_EINVAL (argc < 1,
+ * or no or a bad redis.url, logged), FAN_ECONNREFUSED (Redis cannot be
+ * reached, or the connection is down and waits for its next attempt: this
+ * fails at once), FAN_ETIMEDOUT (no reply in redis.command_timeout_ms),
+ * FAN_EBUSY (redis.max_in_flight commands in flight), FAN_ECANCELED (the
+ * task was cancelled; the command may still be carried out by Redis, but
+ * its reply, when it comes, is dropped: no task ever sees it), FAN_ESTATE
+ * (not in a task of rq) or FAN_ENOMEM. */
+FAN_API int fan_redis_command_argv(fan_req *rq, fan_redis_reply **out, int argc,
+                                   const char *const *argv, const size_t *lens);
+
+/* fan_redis_command_argv() with the command given as NUL-terminated
+ * strings ended by a NULL: fan_redis_command(rq, &r, "GET", key, NULL). At
+ * most 64 strings (FAN_EINVAL beyond). Returns as fan_redis_command_argv(). */
+FAN_API int fan_redis_command(fan_req *rq, fan_redis_reply **out, const char *arg, ...)
+    __attribute__((sentinel));
+
+/* redis.prefix followed by `key`, in the request's memory. NULL when out of
+ * memory. */
+FAN_API const char *fan_redis_key(fan_req *rq, const char *key);
 
 /* ------------------------------------------------------------------------ */
 /* Per-request store (Flask's g)                                            */

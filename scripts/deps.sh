@@ -6,7 +6,8 @@
 set -euo pipefail
 
 pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
-      libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev)
+      libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev
+      libhiredis-dev) # Redis: the shared tier (sessions, rate limits), with its libuv adapter
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(valgrind) # bench/instructions.py: callgrind's instructions per request (a guard)
@@ -14,6 +15,7 @@ if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(curl) # test_inbound_tls.py: curl as an https client of fanout
     pkgs+=(nghttp2-client) # h2load, the load of bench/tls_s2.py (S2 over TLS)
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
+    pkgs+=(redis-server haproxy) # test_scale.py: a real Redis and a real load balancer
 fi
 
 missing=()

@@ -1,8 +1,8 @@
 """The layers of src/ point one way. Each folder is a layer; a file may use
 its own layer and the layers below it, never one above it nor one beside
-it (http and client sit side by side, and neither uses the other):
+it (http, client and redis sit side by side, and none uses another):
 
-    core < coro < runtime < {http, client} < task < app < server
+    core < coro < runtime < {http, client, redis} < task < app < server
 
 "Uses" is checked twice: the #include "X/..." lines of every file under
 src/, and the calls and data the compiled objects take from each other
@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 # Layer name -> rank; layers of equal rank sit side by side.
-RANK = {"core": 0, "coro": 1, "runtime": 2, "http": 3, "client": 3, "task": 4, "app": 5,
+RANK = {"core": 0, "coro": 1, "runtime": 2, "http": 3, "client": 3, "redis": 3, "task": 4, "app": 5,
         "server": 6}
 
 

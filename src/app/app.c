@@ -25,12 +25,33 @@ fan_app *fan_app_new(void)
         return NULL;
     app->site.finisher = fan__session_commit;
     if (fan__site_init(&app->site) != 0 || fan__config_init(app) != 0 ||
+        fan_app_before_request(app, fan__app_gate) != 0 ||
         !(app->upstreams = fan__upstreams_new())) {
         fan_app_free(app);
         return NULL;
     }
     app->site.upstreams = app->upstreams; /* what each request's runtime carries */
     return app;
+}
+
+/* The first before-request hook of every app: the rate limit, then a
+ * session kept in Redis, loaded before the handler so that
+ * session.redis_down "503" can answer in its place. Both cost nothing
+ * unless configured. */
+void fan__app_gate(fan_req *rq)
+{
+    if (fan__ratelimit_check(rq))
+        return;
+    if (!fan__session_in_redis(rq))
+        return;
+    const char *name = fan_config_str(rq, "session.cookie_name");
+    if (!name || !fan_req_cookie(rq, name))
+        return;
+    fan_session_get(rq, ""); /* loads it */
+    fan__reqctx *ctx = fan__ctx(rq);
+    const char *policy = fan_config_str(rq, "session.redis_down");
+    if (ctx && ctx->session.unavailable && !(policy && strcmp(policy, "none") == 0))
+        fan_reply_error(rq, 503, "session store unavailable");
 }
 
 void fan_app_free(fan_app *app)

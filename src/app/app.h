@@ -141,6 +141,8 @@ char *fan__config_env_name(const char *key);
 
 typedef struct fan__session {
     json_t *data;         /* object of strings; NULL until loaded */
+    const char *id;       /* session.store "redis": the session's id, NULL for none yet */
+    int unavailable;      /* session.store "redis": Redis failed when loading it */
     char *set_cookie;     /* the Set-Cookie value to send, once changed */
     int changed;
     int incoming;         /* the client sent a session cookie, valid or not */
@@ -178,6 +180,48 @@ int fan__cookie_format(fan_req *rq, const char *name, const char *value,
 /* Sets the Set-Cookie header if the session changed. */
 void fan__session_commit(fan_req *rq);
 
+/* The configured secrets that are not empty, in the request's arena. */
+size_t fan__session_secrets(fan_req *rq, const char ***out);
+
+/* The cookie attributes from the configuration. Returns 0, or FAN_EINVAL
+ * with a log line for a value the cookie cannot have. */
+int fan__session_cookie_opts(fan_req *rq, fan_cookie_opts *o);
+
+enum { FAN__SESSION_SET, FAN__SESSION_DELETE, FAN__SESSION_CLEAR };
+
+/* The Set-Cookie value of the session: `payload` signed with the first
+ * secret, expiring in session.max_age, or a cookie that deletes the session
+ * when payload is NULL. Returns 0, FAN_ETOOLARGE beyond session.max_size,
+ * FAN_ESTATE without a secret, FAN_EINVAL (a bad setting, logged) or
+ * FAN_ENOMEM. */
+int fan__session_cookie(fan_req *rq, const char *payload, char **out);
+
+/* 1 if session.store is "redis" (session_redis.c). */
+int fan__session_in_redis(fan_req *rq);
+
+/* Loads the session whose signed id is `cookie` from Redis into s->data
+ * (awaits). A bad or expired cookie gives an empty session with a warning;
+ * Redis failing sets s->unavailable, logged, with an empty session. */
+void fan__session_redis_load(fan_req *rq, fan__session *s, const char *cookie);
+
+/* Writes the change (op SET, DELETE or CLEAR of session.c, giving the
+ * session `next`) to Redis, making an id and its cookie for a new session.
+ * Returns 0 with the Set-Cookie value to send in *cookie (NULL when none
+ * changes), or FAN_ETOOLARGE, FAN_ESTATE (no secret), FAN_EINVAL, FAN_ENOMEM
+ * or the Redis command's error (FAN_ECONNREFUSED, FAN_ETIMEDOUT, ...). */
+int fan__session_redis_write(fan_req *rq, fan__session *s, int op, const char *key,
+                             const char *value, json_t *next, char **cookie);
+
+/* The app's first before-request hook: the rate limit (ratelimit.c), then
+ * the session of a request that carries one, loaded from Redis with
+ * session.store "redis", so that session.redis_down "503" answers before
+ * the handler runs. */
+void fan__app_gate(fan_req *rq);
+
+/* Checks the rate limit of the request (ratelimit.c); replies 429 (or 503
+ * with ratelimit.redis_down "deny") and returns 1 when it is refused. */
+int fan__ratelimit_check(fan_req *rq);
+
 /* The length of the unpadded base64url encoding of n bytes. */
 size_t fan__b64url_len(size_t n);
 
@@ -214,5 +258,18 @@ int fan__signed_decode(const char *value, const char *const *secrets, size_t nse
 
 /* A short description of a FAN__SIGNED_* error, for logs. */
 const char *fan__signed_strerror(int rc);
+
+/* ------------------------------------------------------------------------ */
+/* Redis (redis.c), sessions in Redis (session_redis.c), rate limits         */
+/* (ratelimit.c)                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct fan__redis_opts;
+
+/* The redis.* settings of the request's configuration. */
+void fan__redis_opts_of(fan_req *rq, struct fan__redis_opts *o);
+
+/* 1 if redis.url is set. */
+int fan__redis_on(fan_req *rq);
 
 #endif

@@ -244,6 +244,20 @@ int fan__config_init(fan_app *app)
         {"session.secure", FAN_CONFIG_BOOL, "true"},
         {"session.samesite", FAN_CONFIG_STRING, "Lax"},
         {"session.max_size", FAN_CONFIG_INT, "4096"},
+        {"session.store", FAN_CONFIG_STRING, "cookie"},
+        {"session.redis_down", FAN_CONFIG_STRING, "503"},
+        {"redis.url", FAN_CONFIG_STRING, ""},
+        {"redis.prefix", FAN_CONFIG_STRING, "fanout:"},
+        {"redis.connect_timeout_ms", FAN_CONFIG_INT, "1000"},
+        {"redis.command_timeout_ms", FAN_CONFIG_INT, "1000"},
+        {"redis.max_in_flight", FAN_CONFIG_INT, "1024"},
+        {"redis.backoff_max_ms", FAN_CONFIG_INT, "2000"},
+        {"ratelimit.rate", FAN_CONFIG_DOUBLE, "0"},
+        {"ratelimit.burst", FAN_CONFIG_INT, "10"},
+        {"ratelimit.key", FAN_CONFIG_STRING, "addr"},
+        {"ratelimit.redis_down", FAN_CONFIG_STRING, "local"},
+        {"ratelimit.max_local_keys", FAN_CONFIG_INT, "10000"},
+        {"ratelimit.paths", FAN_CONFIG_STRINGS, "[\"/\"]"},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (fan_app_declare_config(app, own[i].key, own[i].type, own[i].def) == FAN_ENOMEM)

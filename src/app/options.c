@@ -11,6 +11,7 @@
 #include "app/app.h"
 #include "client/client.h"
 #include "core/log.h"
+#include "redis/redis.h"
 
 #define GRACEFUL_MAX_S 86400 /* a day */
 
@@ -163,6 +164,15 @@ static int address_option(fan_app *app, int argc, char **argv, int *argi)
         int rc = fan_app_set_trusted_proxies(app, value);
         return rc == 0 ? 1 : rc;
     }
+    if (fan_flag("--redis", argc, argv, argi, &value)) {
+        fan__redis_url u;
+        char why[160];
+        if (!value || fan__redis_url_parse(value, &u, why, sizeof why) != 0) {
+            fan_log(FAN_LOG_ERROR, "--redis: %s", value ? why : "expected a redis:// URL");
+            return FAN_EINVAL;
+        }
+        return fan_app_set(app, "redis.url", value) == 0 ? 1 : FAN_ENOMEM;
+    }
     return 0;
 }
 
@@ -263,6 +273,9 @@ void fan_print_options(FILE *out)
                  "                           request; SIGUSR1 reopens the log files\n"
                  "  --graceful-timeout S     on SIGTERM, seconds the requests in progress may\n"
                  "                           take before they are cancelled (default 30)\n"
+                 "  --redis URL              redis://[user[:password]@]host[:port][/db]: the\n"
+                 "                           Redis of sessions, rate limits and\n"
+                 "                           fan_redis_command() (redis.* settings)\n"
                  "  --trusted-proxies LIST   proxies whose X-Forwarded-For and Forwarded are\n"
                  "                           believed: addresses and networks, comma-separated\n"
                  "                           (e.g. 127.0.0.1,10.0.0.0/8,::1; default none)\n"

@@ -1,6 +1,8 @@
-/* Sessions in signed cookies (the format is in signed.c): loaded from the
+/* Sessions: in signed cookies (the format is in signed.c), loaded from the
  * request's cookie on first use, re-encoded at each change (so that a change
- * that would not fit fails at once), sent once when the reply is made. */
+ * that would not fit fails at once), sent once when the reply is made; or,
+ * with session.store "redis", a signed id in the cookie and the values in
+ * Redis (session_redis.c), behind the same functions. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +11,7 @@
 
 #include "app/app.h"
 
-/* The configured secrets that are not empty, in the request's arena. */
-static size_t secrets_of(fan_req *rq, const char ***out)
+size_t fan__session_secrets(fan_req *rq, const char ***out)
 {
     size_t n = 0;
     while (fan_config_strings(rq, "session.secrets", n))
@@ -30,7 +31,7 @@ static size_t secrets_of(fan_req *rq, const char ***out)
 static void load_cookie(fan_req *rq, fan__session *s, const char *name, const char *cookie)
 {
     const char **secrets;
-    size_t nsecrets = secrets_of(rq, &secrets);
+    size_t nsecrets = fan__session_secrets(rq, &secrets);
     long long max_size = fan_config_int(rq, "session.max_size");
     const char *why = NULL;
     char *payload = NULL;
@@ -82,7 +83,10 @@ static fan__session *session_of(fan_req *rq)
     const char *cookie = name ? fan_req_cookie(rq, name) : NULL;
     if (cookie) {
         s->incoming = 1;
-        load_cookie(rq, s, name, cookie);
+        if (fan__session_in_redis(rq))
+            fan__session_redis_load(rq, s, cookie);
+        else
+            load_cookie(rq, s, name, cookie);
     }
     return s;
 }
@@ -95,9 +99,7 @@ const char *fan_session_get(fan_req *rq, const char *key)
     return v ? fan__arena_strdup(&rq->rt.arena, v) : NULL;
 }
 
-/* The cookie attributes from the configuration. Returns 0, or FAN_EINVAL
- * with a log line for a value the cookie cannot have. */
-static int cookie_opts(fan_req *rq, fan_cookie_opts *o)
+int fan__session_cookie_opts(fan_req *rq, fan_cookie_opts *o)
 {
     static const char *const same_sites[] = {"Strict", "Lax", "None"};
     const char *same_site = fan_config_str(rq, "session.samesite");
@@ -121,32 +123,26 @@ static int cookie_opts(fan_req *rq, fan_cookie_opts *o)
     return 0;
 }
 
-/* Encodes `data` as the Set-Cookie value of the session. Returns 0,
- * FAN_ETOOLARGE, FAN_ESTATE without a secret, FAN_EINVAL or FAN_ENOMEM. */
-static int encode(fan_req *rq, json_t *data, char **out)
+int fan__session_cookie(fan_req *rq, const char *payload, char **out)
 {
     const char **secrets;
     fan_cookie_opts o;
     const char *name = fan_config_str(rq, "session.cookie_name");
-    int rc = cookie_opts(rq, &o);
+    int rc = fan__session_cookie_opts(rq, &o);
     if (rc != 0)
         return rc;
-    if (secrets_of(rq, &secrets) == 0) {
+    if (fan__session_secrets(rq, &secrets) == 0) {
         fan_log(FAN_LOG_ERROR, "cannot write the session: session.secrets is not configured");
         return FAN_ESTATE;
     }
     char *value = NULL;
-    if (json_object_size(data) == 0) {
+    if (!payload) {
         o.max_age = -1; /* an empty session deletes the cookie */
     } else {
-        char *payload = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
         long long expires;
         if (__builtin_add_overflow((long long)time(NULL), o.max_age, &expires))
             expires = LLONG_MAX; /* fan__signed_encode() cuts it to the latest it can say */
-        if (payload)
-            value = fan__signed_encode(payload, strlen(payload), expires, secrets[0]);
-        free(payload);
-        if (!value)
+        if (!(value = fan__signed_encode(payload, strlen(payload), expires, secrets[0])))
             return FAN_ENOMEM;
     }
     rc = fan__cookie_format(rq, name ? name : "", value ? value : "", &o, out);
@@ -159,7 +155,19 @@ static int encode(fan_req *rq, json_t *data, char **out)
     return rc;
 }
 
-enum { SET, DELETE, CLEAR };
+/* Encodes `data` as the Set-Cookie value of the session. Returns as
+ * fan__session_cookie(). */
+static int encode(fan_req *rq, json_t *data, char **out)
+{
+    if (json_object_size(data) == 0)
+        return fan__session_cookie(rq, NULL, out);
+    char *payload = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = payload ? fan__session_cookie(rq, payload, out) : FAN_ENOMEM;
+    free(payload);
+    return rc;
+}
+
+enum { SET = FAN__SESSION_SET, DELETE = FAN__SESSION_DELETE, CLEAR = FAN__SESSION_CLEAR };
 
 /* Applies a change to a copy of the session and keeps it only if it
  * encodes within the limits, so a failed change leaves the session as it
@@ -187,7 +195,9 @@ static int change(fan_req *rq, int op, const char *key, const char *value)
     else if (op == DELETE)
         json_object_del(next, key);
     char *cookie = NULL;
-    if (rc == 0)
+    if (rc == 0 && fan__session_in_redis(rq))
+        rc = fan__session_redis_write(rq, s, op, key, value, next, &cookie);
+    else if (rc == 0)
         rc = encode(rq, next, &cookie);
     if (rc != 0) {
         json_decref(next);

@@ -18,7 +18,7 @@ static const struct {
     {FAN_EIO, "io", "network or system error"},
     {FAN_EADDRINUSE, "addrinuse", "address already in use"},
     {FAN_ESTATE, "state", "operation not valid in this state"},
-    {FAN_EBUSY, "busy", "too many upstream calls: no slot free in time"},
+    {FAN_EBUSY, "busy", "too many calls or commands in flight: no slot free in time"},
     {FAN_EOPEN, "circuit_open", "the upstream's circuit breaker is open"},
 };
 

@@ -255,3 +255,15 @@ void fan__access_log(const fan__access_entry *e)
     }
     write_line(access_sink.fd, line, n, sizeof line);
 }
+
+int fan__log_quota_take(fan__log_quota *q, double now, double interval, unsigned long *quiet)
+{
+    if (q->at && now - q->at < interval) {
+        q->quiet++;
+        return 0;
+    }
+    *quiet = q->quiet;
+    q->quiet = 0;
+    q->at = now;
+    return 1;
+}

@@ -19,6 +19,18 @@ typedef struct fan__access_entry {
  * server (a terminal, systemd, a test) watches stderr for. */
 void fan__log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* At most one line per interval for a condition that repeats (an outage, a
+ * misuse): a quota kept by the caller, per thread. */
+typedef struct fan__log_quota {
+    double at;           /* when the last line was written, 0 for never */
+    unsigned long quiet; /* lines kept quiet since */
+} fan__log_quota;
+
+/* Returns 1 when a line may be written at `now` (seconds), with *quiet the
+ * count kept quiet since the last one (then reset); else 0, counting this
+ * one as quiet. Can't fail. */
+int fan__log_quota_take(fan__log_quota *q, double now, double interval, unsigned long *quiet);
+
 /* Whether the access log is on: the caller may skip gathering the fields. */
 int fan__access_log_on(void);
 

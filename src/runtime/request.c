@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "runtime/runtime.h"
 
 static void settle(fan_req *rq);
@@ -158,13 +159,10 @@ static void handler_finished(fan_req *rq)
 /* One line per second at most, with the count of the ones kept quiet. */
 static void warn_orphans(fan__task *t)
 {
-    static _Thread_local double warned_at;
-    static _Thread_local unsigned long quiet;
-    double now = fan_now();
-    if (warned_at && now - warned_at < 1.0) {
-        quiet++;
+    static _Thread_local fan__log_quota quota;
+    unsigned long quiet;
+    if (!fan__log_quota_take(&quota, fan_now(), 1.0, &quiet))
         return;
-    }
     fan_req *rq = t->rq;
     const char *what = t == &fan__rt_of(rq)->main ? "handler" : "task";
     fan_log(FAN_LOG_WARN,
@@ -173,8 +171,6 @@ static void warn_orphans(fan__task *t)
             "the last line)",
             fan__req_name(rq), what, t->children_running, t->children_running == 1 ? "" : "s",
             quiet);
-    warned_at = now;
-    quiet = 0;
 }
 
 /* Whether nothing keeps the task from ending: its function returned, every

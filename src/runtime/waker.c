@@ -19,6 +19,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "runtime/runtime.h"
 
 struct fan_waker {
@@ -57,22 +58,17 @@ static void call_on_cancel(fan_waker *w)
 /* One line per second at most, like the orphaned children's warning. */
 static void warn_not_suspended(fan_waker *w)
 {
-    static _Thread_local double warned_at;
-    static _Thread_local unsigned long quiet;
-    double now = fan_now();
+    static _Thread_local fan__log_quota quota;
+    unsigned long quiet;
     w->warned = 1;
-    if (warned_at && now - warned_at < 1.0) {
-        quiet++;
+    if (!fan__log_quota_take(&quota, fan_now(), 1.0, &quiet))
         return;
-    }
     fan_req *rq = w->rq;
     fan_log(FAN_LOG_WARN,
             "%s: a %s returned before its waker was woken: cancelled it, its stack is "
             "kept until it is woken (suspend on every waker before returning; %lu more "
             "since the last line)",
             fan__req_name(rq), w->owner == &fan__rt_of(rq)->main ? "handler" : "task", quiet);
-    warned_at = now;
-    quiet = 0;
 }
 
 /* The waker's op is cancelled: its task was cancelled, or returned (or the

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include "client/client.h"
+#include "redis/redis.h"
 #include "coro/coro.h"
 #include "http/http.h"
 
@@ -127,6 +128,7 @@ int fan_run(void)
         }
     }
     fan__client_shutdown();
+    fan__redis_shutdown();
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&run.sigquit, NULL);
