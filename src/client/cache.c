@@ -168,7 +168,7 @@ static int copy_response(fan_call *c, int status, const fan__header *h, unsigned
     return len ? fan__buf_append(&c->resp_body, body, len) : 0;
 }
 
-static void serve_stored(fan_call *c, const fan__stored *hit, int stale)
+static void serve_stored(fan_call *c, const fan__store_entry *hit, int stale)
 {
     int rc = copy_response(c, hit->status, hit->headers, hit->nheaders, hit->body, hit->body_len);
     c->flags |= FAN_CALL_CACHED | (stale ? FAN_CALL_STALE : 0);
@@ -182,7 +182,7 @@ static void serve_stored(fan_call *c, const fan__stored *hit, int stale)
 }
 
 /* The store's answer to the call's lookup. */
-static void looked_up(void *arg, const fan__stored *hit)
+static void looked_up(void *arg, const fan__store_entry *hit)
 {
     fan_call *c = arg;
     c->lookup = NULL;
@@ -416,7 +416,7 @@ void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsign
     if (ttl <= 0 && swr <= 0 && sie <= 0)
         return; /* already stale, and no use stale */
     double now = fan_now();
-    fan__stored v = {
+    fan__store_entry v = {
         .status = up->status,
         .headers = up->resp_headers,
         .nheaders = up->nresp,

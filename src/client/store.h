@@ -15,7 +15,7 @@
 /* A stored response, and when it goes stale and then unusable, in fan_now()
  * seconds. A store keeps an entry until the latest of the three times, or
  * until it evicts it. */
-typedef struct fan__stored {
+typedef struct fan__store_entry {
     int status;
     const fan__header *headers;
     unsigned nheaders;
@@ -24,11 +24,11 @@ typedef struct fan__stored {
     double fresh_until; /* fresh until then */
     double swr_until;   /* then served while a refresh runs (stale-while-revalidate) */
     double sie_until;   /* served when the refresh fails (stale-if-error) */
-} fan__stored;
+} fan__store_entry;
 
 /* What a lookup finds: `hit` NULL for nothing. The entry is the store's,
  * valid only during the callback: the callee copies what it keeps. */
-typedef void (*fan__store_get_cb)(void *arg, const fan__stored *hit);
+typedef void (*fan__store_get_cb)(void *arg, const fan__store_entry *hit);
 
 typedef struct fan__store fan__store;
 
@@ -44,7 +44,7 @@ typedef struct fan__store_ops {
     /* Stores a copy of `v` under `key`, replacing what was there. Returns 0,
      * 1 when it did not keep it (larger than the store), or FAN_ENOMEM. A
      * network store may complete it later: the caller does not wait. */
-    int (*put)(fan__store *s, const char *key, size_t klen, const fan__stored *v);
+    int (*put)(fan__store *s, const char *key, size_t klen, const fan__store_entry *v);
     void (*del)(fan__store *s, const char *key, size_t klen);
     /* Frees the store and everything in it. */
     void (*free)(fan__store *s);

@@ -18,7 +18,7 @@ typedef struct entry {
     fan__list lru;      /* most recently used first */
     unsigned hash;
     size_t size;   /* the whole allocation */
-    fan__stored v; /* points into the allocation */
+    fan__store_entry v; /* points into the allocation */
     size_t klen;
     const char *keyp; /* the key, inside the allocation */
 } entry;
@@ -106,7 +106,7 @@ static void mem_cancel_get(fan__store *s, void *pending)
 }
 
 /* The bytes an entry of `v` takes: the allocation mem_put() makes. */
-static size_t entry_size(const fan__stored *v, size_t klen)
+static size_t entry_size(const fan__store_entry *v, size_t klen)
 {
     size_t n = sizeof(entry) + v->nheaders * sizeof(fan__header) + klen + 1 + v->body_len;
     for (unsigned i = 0; i < v->nheaders; i++)
@@ -125,7 +125,7 @@ static char *put_str(char **at, const char *s)
 /* One allocation: the entry, its header array (aligned: sizeof(entry) is a
  * multiple of the struct's alignment), then the key, the header strings
  * and the body. */
-static int mem_put(fan__store *s, const char *key, size_t klen, const fan__stored *v)
+static int mem_put(fan__store *s, const char *key, size_t klen, const fan__store_entry *v)
 {
     memstore *m = (memstore *)s;
     size_t size = entry_size(v, klen);

@@ -17,7 +17,7 @@ typedef struct found {
     char header[64];
 } found;
 
-static void on_get(void *arg, const fan__stored *hit)
+static void on_get(void *arg, const fan__store_entry *hit)
 {
     found *f = arg;
     f->calls++;
@@ -39,15 +39,15 @@ static int get(fan__store *s, const char *key, found *f)
     return f->status;
 }
 
-static fan__stored entry(int status, const char *body, double ttl)
+static fan__store_entry entry(int status, const char *body, double ttl)
 {
     static const fan__header h[] = {{"Content-Type", "application/json"}};
     double now = fan_now();
-    fan__stored v = {status, h, 1, body, strlen(body), now + ttl, now + ttl, now + ttl};
+    fan__store_entry v = {status, h, 1, body, strlen(body), now + ttl, now + ttl, now + ttl};
     return v;
 }
 
-static int put(fan__store *s, const char *key, const fan__stored *v)
+static int put(fan__store *s, const char *key, const fan__store_entry *v)
 {
     return s->ops->put(s, key, strlen(key), v);
 }
@@ -56,7 +56,7 @@ static void keeps_a_copy_and_answers_before_get_returns(void **state)
 {
     fan__store *s = fan__memstore_new(1 << 20);
     char body[] = "{\"a\":1}";
-    fan__stored v = entry(200, body, 60);
+    fan__store_entry v = entry(200, body, 60);
     assert_int_equal(put(s, "k", &v), 0);
     body[0] = 'X'; /* the store has its own copy */
     found f = {0};
@@ -74,7 +74,7 @@ static void keeps_a_copy_and_answers_before_get_returns(void **state)
 static void a_put_replaces_and_an_expired_entry_is_dropped(void **state)
 {
     fan__store *s = fan__memstore_new(1 << 20);
-    fan__stored a = entry(200, "a", 60), b = entry(404, "b", 60), old = entry(200, "x", -1);
+    fan__store_entry a = entry(200, "a", 60), b = entry(404, "b", 60), old = entry(200, "x", -1);
     put(s, "k", &a);
     put(s, "k", &b);
     put(s, "gone", &old);
@@ -95,7 +95,7 @@ static void the_least_recently_used_go_at_the_bound(void **state)
     char big[1000];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    fan__stored v = entry(200, big, 60);
+    fan__store_entry v = entry(200, big, 60);
     fan__store *s = fan__memstore_new(1 << 20);
     size_t entries, bytes, one;
     unsigned long long evictions;
@@ -130,7 +130,7 @@ static void the_least_recently_used_go_at_the_bound(void **state)
 static void many_keys_grow_the_table(void **state)
 {
     fan__store *s = fan__memstore_new(64 << 20);
-    fan__stored v = entry(200, "v", 60);
+    fan__store_entry v = entry(200, "v", 60);
     char key[32];
     for (int i = 0; i < 5000; i++) {
         snprintf(key, sizeof key, "key-%d", i);
