@@ -156,6 +156,20 @@ typedef struct fan_limits {
                                      * larger than it is not stored (default 64 MiB) */
     unsigned tls_handshake_timeout_ms; /* a TLS client that has not completed its handshake
                                         * in it is closed, with a log line (default 10000) */
+    /* HTTP/2 (a TLS listener's client that chose "h2" by ALPN). A stream is
+     * a request: every limit above holds per stream, and max_header_bytes
+     * and max_headers bound its header list (SETTINGS_MAX_HEADER_LIST_SIZE;
+     * 431 beyond, and a list past twice max_header_bytes, an HPACK bomb,
+     * ends the connection with GOAWAY ENHANCE_YOUR_CALM). */
+    unsigned h2_max_streams;       /* concurrent streams per connection
+                                    * (SETTINGS_MAX_CONCURRENT_STREAMS; one more is refused
+                                    * with RST_STREAM REFUSED_STREAM) (default 100) */
+    unsigned h2_window_bytes;      /* the flow-control window offered to a client, per
+                                    * stream and per connection (default 1 MiB) */
+    unsigned h2_max_resets;        /* RST_STREAMs a client may send on one connection in a
+                                    * second; one more (rapid reset, CVE-2023-44487) ends it
+                                    * with GOAWAY ENHANCE_YOUR_CALM and a log line
+                                    * (default 100) */
 } fan_limits;
 
 /* ------------------------------------------------------------------------ */

@@ -7,7 +7,8 @@ set -euo pipefail
 
 pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
       libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev
-      libhiredis-dev) # Redis: the shared tier (sessions, rate limits), with its libuv adapter
+      libhiredis-dev # Redis: the shared tier (sessions, rate limits), with its libuv adapter
+      libnghttp2-dev) # HTTP/2 inbound (h2 by ALPN on the TLS listeners)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(valgrind) # bench/instructions.py: callgrind's instructions per request (a guard)

@@ -48,6 +48,9 @@ static const limit_opt limit_opts[] = {
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),
     SZ(max_cache_bytes, "the worker's upstream response cache, bytes (LRU beyond)"),
     UN(tls_handshake_timeout_ms, "a TLS handshake not completed in it: closed"),
+    UN(h2_max_streams, "HTTP/2 concurrent streams per connection"),
+    UN(h2_window_bytes, "HTTP/2 flow-control window per stream and connection, bytes"),
+    UN(h2_max_resets, "HTTP/2 RST_STREAMs per connection per second (then GOAWAY)"),
 };
 
 int fan_flag(const char *flag, int argc, char **argv, int *argi, const char **value)

@@ -90,7 +90,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 /* Splits the request target into the raw path, the decoded path and the
  * query. Absolute-form targets ("http://host/path") are reduced to their
  * path. Returns 0 or -1 for a target we cannot serve. */
-static int split_target(fan_req *rq, const char *t, size_t len)
+int fan__req_set_target(fan_req *rq, const char *t, size_t len)
 {
     if (len > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
         const char *rest = memchr(t + 8, '/', len - 8);
@@ -116,7 +116,7 @@ static int on_url_complete(llhttp_t *p)
     fan__conn *c = parser_conn(p);
     size_t len;
     const char *target = fan__span_data(&c->field, &len);
-    int rc = split_target(c->rq, target, len);
+    int rc = fan__req_set_target(c->rq, target, len);
     fan__span_reset(&c->field);
     return rc ? limit_hit(c, 400) : 0;
 }
@@ -239,6 +239,7 @@ static void conn_free_if_closed(fan__conn *c)
     fan__buf_free(&c->in);
     fan__span_reset(&c->field);
     fan__span_reset(&c->value);
+    fan__h2_free(c);
     fan__tls_conn_free(c);
     free(c);
 }
@@ -262,6 +263,8 @@ void fan__conn_close(fan__conn *c)
     fan__tls_close(c);
     if (!c->reset || uv_tcp_close_reset(&c->tcp, handle_closed) != 0)
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
+    if (c->h2)
+        fan__h2_conn_closed(c); /* every stream's request is cancelled */
     fan_req *rq = c->rq;
     if (!rq)
         return;
@@ -303,6 +306,8 @@ static void timer_fired(uv_timer_t *t)
         fan_log(FAN_LOG_INFO, "TLS handshake not completed within %u ms; closing the "
                 "connection", fan__site_of(c->app)->limits.tls_handshake_timeout_ms);
         fan__conn_close(c);
+    } else if (c->h2) {
+        fan__conn_close(c); /* idle HTTP/2 connection */
     } else if (c->rq && !c->serving) {
         fan_log(FAN_LOG_INFO, "request not received in time (408); closing the connection");
         c->close_after_write = 1;
@@ -338,6 +343,20 @@ void fan__conn_handshake_done(fan__conn *c)
 {
     if (c->timer_kind == T_HANDSHAKE)
         set_timer(c, T_IDLE);
+    if (fan__tls_h2(c) && fan__h2_start(c) != 0) {
+        fan_log(FAN_LOG_ERROR, "out of memory for an HTTP/2 session: closing the connection");
+        fan__conn_close(c);
+    }
+}
+
+void fan__conn_h2_timer(fan__conn *c, unsigned open_streams)
+{
+    if (c->closing || c->timer_kind == T_WRITE)
+        return;
+    if (!open_streams && c->timer_kind != T_IDLE)
+        set_timer(c, T_IDLE);
+    else if (open_streams)
+        set_timer(c, T_NONE);
 }
 
 int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb)
@@ -491,6 +510,10 @@ static int input_pending(fan__conn *c)
 
 void fan__conn_close_if_idle(fan__conn *c)
 {
+    if (c->h2) { /* GOAWAY: its open streams finish, then it closes */
+        fan__h2_stop(c);
+        return;
+    }
     /* A fresh connection is kept: its first request may be on its way (until
      * it arrives, the idle timeout or the graceful timeout closes it). */
     if (c->closing || c->rq || c->serving || c->in.len || c->writes || !c->served)
@@ -529,6 +552,10 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 void fan__conn_input(fan__conn *c, const char *data, size_t n)
 {
     uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    if (c->h2) {
+        fan__h2_input(c, data, n);
+        return;
+    }
     if (c->serving) {
         /* Pipelined input while a request runs: keep it, up to a bound, and
          * go on reading so that a disconnect is noticed; beyond the bound

@@ -36,6 +36,7 @@ struct fan__conn {
     fan_req *rq;              /* the request being parsed or served */
     fan__span field, value;   /* the target or header being read */
     struct fan__tls *tls;     /* the TLS layer (tls.c), NULL on a plain listener */
+    struct fan__h2 *h2;       /* HTTP/2 (h2.c) when ALPN chose "h2", else NULL */
     fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
     struct sockaddr_storage peer; /* read once accepted; AF_UNSPEC if unknown */
     size_t head_bytes;
@@ -113,6 +114,32 @@ void fan__tls_input(fan__conn *c, const char *data, size_t len);
  * (`cb` runs on `w` once written), or a FAN_E* code (`cb` not called). */
 int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned nbufs,
                    uv_write_cb cb, int at_once);
+
+/* Seals `data` into TLS records without writing them: fan__tls_write()
+ * with no buffers sends them. Returns 0 or FAN_EIO. */
+int fan__tls_put(fan__conn *c, const char *data, size_t len);
+
+/* Whether the client chose "h2" by ALPN. */
+int fan__tls_h2(fan__conn *c);
+
+/* HTTP/2 on a connection (h2.c). fan__h2_start() makes its session once
+ * the handshake chose "h2"; the plaintext read then goes to
+ * fan__h2_input(). fan__h2_stop() sends a graceful stop's GOAWAY (open
+ * streams finish, then the connection closes). fan__h2_conn_closed()
+ * detaches every stream (their requests are cancelled), fan__h2_free()
+ * frees the session with the connection. */
+int fan__h2_start(fan__conn *c);
+void fan__h2_input(fan__conn *c, const char *data, size_t len);
+void fan__h2_stop(fan__conn *c);
+void fan__h2_conn_closed(fan__conn *c);
+void fan__h2_free(fan__conn *c);
+
+/* The timer of an HTTP/2 connection (conn.c): the write timeout while a
+ * write is queued, the idle timeout while no stream is open, none else. */
+void fan__conn_h2_timer(fan__conn *c, unsigned open_streams);
+
+/* "Date: ...\r\n", formatted at most once a second (response.c). */
+const char *fan__date_header(void);
 
 /* Sends a close_notify if the socket takes it at once (before a close). */
 void fan__tls_close(fan__conn *c);

@@ -65,11 +65,14 @@ static void access_log(const fan_req *rq)
 static void req_finished(fan_req *rq)
 {
     fan__conn *conn = rq->conn;
+    int h2 = rq->h2 != NULL;
+    if (h2)
+        fan__h2_request_done(rq); /* before the arena goes: its stream lets go */
     access_log(rq);
     fan__rt_run_defers(rq);
     fan__buf_free(&rq->body);
     fan__rt_free(rq);
-    if (conn)
+    if (conn && !h2)
         fan__conn_request_done(conn);
 }
 

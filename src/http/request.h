@@ -28,7 +28,8 @@ typedef struct fan__client {
 struct fan_req {
     fan__rt rt;
     fan_app *app;
-    fan__conn *conn;        /* NULL once the connection is gone */
+    fan__conn *conn;        /* NULL once the connection (or its HTTP/2 stream) is gone */
+    struct h2_stream *h2;   /* its HTTP/2 stream (h2.c), NULL on HTTP/1.x */
     fan_handler handler;
 
     /* request */
@@ -70,6 +71,20 @@ fan_req *fan__req_new(fan__conn *conn);
 void fan__req_start(fan_req *rq);            /* routes and runs the handler */
 void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
 
+/* Sets method-independent target fields (raw path, decoded path, query)
+ * from a request target (conn.c). Returns 0 or -1 for one we cannot
+ * serve. */
+int fan__req_set_target(fan_req *rq, const char *t, size_t len);
+
+/* The transport seam: a request on an HTTP/2 stream (rq->h2) is answered
+ * through these (h2.c) instead of the connection's HTTP/1.1 writes. */
+int fan__h2_send_reply(fan_req *rq);                 /* HEADERS + DATA */
+int fan__h2_stream_start(fan_req *rq);               /* HEADERS, DATA deferred */
+int fan__h2_stream_write(fan_req *rq, const void *data, size_t len);
+int fan__h2_stream_end(fan_req *rq, int abort);      /* END_STREAM, or RST_STREAM */
+void fan__h2_reset(fan_req *rq);                     /* fan_reply_drop(): RST_STREAM */
+void fan__h2_request_done(fan_req *rq);              /* the request ended */
+
 /* The reason phrase of a status code (response.c). */
 const char *fan__status_text(int status);
 
@@ -91,6 +106,9 @@ int fan__valid_header_value(const char *s);
 /* Streams (stream.c). The handler returned with its stream still open: it
  * is ended, or aborted when the request was cancelled. */
 void fan__stream_handler_returned(fan_req *rq);
+
+/* `n` queued bytes of the stream went out in DATA frames (h2.c). */
+void fan__stream_taken(fan_req *rq, size_t n);
 
 /* A reply made once the stream's head was sent: the stream is aborted. */
 void fan__stream_reply_refused(fan_req *rq);

@@ -53,7 +53,7 @@ const char *fan__status_text(int status)
 }
 
 /* "Date: ...\r\n", formatted at most once per second. */
-static const char *date_header(void)
+const char *fan__date_header(void)
 {
     fan__server *srv = fan__srv();
     uint64_t now = uv_now(srv->loop) / 1000;
@@ -136,7 +136,7 @@ char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
     *h++ = ' ';
     h = fan__put_str(h, fan__status_text(status));
     h = fan__put(h, "\r\n", 2);
-    h = fan__put_str(h, date_header());
+    h = fan__put_str(h, fan__date_header());
     h = fan__put(h, "Server: fanout\r\n", 16);
     if (rq->content_type) {
         h = fan__put(h, "Content-Type: ", 14);
@@ -177,6 +177,8 @@ int fan__send_reply(fan_req *rq)
     fan__conn *c = rq->conn;
     if (!c || c->closing)
         return 0; /* the client went away: nothing to send */
+    if (rq->h2)
+        return fan__h2_send_reply(rq);
     if (fan__srv()->stopping)
         c->close_after_write = 1;
     size_t n;
@@ -306,7 +308,10 @@ int fan_reply_drop(fan_req *rq)
     rq->sent = 1;
     rq->status = 444; /* nginx's code for "closed without a response", for the log */
     fan__conn *c = rq->conn;
-    if (c && !c->closing) {
+    if (c && !c->closing && rq->h2) {
+        fan_log(FAN_LOG_DEBUG, "%s: the reply is a stream reset", fan__req_name(rq));
+        fan__h2_reset(rq); /* its close cancels the request, as a client that left */
+    } else if (c && !c->closing) {
         fan_log(FAN_LOG_DEBUG, "%s: the reply is a connection reset", fan__req_name(rq));
         c->reset = 1;
         fan__conn_close(c); /* cancels the request, as a client that left */
@@ -383,7 +388,7 @@ int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const ch
         n = snprintf(rw->data, cap,
                      "HTTP/1.1 %d %s\r\n%sServer: fanout\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n%s%s\r\n%s",
-                     status, fan__status_text(status), date_header(), blen,
+                     status, fan__status_text(status), fan__date_header(), blen,
                      close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "",
                      json ? json : "");
     free(json);

@@ -29,6 +29,9 @@ static const fan_limits default_limits = {
     .max_stream_queued_bytes = 64 * 1024,
     .max_cache_bytes = 64 * 1024 * 1024,
     .tls_handshake_timeout_ms = 10000,
+    .h2_max_streams = 100,
+    .h2_window_bytes = 1024 * 1024,
+    .h2_max_resets = 100,
 };
 
 int fan__site_init(fan__site *s)

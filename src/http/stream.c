@@ -78,6 +78,14 @@ static int send_piece(fan_req *rq, const char *prefix, size_t plen, const void *
     fan__conn *c = rq->conn;
     if (client_gone(rq))
         return FAN_ECANCELED;
+    if (rq->h2) { /* DATA frames: no chunk framing (st->chunked is 0) */
+        st->last_write = uv_now(c->tcp.loop);
+        st->queued += len; /* until its DATA frames take it */
+        int rc = fan__h2_stream_write(rq, data, len);
+        if (rc != 0)
+            st->queued -= len;
+        return rc;
+    }
     size_t n = plen + len + slen;
     piece *p = malloc(sizeof *p + n);
     if (!p)
@@ -141,6 +149,10 @@ int fan_resp_start(fan_req *rq, int status, const char *content_type)
         return FAN_ECANCELED;
     }
     fan__conn *c = rq->conn;
+    if (rq->h2) {
+        st->discard = rq->head;
+        return fan__h2_stream_start(rq);
+    }
     int http11 = rq->http_minor >= 1;
     if (fan__srv()->stopping || (!http11 && !rq->head))
         c->close_after_write = 1; /* HTTP/1.0: the close ends the body */
@@ -279,6 +291,8 @@ static int stream_end(fan_req *rq, int abort)
         hb_stop(st->hb);
     if (rc != 0)
         return rc;
+    if (rq->h2)
+        return fan__h2_stream_end(rq, abort);
     if (abort) {
         rq->conn->close_after_write = 1;
         return 0;
@@ -294,6 +308,11 @@ int fan_resp_end(fan_req *rq)
 int fan_resp_abort(fan_req *rq)
 {
     return stream_end(rq, 1);
+}
+
+void fan__stream_taken(fan_req *rq, size_t n)
+{
+    rq->stream->queued -= n;
 }
 
 int fan_resp_streaming(const fan_req *rq)

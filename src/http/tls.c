@@ -146,6 +146,26 @@ int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned n
     return flush(c, w, cb, at_once);
 }
 
+int fan__tls_put(fan__conn *c, const char *data, size_t len)
+{
+    size_t done;
+    ERR_clear_error();
+    if (len && SSL_write_ex(c->tls->ssl, data, len, &done) != 1) {
+        char why[256];
+        fan_log(FAN_LOG_DEBUG, "TLS write failed: %s", fan__tls_reason(why, sizeof why));
+        return FAN_EIO;
+    }
+    return 0;
+}
+
+int fan__tls_h2(fan__conn *c)
+{
+    const unsigned char *p;
+    unsigned len;
+    SSL_get0_alpn_selected(c->tls->ssl, &p, &len);
+    return len == 2 && memcmp(p, "h2", 2) == 0;
+}
+
 /* What a plain-text client on the TLS port is told, in plain text. */
 #define PLAIN_BODY "{\"error\":\"plain HTTP request sent to the TLS port\",\"status\":400}"
 #define PLAIN_BODY_LEN 64

@@ -47,12 +47,13 @@ const char *fan__tls_reason(char *buf, size_t len)
     return buf;
 }
 
-/* Takes "http/1.1" from the client's ALPN list. A client that offers only
+/* Takes "h2" (HTTP/2, h2.c) from the client's ALPN list, else "http/1.1".
+ * A client that offers only
  * protocols we do not speak gets no ALPN answer, and HTTP/1.1. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
 {
-    static const unsigned char ours[] = "\x08http/1.1";
+    static const unsigned char ours[] = "\x02h2\x08http/1.1";
     unsigned char *sel;
     if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours - 1, in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
