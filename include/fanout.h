@@ -162,8 +162,9 @@ typedef struct fan_limits {
      * 431 beyond, and a list past twice max_header_bytes, an HPACK bomb,
      * ends the connection with GOAWAY ENHANCE_YOUR_CALM). */
     unsigned h2_max_streams;       /* concurrent streams per connection
-                                    * (SETTINGS_MAX_CONCURRENT_STREAMS; one more is refused
-                                    * with RST_STREAM REFUSED_STREAM) (default 100) */
+                                    * (SETTINGS_MAX_CONCURRENT_STREAMS; a client that opens
+                                    * one more once it acknowledged them gets GOAWAY
+                                    * PROTOCOL_ERROR, a log line and the close) (default 100) */
     unsigned h2_window_bytes;      /* the flow-control window offered to a client, per
                                     * stream and per connection (default 1 MiB) */
     unsigned h2_max_resets;        /* RST_STREAMs a client may send on one connection in a
