@@ -251,6 +251,11 @@ static void handle_closed(uv_handle_t *h)
     conn_free_if_closed(c);
 }
 
+void fan__conn_handle_closed(uv_handle_t *h)
+{
+    handle_closed(h); /* h->data is the connection */
+}
+
 void fan__conn_close(fan__conn *c)
 {
     if (c->closing)
@@ -307,7 +312,9 @@ static void timer_fired(uv_timer_t *t)
                 "connection", fan__site_of(c->app)->limits.tls_handshake_timeout_ms);
         fan__conn_close(c);
     } else if (c->h2) {
-        fan__conn_close(c); /* idle HTTP/2 connection */
+        if (c->timer_kind == T_BODY)
+            fan_log(FAN_LOG_INFO, "HTTP/2 request not received in time; closing the connection");
+        fan__conn_close(c); /* or an idle HTTP/2 connection */
     } else if (c->rq && !c->serving) {
         fan_log(FAN_LOG_INFO, "request not received in time (408); closing the connection");
         c->close_after_write = 1;
@@ -349,14 +356,23 @@ void fan__conn_handshake_done(fan__conn *c)
     }
 }
 
-void fan__conn_h2_timer(fan__conn *c, unsigned open_streams)
+void fan__conn_h2_timer(fan__conn *c, unsigned open_streams, unsigned receiving, int pending,
+                        int input, int progress)
 {
-    if (c->closing || c->timer_kind == T_WRITE)
+    if (c->closing)
         return;
-    if (!open_streams && c->timer_kind != T_IDLE)
-        set_timer(c, T_IDLE);
-    else if (open_streams)
+    if (pending) {
+        if (progress || c->timer_kind != T_WRITE)
+            set_timer(c, T_WRITE);
+    } else if (receiving) {
+        if (input || c->timer_kind != T_BODY)
+            set_timer(c, T_BODY);
+    } else if (!open_streams) {
+        if (c->timer_kind != T_IDLE)
+            set_timer(c, T_IDLE);
+    } else {
         set_timer(c, T_NONE);
+    }
 }
 
 int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb)

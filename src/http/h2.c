@@ -47,12 +47,36 @@ struct fan__h2 {
     int flushing;
     int writing;      /* a TLS write of ours is queued */
     int goaway;       /* a graceful stop's GOAWAY was submitted */
+    int input;        /* flushing after a read */
+    int progress;     /* bytes went out since the timer was set */
     uint64_t reset_at; /* the second the resets are counted in */
     unsigned resets;
     uv_write_t w;
+    uv_timer_t kick;  /* a flush on the next loop turn, for the requests' output */
+    int kicked;
 };
 
 static void h2_flush(struct fan__h2 *h2);
+static void set_timer(struct fan__h2 *h2);
+
+static void kick_fired(uv_timer_t *t)
+{
+    struct fan__h2 *h2 = t->data;
+    h2->kicked = 0;
+    h2_flush(h2);
+}
+
+/* What a request submitted is sent from the loop, never from the request's
+ * own call: sending may close its stream, which may end and free the
+ * request under its caller. It also gathers a turn's replies into one
+ * write. */
+static void kick(struct fan__h2 *h2)
+{
+    if (!h2->kicked && !h2->c->closing) {
+        h2->kicked = 1;
+        uv_timer_start(&h2->kick, kick_fired, 0, 0);
+    }
+}
 
 static void h2_log(fan__conn *c, const char *what)
 {
@@ -89,14 +113,15 @@ static void stream_free(h2_stream *st)
         rq->conn = NULL;
         if (!st->started) {
             rq->rt.handler_done = 1;
+            fan__req_notify(rq);
         } else {
+            /* Either may end the request and free it: nothing after. */
             fan__req_cancel(rq, FAN_ECANCELED);
             if (st->op_held) {
                 st->op_held = 0;
                 fan__op_end(rq, &st->op);
             }
         }
-        fan__req_notify(rq);
     }
     free(st->raw);
     fan__buf_free(&st->out);
@@ -226,7 +251,7 @@ static int submit(fan_req *rq, int stream)
     int n = head_nv(rq, stream, &v);
     if (n < 0) {
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-        h2_flush(st->h2);
+        kick(st->h2);
         return FAN_ENOMEM;
     }
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = stream ? read_stream : read_body};
@@ -237,12 +262,12 @@ static int submit(fan_req *rq, int stream)
     }
     if (nghttp2_submit_response(st->h2->s, st->id, v, (size_t)n, body ? &dp : NULL) != 0) {
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-        h2_flush(st->h2);
+        kick(st->h2);
         return FAN_EIO;
     }
     rq->out_bytes += body && !stream ? rq->out_len : 0;
     hold(st);
-    h2_flush(st->h2);
+    kick(st->h2);
     return 0;
 }
 
@@ -263,7 +288,7 @@ int fan__h2_stream_write(fan_req *rq, const void *data, size_t len)
         return FAN_ENOMEM;
     rq->out_bytes += len;
     nghttp2_session_resume_data(st->h2->s, st->id);
-    h2_flush(st->h2);
+    kick(st->h2);
     return 0;
 }
 
@@ -276,7 +301,7 @@ int fan__h2_stream_end(fan_req *rq, int abort)
         st->eof = 1;
         nghttp2_session_resume_data(st->h2->s, st->id);
     }
-    h2_flush(st->h2);
+    kick(st->h2);
     return 0;
 }
 
@@ -284,7 +309,7 @@ void fan__h2_reset(fan_req *rq)
 {
     h2_stream *st = rq->h2;
     nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
-    h2_flush(st->h2);
+    kick(st->h2);
 }
 
 void fan__h2_request_done(fan_req *rq)
@@ -296,7 +321,7 @@ void fan__h2_request_done(fan_req *rq)
      * or the response could not be made): the stream is reset. */
     if (!st->op_held)
         nghttp2_submit_rst_stream(st->h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
-    h2_flush(st->h2);
+    kick(st->h2);
 }
 
 /* An answer made by the server itself (a malformed or too large request):
@@ -506,6 +531,23 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 
 static void h2_written(uv_write_t *w, int status);
 
+/* The connection's timer: the write timeout while output waits (for the
+ * socket, or for the client's flow-control window), restarted by progress;
+ * the body timeout while a request is being received; the idle timeout
+ * while no stream is open. */
+static void set_timer(struct fan__h2 *h2)
+{
+    unsigned receiving = 0;
+    int pending = h2->writing;
+    for (fan__list *p = h2->streams.next; p != &h2->streams; p = p->next) {
+        h2_stream *st = fan__container_of(p, h2_stream, link);
+        receiving += st->rq && !st->started;
+        pending |= st->out.len > 0 || st->body_off < st->body_len;
+    }
+    fan__conn_h2_timer(h2->c, h2->nstreams, receiving, pending, h2->input, h2->progress);
+    h2->progress = 0;
+}
+
 /* Closes the connection once nghttp2 has nothing more to read or send. */
 static void maybe_close(struct fan__h2 *h2)
 {
@@ -578,21 +620,22 @@ static void h2_flush(struct fan__h2 *h2)
         }
         if (total == 0)
             break;
+        h2->progress = 1;
         int rc = fan__tls_write(c, &h2->w, NULL, 0, h2_written, 1);
         if (rc < 0) {
             fan__conn_close(c);
             break;
         }
-        if (rc == 0) { /* queued: the rest waits until it was taken */
+        if (rc == 0) /* queued: the rest waits until it was taken */
             h2->writing = 1;
-            fan__conn_write_queued(c);
-        }
     }
     h2->flushing = 0;
     if (!c->closing)
         wake_writers(h2);
     if (!c->closing)
         maybe_close(h2);
+    if (!c->closing)
+        set_timer(h2);
 }
 
 static void h2_written(uv_write_t *w, int status)
@@ -606,9 +649,8 @@ static void h2_written(uv_write_t *w, int status)
         fan__conn_close(c);
         return;
     }
-    fan__conn_write_done(c);
+    h2->progress = 1;
     h2_flush(h2);
-    fan__conn_h2_timer(c, h2->nstreams);
 }
 
 /* ------------------------------------------------------------------ */
@@ -655,6 +697,8 @@ int fan__h2_start(fan__conn *c)
         free(h2);
         return FAN_ENOMEM;
     }
+    uv_timer_init(c->tcp.loop, &h2->kick); /* closed by fan__h2_conn_closed() */
+    h2->kick.data = h2;
     c->h2 = h2;
     h2_flush(h2);
     return 0;
@@ -698,9 +742,9 @@ void fan__h2_input(fan__conn *c, const char *data, size_t len)
     start_ready(h2);
     if (c->closing)
         return;
+    h2->input = 1; /* the body timeout runs from this read */
     h2_flush(h2);
-    if (!c->closing)
-        fan__conn_h2_timer(c, h2->nstreams);
+    h2->input = 0;
 }
 
 void fan__h2_stop(fan__conn *c)
@@ -717,6 +761,11 @@ void fan__h2_stop(fan__conn *c)
 void fan__h2_conn_closed(fan__conn *c)
 {
     struct fan__h2 *h2 = c->h2;
+    if (!uv_is_closing((uv_handle_t *)&h2->kick)) {
+        c->handles++;
+        h2->kick.data = c;
+        uv_close((uv_handle_t *)&h2->kick, fan__conn_handle_closed);
+    }
     while (!fan__list_empty(&h2->streams))
         stream_free(fan__container_of(h2->streams.next, h2_stream, link));
 }

@@ -134,9 +134,17 @@ void fan__h2_stop(fan__conn *c);
 void fan__h2_conn_closed(fan__conn *c);
 void fan__h2_free(fan__conn *c);
 
-/* The timer of an HTTP/2 connection (conn.c): the write timeout while a
- * write is queued, the idle timeout while no stream is open, none else. */
-void fan__conn_h2_timer(fan__conn *c, unsigned open_streams);
+/* A close callback for a handle of the connection's (whose data is the
+ * connection): it is freed once its last handle closed (conn.c). */
+void fan__conn_handle_closed(uv_handle_t *h);
+
+/* The timer of an HTTP/2 connection (conn.c): the write timeout while
+ * output is `pending` (restarted by `progress`), else the body timeout while
+ * a stream's request is being received (restarted by a read: `input`), the
+ * idle timeout while no stream is open, none while every open stream's
+ * request runs. */
+void fan__conn_h2_timer(fan__conn *c, unsigned open_streams, unsigned receiving, int pending,
+                        int input, int progress);
 
 /* "Date: ...\r\n", formatted at most once a second (response.c). */
 const char *fan__date_header(void);
