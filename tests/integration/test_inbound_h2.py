@@ -381,6 +381,39 @@ class Streaming(unittest.TestCase):
         self.assertEqual(c.response(3)[0], 200)
 
 
+class Timeouts(unittest.TestCase):
+    MS = 300
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = Pkis.make()
+        cls.app = streamapp(*tls_args(cls.pki), "--body-timeout-ms", str(cls.MS),
+                            "--write-timeout-ms", str(cls.MS))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.app.stop()
+
+    def test_a_stream_whose_request_never_ends_is_closed_by_the_body_timeout(self):
+        c = H2(self.app.port, self.pki)
+        self.addCleanup(c.close)
+        t0 = time.monotonic()
+        c.send(frame(HEADERS, END_HEADERS, 1, request_block("/pid", "POST")))  # no END_STREAM
+        self.assertIsNone(c.until(lambda f: False)[0])
+        self.assertLess((time.monotonic() - t0) / (self.MS / 1000), 10)
+        self.app.wait_log(r"HTTP/2 request not received in time; closing the connection")
+
+    def test_a_client_that_grants_no_window_is_closed_by_the_write_timeout(self):
+        c = H2(self.app.port, self.pki)
+        self.addCleanup(c.close)
+        # the default 64 KiB windows, never updated: the stream stalls
+        c.get(1, "/slow?n=1000&size=65536")
+        t0 = time.monotonic()
+        self.assertIsNone(c.until(lambda f: False)[0])
+        self.assertLess((time.monotonic() - t0) / (self.MS / 1000), 10)
+        self.app.wait_log(r"response not taken by the client within 300 ms")
+
+
 class GracefulStop(unittest.TestCase):
     def test_goaway_then_the_open_stream_finishes(self):
         pki = Pkis.make()
