@@ -5,12 +5,18 @@ with `ssl` on its listener). Prints requests per second, p50 and p99 and the
 server's CPU µs per request (user + system of the server's processes, from
 /proc, over the measured run).
 
-fanout speaks HTTP/1.1 over TLS only (ALPN http/1.1), so the load is
-h2load --h1 for both: each of the -c clients keeps one TLS connection and
-sends its requests one at a time. The upstream is `fanout mock` on plain
-http (the upstream is not what is measured).
+Two protocols: HTTP/1.1 (h2load --h1: each of the -c clients keeps one TLS
+connection and sends its requests one at a time) and HTTP/2 (the -h2
+stacks: ALPN h2, each client one connection with --streams requests in
+flight on it). nginx-lua-h2 (nginx with `listen ... ssl http2`) is not in
+the default list: Debian 12's lua-nginx-module refuses the subrequests of
+ngx.location.capture_multi() on an HTTP/2 request ("http2 requests not
+supported yet"), so every S2 request fails there; it stays selectable for
+a newer module. The upstream is `fanout mock` on plain http (the upstream
+is not what is measured).
 
-    python3 bench/tls_s2.py [--requests N] [--clients C] [--workers W]
+    python3 bench/tls_s2.py [--requests N] [--clients C] [--streams M] [--workers W]
+                            [--only fanout,nginx-lua,fanout-h2,nginx-lua-h2,fanout-plain]
 """
 import argparse
 import os
@@ -91,12 +97,17 @@ def start_fanout_plain(port, upstream, workers, cert, key, tmp):
                             stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/plain.log", "w"))
 
 
-def start_nginx(port, upstream, workers, cert, key, tmp):
+def start_nginx_h2(port, upstream, workers, cert, key, tmp):
+    return start_nginx(port, upstream, workers, cert, key, tmp, h2=True)
+
+
+def start_nginx(port, upstream, workers, cert, key, tmp, h2=False):
     conf = open(f"{REPO}/bench/peers/nginx-lua/nginx.conf").read()
     conf = (conf.replace("@PORT@", str(port)).replace("@UPSTREAM@", upstream[len("http://"):])
             .replace("@WORKERS@", str(workers)).replace("@DIR@", tmp))
     conf, n = re.subn(r"listen (127\.0\.0\.1:\d+)([^;]*);",
-                      rf"listen \1 ssl\2; ssl_certificate {cert}; ssl_certificate_key {key};",
+                      rf"listen \1 ssl{' http2' if h2 else ''}\2; ssl_certificate {cert}; "
+                      rf"ssl_certificate_key {key};",
                       conf, count=1)
     if n != 1:
         raise RuntimeError("no listen directive in the nginx-lua config")
@@ -107,10 +118,13 @@ def start_nginx(port, upstream, workers, cert, key, tmp):
                             stderr=open(f"{tmp}/nginx.log", "w"))
 
 
-def h2load(port, requests, clients, scheme="https"):
-    out = subprocess.run(["h2load", "--h1", "-n", str(requests), "-c", str(clients), "-t", "1",
+def h2load(port, requests, clients, scheme="https", streams=0):
+    proto = ["-m", str(streams)] if streams else ["--h1"]
+    out = subprocess.run(["h2load", *proto, "-n", str(requests), "-c", str(clients), "-t", "1",
                           f"{scheme}://127.0.0.1:{port}{S2}"],
                          capture_output=True, text=True, timeout=600).stdout
+    if streams and "Application protocol: h2" not in out:
+        raise RuntimeError(f"h2load: not HTTP/2: {out[-500:]}")
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     if not done or not rps:
@@ -121,9 +135,10 @@ def h2load(port, requests, clients, scheme="https"):
 def measure(name, proc, port, args):
     wait_port(port, proc)
     scheme = "http" if name == "fanout-plain" else "https"
-    h2load(port, max(200, args.requests // 10), args.clients, scheme)  # warm-up
+    streams = args.streams if name.endswith("-h2") else 0
+    h2load(port, max(200, args.requests // 10), args.clients, scheme, streams)  # warm-up
     cpu0 = tree_cpu(proc.pid)
-    ok, rps, out = h2load(port, args.requests, args.clients, scheme)
+    ok, rps, out = h2load(port, args.requests, args.clients, scheme, streams)
     cpu = tree_cpu(proc.pid) - cpu0
     lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
     return {"stack": name, "ok": ok, "rps": rps, "cpu_us": cpu * 1e6 / max(ok, 1),
@@ -145,7 +160,8 @@ def main():
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--clients", type=int, default=64)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--only", default="fanout,nginx-lua,fanout-plain",
+    p.add_argument("--streams", type=int, default=10, help="HTTP/2 requests in flight a client")
+    p.add_argument("--only", default="fanout,nginx-lua,fanout-h2,fanout-plain",
                    help="fanout-plain: the same peer without TLS, for the cost of TLS")
     args = p.parse_args()
     if not shutil.which("h2load"):
@@ -161,6 +177,7 @@ def main():
     try:
         wait_port(up_port, upstream)
         starts = {"fanout": start_fanout, "nginx-lua": start_nginx,
+                  "fanout-h2": start_fanout, "nginx-lua-h2": start_nginx_h2,
                   "fanout-plain": start_fanout_plain}
         for name in args.only.split(","):
             port = free_port()
@@ -173,11 +190,11 @@ def main():
     finally:
         stop(upstream)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"S2 over TLS (HTTP/1.1, h2load --h1 -c {args.clients} -n {args.requests}), "
-          f"{args.workers} worker(s)")
-    print(f"{'stack':<10} {'ok':>7} {'req/s':>9} {'mean':>9} {'CPU µs/req':>11}")
+    print(f"S2 over TLS (h2load -c {args.clients} -n {args.requests}: --h1, or HTTP/2 with "
+          f"-m {args.streams} for the -h2 stacks), {args.workers} worker(s)")
+    print(f"{'stack':<13} {'ok':>7} {'req/s':>9} {'mean':>9} {'CPU µs/req':>11}")
     for r in rows:
-        print(f"{r['stack']:<10} {r['ok']:>7} {r['rps']:>9.0f} {r['mean']:>9} "
+        print(f"{r['stack']:<13} {r['ok']:>7} {r['rps']:>9.0f} {r['mean']:>9} "
               f"{r['cpu_us']:>11.1f}")
 
 
