@@ -201,6 +201,8 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
         rc = log_option(argc, argv, argi);
     if (rc == 0)
         rc = upstream_option(app, argc, argv, argi);
+    if (rc == 0)
+        rc = fan__observe_option(app, argc, argv, argi);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
@@ -262,7 +264,18 @@ void fan_print_options(FILE *out)
                  "  --client-key FILE        its PEM private key\n"
                  "  --origin ORIGIN[,OPT]    options of one upstream origin (repeatable):\n"
                  "                           https://api.example:443,http=auto|1.1|2,\n"
-                 "                           max-connections=N,verify=off (warned at start)\n");
+                 "                           max-connections=N,verify=off (warned at start)\n"
+                 "  --server-timing on|off   a Server-Timing header on responses (default on)\n"
+                 "  --server-timing-max-entries N  call entries in it (default 32)\n"
+                 "  --trace-context on|off   W3C traceparent continued and sent to upstreams\n"
+                 "                           (default on)\n"
+                 "  --metrics on|off         requests counted for the admin listener (on)\n"
+                 "  --admin-port N           the admin listener: /metrics, /waterfall (default\n"
+                 "                           none; 0 for none)\n"
+                 "  --admin-addr ADDR        its address (default 127.0.0.1)\n"
+                 "  --admin-token TOKEN      admin requests need Authorization: Bearer TOKEN\n"
+                 "                           (or set FANOUT_ADMIN_TOKEN; default none)\n"
+                 "  --metrics-max-series N   label sets per metric before overflow (500)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

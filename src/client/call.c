@@ -8,6 +8,7 @@
 
 #include "client/client.h"
 #include "core/token.h"
+#include "runtime/metrics.h"
 
 /* Plain http:// goes to the lean transport, unless the URL carries
  * credentials, FANOUT_TRANSPORT=curl says
@@ -60,6 +61,7 @@ void fan__call_finish(fan_call *c, int error)
     fan__rt_of(rq)->ncalls_failed += error != 0;
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
+    fan__call_observe_end(c);
     fan__slots_release(c); /* may launch waiting calls, of any request */
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
 }
@@ -175,25 +177,30 @@ static int check_request(const fan_call *c)
     return rc ? rc : check_headers(c);
 }
 
-/* Copies the caller's header lines into the arena, with `extra` (or NULL)
- * after them. Sets *out to NULL when there is none. */
-static int copy_headers(fan__arena *a, const char *const *h, const char *extra,
-                        const char *const **out)
+/* Copies the caller's header lines into the arena, with the `nextra`
+ * lines of `extra` (NULL ones skipped) after them. Sets *out to NULL when
+ * there is none. */
+static int copy_headers(fan__arena *a, const char *const *h, const char *const *extra,
+                        size_t nextra, const char *const **out)
 {
-    size_t n = 0;
+    size_t n = 0, m = 0;
     while (h && h[n])
         n++;
+    for (size_t i = 0; i < nextra; i++)
+        m += extra[i] != NULL;
     *out = NULL;
-    if (n == 0 && !extra)
+    if (n == 0 && m == 0)
         return 0;
-    const char **lines = fan__arena_alloc(a, (n + 2) * sizeof *lines);
+    const char **lines = fan__arena_alloc(a, (n + m + 1) * sizeof *lines);
     if (!lines)
         return FAN_ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (!(lines[i] = fan__arena_strdup(a, h[i])))
             return FAN_ENOMEM;
-    lines[n] = extra;
-    lines[n + 1] = NULL;
+    for (size_t i = 0; i < nextra; i++)
+        if (extra[i])
+            lines[n++] = extra[i];
+    lines[n] = NULL;
     *out = lines;
     return 0;
 }
@@ -246,9 +253,10 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     c->max_body = o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
     if (!c->url || !c->name || !c->method)
         return FAN_ENOMEM;
-    const char *ct =
-        o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL;
-    if (copy_headers(a, o->headers, ct, &c->headers) != 0)
+    const char *extra[3] = {
+        o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL};
+    if (fan__call_trace_headers(c, o->headers, extra + 1) != 0 ||
+        copy_headers(a, o->headers, extra, 3, &c->headers) != 0)
         return FAN_ENOMEM;
     if (need_json && !o->json)
         return refuse(c, "no JSON body (NULL)");
@@ -295,6 +303,7 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
         c->conn_cap = c->origin_cfg->opts.max_connections;
     c->tp = transport_for(c->url);
     c->started = fan_now();
+    fan__call_observe_start(c);
     fan__list_push(&c->task->calls, &c->link);
     c->task->calls_running++;
     fan__op_begin(rq, &c->op, c->task);

@@ -68,7 +68,21 @@ struct fan_call {
     const struct fan__upstreams *upstreams;
     const struct fan__origin_cfg *origin_cfg;
     size_t conn_cap; /* calls in flight to the origin it allows, 0 = no cap */
+
+    fan__call_rec rec; /* what Server-Timing, the metrics and the waterfall see */
 };
+
+/* Observation of calls (call_observe.c). fan__call_trace_headers() sets
+ * out[0] and out[1] to the child traceparent and the request's tracestate
+ * lines (arena), or NULL, when the request propagates trace context and the
+ * caller's `headers` do not carry their own traceparent; it gives the call
+ * its span id. Returns 0 or FAN_ENOMEM. fan__call_observe_start() links the
+ * call's record to its request and counts it in flight;
+ * fan__call_observe_end() completes the record and counts the call in the
+ * client histogram. */
+int fan__call_trace_headers(fan_call *c, const char *const *headers, const char *out[2]);
+void fan__call_observe_start(fan_call *c);
+void fan__call_observe_end(fan_call *c);
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
  * it waits for it. The call must not be touched by the transport afterwards. */

@@ -1,0 +1,165 @@
+/* What the inbound server tells observability of each request: its trace
+ * context taken from traceparent and tracestate (or a new trace), requests
+ * in flight, http_server_request_duration_seconds by method, route and
+ * status, and the waterfall's record of the request and its calls (the
+ * query's values redacted, only the allow-listed headers). */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/redact.h"
+#include "http/http.h"
+#include "runtime/metrics.h"
+
+/* The one value of header `name`, or NULL when it is absent or repeated
+ * (two traceparent headers make neither valid). */
+static const char *single_header(const fan_req *rq, const char *name)
+{
+    const char *v = NULL;
+    for (unsigned i = 0; i < rq->nheaders; i++) {
+        if (strcasecmp(rq->headers[i].name, name) != 0)
+            continue;
+        if (v)
+            return NULL;
+        v = rq->headers[i].value;
+    }
+    return v;
+}
+
+static void take_trace(fan_req *rq)
+{
+    fan__trace *t = &rq->rt.trace;
+    const char *tp = single_header(rq, "traceparent");
+    if (tp && fan__trace_parse(t, tp, strlen(tp)) == 0) {
+        const char *ts = single_header(rq, "tracestate");
+        if (ts && fan__tracestate_ok(ts, strlen(ts)))
+            t->tracestate = ts; /* the header lives in the arena as long as the request */
+    }
+    fan__trace_begin(t);
+}
+
+void fan__req_observe_start(fan_req *rq)
+{
+    if (rq->rt.obs & FAN__OBS_TRACE)
+        take_trace(rq);
+    if (rq->rt.obs & FAN__OBS_METRICS) {
+        fan__metrics_add(FAN__M_REQUESTS_ACTIVE, 1);
+        rq->observed = 1;
+    }
+}
+
+void fan__req_trace_id(const fan_req *rq, char out[33])
+{
+    if (rq->rt.trace.begun)
+        fan__hex(rq->rt.trace.trace_id, 16, out);
+    else
+        out[0] = '\0';
+}
+
+/* The method as a bounded label: a standard one, else "_OTHER" (as the
+ * OpenTelemetry conventions say). */
+static const char *method_label(const char *m)
+{
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "_OTHER";
+}
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void record_headers(const fan_req *rq, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < rq->nheaders && n + 1 < cap; i++) {
+        const fan__header *h = &rq->headers[i];
+        if (!fan__header_recordable(h->name))
+            continue;
+        int w = snprintf(out + n, cap - n, "%s: %s\n", h->name, h->value);
+        n = w < 0 || (size_t)w >= cap - n ? cap - 1 : n + (size_t)w;
+    }
+    out[n] = '\0';
+}
+
+static void record_calls(const fan_req *rq, fan__wf_req *w)
+{
+    fan__list *pos;
+    fan__list_each(pos, &rq->rt.call_recs)
+    {
+        const fan__call_rec *r = fan__container_of(pos, fan__call_rec, link);
+        if (w->ncalls++ >= FAN__WF_CALLS)
+            continue;
+        fan__wf_call *c = &w->calls[w->ncalls - 1];
+        fan__redact_url(r->name, c->name, sizeof c->name);
+        c->start_ms = (float)((r->started - rq->started) * 1000);
+        c->dur_ms = (float)(((r->finished ? r->finished : fan_now()) - r->started) * 1000);
+        c->status = r->status;
+        copy(c->error, sizeof c->error, r->error ? fan_errname(r->error) : "");
+        c->attempts = (unsigned short)r->attempts;
+        c->hedges = (unsigned short)r->hedges;
+    }
+}
+
+static double wall_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void record_waterfall(const fan_req *rq, const char *method, const char *route,
+                             double seconds)
+{
+    fan__wf_req w;
+    memset(&w, 0, offsetof(fan__wf_req, calls));
+    w.used = 1;
+    w.wall = wall_time() - seconds;
+    copy(w.method, sizeof w.method, method);
+    copy(w.route, sizeof w.route, route);
+    size_t n = fan__redact_url(rq->raw_path ? rq->raw_path : "", w.path, sizeof w.path);
+    if (rq->query && n + 2 < sizeof w.path) {
+        char q[sizeof w.path + 1];
+        snprintf(q, sizeof q, "?%s", rq->query);
+        w.path[n] = '\0';
+        fan__redact_url(q, w.path + n, sizeof w.path - n);
+    }
+    record_headers(rq, w.headers, sizeof w.headers);
+    fan__req_trace_id(rq, w.trace_id);
+    w.status = rq->status;
+    w.dur_ms = (float)(seconds * 1000);
+    w.pid = (unsigned)getpid();
+    record_calls(rq, &w);
+    unsigned kept = w.ncalls < FAN__WF_CALLS ? w.ncalls : FAN__WF_CALLS;
+    memset(&w.calls[kept], 0, (FAN__WF_CALLS - kept) * sizeof w.calls[0]);
+    fan__wf_record(&w);
+}
+
+void fan__req_observe_end(fan_req *rq)
+{
+    if (!rq->observed)
+        return;
+    fan__metrics_add(FAN__M_REQUESTS_ACTIVE, -1);
+    if (!rq->status)
+        return; /* never answered: the client left before */
+    double seconds = fan_now() - rq->started;
+    fan__m_key k;
+    memset(&k, 0, sizeof k);
+    const char *method = method_label(rq->method ? rq->method : "");
+    const char *route = rq->match.pattern ? rq->match.pattern : "";
+    copy(k.a, sizeof k.a, method);
+    copy(k.b, sizeof k.b, route);
+    k.status = rq->status;
+    fan__metrics_observe(FAN__M_SERVER, &k, seconds);
+    record_waterfall(rq, method, route, seconds);
+}
