@@ -11,6 +11,7 @@ if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(nginx openssl) # test_tls.py: a real TLS and HTTP/2 upstream, its certificates
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
+    pkgs+=(chromium) # test_observe.py: the waterfall page rendered in a real browser
 fi
 
 missing=()

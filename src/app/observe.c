@@ -66,7 +66,7 @@ static int admin_option(fan_app *app, int argc, char **argv, int *argi)
     if (fan_flag("--admin_port", argc, argv, argi, &value)) {
         if (fan__parse_number("--admin-port", value, 65535, &v))
             return FAN_EINVAL;
-        app->admin_port = (int)v;
+        app->admin_port = v ? (int)v : -1; /* 0: a free port, as for --port */
         return 1;
     }
     if (fan_flag("--admin_addr", argc, argv, argi, &value)) {

@@ -271,7 +271,7 @@ void fan_print_options(FILE *out)
                  "                           (default on)\n"
                  "  --metrics on|off         requests counted for the admin listener (on)\n"
                  "  --admin-port N           the admin listener: /metrics, /waterfall (default\n"
-                 "                           none; 0 for none)\n"
+                 "                           none; 0 picks a free port)\n"
                  "  --admin-addr ADDR        its address (default 127.0.0.1)\n"
                  "  --admin-token TOKEN      admin requests need Authorization: Bearer TOKEN\n"
                  "                           (or set FANOUT_ADMIN_TOKEN; default none)\n"
