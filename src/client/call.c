@@ -141,7 +141,7 @@ static int check_url(const fan_call *c)
 static int check_headers(const fan_call *c)
 {
     char name[64];
-    for (unsigned i = 0; c->headers && c->headers[i]; i++) {
+    for (unsigned i = 0; i < c->nchecked; i++) {
         const char *h = c->headers[i];
         size_t len = strlen(h), n = fan__token_span(h, len);
         const char *colon = memchr(h, ':', len);
@@ -258,6 +258,9 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     if (fan__call_trace_headers(c, o->headers, extra + 1) != 0 ||
         copy_headers(a, o->headers, extra, 3, &c->headers) != 0)
         return FAN_ENOMEM;
+    for (const char *const *h = o->headers; h && *h; h++)
+        c->nchecked++;
+    c->nchecked += extra[0] != NULL; /* the trace context lines after them are ours */
     if (need_json && !o->json)
         return refuse(c, "no JSON body (NULL)");
     if (o->json && o->body)

@@ -65,16 +65,24 @@ void fan__call_observe_end(fan_call *c)
     if (!(rt->obs & FAN__OBS_METRICS))
         return;
     fan__metrics_add(FAN__M_CALLS_ACTIVE, -1);
-    fan__m_key k;
-    memset(&k, 0, sizeof k);
+    fan__m_key k; /* only the strings up to their NUL count */
+    k.overflow = 0;
+    k.a[0] = k.b[0] = '\0';
     if (c->error) {
         const char *e = fan_errname(c->error);
-        strncpy(k.a, e, sizeof k.a - 1);
+        size_t el = strlen(e) < sizeof k.a - 1 ? strlen(e) : sizeof k.a - 1;
+        memcpy(k.a, e, el);
+        k.a[el] = '\0';
     }
-    char origin[FAN__M_LABEL + 16];
-    size_t n = fan__origin_key(c->url, origin, sizeof origin);
-    const char *host = n ? strstr(origin, "://") : NULL;
-    strncpy(k.b, host ? host + 3 : "", sizeof k.b - 1); /* the server address: host[:port] */
+    const char *origin;
+    size_t n = fan__slots_origin(c, &origin);
+    const char *host = n ? memchr(origin, ':', n) : NULL; /* "scheme://host[:port]" */
+    if (host && (size_t)(host - origin) + 3 <= n) {
+        size_t skip = (size_t)(host - origin) + 3, len = n - skip; /* the server address */
+        len = len < sizeof k.b - 1 ? len : sizeof k.b - 1;
+        memcpy(k.b, origin + skip, len);
+        k.b[len] = '\0';
+    }
     k.status = c->error ? 0 : c->status;
     fan__metrics_observe(FAN__M_CLIENT, &k, c->finished - c->started);
 }

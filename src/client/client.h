@@ -38,6 +38,7 @@ struct fan_call {
 
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
+    unsigned nchecked;          /* the first ones, checked; trace context follows (ours) */
     const void *body;
     size_t body_len;
     unsigned timeout_ms, connect_timeout_ms;
@@ -114,6 +115,10 @@ void fan__call_launch(fan_call *c);
 int fan__slots_acquire(fan_call *c);
 void fan__slots_release(fan_call *c);
 void fan__slots_shutdown(void);
+
+/* The origin key of a call that holds a slot or waits for one (not
+ * NUL-terminated: its length is returned), or 0 when it has none. */
+size_t fan__slots_origin(const fan_call *c, const char **key);
 
 /* Writes the origin of `url` (scheme, host and port, lower-cased, without
  * the scheme's default port or credentials) to out (cap bytes) and returns

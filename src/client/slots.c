@@ -264,6 +264,14 @@ static void count(const fan_call *c, int counter)
         fan__metrics_add(counter, 1);
 }
 
+size_t fan__slots_origin(const fan_call *c, const char **key)
+{
+    if (!c->origin)
+        return 0;
+    *key = c->origin->key;
+    return c->origin->len;
+}
+
 int fan__slots_acquire(fan_call *c)
 {
     if (!get_slots())

@@ -11,8 +11,9 @@ static const char *const recordable[] = {
 
 int fan__header_recordable(const char *name)
 {
+    char first = (char)(name[0] | 0x20); /* a cheap first test: this runs for every header */
     for (size_t i = 0; i < sizeof recordable / sizeof recordable[0]; i++)
-        if (strcasecmp(name, recordable[i]) == 0)
+        if (recordable[i][0] == first && strcasecmp(name, recordable[i]) == 0)
             return 1;
     return 0;
 }

@@ -3,7 +3,6 @@
  * in flight, http_server_request_duration_seconds by method, route and
  * status, and the waterfall's record of the request and its calls (the
  * query's values redacted, only the allow-listed headers). */
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -52,10 +51,12 @@ void fan__req_observe_start(fan_req *rq)
 
 void fan__req_trace_id(const fan_req *rq, char out[33])
 {
-    if (rq->rt.trace.begun)
-        fan__hex(rq->rt.trace.trace_id, 16, out);
-    else
+    if (rq->rt.trace.begun) {
+        memcpy(out, rq->rt.trace.prefix + 3, 32);
+        out[32] = '\0';
+    } else {
         out[0] = '\0';
+    }
 }
 
 /* The method as a bounded label: a standard one, else "_OTHER" (as the
@@ -70,24 +71,30 @@ static const char *method_label(const char *m)
     return "_OTHER";
 }
 
-static void copy(char *dst, size_t cap, const char *src)
+/* Copies src to dst[cap], cut to fit; returns the length copied. */
+static size_t copy(char *dst, size_t cap, const char *src)
 {
     size_t n = strlen(src);
     if (n >= cap)
         n = cap - 1;
     memcpy(dst, src, n);
     dst[n] = '\0';
+    return n;
 }
 
 static void record_headers(const fan_req *rq, char *out, size_t cap)
 {
     size_t n = 0;
-    for (unsigned i = 0; i < rq->nheaders && n + 1 < cap; i++) {
+    for (unsigned i = 0; i < rq->nheaders; i++) {
         const fan__header *h = &rq->headers[i];
-        if (!fan__header_recordable(h->name))
+        size_t nl = strlen(h->name), vl = strlen(h->value);
+        if (n + nl + vl + 4 > cap || !fan__header_recordable(h->name))
             continue;
-        int w = snprintf(out + n, cap - n, "%s: %s\n", h->name, h->value);
-        n = w < 0 || (size_t)w >= cap - n ? cap - 1 : n + (size_t)w;
+        memcpy(out + n, h->name, nl);
+        memcpy(out + n + nl, ": ", 2);
+        memcpy(out + n + nl + 2, h->value, vl);
+        out[n + nl + vl + 2] = '\n';
+        n += nl + vl + 3;
     }
     out[n] = '\0';
 }
@@ -95,13 +102,14 @@ static void record_headers(const fan_req *rq, char *out, size_t cap)
 static void record_calls(const fan_req *rq, fan__wf_req *w)
 {
     fan__list *pos;
+    w->ncalls = 0;
     fan__list_each(pos, &rq->rt.call_recs)
     {
         const fan__call_rec *r = fan__container_of(pos, fan__call_rec, link);
         if (w->ncalls++ >= FAN__WF_CALLS)
             continue;
         fan__wf_call *c = &w->calls[w->ncalls - 1];
-        fan__redact_url(r->name, c->name, sizeof c->name);
+        copy(c->name, sizeof c->name, r->name);
         c->start_ms = (float)((r->started - rq->started) * 1000);
         c->dur_ms = (float)(((r->finished ? r->finished : fan_now()) - r->started) * 1000);
         c->status = r->status;
@@ -118,31 +126,30 @@ static double wall_time(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Fills the ring's next record in place: the path and call names as they
+ * are (the admin listener redacts them when it shows them). */
 static void record_waterfall(const fan_req *rq, const char *method, const char *route,
                              double seconds)
 {
-    fan__wf_req w;
-    memset(&w, 0, offsetof(fan__wf_req, calls));
-    w.used = 1;
-    w.wall = wall_time() - seconds;
-    copy(w.method, sizeof w.method, method);
-    copy(w.route, sizeof w.route, route);
-    size_t n = fan__redact_url(rq->raw_path ? rq->raw_path : "", w.path, sizeof w.path);
-    if (rq->query && n + 2 < sizeof w.path) {
-        char q[sizeof w.path + 1];
-        snprintf(q, sizeof q, "?%s", rq->query);
-        w.path[n] = '\0';
-        fan__redact_url(q, w.path + n, sizeof w.path - n);
+    fan__wf_req *w = fan__wf_begin();
+    if (!w)
+        return;
+    w->used = 1;
+    w->wall = wall_time() - seconds;
+    copy(w->method, sizeof w->method, method);
+    copy(w->route, sizeof w->route, route);
+    size_t n = copy(w->path, sizeof w->path, rq->raw_path ? rq->raw_path : "");
+    if (rq->query && n + 2 < sizeof w->path) {
+        w->path[n] = '?';
+        copy(w->path + n + 1, sizeof w->path - n - 1, rq->query);
     }
-    record_headers(rq, w.headers, sizeof w.headers);
-    fan__req_trace_id(rq, w.trace_id);
-    w.status = rq->status;
-    w.dur_ms = (float)(seconds * 1000);
-    w.pid = (unsigned)getpid();
-    record_calls(rq, &w);
-    unsigned kept = w.ncalls < FAN__WF_CALLS ? w.ncalls : FAN__WF_CALLS;
-    memset(&w.calls[kept], 0, (FAN__WF_CALLS - kept) * sizeof w.calls[0]);
-    fan__wf_record(&w);
+    record_headers(rq, w->headers, sizeof w->headers);
+    fan__req_trace_id(rq, w->trace_id);
+    w->status = rq->status;
+    w->dur_ms = (float)(seconds * 1000);
+    w->pid = (unsigned)getpid();
+    record_calls(rq, w);
+    fan__wf_commit(w);
 }
 
 void fan__req_observe_end(fan_req *rq)
@@ -153,8 +160,8 @@ void fan__req_observe_end(fan_req *rq)
     if (!rq->status)
         return; /* never answered: the client left before */
     double seconds = fan_now() - rq->started;
-    fan__m_key k;
-    memset(&k, 0, sizeof k);
+    fan__m_key k; /* only the strings up to their NUL count */
+    k.overflow = 0;
     const char *method = method_label(rq->method ? rq->method : "");
     const char *route = rq->match.pattern ? rq->match.pattern : "";
     copy(k.a, sizeof k.a, method);

@@ -25,26 +25,43 @@ static char *put_ms(char *p, double seconds)
     return p;
 }
 
+/* What each byte of a call's name becomes in an entry's name: 1 kept (a
+ * token character), 0 written '_', 2 the end ('?', '#' and NUL). */
+static unsigned char name_class[256];
+
+static void init_classes(void)
+{
+    for (int c = 0; c < 256; c++)
+        name_class[c] = fan__tchar[c];
+    name_class['?'] = name_class['#'] = name_class[0] = 2;
+}
+
 /* The entry's name: a token made of the call's name, the scheme and the
- * query dropped, other bytes as '_', at most NAME_MAX_BYTES. */
+ * query dropped, other bytes as '_', at most NAME_MAX_BYTES. One pass: this
+ * runs for every call. */
 static char *put_name(char *p, const char *name)
 {
-    const char *s = strstr(name, "://");
-    s = s ? s + 3 : name;
-    size_t n = strcspn(s, "?#");
-    if (n > NAME_MAX_BYTES)
-        n = NAME_MAX_BYTES;
-    if (n == 0)
-        return fan__put(p, "call", 4);
-    for (size_t i = 0; i < n; i++)
-        *p++ = fan__is_token(s + i, 1) ? s[i] : '_';
-    return p;
+    const unsigned char *s = (const unsigned char *)name;
+    if (strncmp(name, "http://", 7) == 0)
+        s += 7;
+    else if (strncmp(name, "https://", 8) == 0)
+        s += 8;
+    char *start = p;
+    for (size_t i = 0; i < NAME_MAX_BYTES; i++) {
+        unsigned char k = name_class[s[i]];
+        if (k == 2)
+            break;
+        *p++ = k ? (char)s[i] : '_';
+    }
+    return p == start ? fan__put(p, "call", 4) : p;
 }
 
 const char *fan__server_timing(fan_req *rq)
 {
     const fan__site *site = fan__site_of(rq->app);
     unsigned shown = 0, omitted = 0;
+    if (!name_class['a'])
+        init_classes(); /* once per process; the same result if two threads race */
     fan__list *pos;
     fan__list_each(pos, &rq->rt.call_recs)
     {

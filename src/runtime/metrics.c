@@ -257,12 +257,20 @@ static void wf_write(fan__wf_req *dst, const fan__wf_req *rec)
     __atomic_store_n(&dst->seq, s + 2, __ATOMIC_RELEASE);
 }
 
-void fan__wf_record(const fan__wf_req *rec)
+fan__wf_req *fan__wf_begin(void)
 {
     if (!lane && !fan__metrics_current())
-        return;
+        return NULL;
     uint64_t i = __atomic_fetch_add(&lane->wf_next, 1, __ATOMIC_RELAXED);
-    wf_write(&lane->recent[i % FAN__WF_RECENT], rec);
+    fan__wf_req *w = &lane->recent[i % FAN__WF_RECENT];
+    __atomic_store_n(&w->seq, w->seq | 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return w;
+}
+
+void fan__wf_commit(fan__wf_req *rec)
+{
+    __atomic_store_n(&rec->seq, rec->seq + 1, __ATOMIC_RELEASE);
     /* The slowest of its route: the route's entry, or an empty one, or the
      * fastest of the routes when all are taken. */
     fan__wf_req *slot = NULL, *fastest = NULL;
@@ -273,15 +281,15 @@ void fan__wf_record(const fan__wf_req *rec)
             continue;
         }
         if (strcmp(s->route, rec->route) == 0 && strcmp(s->method, rec->method) == 0) {
-            slot = s;
-            break;
+            if (s->dur_ms < rec->dur_ms)
+                wf_write(s, rec);
+            return;
         }
         if (!fastest || s->dur_ms < fastest->dur_ms)
             fastest = s;
     }
-    if (!slot)
-        slot = fastest && fastest->dur_ms < rec->dur_ms ? fastest : NULL;
-    if (slot && (!slot->used || strcmp(slot->route, rec->route) != 0 ||
-                 strcmp(slot->method, rec->method) != 0 || slot->dur_ms < rec->dur_ms))
+    if (!slot && fastest && fastest->dur_ms < rec->dur_ms)
+        slot = fastest;
+    if (slot)
         wf_write(slot, rec);
 }

@@ -64,7 +64,9 @@ typedef struct fan__m_hist {
 } fan__m_hist;
 
 /* The waterfall's record of a request: its calls as offsets from its
- * start, the path with query values redacted, the allow-listed headers. */
+ * start, the allow-listed headers. The path (with its query) and the call
+ * names are kept as they were, cut to fit: whatever shows them redacts
+ * them (core/redact.h), which costs the request path nothing. */
 #define FAN__WF_CALLS 24
 #define FAN__WF_RECENT 32 /* per lane */
 #define FAN__WF_SLOWEST 32 /* routes per lane */
@@ -145,8 +147,12 @@ void fan__metrics_lane_died(fan__metrics_region *r, unsigned lane, int restarted
  * returns 0, or -1 if it kept changing or is unused. */
 int fan__wf_read(const fan__wf_req *src, fan__wf_req *dst);
 
-/* Records a finished request in this lane's recent ring, and as its
- * route's slowest if it is. `rec` has everything but seq. */
-void fan__wf_record(const fan__wf_req *rec);
+/* Recording a finished request: fan__wf_begin() returns the next record
+ * of this lane's recent ring, marked as being written (or NULL when there
+ * is no region), which the caller fills in whole, seq aside; then
+ * fan__wf_commit() publishes it, and copies it as its route's slowest if it
+ * is. */
+fan__wf_req *fan__wf_begin(void);
+void fan__wf_commit(fan__wf_req *w);
 
 #endif

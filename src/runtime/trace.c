@@ -129,6 +129,15 @@ int fan__tracestate_ok(const char *v, size_t len)
     return 1;
 }
 
+static void hex(const unsigned char *b, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+}
+
 void fan__trace_begin(fan__trace *t)
 {
     if (!t->has_parent) {
@@ -136,27 +145,23 @@ void fan__trace_begin(fan__trace *t)
         t->flags = 1; /* sampled: every request is recorded */
     }
     fan__trace_random(t->span_id, 8);
+    memcpy(t->prefix, "00-", 3);
+    hex(t->trace_id, 16, t->prefix + 3);
+    t->prefix[35] = '-';
     t->begun = 1;
 }
 
 void fan__hex(const unsigned char *b, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
+    hex(b, len, out);
     out[2 * len] = '\0';
 }
 
 void fan__traceparent_format(const fan__trace *t, const unsigned char span_id[8], char out[56])
 {
-    out[0] = '0';
-    out[1] = '0';
-    out[2] = '-';
-    fan__hex(t->trace_id, 16, out + 3);
-    out[35] = '-';
-    fan__hex(span_id, 8, out + 36);
+    memcpy(out, t->prefix, 36); /* "00-<trace id>-", made once per request */
+    hex(span_id, 8, out + 36);
     out[52] = '-';
-    fan__hex(&t->flags, 1, out + 53);
+    hex(&t->flags, 1, out + 53);
+    out[55] = '\0';
 }

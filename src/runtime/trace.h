@@ -26,6 +26,7 @@ typedef struct fan__trace {
     unsigned char flags;        /* trace-flags: 01 sampled */
     int has_parent;
     int begun;                  /* fan__trace_begin() ran */
+    char prefix[36];            /* "00-<trace id>-" of the calls' traceparent */
     const char *tracestate;     /* the incoming one to pass on (arena), or NULL */
 } fan__trace;
 

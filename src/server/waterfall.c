@@ -1,14 +1,17 @@
 /* The waterfall: the admin listener's page of the recent requests and the
  * slowest request of each route, each drawn with its upstream calls as bars
  * on a time axis (plain HTML and inline SVG, no script, no external asset),
- * and the same records as JSON. The records come from the shared region,
- * already redacted (src/http/request_observe.c); every text is escaped here. */
+ * and the same records as JSON. The records come from the shared region
+ * (src/http/request_observe.c) and are redacted as they are read: query
+ * values and URL credentials replaced (core/redact.h); every text is
+ * escaped here. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/redact.h"
 #include "server/admin.h"
 
 #define SHOWN_MAX 64
@@ -64,6 +67,21 @@ static int slower(const void *a, const void *b)
     return x->dur_ms < y->dur_ms ? 1 : x->dur_ms > y->dur_ms ? -1 : 0;
 }
 
+static void redact(char *s, size_t cap)
+{
+    char tmp[512];
+    fan__redact_url(s, tmp, sizeof tmp < cap ? sizeof tmp : cap);
+    strcpy(s, tmp);
+}
+
+/* A record as it may be shown: its path and call names redacted. */
+static void redact_record(fan__wf_req *w)
+{
+    redact(w->path, sizeof w->path);
+    for (unsigned i = 0; i < w->ncalls && i < FAN__WF_CALLS; i++)
+        redact(w->calls[i].name, sizeof w->calls[i].name);
+}
+
 size_t fan__waterfall_collect(fan__metrics_region *r, int recent, fan__wf_req *out, size_t cap)
 {
     size_t n = 0;
@@ -73,6 +91,7 @@ size_t fan__waterfall_collect(fan__metrics_region *r, int recent, fan__wf_req *o
         for (unsigned i = 0; i < per && n < cap; i++) {
             if (fan__wf_read(recent ? &lane->recent[i] : &lane->slowest[i], &out[n]) != 0)
                 continue;
+            redact_record(&out[n]);
             size_t j = 0; /* the slowest of a route over every lane */
             while (!recent && j < n &&
                    (strcmp(out[j].route, out[n].route) || strcmp(out[j].method, out[n].method)))
