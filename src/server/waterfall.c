@@ -18,6 +18,8 @@
 #define WIDTH 900  /* the SVG's width in px */
 #define LABEL_W 260 /* the call names' column */
 #define ROW_H 18
+#define MARK_W 150 /* room right of the axis for the longest bar's mark */
+#define PLOT_W (WIDTH - LABEL_W - MARK_W)
 
 typedef struct page {
     fan__buf b;
@@ -138,10 +140,10 @@ static void draw(page *p, const fan__wf_req *w, int idx)
     if (w->headers[0])
         put(p, "<pre class=\"hdr\">%s</pre>\n", html(w->headers, a, sizeof a));
     int h = (int)(shown + 2) * ROW_H;
-    double scale = (WIDTH - LABEL_W - 10) / span;
+    double scale = PLOT_W / span;
     put(p, "<svg width=\"%d\" height=\"%d\" role=\"img\">\n", WIDTH, h);
     for (int k = 0; k <= 10; k++) {
-        double x = LABEL_W + k * (WIDTH - LABEL_W - 10) / 10.0;
+        double x = LABEL_W + k * PLOT_W / 10.0;
         put(p, "<line class=\"tick\" x1=\"%.1f\" y1=\"0\" x2=\"%.1f\" y2=\"%d\"/>"
                "<text class=\"axis\" x=\"%.1f\" y=\"%d\">%.0f ms</text>\n",
             x, x, h - ROW_H, x + 2, h - 4, span * k / 10);
