@@ -48,6 +48,12 @@ static void seed(void)
     seeded = 1;
 }
 
+void fan__trace_seed(void)
+{
+    if (!seeded)
+        seed();
+}
+
 static uint64_t next(void)
 {
     if (!seeded)

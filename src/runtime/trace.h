@@ -40,6 +40,12 @@ typedef struct fan__call_rec {
     unsigned char span_id[8];
 } fan__call_rec;
 
+/* Seeds this thread's generator now, if it is not: OpenSSL's first
+ * RAND_bytes may take milliseconds, which fan_run() spends before its loop
+ * runs rather than within a request (where the loop's cached time would lag
+ * behind the timers that request starts). Can't fail. */
+void fan__trace_seed(void);
+
 /* Fills `id` with random bytes from this thread's generator, seeded from
  * OpenSSL's RAND_bytes on first use and again in a forked child (each worker
  * has its own sequence). Never all zero. Can't fail. */

@@ -103,6 +103,7 @@ int fan_run(void)
 {
     fan__server *srv = fan__srv();
     signal(SIGPIPE, SIG_IGN);
+    fan__trace_seed();
     watch_signals(srv);
     srv->running = 1;
     if (!srv->stopping && !run.halt)
