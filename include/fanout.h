@@ -1302,6 +1302,20 @@ FAN_API void fan_app_set_server_timing_max(fan_app *app, unsigned n);
 FAN_API int fan_app_set_admin(fan_app *app, const char *host, int port, const char *token,
                               unsigned max_series);
 
+/* Exports spans over OTLP/HTTP JSON to `url` ("http://host[:port][/path]",
+ * the path /v1/traces by default; --otlp-endpoint; NULL for none, the
+ * default): one span per traced request (kind SERVER, its parent the
+ * incoming traceparent's span) and one per upstream call (kind CLIENT, its
+ * id the span id of the traceparent the call carried), with the standard
+ * HTTP attributes, query values redacted. Each worker queues at most
+ * `max_queued` spans (0 for 2048, --otlp-max-queued-spans) and sends them
+ * every second from its own loop; the spans beyond the queue, those the
+ * collector refuses or does not answer within 5 s, and those waiting when
+ * the worker stops are dropped and counted (fanout_spans_dropped_total).
+ * The host is resolved when serving starts. Needs FAN_OBSERVE_TRACE.
+ * Returns 0, FAN_EINVAL for a URL that is not http://, or FAN_ENOMEM. */
+FAN_API int fan_app_set_otlp(fan_app *app, const char *url, unsigned max_queued);
+
 /* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
 /* ------------------------------------------------------------------------ */

@@ -31,11 +31,13 @@ struct fan_app {
     int admin_port;                   /* 0: none; -1: a free port */
     char *admin_token;                /* NULL for none */
     unsigned admin_max_series;
+    char *otlp_endpoint;              /* fan_app_set_otlp(), NULL for none */
+    unsigned otlp_max_queued;
 };
 
 /* --server-timing, --trace-context, --metrics, --server-timing-max-entries,
- * --admin-port, --admin-addr, --admin-token, --metrics-max-series
- * (observe.c). Returns 1 if consumed, 0 if not one of these, or FAN_EINVAL
+ * --admin-port, --admin-addr, --admin-token, --metrics-max-series,
+ * --otlp-endpoint, --otlp-max-queued-spans (observe.c). Returns 1 if consumed, 0 if not one of these, or FAN_EINVAL
  * (logged) / FAN_ENOMEM. */
 int fan__observe_option(fan_app *app, int argc, char **argv, int *argi);
 

@@ -44,6 +44,19 @@ int fan_app_set_admin(fan_app *app, const char *host, int port, const char *toke
     return 0;
 }
 
+int fan_app_set_otlp(fan_app *app, const char *url, unsigned max_queued)
+{
+    if (url && strncmp(url, "http://", 7) != 0)
+        return FAN_EINVAL;
+    char *u = url ? strdup(url) : NULL;
+    if (url && !u)
+        return FAN_ENOMEM;
+    free(app->otlp_endpoint);
+    app->otlp_endpoint = u;
+    app->otlp_max_queued = max_queued;
+    return 0;
+}
+
 /* "on" or "off" for `flag`, into the bit `bit` of the site's obs. */
 static int on_off(fan_app *app, const char *flag, const char *value, unsigned bit)
 {
@@ -91,6 +104,20 @@ static int admin_option(fan_app *app, int argc, char **argv, int *argi)
             return FAN_ENOMEM;
         free(app->admin_token);
         app->admin_token = t;
+        return 1;
+    }
+    if (fan_flag("--otlp_endpoint", argc, argv, argi, &value)) {
+        if (!value || strncmp(value, "http://", 7) != 0) {
+            fan_log(FAN_LOG_ERROR, "--otlp-endpoint: expected an http:// URL");
+            return FAN_EINVAL;
+        }
+        int rc = fan_app_set_otlp(app, value, app->otlp_max_queued);
+        return rc == 0 ? 1 : rc;
+    }
+    if (fan_flag("--otlp_max_queued_spans", argc, argv, argi, &value)) {
+        if (fan__parse_number("--otlp-max-queued-spans", value, 1000000, &v))
+            return FAN_EINVAL;
+        app->otlp_max_queued = (unsigned)v;
         return 1;
     }
     if (fan_flag("--metrics_max_series", argc, argv, argi, &value)) {

@@ -275,7 +275,10 @@ void fan_print_options(FILE *out)
                  "  --admin-addr ADDR        its address (default 127.0.0.1)\n"
                  "  --admin-token TOKEN      admin requests need Authorization: Bearer TOKEN\n"
                  "                           (or set FANOUT_ADMIN_TOKEN; default none)\n"
-                 "  --metrics-max-series N   label sets per metric before overflow (500)\n");
+                 "  --metrics-max-series N   label sets per metric before overflow (500)\n"
+                 "  --otlp-endpoint URL      spans sent there as OTLP/HTTP JSON (http://)\n"
+                 "  --otlp-max-queued-spans N  spans waiting per worker; more are dropped\n"
+                 "                           (default 2048)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

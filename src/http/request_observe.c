@@ -152,8 +152,27 @@ static void record_waterfall(const fan_req *rq, const char *method, const char *
     fan__wf_commit(w);
 }
 
+static void export_span(const fan_req *rq, double wall_start)
+{
+    fan__span_req r = {
+        .trace = &rq->rt.trace,
+        .method = rq->method,
+        .route = rq->match.pattern,
+        .path = rq->raw_path,
+        .client = NULL,
+        .status = rq->status,
+        .wall_start = wall_start,
+        .started = rq->started,
+        .finished = fan_now(),
+        .calls = &rq->rt.call_recs,
+    };
+    fan__span_sink(&r);
+}
+
 void fan__req_observe_end(fan_req *rq)
 {
+    if (fan__span_sink && rq->rt.trace.begun && rq->status && rq->method)
+        export_span(rq, wall_time() - (fan_now() - rq->started));
     if (!rq->observed)
         return;
     fan__metrics_add(FAN__M_REQUESTS_ACTIVE, -1);

@@ -48,6 +48,8 @@ static void seed(void)
     seeded = 1;
 }
 
+void (*fan__span_sink)(const fan__span_req *r);
+
 void fan__trace_seed(void)
 {
     if (!seeded)

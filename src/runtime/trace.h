@@ -40,6 +40,22 @@ typedef struct fan__call_rec {
     unsigned char span_id[8];
 } fan__call_rec;
 
+/* A finished request as span export sees it (request_observe.c hands it
+ * to the sink; server/otlp.c is the sink). Strings are the request's:
+ * valid only during the call. `path` has its query: the sink redacts. */
+typedef struct fan__span_req {
+    const fan__trace *trace;
+    const char *method, *route, *path, *client;
+    int status;
+    double wall_start;        /* seconds since the epoch */
+    double started, finished; /* fan_now() */
+    const fan__list *calls;   /* fan__call_rec */
+} fan__span_req;
+
+/* The span sink of this process, or NULL: set by the server layer when
+ * --otlp-endpoint is given, called once per finished traced request. */
+extern void (*fan__span_sink)(const fan__span_req *r);
+
 /* Seeds this thread's generator now, if it is not: OpenSSL's first
  * RAND_bytes may take milliseconds, which fan_run() spends before its loop
  * runs rather than within a request (where the loop's cached time would lag

@@ -8,6 +8,7 @@
 #include "app/app.h"
 #include "core/log.h"
 #include "server/admin.h"
+#include "server/otlp.h"
 #include "server/server.h"
 
 #define WORKERS_MAX 1024
@@ -46,6 +47,10 @@ int fan_serve(fan_app *app, int workers)
         return 1;
     if (workers < 0)
         workers = online_cpus();
+    if (app->otlp_endpoint &&
+        fan__otlp_configure(app->otlp_endpoint,
+                            app->otlp_max_queued ? app->otlp_max_queued : 2048) != 0)
+        return 1;
     int failed;
     /* Lanes for two generations of each slot (a reload runs both). */
     fan_app *admin = fan__admin_prepare(app, workers > 0 ? 2 * (unsigned)workers : 1, &failed);

@@ -118,10 +118,13 @@ static const struct {
      "Upstream calls that waited in the call queue for a slot."},
     {FAN__M_QUEUE_REFUSALS, "fanout_call_queue_refusals_total", "counter",
      "Upstream calls refused by the call queue (full, or no slot in time)."},
+    {FAN__M_SPANS_EXPORTED, "fanout_spans_exported_total", "counter",
+     "Spans the OTLP collector took (--otlp-endpoint)."},
+    {FAN__M_SPANS_DROPPED, "fanout_spans_dropped_total", "counter",
+     "Spans dropped: the export queue was full, or the collector refused or did not answer."},
     /* TODO: FAN__M_RETRIES, FAN__M_HEDGES, FAN__M_BREAKER_CHANGES,
-     * FAN__M_CACHE_HITS, FAN__M_CACHE_MISSES, FAN__M_COALESCED and the span
-     * counters are shown once what counts them (resilience, the cache, OTLP
-     * export) is built. */
+     * FAN__M_CACHE_HITS, FAN__M_CACHE_MISSES and FAN__M_COALESCED are shown
+     * once what counts them (resilience, the cache) is on main. */
 };
 
 int fan__metrics_render(fan__metrics_region *r, fan__buf *b)

@@ -12,6 +12,9 @@ import time
 import unittest
 import urllib.parse
 
+import http.server
+import json
+
 import harness
 from harness import get_json, request
 
@@ -94,14 +97,14 @@ class Observe(unittest.TestCase):
     # Server-Timing
 
     def test_server_timing_has_an_entry_per_call_and_the_handler(self):
-        r = self.fanout(self.mock_url("/a?ms=40"), n=2, url2=self.mock_url("/b?ms=80"), n2=1)
+        r = self.fanout(self.mock_url("/a?ms=20"), n=2, url2=self.mock_url("/b?ms=150"), n2=1)
         self.assertEqual(r.status, 200, r.body)
         st = server_timing(r)
         self.assertEqual([e[0] for e in st],
                          [f"127.0.0.1_{self.mock.port}_a"] * 2 + [f"127.0.0.1_{self.mock.port}_b",
                                                                    "handler"])
         a, b, handler = st[0][1], st[2][1], st[3][1]
-        self.assertGreater(b / a, 1.4)  # the 80 ms call against the 40 ms ones
+        self.assertGreater(b / a, 1.5)  # the 150 ms call against the 20 ms ones
         self.assertLessEqual(b, handler)
         self.assertGreater(b / handler, 0.5)  # concurrent: the handler took about the slowest
 
@@ -230,14 +233,18 @@ class Observe(unittest.TestCase):
 
     def test_a_restarted_worker_keeps_its_counts(self):
         route = dict(http_request_method="GET", http_route="/pid")
-        for _ in range(10):
+        victim = harness.worker_pid(self.app.port)
+        for _ in range(20):
             request(self.app.port, "GET", "/pid")
+        time.sleep(0.2)  # every /pid ended: the access log has them
+        with open(self.access) as f:
+            served = len(re.findall(rf"access \[{victim}\] \S+ GET /pid ", f.read()))
+        self.assertGreater(served, 0, "the victim served no /pid")
         before = scrape(self.admin)
         n = sample(before, "http_server_request_duration_seconds_count", **route)
         restarts = sample(before, "fanout_worker_restarts_total")
-        os.kill(harness.worker_pid(self.app.port), signal.SIGKILL)
-        self.app.wait_log(r"restarting it", count=1)
-        time.sleep(0.3)
+        os.kill(victim, signal.SIGKILL)
+        self.app.wait_log(rf"worker {victim} .*restarting it", count=1)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -247,9 +254,14 @@ class Observe(unittest.TestCase):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        self.assertGreaterEqual(sample(after, "http_server_request_duration_seconds_count", **route),
-                                n + 1)  # the kill's /pid request counted too
+        # The killed worker's lane is kept, and its successor goes on in it.
+        self.assertEqual(sample(after, "http_server_request_duration_seconds_count", **route), n)
         self.assertEqual(sample(after, "fanout_worker_restarts_total"), restarts + 1)
+        for _ in range(4):
+            request(self.app.port, "GET", "/pid")
+        time.sleep(0.1)
+        self.assertEqual(sample(scrape(self.admin), "http_server_request_duration_seconds_count",
+                                **route), n + 4)
 
     def test_failed_calls_are_counted_by_error_kind(self):
         port = harness.closed_port()
@@ -381,6 +393,138 @@ class Settings(unittest.TestCase):
                                  timeout=10)
             self.assertEqual(out.returncode, 2, (args, out.stderr))
             self.assertIn(args[0], out.stderr)
+
+
+class Collector:
+    """An OTLP/HTTP JSON collector: keeps the bodies POSTed to /v1/traces;
+    answers `status`."""
+
+    def __init__(self, status=200):
+        outer = self
+        self.bodies, self.status = [], status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers["Content-Length"])
+                body = self.rfile.read(n)
+                if self.path == "/v1/traces" and \
+                        self.headers["Content-Type"] == "application/json":
+                    outer.bodies.append(json.loads(body))
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self):
+        out = []
+        for b in self.bodies:
+            (rs,) = b["resourceSpans"]
+            self.check_resource(rs)
+            for ss in rs["scopeSpans"]:
+                out += ss["spans"]
+        return out
+
+    @staticmethod
+    def check_resource(rs):
+        attrs = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+        assert attrs["service.name"] == {"stringValue": "fanout"}, attrs
+
+    def wait(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.spans()) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.spans()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def attrs(span):
+    return {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
+
+
+class Otlp(unittest.TestCase):
+    def test_spans_of_a_request_and_its_calls(self):
+        col = Collector()
+        up = harness.mock()
+        app = harness.testapp("--otlp-endpoint", f"http://127.0.0.1:{col.port}/v1/traces")
+        try:
+            q = urllib.parse.urlencode({"url": f"http://127.0.0.1:{up.port}/s?ms=5&k=SECRETQ",
+                                        "n": 2, "url2": f"http://127.0.0.1:{harness.closed_port()}/x",
+                                        "n2": 1})
+            r = request(app.port, "GET", "/fanout?" + q, [("traceparent", TP)])
+            self.assertEqual(r.status, 502)
+            spans = col.wait(4)
+            self.assertEqual(len(spans), 4, spans)
+            server = [s for s in spans if s["kind"] == 2]
+            calls = [s for s in spans if s["kind"] == 3]
+            self.assertEqual((len(server), len(calls)), (1, 3))
+            (sv,) = server
+            self.assertEqual(sv["traceId"], "0af7651916cd43dd8448eb211c80319c")
+            self.assertEqual(sv["parentSpanId"], "b7ad6b7169203331")
+            self.assertRegex(sv["spanId"], "^[0-9a-f]{16}$")
+            self.assertEqual(sv["name"], "GET /fanout")
+            a = attrs(sv)
+            self.assertEqual((a["http.request.method"], a["http.route"],
+                              a["http.response.status_code"]), ("GET", "/fanout", "502"))
+            self.assertEqual(a["url.path"], "/fanout")
+            ids = {sv["spanId"]}
+            for c in calls:
+                self.assertEqual(c["traceId"], sv["traceId"])
+                self.assertEqual(c["parentSpanId"], sv["spanId"])
+                self.assertNotIn(c["spanId"], ids)
+                ids.add(c["spanId"])
+                self.assertLessEqual(int(sv["startTimeUnixNano"]), int(c["startTimeUnixNano"]))
+                self.assertLessEqual(int(c["startTimeUnixNano"]), int(c["endTimeUnixNano"]))
+                self.assertLessEqual(int(c["endTimeUnixNano"]), int(sv["endTimeUnixNano"]))
+            ok = [attrs(c) for c in calls if c["status"]["code"] == 0]
+            bad = [attrs(c) for c in calls if c["status"]["code"] == 2]
+            self.assertEqual(len(ok), 2)
+            self.assertEqual(ok[0]["url.full"], f"http://127.0.0.1:{up.port}/s?ms=REDACTED&k=REDACTED")
+            self.assertEqual(ok[0]["http.response.status_code"], "200")
+            self.assertEqual(ok[0]["server.address"], f"127.0.0.1:{up.port}")
+            self.assertEqual(bad[0]["error.type"], "refused")
+            self.assertNotIn("SECRETQ", json.dumps(col.bodies))
+        finally:
+            app.stop()
+            up.stop()
+            col.close()
+
+    def test_a_refusing_collector_and_a_full_queue_are_counted(self):
+        col = Collector(status=503)
+        app = harness.testapp("--otlp-endpoint", f"http://127.0.0.1:{col.port}",
+                              "--otlp-max-queued-spans", "3", "--admin-port", "0")
+        try:
+            admin = admin_port(app)[1]
+            for _ in range(5):  # 5 spans at once: 3 queued, 2 dropped at once
+                request(app.port, "GET", "/pid")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                text = scrape(admin)
+                if sample(text, "fanout_spans_dropped_total") >= 5:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(sample(text, "fanout_spans_dropped_total"), 5)
+            self.assertEqual(sample(text, "fanout_spans_exported_total"), 0)
+            self.assertEqual(len(col.bodies), 1)  # the 3 queued were sent, and refused
+            self.assertEqual(len(col.spans()), 3)
+        finally:
+            app.stop()
+            col.close()
+
+    def test_a_bad_endpoint_is_refused(self):
+        for url in ("https://127.0.0.1:1/v1/traces", "127.0.0.1:4318", "http://"):
+            out = subprocess.run([harness.TESTAPP, "--otlp-endpoint", url], capture_output=True,
+                                 text=True, timeout=10)
+            self.assertIn(out.returncode, (1, 2), (url, out.stderr))
+            self.assertIn("--otlp-endpoint", out.stderr)
 
 
 if __name__ == "__main__":
