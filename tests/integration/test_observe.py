@@ -395,6 +395,32 @@ class Settings(unittest.TestCase):
             self.assertIn(args[0], out.stderr)
 
 
+class Streamed(unittest.TestCase):
+    def test_a_streamed_head_lists_the_calls_ended_before_it(self):
+        demo = harness.demo()
+        try:
+            out = {}
+
+            def get(name, path):
+                out[name] = request(demo.port, "GET", path, timeout=30)
+
+            threads = [threading.Thread(target=get, args=("reply", "/")),
+                       threading.Thread(target=get, args=("stream", "/?stream=ndjson"))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            # A reply's head follows both calls; a stream's head goes out
+            # before its calls end, so it has the handler alone.
+            self.assertEqual([e[0] for e in server_timing(out["reply"])],
+                             ["api_a", "api_b", "handler"])
+            st = server_timing(out["stream"])
+            self.assertEqual([e[0] for e in st], ["handler"])
+            self.assertLess(st[0][1], server_timing(out["reply"])[-1][1] / 10)
+        finally:
+            demo.stop()
+
+
 class Collector:
     """An OTLP/HTTP JSON collector: keeps the bodies POSTed to /v1/traces;
     answers `status`."""
