@@ -1268,7 +1268,8 @@ FAN_API void *fan_store_get(const fan_req *rq, const char *key);
                                 * child traceparent (its own span id) and the tracestate;
                                 * the access log line carries the trace id */
 #define FAN_OBSERVE_METRICS 4u /* counted in the admin listener's metrics and recorded in
-                                * its waterfall */
+                                * its waterfall; fan_main() and fan_serve() drop it when no
+                                * admin listener is set, since nothing could read them */
 #define FAN_OBSERVE_ALL 7u
 #define FAN_SERVER_TIMING_MAX_DEFAULT 32
 
