@@ -62,8 +62,14 @@ void fan__call_observe_end(fan_call *c)
     c->rec.finished = c->finished;
     c->rec.status = c->status;
     c->rec.error = c->error;
+    c->rec.attempts = c->attempts ? (unsigned)c->attempts : 1;
+    c->rec.hedges = c->flags & FAN_CALL_HEDGED ? 1 : 0; /* at most one hedge per call */
     if (!(rt->obs & FAN__OBS_METRICS))
         return;
+    if (c->flags & FAN_CALL_CACHED)
+        fan__metrics_add(FAN__M_CACHE_HITS, 1);
+    if (c->flags & FAN_CALL_COALESCED)
+        fan__metrics_add(FAN__M_COALESCED, 1);
     fan__metrics_add(FAN__M_CALLS_ACTIVE, -1);
     fan__m_key k; /* only the strings up to their NUL count */
     k.overflow = 0;

@@ -122,9 +122,18 @@ static const struct {
      "Spans the OTLP collector took (--otlp-endpoint)."},
     {FAN__M_SPANS_DROPPED, "fanout_spans_dropped_total", "counter",
      "Spans dropped: the export queue was full, or the collector refused or did not answer."},
-    /* TODO: FAN__M_RETRIES, FAN__M_HEDGES, FAN__M_BREAKER_CHANGES,
-     * FAN__M_CACHE_HITS, FAN__M_CACHE_MISSES and FAN__M_COALESCED are shown
-     * once what counts them (resilience, the cache) is on main. */
+    {FAN__M_RETRIES, "fanout_call_retries_total", "counter",
+     "Retries sent (a try failed and another went out)."},
+    {FAN__M_HEDGES, "fanout_call_hedges_total", "counter",
+     "Hedges sent beside a slow first try."},
+    {FAN__M_BREAKER_CHANGES, "fanout_breaker_state_changes_total", "counter",
+     "Circuit breaker state changes (opened, half-open, closed)."},
+    {FAN__M_CACHE_HITS, "fanout_cache_hits_total", "counter",
+     "Calls answered from the response cache."},
+    {FAN__M_COALESCED, "fanout_coalesced_calls_total", "counter",
+     "Calls that shared another identical call's exchange."},
+    /* TODO: FAN__M_CACHE_MISSES is shown once the response cache (which
+     * alone knows a miss) counts it. */
 };
 
 int fan__metrics_render(fan__metrics_region *r, fan__buf *b)

@@ -157,8 +157,9 @@ static void draw(page *p, const fan__wf_req *w, int idx)
         char mark[96];
         int m = cl->error[0] ? snprintf(mark, sizeof mark, "%s", cl->error)
                              : snprintf(mark, sizeof mark, "%d", cl->status);
-        if (cl->attempts > 1 && m > 0 && (size_t)m < sizeof mark)
-            m += snprintf(mark + m, sizeof mark - (size_t)m, " retries %u", cl->attempts - 1u);
+        unsigned retries = cl->attempts > 1u + cl->hedges ? cl->attempts - 1u - cl->hedges : 0;
+        if (retries && m > 0 && (size_t)m < sizeof mark)
+            m += snprintf(mark + m, sizeof mark - (size_t)m, " retries %u", retries);
         if (cl->hedges && m > 0 && (size_t)m < sizeof mark)
             snprintf(mark + m, sizeof mark - (size_t)m, " hedges %u", cl->hedges);
         double x = LABEL_W + cl->start_ms * scale, bw = cl->dur_ms * scale > 1 ? cl->dur_ms * scale : 1;

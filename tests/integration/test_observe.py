@@ -273,6 +273,34 @@ class Observe(unittest.TestCase):
         self.assertEqual(sample(after, "http_client_request_duration_seconds_count", **key)
                          - sample(before, "http_client_request_duration_seconds_count", **key), 3)
 
+    def test_retries_and_hedges_are_counted_and_drawn(self):
+        before = scrape(self.admin)
+        tp = "00-77777777777777777777777777777777-b7ad6b7169203331-01"
+        retried = self.mock_url(f"/delay?key=obs-r-{time.monotonic()}&fail=503&fail_first=1")
+        hedged = self.mock_url(f"/delay?key=obs-h-{time.monotonic()}&ms=1&tail_first=1"
+                               f"&tail_ms=400")
+        out = []
+        for url, params in ((retried, {"retries": 2, "base": 1}),
+                            (hedged, {"retries": 1, "hedge_after": 30})):
+            q = urllib.parse.urlencode({"url": url, **params})
+            r = request(self.app.port, "GET", "/resilient?" + q, [("traceparent", tp)])
+            self.assertEqual(r.status, 200, r.body)
+            out += r.json()["calls"]
+        self.assertEqual(out[0]["flags"] & 1, 1, out)  # RETRIED
+        self.assertEqual(out[1]["flags"] & 2, 2, out)  # HEDGED
+        after = scrape(self.admin)
+        self.assertEqual(sample(after, "fanout_call_retries_total")
+                         - sample(before, "fanout_call_retries_total"), 1)
+        self.assertEqual(sample(after, "fanout_call_hedges_total")
+                         - sample(before, "fanout_call_hedges_total"), 1)
+        _, j = get_json(self.admin, "/waterfall.json")
+        recs = [r for r in j["recent"] if r["trace_id"] == "77777777777777777777777777777777"]
+        calls = sorted((c for r in recs for c in r["calls"]), key=lambda c: c["hedges"])
+        self.assertEqual([(c["attempts"], c["hedges"]) for c in calls], [(2, 0), (2, 1)])
+        page = request(self.admin, "GET", "/waterfall").body.decode()
+        self.assertIn("retries 1", page)
+        self.assertIn("hedges 1", page)
+
     def test_admin_listener_binds_loopback_and_serves_no_other_path(self):
         self.assertEqual(self.admin_host, "127.0.0.1")
         self.assertEqual(request(self.admin, "GET", "/").status, 404)
