@@ -5,8 +5,8 @@
 #include "core/redact.h"
 
 static const char *const recordable[] = {
-    "accept",       "accept-encoding", "accept-language", "content-length",
-    "content-type", "host",            "user-agent",      "x-request-id",
+    "accept", "accept-encoding", "accept-language", "content-length", "content-type",
+    "host",   "user-agent",      "x-request-id",
 };
 
 int fan__header_recordable(const char *name)

@@ -30,7 +30,7 @@ typedef struct cache_slot {
     int32_t idx1; /* index + 1; 0 for empty */
 } cache_slot;
 
-static fan__metrics_region *region;  /* what this process writes to */
+static fan__metrics_region *region; /* what this process writes to */
 static fan__m_lane *lane;
 static unsigned default_series = FAN__M_DEFAULT_SERIES;
 static _Thread_local cache_slot (*cache)[CACHE];
@@ -221,7 +221,8 @@ void fan__metrics_observe(int family, const fan__m_key *k, double seconds)
         b++;
     __atomic_fetch_add(&hist->buckets[b], 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&hist->count, 1, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&hist->sum_us, (uint64_t)(seconds > 0 ? seconds * 1e6 : 0), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&hist->sum_us, (uint64_t)(seconds > 0 ? seconds * 1e6 : 0),
+                       __ATOMIC_RELAXED);
 }
 
 void fan__metrics_lane_died(fan__metrics_region *r, unsigned l, int restarted)

@@ -21,7 +21,7 @@
 #define FAN__M_NBUCKETS 14
 extern const double fan__metrics_bounds[FAN__M_NBUCKETS];
 
-#define FAN__M_LABEL 96  /* bytes of a label value kept (route, address) */
+#define FAN__M_LABEL 96 /* bytes of a label value kept (route, address) */
 #define FAN__M_DEFAULT_SERIES 500
 #define FAN__M_MAX_SERIES 100000
 
@@ -68,7 +68,7 @@ typedef struct fan__m_hist {
  * names are kept as they were, cut to fit: whatever shows them redacts
  * them (core/redact.h), which costs the request path nothing. */
 #define FAN__WF_CALLS 24
-#define FAN__WF_RECENT 32 /* per lane */
+#define FAN__WF_RECENT 32  /* per lane */
 #define FAN__WF_SLOWEST 32 /* routes per lane */
 
 typedef struct fan__wf_call {
@@ -80,9 +80,9 @@ typedef struct fan__wf_call {
 } fan__wf_call;
 
 typedef struct fan__wf_req {
-    unsigned seq;    /* odd while written: readers skip or retry */
+    unsigned seq; /* odd while written: readers skip or retry */
     unsigned used;
-    double wall;     /* when it started, seconds since the epoch */
+    double wall; /* when it started, seconds since the epoch */
     char method[16];
     char route[FAN__M_LABEL];
     char path[160];
@@ -90,7 +90,7 @@ typedef struct fan__wf_req {
     char trace_id[33];
     int status;
     float dur_ms;
-    unsigned ncalls;   /* made; at most FAN__WF_CALLS kept */
+    unsigned ncalls; /* made; at most FAN__WF_CALLS kept */
     unsigned pid;
     fan__wf_call calls[FAN__WF_CALLS];
 } fan__wf_req;
@@ -107,10 +107,10 @@ typedef struct fan__metrics_region {
     uint64_t magic;
     size_t size, lane_size;
     unsigned nlanes, max_series;
-    int lock;                /* taken to add a series */
+    int lock; /* taken to add a series */
     unsigned nseries[FAN__M_NFAMILIES];
     uint64_t worker_restarts;
-    double started;          /* wall time the region was made */
+    double started; /* wall time the region was made */
     /* then FAN__M_NFAMILIES * max_series fan__m_key, then the lanes */
 } fan__metrics_region;
 

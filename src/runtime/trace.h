@@ -25,16 +25,16 @@ typedef struct fan__trace {
     unsigned char parent_id[8]; /* the incoming span; all zero without one */
     unsigned char flags;        /* trace-flags: 01 sampled */
     int has_parent;
-    int begun;                  /* fan__trace_begin() ran */
-    char prefix[36];            /* "00-<trace id>-" of the calls' traceparent */
-    const char *tracestate;     /* the incoming one to pass on (arena), or NULL */
+    int begun;              /* fan__trace_begin() ran */
+    char prefix[36];        /* "00-<trace id>-" of the calls' traceparent */
+    const char *tracestate; /* the incoming one to pass on (arena), or NULL */
 } fan__trace;
 
 /* One upstream call as observed: filled by the client layer. */
 typedef struct fan__call_rec {
-    fan__list link;             /* fan__rt.call_recs, in start order */
+    fan__list link; /* fan__rt.call_recs, in start order */
     const char *name, *url, *method;
-    double started, finished;   /* fan_now(); finished is 0 while it runs */
+    double started, finished; /* fan_now(); finished is 0 while it runs */
     int status, error;
     unsigned attempts, hedges;
     unsigned char span_id[8];

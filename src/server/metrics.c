@@ -53,7 +53,8 @@ static void labels(const fan__m_key *k, int family, char *buf, size_t cap)
     if (k->overflow) {
         snprintf(buf, cap, "otel_metric_overflow=\"true\"");
     } else if (family == FAN__M_SERVER) {
-        snprintf(buf, cap, "http_request_method=\"%s\",http_route=\"%s\",http_response_status_code=\"%d\"",
+        snprintf(buf, cap,
+                 "http_request_method=\"%s\",http_route=\"%s\",http_response_status_code=\"%d\"",
                  esc(k->a, a, sizeof a), esc(k->b, b, sizeof b), k->status);
     } else {
         int n = snprintf(buf, cap, "server_address=\"%s\"", esc(k->b, b, sizeof b));
@@ -110,8 +111,7 @@ static const struct {
     int counter;
     const char *name, *type, *help;
 } plain[] = {
-    {FAN__M_REQUESTS_ACTIVE, "http_server_active_requests", "gauge",
-     "Requests being served."},
+    {FAN__M_REQUESTS_ACTIVE, "http_server_active_requests", "gauge", "Requests being served."},
     {FAN__M_CALLS_ACTIVE, "http_client_active_requests", "gauge",
      "Upstream calls in flight, waiting in the call queue included."},
     {FAN__M_QUEUE_WAITS, "fanout_call_queue_waits_total", "counter",
@@ -124,8 +124,7 @@ static const struct {
      "Spans dropped: the export queue was full, or the collector refused or did not answer."},
     {FAN__M_RETRIES, "fanout_call_retries_total", "counter",
      "Retries sent (a try failed and another went out)."},
-    {FAN__M_HEDGES, "fanout_call_hedges_total", "counter",
-     "Hedges sent beside a slow first try."},
+    {FAN__M_HEDGES, "fanout_call_hedges_total", "counter", "Hedges sent beside a slow first try."},
     {FAN__M_BREAKER_CHANGES, "fanout_breaker_state_changes_total", "counter",
      "Circuit breaker state changes (opened, half-open, closed)."},
     {FAN__M_CACHE_HITS, "fanout_cache_hits_total", "counter",
@@ -149,11 +148,13 @@ int fan__metrics_render(fan__metrics_region *r, fan__buf *b)
         long long v = total(r, plain[i].counter);
         put(&o, "%s %lld\n", plain[i].name, v < 0 ? 0 : v);
     }
-    put(&o, "# HELP fanout_worker_restarts_total Workers that died unasked and were restarted.\n"
-            "# TYPE fanout_worker_restarts_total counter\nfanout_worker_restarts_total %llu\n",
+    put(&o,
+        "# HELP fanout_worker_restarts_total Workers that died unasked and were restarted.\n"
+        "# TYPE fanout_worker_restarts_total counter\nfanout_worker_restarts_total %llu\n",
         (unsigned long long)__atomic_load_n(&r->worker_restarts, __ATOMIC_RELAXED));
-    put(&o, "# HELP fanout_build_info The fanout library serving.\n"
-            "# TYPE fanout_build_info gauge\nfanout_build_info{version=\"%s\"} 1\n",
+    put(&o,
+        "# HELP fanout_build_info The fanout library serving.\n"
+        "# TYPE fanout_build_info gauge\nfanout_build_info{version=\"%s\"} 1\n",
         FAN_VERSION);
     if (o.failed) {
         fan__buf_free(&o.b);

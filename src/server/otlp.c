@@ -30,18 +30,18 @@ static struct {
 
 typedef struct exporter {
     uv_timer_t flush;
-    json_t *queue;        /* spans waiting */
-    int running;          /* started on this thread */
-    int in_flight;        /* a POST under way */
+    json_t *queue; /* spans waiting */
+    int running;   /* started on this thread */
+    int in_flight; /* a POST under way */
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
     uv_timer_t deadline;
-    char *request;        /* the POST, head and body */
+    char *request; /* the POST, head and body */
     size_t request_len;
-    char reply[64];       /* the start of the answer: its status line */
+    char reply[64]; /* the start of the answer: its status line */
     size_t reply_len;
-    size_t batch;         /* spans in the POST */
+    size_t batch; /* spans in the POST */
     int closing;
 } exporter;
 
@@ -120,10 +120,10 @@ static json_t *span(const fan__trace *t, const unsigned char *id, const unsigned
     char tid[33], sid[17], pid[17];
     hexid(t->trace_id, 16, tid);
     hexid(id, 8, sid);
-    json_t *s = json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:{s:i}}", "traceId", tid, "spanId",
-                          sid, "name", name, "kind", kind, "startTimeUnixNano", nanos(start),
-                          "endTimeUnixNano", nanos(end), "attributes", attrs, "status", "code",
-                          error ? 2 : 0);
+    json_t *s =
+        json_pack("{s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:{s:i}}", "traceId", tid, "spanId", sid,
+                  "name", name, "kind", kind, "startTimeUnixNano", nanos(start), "endTimeUnixNano",
+                  nanos(end), "attributes", attrs, "status", "code", error ? 2 : 0);
     if (s && parent) {
         hexid(parent, 8, pid);
         json_object_set_new(s, "parentSpanId", json_string(pid));
@@ -235,7 +235,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     (void)s;
     if (n > 0) {
-        size_t room = sizeof X->reply - 1 - X->reply_len, take = (size_t)n < room ? (size_t)n : room;
+        size_t room = sizeof X->reply - 1 - X->reply_len,
+               take = (size_t)n < room ? (size_t)n : room;
         memcpy(X->reply + X->reply_len, buf->base, take);
         X->reply_len += take;
         X->reply[X->reply_len] = '\0';
@@ -282,10 +283,10 @@ static void send_batch(void)
         json_array_append(spans, json_array_get(X->queue, i));
     for (size_t i = 0; i < take; i++)
         json_array_remove(X->queue, 0);
-    json_t *body = json_pack(
-        "{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s, s:s}, s:o}]}]}", "resourceSpans", "resource",
-        "attributes", "key", "service.name", "value", "stringValue", "fanout", "scopeSpans",
-        "scope", "name", "fanout", "version", FAN_VERSION, "spans", spans);
+    json_t *body =
+        json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s, s:s}, s:o}]}]}", "resourceSpans",
+                  "resource", "attributes", "key", "service.name", "value", "stringValue", "fanout",
+                  "scopeSpans", "scope", "name", "fanout", "version", FAN_VERSION, "spans", spans);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     X->batch = take;

@@ -15,7 +15,7 @@
 #include "server/admin.h"
 
 #define SHOWN_MAX 64
-#define WIDTH 900  /* the SVG's width in px */
+#define WIDTH 900   /* the SVG's width in px */
 #define LABEL_W 260 /* the call names' column */
 #define ROW_H 18
 #define MARK_W 150 /* room right of the axis for the longest bar's mark */
@@ -44,8 +44,12 @@ static const char *html(const char *s, char *buf, size_t cap)
 {
     size_t n = 0;
     for (; *s && n + 7 < cap; s++) {
-        const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;" : *s == '&' ? "&amp;"
-                      : *s == '"' ? "&quot;" : *s == '\'' ? "&#39;" : NULL;
+        const char *e = *s == '<'    ? "&lt;"
+                        : *s == '>'  ? "&gt;"
+                        : *s == '&'  ? "&amp;"
+                        : *s == '"'  ? "&quot;"
+                        : *s == '\'' ? "&#39;"
+                                     : NULL;
         if (e) {
             memcpy(buf + n, e, strlen(e));
             n += strlen(e);
@@ -132,8 +136,9 @@ static void draw(page *p, const fan__wf_req *w, int idx)
     strftime(when, sizeof when, "%H:%M:%S", &tm);
     put(p, "<div class=\"req\" id=\"r%d\" data-trace=\"%s\" data-route=\"%s\" data-calls=\"%u\">\n",
         idx, w->trace_id, html(w->route, a, sizeof a), w->ncalls);
-    put(p, "<p><b>%s %s</b> &rarr; %d in %.1f ms &middot; %s UTC &middot; route %s &middot; "
-           "trace <code>%s</code> &middot; %u call%s%s</p>\n",
+    put(p,
+        "<p><b>%s %s</b> &rarr; %d in %.1f ms &middot; %s UTC &middot; route %s &middot; "
+        "trace <code>%s</code> &middot; %u call%s%s</p>\n",
         html(w->method, a, sizeof a), html(w->path, b, sizeof b), w->status, w->dur_ms, when,
         html(w->route[0] ? w->route : "(none)", c, sizeof c), w->trace_id[0] ? w->trace_id : "-",
         w->ncalls, w->ncalls == 1 ? "" : "s", w->ncalls > shown ? " (first ones drawn)" : "");
@@ -144,12 +149,14 @@ static void draw(page *p, const fan__wf_req *w, int idx)
     put(p, "<svg width=\"%d\" height=\"%d\" role=\"img\">\n", WIDTH, h);
     for (int k = 0; k <= 10; k++) {
         double x = LABEL_W + k * PLOT_W / 10.0;
-        put(p, "<line class=\"tick\" x1=\"%.1f\" y1=\"0\" x2=\"%.1f\" y2=\"%d\"/>"
-               "<text class=\"axis\" x=\"%.1f\" y=\"%d\">%.0f ms</text>\n",
+        put(p,
+            "<line class=\"tick\" x1=\"%.1f\" y1=\"0\" x2=\"%.1f\" y2=\"%d\"/>"
+            "<text class=\"axis\" x=\"%.1f\" y=\"%d\">%.0f ms</text>\n",
             x, x, h - ROW_H, x + 2, h - 4, span * k / 10);
     }
-    put(p, "<text x=\"4\" y=\"%d\">request</text><rect class=\"total\" x=\"%d\" y=\"%d\" "
-           "width=\"%.1f\" height=\"%d\"/>\n",
+    put(p,
+        "<text x=\"4\" y=\"%d\">request</text><rect class=\"total\" x=\"%d\" y=\"%d\" "
+        "width=\"%.1f\" height=\"%d\"/>\n",
         ROW_H - 5, LABEL_W, 3, w->dur_ms * scale > 1 ? w->dur_ms * scale : 1, ROW_H - 6);
     for (unsigned i = 0; i < shown; i++) {
         const fan__wf_call *cl = &w->calls[i];
@@ -162,11 +169,13 @@ static void draw(page *p, const fan__wf_req *w, int idx)
             m += snprintf(mark + m, sizeof mark - (size_t)m, " retries %u", retries);
         if (cl->hedges && m > 0 && (size_t)m < sizeof mark)
             snprintf(mark + m, sizeof mark - (size_t)m, " hedges %u", cl->hedges);
-        double x = LABEL_W + cl->start_ms * scale, bw = cl->dur_ms * scale > 1 ? cl->dur_ms * scale : 1;
+        double x = LABEL_W + cl->start_ms * scale,
+               bw = cl->dur_ms * scale > 1 ? cl->dur_ms * scale : 1;
         put(p, "<text x=\"4\" y=\"%d\">%.40s</text>", y + ROW_H - 5, html(cl->name, a, sizeof a));
-        put(p, "<rect class=\"bar %s\" data-name=\"%s\" data-status=\"%d\" data-error=\"%s\" "
-               "data-attempts=\"%u\" data-hedges=\"%u\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
-               "height=\"%d\"><title>%s: %s, %.1f ms from %.1f ms</title></rect>",
+        put(p,
+            "<rect class=\"bar %s\" data-name=\"%s\" data-status=\"%d\" data-error=\"%s\" "
+            "data-attempts=\"%u\" data-hedges=\"%u\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" "
+            "height=\"%d\"><title>%s: %s, %.1f ms from %.1f ms</title></rect>",
             bar_class(cl), a, cl->status, cl->error, cl->attempts, cl->hedges, x, y + 3, bw,
             ROW_H - 6, a, mark, cl->dur_ms, cl->start_ms);
         put(p, "<text class=\"mark\" x=\"%.1f\" y=\"%d\">%s %.1f ms</text>\n", x + bw + 3,
@@ -183,8 +192,7 @@ static const char style[] =
     "rect.ok{fill:#3a8fd9}rect.s4{fill:#e0a030}rect.s5{fill:#d9603a}rect.err{fill:#c0392b}"
     "text.mark{fill:#555}";
 
-static void section(page *p, const char *title, const char *id, fan__wf_req *w, size_t n,
-                    int *idx)
+static void section(page *p, const char *title, const char *id, fan__wf_req *w, size_t n, int *idx)
 {
     put(p, "<h2 id=\"%s\">%s (%zu)</h2>\n<div class=\"section\" id=\"%s-list\">\n", id, title, n,
         id);
@@ -204,11 +212,12 @@ void fan__waterfall_page(fan_req *rq)
     }
     size_t nr = fan__waterfall_collect(r, 1, w, SHOWN_MAX);
     size_t ns = fan__waterfall_collect(r, 0, w + SHOWN_MAX, SHOWN_MAX);
-    put(&p, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>fanout waterfall</title>"
-            "<style>%s</style></head><body>\n<h1>fanout: requests and their upstream calls</h1>\n"
-            "<p>Bars: blue answered 2xx/3xx, orange 4xx, red-orange 5xx, red failed (the error "
-            "kind is written beside). Query values are redacted; only allow-listed headers "
-            "are shown.</p>\n",
+    put(&p,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>fanout waterfall</title>"
+        "<style>%s</style></head><body>\n<h1>fanout: requests and their upstream calls</h1>\n"
+        "<p>Bars: blue answered 2xx/3xx, orange 4xx, red-orange 5xx, red failed (the error "
+        "kind is written beside). Query values are redacted; only allow-listed headers "
+        "are shown.</p>\n",
         style);
     int idx = 0;
     section(&p, "Recent requests", "recent", w, nr, &idx);
@@ -235,8 +244,8 @@ static json_t *record_json(const fan__wf_req *w)
     }
     return json_pack("{s:f, s:s, s:s, s:s, s:s, s:i, s:f, s:i, s:s, s:o}", "time", w->wall,
                      "method", w->method, "route", w->route, "path", w->path, "trace_id",
-                     w->trace_id, "status", w->status, "duration_ms", (double)w->dur_ms, "calls_made",
-                     (int)w->ncalls, "headers", w->headers, "calls", calls);
+                     w->trace_id, "status", w->status, "duration_ms", (double)w->dur_ms,
+                     "calls_made", (int)w->ncalls, "headers", w->headers, "calls", calls);
 }
 
 void fan__waterfall_json(fan_req *rq)
