@@ -562,10 +562,16 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
     }
     while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
         vlen--; /* RFC 9110 5.5: the value excludes surrounding whitespace */
-    h->name = fan__arena_strndup(fan__req_arena(c->rq), name, nlen);
-    h->value = fan__arena_strndup(fan__req_arena(c->rq), value, vlen);
-    if (!h->name || !h->value)
+    /* One allocation for both (nlen and vlen are bounded above). */
+    char *p = fan__arena_alloc(fan__req_arena(c->rq), nlen + vlen + 2);
+    if (!p)
         return FAN_ENOMEM;
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = '\0';
+    h->name = p;
+    h->value = p + nlen + 1;
     c->nresp++;
     return 0;
 }
