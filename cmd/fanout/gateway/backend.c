@@ -29,6 +29,18 @@ static int good_name(const char *s)
     return 1;
 }
 
+/* Whether a URL's scheme, host and port are written out: templates come
+ * after the first '/' of its path (or there is none). */
+static int literal_origin(const gw_tmpl *t)
+{
+    const gw_part *p = &t->parts[0];
+    if (!p->lit)
+        return 0;
+    const char *host = strstr(p->lit, "://");
+    size_t at = host ? (size_t)(host - p->lit) + 3 : p->len;
+    return t->n == 1 || (at < p->len && memchr(p->lit + at, '/', p->len - at));
+}
+
 static int load_headers(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_endpoint *ep,
                         gw_backend *b)
 {
@@ -239,8 +251,7 @@ static int load_backend(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
             rc = -1;
         } else if (gw_tmpl_compile(pool, e, wu, url, ep, b->each, &b->url) != 0) {
             rc = -1;
-        } else if (b->url.parts[0].lit == NULL || !memchr(b->url.parts[0].lit, '/',
-                                                          b->url.parts[0].len)) {
+        } else if (!literal_origin(&b->url)) {
             gw_error(e, wu, "the scheme and host of a url are written out, not a template");
             rc = -1;
         }

@@ -9,7 +9,7 @@
 
 const char *gw_sub(char *buf, size_t cap, const char *where, const char *key)
 {
-    snprintf(buf, cap, "%s.%s", where, key);
+    snprintf(buf, cap, "%s%s%s", where, *where ? "." : "", key);
     return buf;
 }
 

@@ -1,0 +1,331 @@
+"""`fanout serve`: endpoints of a gateway file against the mock upstream,
+over real sockets. Templates of params, query and headers (escaped in
+URLs), fixed and forwarded headers, JSON bodies; a backend starts the moment
+its inputs are there (a chain does not wait for an unrelated slow call, and
+an independent call is not delayed); for_each under a concurrency limit and
+in batches, joined back in order with null for a missing or failed item;
+status rules (partial 200, 502, 504, 4xx passed on) and the endpoint's
+timeout cutting each call's; shaping; NDJSON and SSE streams; the debug
+plan and timing."""
+import json
+import time
+
+from gwharness import GatewayCase, stream
+from harness import connect, main
+
+SLOW = 400  # ms: the slowest call of the timing cases; ratios are taken of it
+
+
+def ep(path, *backends, **extra):
+    return {"path": path, "backends": list(backends), **extra}
+
+
+class Gateway(GatewayCase):
+    @classmethod
+    def config(cls, up):
+        return {"debug": True, "endpoints": [
+            ep("/seed",
+               {"name": "a", "url": up + f"/a?ms={SLOW}", "select": ["value"]},
+               {"name": "b", "url": up + f"/b?ms={SLOW // 2}", "select": ["value"]}),
+            ep("/echo/:id",
+               {"name": "e", "url": up + "/e?echo=1&id={params.id}&q={query.q}&h={header.X-In}",
+                "headers": {"X-Fixed": "yes", "X-Id": "{params.id}"},
+                "forward_headers": ["Authorization"], "extract": "echo"}),
+            ep("/post/:id",
+               {"name": "u", "url": up + "/u?items=2"},
+               {"name": "p", "method": "POST", "url": up + "/p?echo=1",
+                "body": {"id": "{params.id}", "first": "{u.items[0]}", "n": "{u.items[1].id}",
+                         "text": "id={params.id}", "fixed": [1, True, None]},
+                "extract": "echo"}, method="POST"),
+            ep("/chain",
+               {"name": "slow", "url": up + f"/slow?ms={SLOW}"},
+               {"name": "indep", "url": up + "/indep?ms=0"},
+               {"name": "first", "url": up + f"/first?ms={SLOW // 4}&items=1"},
+               {"name": "second", "url": up + f"/second?ms={SLOW // 4}&v={{first.items[0].id}}"}),
+            ep("/each",
+               {"name": "list", "url": up + "/list?items=100"},
+               {"name": "detail", "url": up + f"/detail?ms={SLOW // 8}&echo=1&id={{item}}",
+                "for_each": "list.items[*].id", "concurrency": 10, "max_items": 100,
+                "select": ["echo.query.id"]}),
+            ep("/each-fail",
+               {"name": "list", "url": up + "/list?ids=200,503,200,404,x"},
+               {"name": "detail", "url": up + "/detail?status={item.id}", "for_each": "list.items[*]",
+                "as": "got", "extract": "value"}),
+            ep("/each-scalars",
+               {"name": "ids", "method": "POST", "url": up + "/ids?echo=1",
+                "body": {"ids": [3, 1, 2]}, "extract": "echo.body"},
+               {"name": "n", "url": up + "/n?echo=1&v={item}", "for_each": "ids.echo.body.ids[*]",
+                "extract": "echo.query.v"}),
+            ep("/batch",
+               {"name": "list", "url": up + "/list?ids=a,b,c,d,e"},
+               {"name": "more", "url": up + "/more?key=batch&drop=c", "for_each": "list.items[*].id",
+                "batch": {"param": "ids", "max": 2, "results": "items", "match": "id"},
+                "as": "more", "select": ["id"]}),
+            ep("/partial",
+               {"name": "ok", "url": up + "/ok"},
+               {"name": "down", "url": up + "/down?fail=503&fail_rate=1", "required": False},
+               {"name": "after", "url": up + "/after?v={down.value}", "required": False}),
+            ep("/fail",
+               {"name": "ok", "url": up + f"/ok?ms={SLOW}"},
+               {"name": "down", "url": up + "/down?fail=503&fail_rate=1"}),
+            ep("/timeout",
+               {"name": "fast", "url": up + "/fast"},
+               {"name": "slow", "url": up + f"/slow?ms={SLOW * 10}", "timeout_ms": SLOW}),
+            ep("/cut",
+               {"name": "a", "url": up + f"/a?ms={SLOW // 2}&items=1"},
+               {"name": "b", "url": up + f"/b?ms={SLOW * 10}&v={{a.items[0].id}}",
+                "timeout_ms": 60000}, timeout_ms=SLOW),
+            ep("/notfound",
+               {"name": "miss", "url": up + "/m?status=404", "pass_4xx": True}),
+            ep("/notfound-plain",
+               {"name": "miss", "url": up + "/m?status=404"}),
+            ep("/missing",
+               {"name": "a", "url": up + "/a"},
+               {"name": "b", "url": up + "/b?v={a.nope}", "required": False}),
+            ep("/shape",
+               {"name": "a", "url": up + "/a?echo=1&x=1&y=2&z=3", "extract": "echo.query",
+                "remove": ["z"], "rename": {"x": "ex"}},
+               {"name": "m1", "url": up + "/m1?items=1", "merge": True},
+               {"name": "m2", "url": up + "/m2?echo=1", "merge": True, "remove": ["echo"]}),
+            ep("/template",
+               {"name": "a", "url": up + "/a?echo=1&x=7", "extract": "echo.query"},
+               {"name": "b", "url": up + "/b?items=2", "required": False},
+               response={"x": "{a.x}", "second": "{b.items[1].id}", "label": "x is {a.x}",
+                         "nested": {"all": "{a}"}}),
+            ep("/stream",
+               {"name": "slow", "url": up + f"/slow?ms={SLOW}", "select": ["value"]},
+               {"name": "fast", "url": up + "/fast?ms=0", "select": ["value"]},
+               {"name": "down", "url": up + "/down?fail=500&fail_rate=1", "required": False},
+               stream="ndjson"),
+            ep("/sse",
+               {"name": "slow", "url": up + f"/slow?ms={SLOW // 2}"},
+               {"name": "fast", "url": up + "/fast?ms=0"}, stream="sse"),
+            ep("/sse-fail",
+               {"name": "down", "url": up + "/down?fail=500&fail_rate=1"}, stream="sse"),
+        ]}
+
+    def test_calls_run_at_once_answered_in_the_slowest_time(self):
+        self.get("/seed")  # warm connections
+        r = self.get("/seed")
+        self.assertEqual(r.status, 200)
+        body = r.json()
+        self.assertEqual(set(body), {"a", "b"})
+        self.assertIsInstance(body["a"]["value"], float)
+        ratio = r.elapsed / (SLOW / 1000)
+        self.assertTrue(0.95 < ratio < 1.4, ratio)  # not 1.5, the sum
+
+    def test_values_are_escaped_in_urls(self):
+        r = self.get("/echo/a%20b..%3Fc%26d?q=x%26fail%3D500%23y", headers=[("X-In", "1&2")])
+        self.assertEqual(r.status, 200, r.body)
+        q = r.json()["e"]["query"]
+        self.assertEqual((q["id"], q["q"], q["h"]), ("a b..?c&d", "x&fail=500#y", "1&2"))
+        self.assertNotIn("fail", q)
+
+    def test_headers_fixed_templated_and_forwarded_by_allow_list(self):
+        r = self.get("/echo/7", headers=[("Authorization", "Bearer t"), ("X-Secret", "s")])
+        h = {k.lower(): v for k, v in r.json()["e"]["headers"].items()}
+        self.assertEqual((h["x-fixed"], h["x-id"], h["authorization"]), ("yes", "7", "Bearer t"))
+        self.assertNotIn("x-secret", h)
+
+    def test_json_body_template_keeps_types(self):
+        r = self.get("/post/42", method="POST")
+        self.assertEqual(r.status, 200, r.body)
+        e = r.json()["p"]
+        self.assertEqual(e["method"], "POST")
+        self.assertEqual(e["body"]["id"], "42")
+        self.assertEqual(e["body"]["first"]["id"], 1)
+        self.assertEqual(e["body"]["n"], 2)
+        self.assertEqual(e["body"]["text"], "id=42")
+        self.assertEqual(e["body"]["fixed"], [1, True, None])
+        self.assertEqual(self.get("/post/42").status, 405)
+
+    def test_a_chain_runs_beside_an_unrelated_slow_call(self):
+        r = self.get("/chain", headers=[("Fanout-Debug", "timing")])
+        self.assertEqual(r.status, 200, r.body)
+        t = r.json()["_fanout"]["timing"]
+        slow = t["slow"]["duration_ms"]
+        # the independent call and the chain's head start at once ...
+        self.assertLess(t["indep"]["start_ms"], 0.1 * slow)
+        self.assertLess(t["first"]["start_ms"], 0.1 * slow)
+        # ... and the chain's second step starts when the first ends, not the slow call
+        end_first = t["first"]["start_ms"] + t["first"]["duration_ms"]
+        self.assertLess(t["second"]["start_ms"] - end_first, 0.1 * slow)
+        self.assertLess(t["second"]["start_ms"], 0.5 * slow)
+        self.assertTrue(0.95 < r.elapsed / (SLOW / 1000) < 1.4, r.elapsed)
+
+    def test_for_each_of_100_items_under_a_concurrency_limit_of_10(self):
+        self.stats(reset=True)
+        r = self.get("/each")
+        self.assertEqual(r.status, 200, r.body)
+        items = r.json()["list"]["items"]
+        self.assertEqual([i["id"] for i in items], list(range(1, 101)))
+        self.assertEqual([i["detail"]["echo"]["query"]["id"] for i in items],
+                         [str(k) for k in range(1, 101)])
+        s = self.stats()
+        self.assertEqual(s["peak_in_flight"], 10)
+        self.assertEqual(s["paths"]["/detail"], 100)
+        # 10 waves of 10 calls, not one wave of 100
+        self.assertGreater(r.elapsed / (SLOW / 8000), 9)
+
+    def test_for_each_joins_null_for_failed_and_missing_items(self):
+        r = self.get("/each-fail")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        got = [i["got"] for i in body["list"]["items"]]
+        self.assertIsInstance(got[0], float)
+        self.assertEqual(got[1], None)
+        self.assertIsInstance(got[2], float)
+        self.assertEqual((got[3], got[4]), (None, None))
+        errs = {(e["item"], e["error"], e.get("status")) for e in body["_fanout"]["errors"]}
+        self.assertEqual(errs, {(1, "status", 503), (3, "status", 404), (4, "status", 400)})
+        self.assertEqual(r.header("Fanout-Partial"), "detail")
+
+    def test_for_each_over_values_that_are_not_objects(self):
+        r = self.get("/each-scalars")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["ids"], {"ids": [3, 1, 2]})
+        self.assertEqual(body["n"], ["3", "1", "2"])  # in the items' order, under its name
+
+    def test_batches_keep_order_and_null_for_an_unknown_id(self):
+        self.stats(reset=True)
+        r = self.get("/batch")
+        self.assertEqual(r.status, 200, r.body)
+        items = r.json()["list"]["items"]
+        self.assertEqual([i["id"] for i in items], list("abcde"))
+        self.assertEqual([i["more"] and i["more"]["id"] for i in items],
+                         ["a", "b", None, "d", "e"])
+        self.assertEqual(self.stats()["keys"]["batch"], 3)  # 2 + 2 + 1 ids
+
+    def test_an_optional_failure_is_a_partial_200(self):
+        r = self.get("/partial")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertIn("ok", body)
+        self.assertNotIn("down", body)
+        self.assertEqual(r.header("Fanout-Partial"), "down,after")
+        errs = body["_fanout"]["errors"]
+        self.assertEqual(errs[0], {"backend": "down", "error": "status", "status": 503})
+        self.assertEqual(errs[1]["backend"], "after")
+        self.assertEqual(errs[1]["error"], "dependency")
+
+    def test_a_required_failure_is_a_502_at_once(self):
+        r = self.get("/fail")
+        self.assertEqual(r.status, 502, r.body)
+        body = r.json()
+        self.assertEqual((body["backend"], body["kind"], body["upstream_status"]),
+                         ("down", "status", 503))
+        self.assertEqual(r.header("Fanout-Failed"), "down")
+        self.assertLess(r.elapsed, 0.5 * SLOW / 1000)  # the slow one is not awaited
+
+    def test_a_timeout_is_a_504(self):
+        r = self.get("/timeout")
+        self.assertEqual(r.status, 504, r.body)
+        self.assertEqual((r.json()["backend"], r.json()["kind"]), ("slow", "timeout"))
+        self.assertTrue(0.9 < r.elapsed / (SLOW / 1000) < 1.6, r.elapsed)
+
+    def test_the_endpoint_timeout_cuts_each_call(self):
+        r = self.get("/cut")
+        self.assertEqual(r.status, 504, r.body)
+        self.assertEqual(r.json()["backend"], "b")
+        self.assertTrue(0.9 < r.elapsed / (SLOW / 1000) < 1.6, r.elapsed)
+
+    def test_a_4xx_is_passed_through_when_asked(self):
+        r = self.get("/notfound")
+        self.assertEqual(r.status, 404)
+        self.assertIsInstance(r.json()["value"], float)  # the upstream's own body
+        self.assertEqual(r.header("Fanout-Failed"), "miss")
+        r = self.get("/notfound-plain")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.json()["upstream_status"], 404)
+
+    def test_a_missing_input_fails_its_backend(self):
+        r = self.get("/missing")
+        self.assertEqual(r.status, 200)
+        e = r.json()["_fanout"]["errors"][0]
+        self.assertEqual((e["backend"], e["error"]), ("b", "missing_input"))
+        self.assertIn("{a.nope}", e["message"])
+
+    def test_shaping_and_merge_collisions(self):
+        r = self.get("/shape")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["a"], {"ex": "1", "y": "2", "echo": "1"})
+        self.assertEqual(body["items"][0]["id"], 1)  # merged from m1
+        # both merged backends have "value": the first in the file keeps it
+        self.assertEqual(body["_fanout"]["collisions"],
+                         [{"key": "value", "kept": "m1", "dropped": "m2"}])
+
+    def test_response_template(self):
+        r = self.get("/template")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["x"], "7")
+        self.assertEqual(body["second"], 2)
+        self.assertEqual(body["label"], "x is 7")
+        self.assertEqual(body["nested"]["all"]["x"], "7")
+
+    def test_ndjson_parts_as_they_complete(self):
+        status, headers, body, times = stream(self.gw.port, "/stream")
+        elapsed = times[-1][0]
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "application/x-ndjson")
+        lines = [json.loads(l) for l in body.decode().splitlines()]
+        self.assertEqual({l.get("backend") for l in lines[:2]}, {"fast", "down"})
+        self.assertEqual(lines[2]["backend"], "slow")
+        self.assertIsInstance(lines[2]["data"]["value"], float)
+        self.assertEqual(lines[3]["_fanout"]["status"], 200)
+        self.assertEqual(lines[3]["_fanout"]["errors"][0]["backend"], "down")
+        self.assertTrue(0.95 < elapsed / (SLOW / 1000) < 1.4, elapsed)
+
+    def test_ndjson_parts_arrive_before_the_slow_one(self):
+        with connect(self.gw.port) as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            buf = b""
+            while b"fast" not in buf:
+                buf += s.recv(65536)
+            self.assertLess(time.monotonic() - t0, 0.5 * SLOW / 1000)
+
+    def test_sse_events_are_named_after_backends(self):
+        status, headers, body, _ = stream(self.gw.port, "/sse")
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], "text/event-stream")
+        events = [b.split("\n")[0] for b in body.decode().strip().split("\n\n")]
+        self.assertEqual(events, ["event: fast", "event: slow", "event: summary"])
+        _, _, body, _ = stream(self.gw.port, "/sse-fail")
+        last = body.decode().strip().split("\n\n")[-1]
+        self.assertIn("event: summary", last)
+        self.assertIn('"status":502', last)
+        self.assertIn('"failed":"down"', last)
+
+    def test_debug_plan_is_a_dry_run(self):
+        self.stats(reset=True)
+        r = self.get("/echo/9", headers=[("Fanout-Debug", "plan")])
+        self.assertEqual(r.status, 200)
+        plan = r.json()
+        self.assertEqual(plan["path"], "/echo/:id")
+        self.assertEqual(plan["params"], {"id": "9"})
+        self.assertEqual(plan["backends"][0]["name"], "e")
+        self.assertEqual(self.stats()["requests"], 0)
+        self.assertEqual(self.get("/echo/9", headers=[("Fanout-Debug", "x")]).status, 400)
+
+    def test_debug_timing(self):
+        r = self.get("/partial", headers=[("Fanout-Debug", "timing")])
+        t = r.json()["_fanout"]["timing"]
+        self.assertEqual(t["ok"]["outcome"], "ok")
+        self.assertEqual(t["down"]["outcome"], "status")
+        self.assertEqual(t["after"]["outcome"], "dependency")
+        self.assertEqual(t["ok"]["attempts"], 1)
+        self.assertEqual(t["after"]["attempts"], 0)
+
+    def test_routes(self):
+        self.assertEqual(self.get("/nope").status, 404)
+        self.assertEqual(self.get("/echo").status, 404)
+        r = self.get("/seed", method="DELETE")
+        self.assertEqual(r.status, 405)
+        self.assertEqual(r.header("Allow"), "GET")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""`fanout check`: a gateway file's errors name the file, line and column of
+the key or value at fault (unknown keys, wrong types, missing members,
+cycles, templates naming an unknown backend, parameter or source, bad
+for_each paths, merge collisions the file shows); a good file prints its
+plan (backends, dependencies, stages). `fanout serve` refuses a broken
+file with the same errors and exit status 1."""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+from harness import BIN, main
+
+UP = "http://127.0.0.1:9"
+
+
+def where(text, needle, nth=0):
+    """1-based line and column of the nth occurrence of `needle`."""
+    at = -1
+    for _ in range(nth + 1):
+        at = text.index(needle, at + 1)
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    return line, col
+
+
+def endpoint(*backends, **extra):
+    return {"endpoints": [{"path": "/x/:id", "backends": list(backends), **extra}]}
+
+
+class Check(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def write(self, doc):
+        text = doc if isinstance(doc, str) else json.dumps(doc, indent=2)
+        path = os.path.join(self.dir.name, "gw.json")
+        with open(path, "w") as f:
+            f.write(text)
+        return path, text
+
+    def check(self, doc, *args):
+        path, text = self.write(doc)
+        p = subprocess.run([BIN, "check", path, *args], capture_output=True, text=True, timeout=30)
+        return p, path, text
+
+    def fails_at(self, doc, needle, message, nth=0):
+        """The check fails with `message` at the position of `needle`."""
+        p, path, text = self.check(doc)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        line, col = where(text, needle, nth)
+        self.assertIn(f"{path}:{line}:{col}: ", p.stderr)
+        self.assertIn(message, p.stderr)
+        first = [l for l in p.stderr.splitlines() if l.startswith(f"{path}:{line}:{col}: ")]
+        self.assertTrue(any(message in l for l in first), p.stderr)
+        return p
+
+    def test_a_good_file_prints_its_plan(self):
+        p, path, _ = self.check(endpoint(
+            {"name": "user", "url": UP + "/u/{params.id}"},
+            {"name": "orders", "url": UP + "/o?user={user.id}"},
+            {"name": "items", "url": UP + "/i/{item}", "for_each": "orders.list[*].id"},
+            {"name": "news", "url": UP + "/n"}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        plan = json.loads(p.stdout)
+        ep = plan["endpoints"][0]
+        self.assertEqual(ep["stages"], [["user", "news"], ["orders"], ["items"]])
+        deps = {b["name"]: b["depends_on"] for b in ep["backends"]}
+        self.assertEqual(deps, {"user": [], "orders": ["user"], "items": ["orders"], "news": []})
+        self.assertEqual(ep["backends"][2]["for_each"]["over"], "orders.list[*].id")
+
+    def test_syntax_error_has_line_and_column(self):
+        p, path, _ = self.check('{\n  "endpoints": [\n    {"path": "/x",,}\n  ]\n}\n')
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stderr, rf"{path}:3:\d+: ")
+
+    def test_duplicate_key_is_refused(self):
+        p, path, _ = self.check('{"endpoints": [], "endpoints": []}')
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("duplicate object key", p.stderr)
+
+    def test_unknown_key_of_a_backend(self):
+        self.fails_at(endpoint({"name": "a", "url": UP, "retires": 2}), '"retires"',
+                      "unknown key 'retires' in a backend")
+
+    def test_unknown_key_of_an_endpoint_and_the_file(self):
+        self.fails_at(endpoint({"name": "a", "url": UP}, pathh="/y"), '"pathh"',
+                      "unknown key 'pathh' in a endpoint".replace("a endpoint", "a endpoint"))
+        self.fails_at({"endpoints": [{"path": "/", "backends": [{"name": "a", "url": UP}]}],
+                       "debgu": True}, '"debgu"', "unknown key 'debgu' in a gateway file")
+
+    def test_wrong_types(self):
+        self.fails_at(endpoint({"name": "a", "url": UP, "timeout_ms": "5"}), '"timeout_ms"',
+                      "'timeout_ms' must be a whole number from 1 to 3600000, not a string")
+        self.fails_at(endpoint({"name": "a", "url": UP, "required": 1}), '"required"',
+                      "'required' must be true or false, not an integer")
+        self.fails_at(endpoint({"name": "a", "url": 7}), '"url"',
+                      "'url' must be a string, not an integer")
+        self.fails_at(endpoint({"name": "a", "url": UP, "select": "x"}), '"select"',
+                      "'select' must be an array of JSON paths, not a string")
+        self.fails_at(endpoint({"name": "a", "url": UP}, stream="chunks"), '"stream"',
+                      "'stream' is \"ndjson\" or \"sse\", not \"chunks\"")
+
+    def test_missing_members(self):
+        self.fails_at(endpoint({"name": "a"}), '{\n          "name": "a"', "'url' is required")
+        self.fails_at({"endpoints": [{"backends": [{"name": "a", "url": UP}]}]}, '{\n      "backends"',
+                      "'path' is required")
+        self.fails_at({"endpoints": []}, '"endpoints"', "\"endpoints\" must be a non-empty array")
+
+    def test_a_cycle_names_its_backends(self):
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{b.x}"},
+                               {"name": "b", "url": UP + "/{a.y}"}), '{\n          "name": "a"',
+                      "a cycle of dependencies: a -> b -> a")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{a.x}"}), '{\n          "name": "a"',
+                      "a cycle of dependencies: a -> a")
+
+    def test_templates_naming_what_is_not_there(self):
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{usr.id}"}), '"url"',
+                      "template {usr.id}: no backend named 'usr' in endpoint GET /x/:id")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{params.uid}"}), '"url"',
+                      "template {params.uid}: the path /x/:id has no parameter ':uid'")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{query}"}), '"url"',
+                      "template {query}: query takes one name: {query.NAME}")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{item}"}), '"url"',
+                      "{item} is only known in a backend with for_each")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{params.id"}), '"url"',
+                      "a '{' without its '}'")
+        self.fails_at(endpoint({"name": "a", "url": UP, "headers": {"X-A": "{b.c}"}}), '"X-A"',
+                      "template {b.c}: no backend named 'b'")
+        self.fails_at(endpoint({"name": "a", "url": UP, "body": {"k": ["{nope}"]}}), '"{nope}"',
+                      "template {nope}: no backend named 'nope'")
+        self.fails_at(endpoint({"name": "a", "url": UP + "/{a.x[y]}"}), '"url"',
+                      "'x[y]' is not a JSON path")
+
+    def test_for_each_paths(self):
+        self.fails_at(endpoint({"name": "a", "url": UP},
+                               {"name": "b", "url": UP, "for_each": "c.items[*]"}),
+                      '"for_each"', "for_each \"c.items[*]\": no backend named 'c'")
+        self.fails_at(endpoint({"name": "a", "url": UP},
+                               {"name": "b", "url": UP, "for_each": "a.items"}),
+                      '"for_each"', "needs exactly one [*]")
+        self.fails_at(endpoint({"name": "a", "url": UP},
+                               {"name": "b", "url": UP, "for_each": "a.x[*]",
+                                "batch": {"max": 5}}),
+                      '"batch"', "a batch names exactly one of \"param\"")
+        self.fails_at(endpoint({"name": "a", "url": UP, "concurrency": 3}),
+                      '{\n          "name": "a"', "need 'for_each'")
+
+    def test_names(self):
+        self.fails_at(endpoint({"name": "a", "url": UP}, {"name": "a", "url": UP}),
+                      '"name"', "the name 'a' is already backends[0]'s", nth=1)
+        self.fails_at(endpoint({"name": "query", "url": UP}), '"name"', "a backend's name is")
+
+    def test_merge_collisions_the_file_shows(self):
+        self.fails_at(endpoint({"name": "a", "url": UP, "merge": True, "select": ["id", "n"]},
+                               {"name": "b", "url": UP, "merge": True, "select": ["id"]}),
+                      '"id"', "merged key 'id' collides with backend 'a', which merges it too",
+                      nth=1)
+        self.fails_at(endpoint({"name": "a", "url": UP, "merge": True, "select": ["b"]},
+                               {"name": "b", "url": UP}),
+                      '"b"', "merged key 'b' collides with backend 'b'")
+        # a rename is what the root sees
+        p, _, _ = self.check(endpoint(
+            {"name": "a", "url": UP, "merge": True, "select": ["id"], "rename": {"id": "a_id"}},
+            {"name": "b", "url": UP, "merge": True, "select": ["id"]}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_urls_and_methods(self):
+        self.fails_at(endpoint({"name": "a", "url": "ftp://h/"}), '"url"',
+                      "begins with http:// or https://")
+        self.fails_at(endpoint({"name": "a", "url": "http://{query.host}/"}), '"url"',
+                      "the scheme and host of a url are written out")
+        self.fails_at(endpoint({"name": "a", "url": UP, "method": "GE T"}), '"method"',
+                      "is not an HTTP method")
+
+    def test_every_error_is_reported(self):
+        p, path, _ = self.check(endpoint({"name": "a", "url": UP, "x1": 1, "x2": 2},
+                                         {"name": "b", "url": UP, "timeout_ms": -1}))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("unknown key 'x1'", p.stderr)
+        self.assertIn("unknown key 'x2'", p.stderr)
+        self.assertIn("'timeout_ms' must be", p.stderr)
+        self.assertIn(f"fanout: {path}: 3 errors", p.stderr)
+
+    def test_serve_refuses_a_broken_file(self):
+        path, _ = self.write(endpoint({"name": "a", "url": UP, "retires": 2}))
+        p = subprocess.run([BIN, "serve", path, "--workers", "0", "--port", "0"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("unknown key 'retires'", p.stderr)
+        p = subprocess.run([BIN, "serve", "--workers", "0"], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 2)
+        p = subprocess.run([BIN, "check", os.path.join(self.dir.name, "none.json")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot read it", p.stderr)
+
+
+if __name__ == "__main__":
+    main()
