@@ -113,6 +113,8 @@ typedef struct gw_backend {
     int *deps; /* backends it reads, by index, no duplicates */
     size_t ndeps;
     int depth; /* its stage in the plan: 0 for no input */
+    int raw;   /* its body goes into the answer as it came, checked but not parsed: nothing
+                * reads or shapes it (plan.c) */
 } gw_backend;
 
 enum { GW_STREAM_NONE, GW_STREAM_NDJSON, GW_STREAM_SSE };
@@ -198,6 +200,10 @@ typedef struct gw_scope {
 char *gw_tmpl_render(gw_scope *s, const gw_tmpl *t, int url_escape);
 /* Renders a JSON template: a new reference, or NULL as above. */
 json_t *gw_jt_render(gw_scope *s, const gw_jt *j);
+
+/* json_check.c: whether s[0..len) is a JSON object or array (as jansson's
+ * default decoding accepts), without allocating. */
+int gw_json_valid(const char *s, size_t len);
 
 /* plan.c */
 /* Orders the endpoint's backends, records an error for a cycle. */

@@ -303,8 +303,10 @@ static void start_ready(gw_run *r)
     }
 }
 
-/* Classifies a finished call: 0 with *json borrowed, or -1 with *kind. */
-static int outcome(fan_call *c, json_t **json, const char **kind, int *status)
+/* Classifies a finished call: 0 with *json borrowed (NULL for a raw
+ * backend, whose body is only checked), or -1 with *kind. */
+static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char **kind,
+                   int *status)
 {
     int err = fan_call_error(c);
     *status = fan_call_status(c);
@@ -314,6 +316,15 @@ static int outcome(fan_call *c, json_t **json, const char **kind, int *status)
     }
     if (*status >= 400) {
         *kind = "status";
+        return -1;
+    }
+    if (b->raw) {
+        size_t len;
+        const char *body = fan_call_body(c, &len);
+        *json = NULL;
+        if (gw_json_valid(body, len))
+            return 0;
+        *kind = "not_json";
         return -1;
     }
     if (!(*json = fan_call_json(c))) {
@@ -366,11 +377,14 @@ static void call_done(gw_run *r, gw_slot *sl)
     json_t *j = NULL;
     const char *kind = NULL;
     int status;
-    int rc = outcome(sl->call, &j, &kind, &status);
+    int rc = outcome(b, sl->call, &j, &kind, &status);
     fan_call *c = sl->call;
     sl->call = NULL;
     if (!b->each) {
-        if (rc == 0) {
+        if (rc == 0 && b->raw) {
+            s->call = c;
+            succeed(r, i, NULL);
+        } else if (rc == 0) {
             succeed(r, i, json_incref(j));
         } else {
             s->call = c;
@@ -468,6 +482,21 @@ static int debug(gw_run *r)
     return 1;
 }
 
+/* Fanout-Partial: the backends with a missing part, when there is one. */
+static void partial_header(gw_run *r)
+{
+    char names[512];
+    size_t n = 0;
+    for (size_t i = 0; i < r->ep->nb; i++) {
+        const char *name = r->ep->backends[i].name;
+        if ((r->bs[i].state == B_FAILED || json_array_size(r->bs[i].item_errors)) &&
+            n + strlen(name) + 2 < sizeof names)
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? "," : "", name);
+    }
+    if (n)
+        fan_resp_set_header(r->rq, "Fanout-Partial", names);
+}
+
 void gw_handler(fan_req *rq)
 {
     const gw *g = fan_app_data(fan_req_app(rq));
@@ -514,23 +543,13 @@ void gw_handler(fan_req *rq)
         gw_stream_end(r, 200, NULL);
         return;
     }
-    json_t *answer = gw_answer(r);
+    partial_header(r);
+    size_t len;
+    char *answer = gw_answer(r, &len);
     if (!answer) {
         fan_reply_error(rq, 503, "out of memory");
         return;
     }
-    json_t *meta = json_object_get(answer, "_fanout");
-    json_t *errs = json_object_get(meta, "errors");
-    if (json_array_size(errs) > 0) {
-        char names[512] = "";
-        size_t i, n = 0;
-        json_t *e;
-        json_array_foreach(errs, i, e) {
-            const char *name = json_string_value(json_object_get(e, "backend"));
-            if (name && !strstr(names, name) && n + strlen(name) + 2 < sizeof names)
-                n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? "," : "", name);
-        }
-        fan_resp_set_header(rq, "Fanout-Partial", names);
-    }
-    fan_reply_json(rq, 200, answer);
+    fan_reply(rq, 200, "application/json", answer, len);
+    free(answer);
 }

@@ -16,7 +16,7 @@ typedef struct gw_bstate {
     json_t *item_errors; /* owned: for_each items that failed, or NULL */
     double t0, t1;       /* start and end, fan_now() */
     unsigned calls;
-    fan_call *call;      /* the failed call of a required backend, for pass_4xx */
+    fan_call *call;      /* the failed call of a required backend (pass_4xx), or a raw one's */
     /* for_each */
     json_t *items;       /* borrowed: the array gone over */
     size_t nitems, next, inflight;
@@ -41,9 +41,10 @@ typedef struct gw_run {
     size_t left; /* backends not ended */
 } gw_run;
 
-/* shape.c: one backend's result shaped (a new reference), and the answer. */
+/* shape.c: one backend's result shaped (a new reference), and the answer
+ * as compact JSON text (malloc'd; NULL when out of memory). */
 json_t *gw_shape(const gw_backend *b, json_t *v);
-json_t *gw_answer(gw_run *r);
+char *gw_answer(gw_run *r, size_t *len);
 /* _fanout's errors (a new array) and the backends' timing (a new object). */
 json_t *gw_errors_json(gw_run *r);
 json_t *gw_timing_json(gw_run *r);

@@ -7,6 +7,7 @@
  * root keeps the value of the first backend that put it there; each later
  * one that had the same key is reported in _fanout.collisions. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "run.h"
@@ -157,76 +158,175 @@ json_t *gw_timing_json(gw_run *r)
     return t;
 }
 
-static json_t *default_shape(gw_run *r, json_t **values, json_t *collisions)
+/* The answer's text, grown with realloc. */
+typedef struct text {
+    char *p;
+    size_t n, cap;
+    int bad;
+} text;
+
+static void put(text *t, const void *s, size_t len)
+{
+    if (t->bad || len == 0)
+        return;
+    if (t->n + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 1024;
+        while (cap < t->n + len + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->bad = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, len);
+    t->n += len;
+    t->p[t->n] = 0;
+}
+
+static int put_cb(const char *s, size_t len, void *arg)
+{
+    put(arg, s, len);
+    return 0;
+}
+
+static void put_json(text *t, json_t *v)
+{
+    if (json_dump_callback(v, put_cb, t, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        t->bad = 1;
+}
+
+/* ,"key": */
+static void put_key(text *t, const char *key, int plain)
+{
+    put(t, t->n > 1 ? ",\"" : "\"", t->n > 1 ? 2 : 1);
+    if (plain) { /* a backend's name: letters, digits, '_' and '-' (config.c) */
+        put(t, key, strlen(key));
+        put(t, "\":", 2);
+        return;
+    }
+    json_t *k = json_string(key);
+    t->n--; /* the opening quote again comes with the string */
+    put_json(t, k);
+    json_decref(k);
+    put(t, ":", 1);
+}
+
+/* Whether `key` is taken at the root, else takes it for backend `b`. */
+static const char *taken(json_t *owner, const char *key, const char *b)
+{
+    json_t *first = json_object_get(owner, key);
+    if (first)
+        return json_string_value(first);
+    if (strcmp(key, "_fanout") == 0)
+        return "_fanout";
+    json_object_set_new(owner, key, json_string(b));
+    return NULL;
+}
+
+static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *t)
 {
     const gw_endpoint *ep = r->ep;
-    json_t *answer = json_object(), *owner = json_object();
+    json_t *owner = json_object();
+    put(t, "{", 1);
     for (size_t i = 0; i < ep->nb; i++) {
         const gw_backend *b = &ep->backends[i];
         json_t *v = values[i];
-        if (!v || (b->each && joins(r, (int)i)))
+        const char *first;
+        if (r->bs[i].state != B_OK || (b->each && joins(r, (int)i)))
             continue;
         if (b->merge && json_is_object(v)) {
             const char *k;
             json_t *kv;
             json_object_foreach(v, k, kv) {
-                json_t *first = json_object_get(owner, k);
-                if (first || strcmp(k, "_fanout") == 0) {
-                    json_array_append_new(collisions,
-                                          json_pack("{s:s, s:s, s:s}", "key", k, "kept",
-                                                    first ? json_string_value(first) : "_fanout",
-                                                    "dropped", b->name));
+                if ((first = taken(owner, k, b->name))) {
+                    json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", k,
+                                                                "kept", first, "dropped",
+                                                                b->name));
                     continue;
                 }
-                json_object_set(answer, k, kv);
-                json_object_set_new(owner, k, json_string(b->name));
+                put_key(t, k, 0);
+                put_json(t, kv);
             }
             continue;
         }
-        json_t *first = json_object_get(owner, b->name);
-        if (first) {
-            json_array_append_new(collisions,
-                                  json_pack("{s:s, s:s, s:s}", "key", b->name, "kept",
-                                            json_string_value(first), "dropped", b->name));
+        if ((first = taken(owner, b->name, b->name))) {
+            json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", b->name,
+                                                        "kept", first, "dropped", b->name));
             continue;
         }
-        json_object_set(answer, b->name, v);
-        json_object_set_new(owner, b->name, json_string(b->name));
+        put_key(t, b->name, 1);
+        if (b->raw) {
+            size_t len;
+            const char *body = fan_call_body(r->bs[i].call, &len);
+            put(t, body, len);
+        } else {
+            put_json(t, v ? v : json_null());
+        }
     }
     json_decref(owner);
-    return answer;
 }
 
-json_t *gw_answer(gw_run *r)
+/* _fanout, or NULL when there is nothing to say. */
+static json_t *meta_json(gw_run *r, json_t *collisions)
+{
+    json_t *meta = NULL;
+    int failed = 0;
+    for (size_t i = 0; i < r->ep->nb; i++)
+        failed |= r->bs[i].state == B_FAILED || r->bs[i].item_errors != NULL;
+    if (failed || json_array_size(collisions) || r->timing)
+        meta = json_object();
+    if (failed)
+        json_object_set_new(meta, "errors", gw_errors_json(r));
+    if (json_array_size(collisions))
+        json_object_set(meta, "collisions", collisions);
+    if (r->timing)
+        json_object_set_new(meta, "timing", gw_timing_json(r));
+    return meta;
+}
+
+char *gw_answer(gw_run *r, size_t *len)
 {
     const gw_endpoint *ep = r->ep;
     json_t **values = fan_alloc(r->rq, ep->nb * sizeof *values);
     if (!values)
         return NULL;
     for (size_t i = 0; i < ep->nb; i++)
-        values[i] = value_of(r, (int)i);
-    json_t *collisions = json_array(), *answer;
+        values[i] = ep->backends[i].raw ? NULL : value_of(r, (int)i);
+    json_t *collisions = json_array();
+    text t = {0};
     if (ep->response) {
         gw_scope s = r->scope;
         s.results = values;
         s.null_missing = 1;
-        answer = gw_jt_render(&s, ep->response);
+        json_t *answer = gw_jt_render(&s, ep->response), *meta = meta_json(r, collisions);
+        if (answer && meta)
+            json_object_set(answer, "_fanout", meta);
+        json_decref(meta);
+        if (answer)
+            put_json(&t, answer);
+        else
+            t.bad = 1;
+        json_decref(answer);
     } else {
-        answer = default_shape(r, values, collisions);
+        default_shape(r, values, collisions, &t);
+        json_t *meta = meta_json(r, collisions);
+        if (meta) {
+            put_key(&t, "_fanout", 1);
+            put_json(&t, meta);
+        }
+        json_decref(meta);
+        put(&t, "}", 1);
     }
     for (size_t i = 0; i < ep->nb; i++)
         json_decref(values[i]);
-    json_t *errs = gw_errors_json(r), *meta = json_object();
-    if (json_array_size(errs))
-        json_object_set(meta, "errors", errs);
-    if (json_array_size(collisions))
-        json_object_set(meta, "collisions", collisions);
-    if (r->timing)
-        json_object_set_new(meta, "timing", gw_timing_json(r));
-    json_decref(errs);
     json_decref(collisions);
-    if (answer && json_object_size(meta))
-        json_object_set(answer, "_fanout", meta);
-    json_decref(meta);
-    return answer;
+    if (t.bad) {
+        free(t.p);
+        return NULL;
+    }
+    *len = t.n;
+    return t.p;
 }
