@@ -7,7 +7,9 @@ in batches, joined back in order with null for a missing or failed item;
 status rules (partial 200, 502, 504, 4xx passed on) and the endpoint's
 timeout cutting each call's; shaping; NDJSON and SSE streams; the debug
 plan and timing."""
+import http.server
 import json
+import threading
 import time
 
 from gwharness import GatewayCase, stream
@@ -325,6 +327,57 @@ class Gateway(GatewayCase):
         r = self.get("/seed", method="DELETE")
         self.assertEqual(r.status, 405)
         self.assertEqual(r.header("Allow"), "GET")
+
+
+class Bodies(GatewayCase):
+    """Upstream bodies that are not JSON: a backend whose body goes into the
+    answer as it came is checked as strictly as one that is parsed."""
+    BODIES = {"/text": b"hello", "/trunc": b'{"a": 1', "/utf8": b'{"a": "\xff"}',
+              "/ok": b'{"a": [1, 2.5e3, "x\\u00e9\xc3\xa9", true, null], "b": {}}',
+              "/scalar": b"42"}
+
+    @classmethod
+    def setUpClass(cls):
+        bodies = cls.BODIES
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = bodies[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        cls.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=cls.http.serve_forever, daemon=True).start()
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.http.shutdown()
+
+    @classmethod
+    def config(cls, up):
+        raw = f"http://127.0.0.1:{cls.http.server_address[1]}"
+        return {"endpoints": [ep("/", *[{"name": n, "url": raw + path, "required": n == "ok"}
+                                        for n, path in (("ok", "/ok"), ("text", "/text"),
+                                                        ("trunc", "/trunc"), ("utf8", "/utf8"),
+                                                        ("scalar", "/scalar"))],
+                                 {"name": "parsed", "url": raw + "/text", "required": False,
+                                  "select": ["a"]})]}
+
+    def test_bodies_that_are_not_json_are_errors(self):
+        r = self.get("/")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        self.assertEqual(body["ok"], json.loads(self.BODIES["/ok"]))
+        errs = {e["backend"]: e["error"] for e in body["_fanout"]["errors"]}
+        self.assertEqual(errs, {n: "not_json" for n in ("text", "trunc", "utf8", "scalar",
+                                                         "parsed")})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BIN, main
+from harness import BIN, SAN_MARKERS, main
 
 UP = "http://127.0.0.1:9"
 
@@ -46,6 +46,8 @@ class Check(unittest.TestCase):
     def check(self, doc, *args):
         path, text = self.write(doc)
         p = subprocess.run([BIN, "check", path, *args], capture_output=True, text=True, timeout=30)
+        for marker in SAN_MARKERS:  # a leak or a fault on any path of the checks
+            self.assertNotIn(marker, p.stderr)
         return p, path, text
 
     def fails_at(self, doc, needle, message, nth=0):

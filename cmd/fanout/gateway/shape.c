@@ -214,9 +214,12 @@ static void put_key(text *t, const char *key, int plain)
     put(t, ":", 1);
 }
 
-/* Whether `key` is taken at the root, else takes it for backend `b`. */
+/* Whether `key` is taken at the root, else takes it for backend `b`. With
+ * no merged backend (owner NULL) names are unique: nothing is taken. */
 static const char *taken(json_t *owner, const char *key, const char *b)
 {
+    if (!owner)
+        return NULL;
     json_t *first = json_object_get(owner, key);
     if (first)
         return json_string_value(first);
@@ -229,7 +232,10 @@ static const char *taken(json_t *owner, const char *key, const char *b)
 static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *t)
 {
     const gw_endpoint *ep = r->ep;
-    json_t *owner = json_object();
+    json_t *owner = NULL;
+    for (size_t i = 0; i < ep->nb && !owner; i++)
+        if (ep->backends[i].merge)
+            owner = json_object();
     put(t, "{", 1);
     for (size_t i = 0; i < ep->nb; i++) {
         const gw_backend *b = &ep->backends[i];
