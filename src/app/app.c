@@ -25,10 +25,11 @@ fan_app *fan_app_new(void)
         return NULL;
     app->site.finisher = fan__session_commit;
     if (fan__site_init(&app->site) != 0 || fan__config_init(app) != 0 ||
-        !(app->upstreams = fan__upstreams_new(&app->site.limits))) {
+        !(app->upstreams = fan__upstreams_new())) {
         fan_app_free(app);
         return NULL;
     }
+    app->site.upstreams = app->upstreams; /* what each request's runtime carries */
     return app;
 }
 

@@ -289,7 +289,7 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
         return NULL;
     if (rc == 0)
         rc = check_request(c);
-    c->upstreams = fan__upstreams_of(fan__rt_of(rq)->limits);
+    c->upstreams = fan__rt_of(rq)->upstreams;
     c->origin_cfg = fan__upstreams_origin(c->upstreams, c->url);
     if (c->origin_cfg && c->origin_cfg->opts.http_version != FAN_HTTP_2)
         c->conn_cap = c->origin_cfg->opts.max_connections;

@@ -108,7 +108,9 @@ void fan__slots_shutdown(void);
 size_t fan__origin_key(const char *url, char *out, size_t cap);
 
 /* Upstream settings of an app (upstreams.c): TLS files and per-origin
- * options. Set before the app's workers run, read by the calls. */
+ * options. The app owns one; each request's runtime carries a pointer to
+ * it (fan__rt.upstreams). Set before the app's workers run, read by the
+ * calls. */
 typedef struct fan__origin_cfg {
     struct fan__origin_cfg *next;
     fan_origin_opts opts;
@@ -117,20 +119,14 @@ typedef struct fan__origin_cfg {
 } fan__origin_cfg;
 
 typedef struct fan__upstreams {
-    struct fan__upstreams *next;    /* the registry of every app's */
-    const fan_limits *key;          /* the app's limits: what a request carries */
     char *ca_file;                  /* NULL: the system's store */
     char *client_cert, *client_key; /* NULL: none; key NULL: in the cert file */
     fan__origin_cfg *origins;
 } fan__upstreams;
 
-/* Makes the settings of the app whose limits are at `key` and registers
- * them. NULL when out of memory. fan__upstreams_free() unregisters them. */
-fan__upstreams *fan__upstreams_new(const fan_limits *key);
+/* Makes an app's settings, empty. NULL when out of memory. */
+fan__upstreams *fan__upstreams_new(void);
 void fan__upstreams_free(fan__upstreams *u);
-
-/* The settings registered for `key`, or NULL. */
-const fan__upstreams *fan__upstreams_of(const fan_limits *key);
 
 /* Sets (or replaces, in place) the options of the origin `origin` (len
  * bytes, normalised by fan__origin_key()). Returns 0 or FAN_ENOMEM. */

@@ -1,46 +1,23 @@
 /* What an app says about its upstreams: the CA file, the client
  * certificate, and per-origin settings (HTTP version, a cap on connections,
  * verification off). The app layer owns one fan__upstreams per app and
- * registers it here under the address of the app's limits, which is what a
- * request's runtime carries (fan__rt.limits): the client finds a call's
- * settings from it without knowing the app.
- *
- * TODO: the runtime should carry the app's upstream settings beside its
- * limits (fan__rt_init() in src/http/request.c) instead of this registry;
- * not done while src/http is being changed on another branch. */
-#include <pthread.h>
+ * points its fan__site at it; every request's runtime carries that pointer
+ * (fan__rt.upstreams), so a call finds its settings without knowing the
+ * app. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "client/client.h"
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static fan__upstreams *registry; /* every app's, linked by `next` */
-
-fan__upstreams *fan__upstreams_new(const fan_limits *key)
+fan__upstreams *fan__upstreams_new(void)
 {
-    fan__upstreams *u = calloc(1, sizeof *u);
-    if (!u)
-        return NULL;
-    u->key = key;
-    pthread_mutex_lock(&registry_lock);
-    u->next = registry;
-    registry = u;
-    pthread_mutex_unlock(&registry_lock);
-    return u;
+    return calloc(1, sizeof(fan__upstreams));
 }
 
 void fan__upstreams_free(fan__upstreams *u)
 {
     if (!u)
         return;
-    pthread_mutex_lock(&registry_lock);
-    fan__upstreams **p = &registry;
-    while (*p && *p != u)
-        p = &(*p)->next;
-    if (*p)
-        *p = u->next;
-    pthread_mutex_unlock(&registry_lock);
     for (fan__origin_cfg *o = u->origins, *next; o; o = next) {
         next = o->next;
         free(o);
@@ -49,18 +26,6 @@ void fan__upstreams_free(fan__upstreams *u)
     free(u->client_cert);
     free(u->client_key);
     free(u);
-}
-
-/* Apps are made and set up before their workers run, and freed after:
- * the lock only guards the list against apps made in other threads. */
-const fan__upstreams *fan__upstreams_of(const fan_limits *key)
-{
-    pthread_mutex_lock(&registry_lock);
-    fan__upstreams *u = registry;
-    while (u && u->key != key)
-        u = u->next;
-    pthread_mutex_unlock(&registry_lock);
-    return u;
 }
 
 int fan__upstreams_set_origin(fan__upstreams *u, const char *origin, size_t len,

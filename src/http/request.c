@@ -31,7 +31,8 @@ fan_req *fan__req_new(fan__conn *conn)
         return NULL;
     }
     memset(rq, 0, sizeof *rq);
-    fan__rt_init(rq, &a, &fan__site_of(conn->app)->limits, &req_hooks);
+    const fan__site *site = fan__site_of(conn->app);
+    fan__rt_init(rq, &a, &site->limits, site->upstreams, &req_hooks);
     rq->conn = conn;
     rq->app = conn->app;
     rq->client.peer = conn->peer; /* the access log needs it once conn is gone */

@@ -12,11 +12,14 @@ typedef struct fan__error_route {
     fan_handler fn;
 } fan__error_route;
 
-/* What the server needs of an app: its limits, routes, address, hooks and
- * graceful timeout. struct fan_app (src/app/app.h) begins with it, so a
+/* What the server needs of an app: its limits, upstream settings, routes,
+ * address, hooks and graceful timeout. struct fan_app (src/app/app.h) begins with it, so a
  * fan_app * is a fan__site *. */
 typedef struct fan__site {
     fan_limits limits;
+    /* The app's upstream settings (src/client, opaque here), set by the app
+     * layer: every request's runtime carries them beside the limits. */
+    const struct fan__upstreams *upstreams;
     fan__router *router;
     unsigned nlisteners; /* open listeners */
     char *host;          /* where fan_app_listen() listens */

@@ -18,11 +18,12 @@ const char *fan__req_name(const fan_req *rq)
 }
 
 void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
-                  const fan__rt_hooks *hooks)
+                  const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks)
 {
     fan__rt *rt = fan__rt_of(rq);
     rt->arena = *a;
     rt->limits = limits;
+    rt->upstreams = upstreams;
     rt->hooks = hooks;
     rt->handler_done = 1; /* until a coroutine runs it */
     fan__list_init(&rt->ops);

@@ -104,6 +104,7 @@ typedef struct fan__rt_hooks {
 struct fan__rt {
     fan__arena arena;
     const fan_limits *limits;   /* the app's, for the client and the stacks */
+    const struct fan__upstreams *upstreams; /* the app's, for the client (opaque here) */
     const fan__rt_hooks *hooks;
     fan__task main;             /* the handler's task */
     fan__list tasks;            /* tasks with a coroutine, the main one included */
@@ -164,9 +165,11 @@ int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nb
 /* ------------------------------------------------------------------------ */
 
 /* Prepares the runtime part of a request whose arena `a` already holds it:
- * the caller allocated the whole fan_req in `a`. Can't fail. */
+ * the caller allocated the whole fan_req in `a`. `limits` and `upstreams`
+ * (the client's settings, may be NULL) are the app's and must outlive the
+ * request. Can't fail. */
 void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
-                  const fan__rt_hooks *hooks);
+                  const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks);
 
 /* From fan__rt_hooks.finished only: fan__rt_run_defers() runs the deferred
  * cleanups (last registered first), then fan__rt_free() frees the arena,
