@@ -10,7 +10,11 @@ from harness import BIN, Server, get_json, mock, request
 
 
 def serve(path, *args):
-    return Server([BIN, "serve", path, *(args or ("--workers", "0"))], "gateway")
+    """`fanout serve PATH ARGS`, or with a None in ARGS, the path there
+    (`fanout serve --config PATH ...`)."""
+    args = args or ("--workers", "0")
+    argv = [path if a is None else a for a in args] if None in args else [path, *args]
+    return Server([BIN, "serve", *argv], "gateway")
 
 
 class GatewayCase(unittest.TestCase):

@@ -63,6 +63,10 @@ class Gateway(GatewayCase):
                {"name": "more", "url": up + "/more?key=batch&drop=c", "for_each": "list.items[*].id",
                 "batch": {"param": "ids", "max": 2, "results": "items", "match": "id"},
                 "as": "more", "select": ["id"]}),
+            ep("/too-many",
+               {"name": "list", "url": up + "/list?items=6"},
+               {"name": "d", "url": up + "/d?id={item}", "for_each": "list.items[*].id",
+                "max_items": 5, "required": False}),
             ep("/partial",
                {"name": "ok", "url": up + "/ok"},
                {"name": "down", "url": up + "/down?fail=503&fail_rate=1", "required": False},
@@ -188,6 +192,19 @@ class Gateway(GatewayCase):
         body = r.json()
         self.assertEqual(body["ids"], {"ids": [3, 1, 2]})
         self.assertEqual(body["n"], ["3", "1", "2"])  # in the items' order, under its name
+
+    def test_max_items_bounds_a_for_each(self):
+        self.stats(reset=True)
+        r = self.get("/too-many")
+        self.assertEqual(r.status, 200, r.body)
+        e = r.json()["_fanout"]["errors"][0]
+        self.assertEqual((e["backend"], e["error"]), ("d", "too_many_items"))
+        self.assertIn("6 items, more than max_items (5)", e["message"])
+        self.assertNotIn("/d", self.stats()["paths"])
+
+    def test_head_is_served_by_a_get_endpoint(self):
+        r = self.get("/seed", method="HEAD")
+        self.assertEqual((r.status, r.body), (200, b""))
 
     def test_batches_keep_order_and_null_for_an_unknown_id(self):
         self.stats(reset=True)

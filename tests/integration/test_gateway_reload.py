@@ -16,7 +16,7 @@ def config(up, name):
 
 
 class Reload(GatewayCase):
-    serve_args = ("--workers", "2")
+    serve_args = ("--config", None, "--workers", "2")  # None: the file
 
     @classmethod
     def config(cls, up):
