@@ -114,7 +114,8 @@ typedef struct gw_backend {
     size_t ndeps;
     int depth; /* its stage in the plan: 0 for no input */
     int raw;   /* its body goes into the answer as it came, checked but not parsed: nothing
-                * reads or shapes it (plan.c) */
+                * reads it and its only shaping is a select of top-level members, copied
+                * from the text (plan.c) */
 } gw_backend;
 
 enum { GW_STREAM_NONE, GW_STREAM_NDJSON, GW_STREAM_SSE };
@@ -202,8 +203,14 @@ char *gw_tmpl_render(gw_scope *s, const gw_tmpl *t, int url_escape);
 json_t *gw_jt_render(gw_scope *s, const gw_jt *j);
 
 /* json_check.c: whether s[0..len) is a JSON object or array (as jansson's
- * default decoding accepts), without allocating. */
+ * default decoding accepts), without allocating. gw_json_members() also
+ * tells `cb` of each member of a top-level object, as it is in the text:
+ * the key without its quotes (`escaped` when it holds a backslash) and the
+ * value; it may be told of some before the text turns out bad. */
+typedef void (*gw_member_cb)(const char *key, size_t klen, int escaped, const char *val,
+                             size_t vlen, void *arg);
 int gw_json_valid(const char *s, size_t len);
+int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg);
 
 /* plan.c */
 /* Orders the endpoint's backends, records an error for a cycle. */

@@ -10,6 +10,8 @@
 typedef struct rd {
     const unsigned char *s, *end;
     int depth;
+    gw_member_cb cb; /* told of each member of the top object, or NULL */
+    void *arg;
 } rd;
 
 static void ws(rd *r)
@@ -132,15 +134,23 @@ static int members(rd *r, int object)
     }
     for (;;) {
         ws(r);
+        const unsigned char *key = r->s, *key_end = NULL;
         if (object) {
             if (r->s >= r->end || *r->s != '"' || string(r) != 0)
                 return -1;
+            key_end = r->s;
             ws(r);
             if (r->s >= r->end || *r->s++ != ':')
                 return -1;
         }
+        ws(r);
+        const unsigned char *val = r->s;
         if (value(r) != 0)
             return -1;
+        if (object && r->cb && r->depth == 1)
+            r->cb((const char *)key + 1, (size_t)(key_end - key - 2),
+                  memchr(key, '\\', (size_t)(key_end - key)) != NULL, (const char *)val,
+                  (size_t)(r->s - val), r->arg);
         ws(r);
         if (r->s >= r->end)
             return -1;
@@ -181,12 +191,17 @@ static int value(rd *r)
     }
 }
 
-int gw_json_valid(const char *s, size_t len)
+int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg)
 {
-    rd r = {(const unsigned char *)s, (const unsigned char *)s + len, 0};
+    rd r = {(const unsigned char *)s, (const unsigned char *)s + len, 0, cb, arg};
     ws(&r);
     if (r.s >= r.end || (*r.s != '{' && *r.s != '[') || value(&r) != 0)
         return 0;
     ws(&r);
     return r.s == r.end;
+}
+
+int gw_json_valid(const char *s, size_t len)
+{
+    return gw_json_members(s, len, NULL, NULL);
 }

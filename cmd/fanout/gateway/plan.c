@@ -57,8 +57,11 @@ int gw_plan_check(gw_errs *e, const char *where, gw_endpoint *ep)
         for (size_t j = 0; j < ep->nb && !read; j++)
             for (size_t k = 0; k < ep->backends[j].ndeps; k++)
                 read |= ep->backends[j].deps[k] == (int)i;
-        b->raw = !read && !b->each && !b->merge && !b->has_extract && !b->nselect &&
-                 !b->nremove && !b->nrename;
+        int top = 1;
+        for (size_t k = 0; k < b->nselect; k++)
+            top &= b->select[k].n == 1 && b->select[k].segs[0].key != NULL;
+        b->raw = !read && !b->each && !b->merge && !b->has_extract && top && !b->nremove &&
+                 !b->nrename;
     }
     return 0;
 }

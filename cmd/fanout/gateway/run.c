@@ -368,6 +368,44 @@ static void join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_sl
     }
 }
 
+typedef struct picks {
+    const gw_backend *b;
+    const char **spans;
+    int escaped;
+} picks;
+
+static void pick(const char *key, size_t klen, int escaped, const char *val, size_t vlen,
+                 void *arg)
+{
+    picks *p = arg;
+    p->escaped |= escaped;
+    for (size_t k = 0; k < p->b->nselect; k++) {
+        const char *want = p->b->select[k].segs[0].key;
+        if (strlen(want) == klen && memcmp(want, key, klen) == 0) {
+            p->spans[2 * k] = val;
+            p->spans[2 * k + 1] = val + vlen;
+        }
+    }
+}
+
+/* A raw backend's select: finds the members' values in the body's text.
+ * Returns 0, or -1 when a key has an escape, which only parsing can
+ * compare. The body was checked already. */
+static int raw_select(gw_run *r, const gw_backend *b, gw_bstate *s, fan_call *c)
+{
+    size_t len;
+    const char *body = fan_call_body(c, &len);
+    picks p = {b, fan_alloc(r->rq, 2 * b->nselect * sizeof *p.spans), 0};
+    if (!p.spans)
+        return -1;
+    memset(p.spans, 0, 2 * b->nselect * sizeof *p.spans);
+    gw_json_members(body, len, pick, &p);
+    if (p.escaped)
+        return -1;
+    s->spans = p.spans;
+    return 0;
+}
+
 /* A call ended: records it, and ends its backend when that was its last. */
 static void call_done(gw_run *r, gw_slot *sl)
 {
@@ -381,7 +419,13 @@ static void call_done(gw_run *r, gw_slot *sl)
     fan_call *c = sl->call;
     sl->call = NULL;
     if (!b->each) {
-        if (rc == 0 && b->raw) {
+        if (rc == 0 && b->raw && b->nselect && raw_select(r, b, s, c) != 0) {
+            j = fan_call_json(c); /* an escaped key: parsed after all */
+            if (j)
+                succeed(r, i, json_incref(j));
+            else
+                fail(r, i, "not_json", status, NULL);
+        } else if (rc == 0 && b->raw) {
             s->call = c;
             succeed(r, i, NULL);
         } else if (rc == 0) {

@@ -17,6 +17,8 @@ typedef struct gw_bstate {
     double t0, t1;       /* start and end, fan_now() */
     unsigned calls;
     fan_call *call;      /* the failed call of a required backend (pass_4xx), or a raw one's */
+    const char **spans;  /* a raw select: each selected member's value in the body (start,
+                          * end), the last of a repeated key; NULL when parsed instead */
     /* for_each */
     json_t *items;       /* borrowed: the array gone over */
     size_t nitems, next, inflight;

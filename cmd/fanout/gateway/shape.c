@@ -264,7 +264,22 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
             continue;
         }
         put_key(t, b->name, 1);
-        if (b->raw) {
+        if (r->bs[i].spans) {
+            const char **sp = r->bs[i].spans;
+            int any = 0;
+            put(t, "{", 1);
+            for (size_t k = 0; k < b->nselect; k++) {
+                if (!sp[2 * k])
+                    continue;
+                const char *key = b->select[k].segs[0].key;
+                put(t, any ? ",\"" : "\"", any ? 2 : 1);
+                put(t, key, strlen(key)); /* equal to the body's key, which has no escape */
+                put(t, "\":", 2);
+                put(t, sp[2 * k], (size_t)(sp[2 * k + 1] - sp[2 * k]));
+                any = 1;
+            }
+            put(t, "}", 1);
+        } else if (b->raw && r->bs[i].call) {
             size_t len;
             const char *body = fan_call_body(r->bs[i].call, &len);
             put(t, body, len);
@@ -300,7 +315,7 @@ char *gw_answer(gw_run *r, size_t *len)
     if (!values)
         return NULL;
     for (size_t i = 0; i < ep->nb; i++)
-        values[i] = ep->backends[i].raw ? NULL : value_of(r, (int)i);
+        values[i] = ep->backends[i].raw && !r->bs[i].result ? NULL : value_of(r, (int)i);
     json_t *collisions = json_array();
     text t = {0};
     if (ep->response) {
