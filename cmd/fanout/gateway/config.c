@@ -65,6 +65,9 @@ void gw_error(gw_errs *e, const char *where, const char *fmt, ...)
 
 #include "check.h"
 
+/* The largest gateway file read. */
+#define GW_MAX_FILE (64 << 20)
+
 int gw_load_endpoint(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_endpoint *ep);
 
 gw *gw_load(const char *file, json_t *errs)
@@ -78,8 +81,17 @@ gw *gw_load(const char *file, json_t *errs)
     char *text = malloc(cap);
     for (size_t got; text && (got = fread(text + len, 1, cap - len, f)) > 0;) {
         len += got;
-        if (len == cap && len < (64u << 20))
-            text = realloc(text, cap *= 2); /* a lost block on failure ends the loop */
+        if (len == cap && cap >= GW_MAX_FILE) {
+            fclose(f);
+            free(text);
+            json_array_append_new(errs, json_sprintf("%s: larger than %d MiB", file,
+                                                     GW_MAX_FILE >> 20));
+            return NULL;
+        }
+        char *more = len == cap ? realloc(text, cap *= 2) : text;
+        if (!more)
+            free(text);
+        text = more;
     }
     fclose(f);
     if (!text) {

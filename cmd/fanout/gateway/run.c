@@ -18,7 +18,11 @@ static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
     const char *path = fan_req_path(rq);
     const char *segs[64];
     size_t n = 0;
-    for (const char *c = path + (*path == '/'); *c && n < 64;) {
+    for (const char *c = path + (*path == '/'); *c;) {
+        if (n == 64) { /* deeper than any endpoint can be */
+            fan_reply_error(rq, 404, "not found");
+            return NULL;
+        }
         size_t len = strcspn(c, "/");
         char *seg = fan_alloc(rq, len + 1);
         if (!seg)
