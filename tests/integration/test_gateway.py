@@ -353,11 +353,20 @@ class Bodies(GatewayCase):
               "/ok": b'{"a": [1, 2.5e3, "x\\u00e9\xc3\xa9", true, null], "b": {}}',
               "/scalar": b"42",
               "/sel": b'{"a": 1, "b": {"c": [1, 2]}, "z": 0, "a": 2}',
-              "/escaped": b'{"\\u0061": 5, "b": 1}'}
+              "/escaped": b'{"\\u0061": 5, "b": 1}', "/deep": b"[" * 2048 + b"]" * 2048}
+    BAD = [b"", b" ", b"{", b"[1,]", b'{"a":01}', b'{"a":1.}', b'{"a":-}', b'{"a":1e}',
+           b'["\\u12"]', b'["a\tb"]', b'["\\x"]', b"[1] x", b"[tru]", b'{"a" 1}', b"{1:2}",
+           b"[" * 2049 + b"]" * 2049, b'["\xc0\xaf"]', b'["\xed\xa0\x80"]', b'["\xf4\x90\x80\x80"]',
+           b"[nul]", b'{"a":1,}']
+    GOOD = [b" [1, -0.5e+3, 1E2, 0] ", b'{"a": {"b": [[], {}]}, "c": "\\" \\/ \\b"}',
+            b'["\xf0\x9f\x98\x80", "\xe2\x82\xac"]', b"[" * 900 + b"]" * 900,
+            b'{"a": [{"b": [1, {"c": {}}]}], "d": []}']
 
     @classmethod
     def setUpClass(cls):
-        bodies = cls.BODIES
+        bodies = dict(cls.BODIES)
+        bodies.update({f"/bad{i}": b for i, b in enumerate(cls.BAD)})
+        bodies.update({f"/good{i}": b for i, b in enumerate(cls.GOOD)})
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -392,7 +401,12 @@ class Bodies(GatewayCase):
                                   "select": ["b", "a", "missing"]},
                                  {"name": "esc", "url": raw + "/escaped", "select": ["a"]},
                                  {"name": "badsel", "url": raw + "/trunc", "required": False,
-                                  "select": ["a"]})]}
+                                  "select": ["a"]}),
+                              ep("/many", *[{"name": f"bad{i}", "url": raw + f"/bad{i}",
+                                             "required": False} for i in range(len(cls.BAD))],
+                                 *[{"name": f"good{i}", "url": raw + f"/good{i}"}
+                                   for i in range(len(cls.GOOD))]),
+                              ep("/deep", {"name": "deep", "url": raw + "/deep"})]}
 
     def test_bodies_that_are_not_json_are_errors(self):
         r = self.get("/")
@@ -402,6 +416,17 @@ class Bodies(GatewayCase):
         errs = {e["backend"]: e["error"] for e in body["_fanout"]["errors"]}
         self.assertEqual(errs, {n: "not_json" for n in ("text", "trunc", "utf8", "scalar",
                                                          "parsed", "badsel")})
+
+    def test_the_check_is_as_strict_as_a_parser(self):
+        r = self.get("/many")
+        self.assertEqual(r.status, 200, r.body)
+        body = r.json()
+        for i, b in enumerate(self.GOOD):
+            self.assertEqual(body[f"good{i}"], json.loads(b), b)
+        r = self.get("/deep")  # as deep as jansson goes (too deep for Python's json)
+        self.assertEqual(r.body, b'{"deep":' + self.BODIES["/deep"] + b"}")
+        errs = {e["backend"] for e in body["_fanout"]["errors"]}
+        self.assertEqual(errs, {f"bad{i}" for i in range(len(self.BAD))})
 
     def test_a_select_of_members_copies_them_from_the_text(self):
         r = self.get("/")

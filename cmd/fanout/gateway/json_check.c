@@ -1,15 +1,18 @@
 /* A JSON validator that allocates nothing: a backend's body that the
- * gateway passes into the answer as it came (no field of it is read or
- * shaped) is checked with it instead of being parsed and serialized again,
- * which costs several times more. RFC 8259 (as
- * jansson's default decoding: an object or an array at the top), with UTF-8 checked and nesting bounded. */
+ * gateway passes into the answer as it came (nothing reads it; at most a
+ * select of its top-level members, whose values it reports) is checked with
+ * it instead of being parsed and serialized again, which costs several
+ * times more. RFC 8259 as jansson's default decoding takes it: an object or
+ * an array at the top, UTF-8 checked, nesting up to jansson's limit. */
 #include <string.h>
 
 #include "gateway.h"
 
+/* The deepest nesting accepted: jansson's own parser's limit. */
+#define GW_JSON_MAX_DEPTH 2048
+
 typedef struct rd {
     const unsigned char *s, *end;
-    int depth;
     gw_member_cb cb; /* told of each member of the top object, or NULL */
     void *arg;
 } rd;
@@ -122,62 +125,10 @@ static int number(rd *r)
     return 0;
 }
 
-static int value(rd *r);
-
-static int members(rd *r, int object)
+/* One scalar: a string, number, true, false or null. */
+static int scalar(rd *r)
 {
-    r->s++;
-    ws(r);
-    if (r->s < r->end && *r->s == (object ? '}' : ']')) {
-        r->s++;
-        return 0;
-    }
-    for (;;) {
-        ws(r);
-        const unsigned char *key = r->s, *key_end = NULL;
-        if (object) {
-            if (r->s >= r->end || *r->s != '"' || string(r) != 0)
-                return -1;
-            key_end = r->s;
-            ws(r);
-            if (r->s >= r->end || *r->s++ != ':')
-                return -1;
-        }
-        ws(r);
-        const unsigned char *val = r->s;
-        if (value(r) != 0)
-            return -1;
-        if (object && r->cb && r->depth == 1)
-            r->cb((const char *)key + 1, (size_t)(key_end - key - 2),
-                  memchr(key, '\\', (size_t)(key_end - key)) != NULL, (const char *)val,
-                  (size_t)(r->s - val), r->arg);
-        ws(r);
-        if (r->s >= r->end)
-            return -1;
-        if (*r->s == ',') {
-            r->s++;
-            continue;
-        }
-        if (*r->s++ != (object ? '}' : ']'))
-            return -1;
-        return 0;
-    }
-}
-
-static int value(rd *r)
-{
-    ws(r);
-    if (r->s >= r->end)
-        return -1;
     switch (*r->s) {
-    case '{':
-    case '[': {
-        if (++r->depth > 512)
-            return -1;
-        int rc = members(r, *r->s == '{');
-        r->depth--;
-        return rc;
-    }
     case '"':
         return string(r);
     case 't':
@@ -191,11 +142,77 @@ static int value(rd *r)
     }
 }
 
+/* Iterative, with the open containers in a small array: a deep body costs
+ * no stack (the caller may be a coroutine on 64 KiB). */
+static int walk(rd *r)
+{
+    char open[GW_JSON_MAX_DEPTH];
+    int depth = 0;
+    const unsigned char *key = NULL, *key_end = NULL, *val = NULL;
+value:
+    ws(r);
+    if (r->s >= r->end)
+        return -1;
+    if (depth == 1 && open[0] == '{')
+        val = r->s;
+    if (*r->s == '{' || *r->s == '[') {
+        if (depth == GW_JSON_MAX_DEPTH)
+            return -1;
+        open[depth++] = (char)*r->s++;
+        ws(r);
+        if (r->s < r->end && *r->s == (open[depth - 1] == '{' ? '}' : ']')) {
+            r->s++;
+            depth--;
+            goto after;
+        }
+        if (open[depth - 1] == '[')
+            goto value;
+        goto member;
+    }
+    if (scalar(r) != 0)
+        return -1;
+after:
+    if (depth == 0)
+        return 0;
+    if (depth == 1 && open[0] == '{' && r->cb && key)
+        r->cb((const char *)key + 1, (size_t)(key_end - key - 2),
+              memchr(key, '\\', (size_t)(key_end - key)) != NULL, (const char *)val,
+              (size_t)(r->s - val), r->arg);
+    ws(r);
+    if (r->s >= r->end)
+        return -1;
+    if (*r->s == ',') {
+        r->s++;
+        if (open[depth - 1] == '[')
+            goto value;
+        goto member;
+    }
+    if (*r->s != (open[depth - 1] == '{' ? '}' : ']'))
+        return -1;
+    r->s++;
+    depth--;
+    goto after;
+member:
+    ws(r);
+    if (r->s >= r->end || *r->s != '"')
+        return -1;
+    if (depth == 1)
+        key = r->s;
+    if (string(r) != 0)
+        return -1;
+    if (depth == 1)
+        key_end = r->s;
+    ws(r);
+    if (r->s >= r->end || *r->s++ != ':')
+        return -1;
+    goto value;
+}
+
 int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg)
 {
-    rd r = {(const unsigned char *)s, (const unsigned char *)s + len, 0, cb, arg};
+    rd r = {(const unsigned char *)s, (const unsigned char *)s + len, cb, arg};
     ws(&r);
-    if (r.s >= r.end || (*r.s != '{' && *r.s != '[') || value(&r) != 0)
+    if (r.s >= r.end || (*r.s != '{' && *r.s != '[') || walk(&r) != 0)
         return 0;
     ws(&r);
     return r.s == r.end;
