@@ -59,6 +59,24 @@ static int utf8(rd *r)
     return 0;
 }
 
+/* The four hex digits after a "\\u" (r->s at the 'u'), or -1. */
+static long hex4(rd *r)
+{
+    long cp = 0;
+    if (r->end - r->s < 5)
+        return -1;
+    for (int k = 1; k <= 4; k++) {
+        int c = r->s[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0)
+            return -1;
+        cp = cp * 16 + d;
+    }
+    r->s += 5;
+    return cp;
+}
+
 static int string(rd *r)
 {
     r->s++;
@@ -74,11 +92,17 @@ static int string(rd *r)
             if (++r->s >= r->end)
                 return -1;
             if (*r->s == 'u') {
-                for (int k = 1; k <= 4; k++)
-                    if (r->s + k >= r->end || !strchr("0123456789abcdefABCDEF", r->s[k]) ||
-                        !r->s[k])
+                long cp = hex4(r);
+                if (cp >= 0xd800 && cp <= 0xdbff) { /* a high surrogate needs its low one */
+                    if (r->end - r->s < 2 || r->s[0] != '\\' || r->s[1] != 'u')
                         return -1;
-                r->s += 5;
+                    r->s++;
+                    long lo = hex4(r);
+                    if (lo < 0xdc00 || lo > 0xdfff)
+                        return -1;
+                } else if (cp <= 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
+                    return -1; /* a bad escape, U+0000 (as jansson) or a lone low surrogate */
+                }
             } else if (strchr("\"\\/bfnrt", *r->s) && *r->s) {
                 r->s++;
             } else {
