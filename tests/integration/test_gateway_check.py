@@ -80,6 +80,16 @@ class Check(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertRegex(p.stderr, rf"{path}:3:\d+: ")
 
+    def test_a_syntax_error_quoting_bytes_that_are_not_utf8(self):
+        path = os.path.join(self.dir.name, "gw.json")
+        with open(path, "wb") as f:
+            f.write(b'{"endpoints": ["\\\xc2\x9a"]}')
+        p = subprocess.run([BIN, "check", path], capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"{path}:1:".encode(), p.stderr)
+        self.assertIn(b"invalid escape", p.stderr)
+        self.assertIn(b": 1 error", p.stderr)
+
     def test_duplicate_key_is_refused(self):
         p, path, _ = self.check('{"endpoints": [], "endpoints": []}')
         self.assertEqual(p.returncode, 1)

@@ -48,6 +48,24 @@ void gw_free(gw *g)
     }
 }
 
+/* Appends one error line. The text may hold bytes of the file that are not
+ * UTF-8 (jansson quotes the token it stopped at), or be cut inside a
+ * character: it is kept as bytes, control characters made '?'. */
+static void add_error(json_t *list, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_error(json_t *list, const char *fmt, ...)
+{
+    char out[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, sizeof out, fmt, ap);
+    va_end(ap);
+    for (char *c = out; *c; c++)
+        if ((unsigned char)*c < 0x20)
+            *c = '?';
+    json_array_append_new(list, json_string_nocheck(out));
+}
+
 void gw_error(gw_errs *e, const char *where, const char *fmt, ...)
 {
     char msg[1024];
@@ -57,10 +75,7 @@ void gw_error(gw_errs *e, const char *where, const char *fmt, ...)
     va_end(ap);
     int line, col;
     gw_pos_find(e->pos, where, &line, &col);
-    char out[1400];
-    snprintf(out, sizeof out, "%s:%d:%d: %s%s%s", e->file, line, col, where, *where ? ": " : "",
-             msg);
-    json_array_append_new(e->list, json_string(out));
+    add_error(e->list, "%s:%d:%d: %s%s%s", e->file, line, col, where, *where ? ": " : "", msg);
 }
 
 #include "check.h"
@@ -74,7 +89,7 @@ gw *gw_load(const char *file, json_t *errs)
 {
     FILE *f = fopen(file, "rb");
     if (!f) {
-        json_array_append_new(errs, json_sprintf("%s: cannot read it: %s", file, strerror(errno)));
+        add_error(errs, "%s: cannot read it: %s", file, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, len = 0;
@@ -84,8 +99,7 @@ gw *gw_load(const char *file, json_t *errs)
         if (len == cap && cap >= GW_MAX_FILE) {
             fclose(f);
             free(text);
-            json_array_append_new(errs, json_sprintf("%s: larger than %d MiB", file,
-                                                     GW_MAX_FILE >> 20));
+            add_error(errs, "%s: larger than %d MiB", file, GW_MAX_FILE >> 20);
             return NULL;
         }
         char *more = len == cap ? realloc(text, cap *= 2) : text;
@@ -95,14 +109,13 @@ gw *gw_load(const char *file, json_t *errs)
     }
     fclose(f);
     if (!text) {
-        json_array_append_new(errs, json_sprintf("%s: out of memory", file));
+        add_error(errs, "%s: out of memory", file);
         return NULL;
     }
     json_error_t jerr;
     json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!doc) {
-        json_array_append_new(errs, json_sprintf("%s:%d:%d: %s", file, jerr.line, jerr.column,
-                                                 jerr.text));
+        add_error(errs, "%s:%d:%d: %s", file, jerr.line, jerr.column, jerr.text);
         free(text);
         return NULL;
     }
@@ -119,7 +132,7 @@ gw *gw_load(const char *file, json_t *errs)
     gw_errs e = {errs, pos, file};
     static const char *const top_keys[] = {"endpoints", "debug", "$comment", NULL};
     if (!g) {
-        json_array_append_new(errs, json_sprintf("%s: out of memory", file));
+        add_error(errs, "%s: out of memory", file);
     } else if (!json_is_object(doc)) {
         gw_error(&e, "", "the file must hold a JSON object with \"endpoints\", not %s",
                  gw_type_name(doc));
