@@ -346,6 +346,24 @@ class Gateway(GatewayCase):
         self.assertEqual(r.header("Allow"), "GET")
 
 
+class RequestTimeout(GatewayCase):
+    """An endpoint's timeout_ms replaces the server's request timeout."""
+    serve_args = ("--workers", "0", "--request-timeout-ms", str(SLOW // 2))
+
+    @classmethod
+    def config(cls, up):
+        return {"endpoints": [ep("/", {"name": "a", "url": up + f"/a?ms={SLOW}"},
+                                 timeout_ms=SLOW * 3),
+                              ep("/short", {"name": "a", "url": up + f"/a?ms={SLOW * 3}"},
+                                 timeout_ms=SLOW)]}
+
+    def test_the_endpoint_timeout_governs(self):
+        self.assertEqual(self.get("/").status, 200)
+        r = self.get("/short")
+        self.assertEqual((r.status, r.json()["backend"]), (504, "a"))
+        self.assertTrue(0.9 < r.elapsed / (SLOW / 1000) < 1.6, r.elapsed)
+
+
 class Bodies(GatewayCase):
     """Upstream bodies that are not JSON: a backend whose body goes into the
     answer as it came is checked as strictly as one that is parsed."""

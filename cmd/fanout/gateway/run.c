@@ -568,6 +568,9 @@ void gw_handler(fan_req *rq)
     r->scope = (gw_scope){.rq = rq, .ep = ep, .params = params, .results = results};
     if (debug(r))
         return;
+    /* The endpoint's timeout, not the server's request timeout, is what ends
+     * it: its 504 names the backend. The second more is for that answer. */
+    fan_req_set_deadline(rq, ep->timeout_ms + 1000);
     if (ep->stream && gw_stream_start(r) != 0)
         return;
     start_ready(r);
