@@ -148,6 +148,16 @@ class Check(unittest.TestCase):
         self.fails_at(endpoint({"name": "a", "url": UP + "/{a.x[y]}"}), '"url"',
                       "'x[y]' is not a JSON path")
 
+    def test_a_response_field_the_select_leaves_out(self):
+        self.fails_at(endpoint({"name": "a", "url": UP, "select": ["id", "name"],
+                                "rename": {"name": "full"}},
+                               response={"x": "{a.name}"}), '"response"',
+                      "template {a.name}: backend 'a' selects only id, full")
+        p, _, _ = self.check(endpoint({"name": "a", "url": UP, "select": ["id", "name"],
+                                       "rename": {"name": "full"}},
+                                      response={"x": "{a.full}", "y": "{a.id}", "z": "{a}"}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
     def test_for_each_paths(self):
         self.fails_at(endpoint({"name": "a", "url": UP},
                                {"name": "b", "url": UP, "for_each": "c.items[*]"}),

@@ -222,6 +222,49 @@ static int load_path(gw_pool *pool, gw_errs *e, const char *where, gw_endpoint *
 
 int gw_load_backends(gw_pool *pool, gw_errs *e, const char *where, json_t *arr, gw_endpoint *ep);
 
+typedef struct selected {
+    gw_errs *e;
+    const char *where;
+    const gw_endpoint *ep;
+    int rc;
+} selected;
+
+/* The response template reads shaped results: a field that the backend's
+ * select (renamed) leaves out can never be there. */
+static void check_ref_selected(const gw_ref *r, void *arg)
+{
+    selected *s = arg;
+    if (r->kind != GW_REF_BACKEND || r->path.n == 0 || !r->path.segs[0].key)
+        return;
+    const gw_backend *b = &s->ep->backends[r->backend];
+    if (!b->nselect || b->each)
+        return;
+    char keys[512] = "";
+    size_t n = 0;
+    for (size_t k = 0; k < b->nselect; k++) {
+        const char *key = b->select[k].segs[0].key;
+        for (size_t x = 0; key && x < b->nrename; x++)
+            if (b->rename[x].from.n == 1 && strcmp(b->rename[x].from.segs[0].key, key) == 0)
+                key = b->rename[x].to;
+        if (!key)
+            return; /* a select starting with an index: not checked */
+        if (strcmp(key, r->path.segs[0].key) == 0)
+            return;
+        if (n + strlen(key) + 3 < sizeof keys)
+            n += (size_t)snprintf(keys + n, sizeof keys - n, "%s%s", n ? ", " : "", key);
+    }
+    gw_error(s->e, s->where, "template {%s}: backend '%s' selects only %s", r->text, b->name,
+             keys);
+    s->rc = -1;
+}
+
+static int check_selected(gw_errs *e, const char *where, const gw_endpoint *ep)
+{
+    selected s = {e, where, ep, 0};
+    gw_jt_refs(ep->response, check_ref_selected, &s);
+    return s.rc;
+}
+
 int gw_load_endpoint(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_endpoint *ep)
 {
     char buf[1024];
@@ -273,6 +316,8 @@ int gw_load_endpoint(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw
     if (resp && !(ep->response = gw_jt_compile(pool, e, gw_sub(buf, sizeof buf, where, "response"),
                                                resp, ep, 0)))
         rc = -1;
+    if (rc == 0 && ep->response)
+        rc = check_selected(e, gw_sub(buf, sizeof buf, where, "response"), ep);
     if (rc == 0)
         rc = gw_plan_check(e, where, ep);
     return rc;
