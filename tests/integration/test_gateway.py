@@ -320,12 +320,18 @@ class Gateway(GatewayCase):
 
     def test_debug_plan_is_a_dry_run(self):
         self.stats(reset=True)
-        r = self.get("/echo/9", headers=[("Fanout-Debug", "plan")])
+        r = self.get("/echo/9?q=a+b".replace("+", "%20"), headers=[("Fanout-Debug", "plan")])
         self.assertEqual(r.status, 200)
         plan = r.json()
         self.assertEqual(plan["path"], "/echo/:id")
         self.assertEqual(plan["params"], {"id": "9"})
         self.assertEqual(plan["backends"][0]["name"], "e")
+        self.assertEqual(plan["backends"][0]["request_url"],
+                         self.up + "/e?echo=1&id=9&q=a%20b&h=")
+        r = self.get("/chain", headers=[("Fanout-Debug", "plan")])
+        urls = {b["name"]: b.get("request_url") for b in r.json()["backends"]}
+        self.assertEqual(urls["second"], None)  # it waits for "first"
+        self.assertEqual(urls["indep"], self.up + "/indep?ms=0")
         self.assertEqual(self.stats()["requests"], 0)
         self.assertEqual(self.get("/echo/9", headers=[("Fanout-Debug", "x")]).status, 400)
 

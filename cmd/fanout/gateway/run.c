@@ -523,6 +523,14 @@ static int debug(gw_run *r)
             if (r->ep->segs[i][0] == ':')
                 json_object_set_new(params, r->ep->segs[i] + 1, json_string(r->scope.params[k++]));
         json_object_set_new(p, "params", params);
+        /* What the backends without inputs would call for this request. */
+        json_t *bs = json_object_get(p, "backends");
+        for (size_t i = 0; i < r->ep->nb; i++) {
+            const gw_backend *b = &r->ep->backends[i];
+            char *url = b->ndeps ? NULL : gw_tmpl_render(&r->scope, &b->url, 1);
+            if (url)
+                json_object_set_new(json_array_get(bs, i), "request_url", json_string(url));
+        }
         fan_reply_json(r->rq, 200, p);
         return 1;
     }
