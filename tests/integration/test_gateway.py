@@ -67,6 +67,11 @@ class Gateway(GatewayCase):
                {"name": "list", "url": up + "/list?items=6"},
                {"name": "d", "url": up + "/d?id={item}", "for_each": "list.items[*].id",
                 "max_items": 5, "required": False}),
+            ep("/batch-field",
+               {"name": "list", "url": up + "/list?items=5"},
+               {"name": "b", "method": "POST", "url": up + "/b?echo=1&key=bfield",
+                "body": {"fixed": 1}, "for_each": "list.items[*].id",
+                "batch": {"field": "ids", "max": 3, "results": "echo.body.ids"}}),
             ep("/partial",
                {"name": "ok", "url": up + "/ok"},
                {"name": "down", "url": up + "/down?fail=503&fail_rate=1", "required": False},
@@ -215,6 +220,14 @@ class Gateway(GatewayCase):
         self.assertEqual([i["more"] and i["more"]["id"] for i in items],
                          ["a", "b", None, "d", "e"])
         self.assertEqual(self.stats()["keys"]["batch"], 3)  # 2 + 2 + 1 ids
+
+    def test_batches_into_a_body_field_joined_by_position(self):
+        self.stats(reset=True)
+        r = self.get("/batch-field")
+        self.assertEqual(r.status, 200, r.body)
+        # the echo gives back each call's ids: result k of a call is its k-th id
+        self.assertEqual([i["b"] for i in r.json()["list"]["items"]], [1, 2, 3, 4, 5])
+        self.assertEqual(self.stats()["keys"]["bfield"], 2)
 
     def test_an_optional_failure_is_a_partial_200(self):
         r = self.get("/partial")

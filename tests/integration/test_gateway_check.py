@@ -169,6 +169,10 @@ class Check(unittest.TestCase):
                                {"name": "b", "url": UP, "for_each": "a.x[*]",
                                 "batch": {"max": 5}}),
                       '"batch"', "a batch names exactly one of \"param\"")
+        self.fails_at(endpoint({"name": "a", "url": UP},
+                               {"name": "b", "url": UP + "/{item}", "for_each": "a.x[*]",
+                                "batch": {"max": 5, "param": "ids"}}),
+                      '"batch"', "its templates cannot name {item}")
         self.fails_at(endpoint({"name": "a", "url": UP, "concurrency": 3}),
                       '{\n          "name": "a"', "need 'for_each'")
 

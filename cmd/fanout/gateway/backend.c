@@ -225,6 +225,11 @@ static void add_dep(const gw_ref *r, void *arg)
     b->deps[b->ndeps++] = r->backend;
 }
 
+static void find_item(const gw_ref *r, void *arg)
+{
+    *(int *)arg |= r->kind == GW_REF_ITEM;
+}
+
 static int load_backend(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_endpoint *ep,
                         gw_backend *b)
 {
@@ -271,6 +276,19 @@ static int load_backend(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
     rc |= load_shape(pool, e, where, o, b);
     if (rc != 0)
         return -1;
+    if (b->batch_max) {
+        int item = 0;
+        gw_tmpl_refs(&b->url, find_item, &item);
+        for (size_t i = 0; i < b->nhdr; i++)
+            gw_tmpl_refs(&b->hdr_vals[i], find_item, &item);
+        gw_jt_refs(b->body, find_item, &item);
+        if (item) {
+            gw_error(e, gw_sub(buf, sizeof buf, where, "batch"),
+                     "a batch call takes many items: its templates cannot name {item} (the ids "
+                     "go into the batch's param or field)");
+            return -1;
+        }
+    }
     b->deps = gw_alloc(pool, (ep->nb + 1) * sizeof *b->deps);
     gw_tmpl_refs(&b->url, add_dep, b);
     for (size_t i = 0; i < b->nhdr; i++)
