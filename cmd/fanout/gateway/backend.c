@@ -10,9 +10,9 @@
 #include "check.h"
 
 static const char *const BACKEND_KEYS[] = {
-    "name",     "url",    "method",  "headers",  "forward_headers", "body",   "timeout_ms",
-    "required", "pass_4xx", "for_each", "as",     "concurrency",     "max_items", "batch",
-    "merge",    "extract", "select",  "remove",   "rename",          "$comment", NULL};
+    "name",     "url",      "method",   "headers", "forward_headers", "body",      "timeout_ms",
+    "required", "pass_4xx", "for_each", "as",      "concurrency",     "max_items", "batch",
+    "merge",    "extract",  "select",   "remove",  "rename",          "$comment",  NULL};
 static const char *const BATCH_KEYS[] = {"param", "field", "max", "results", "match", NULL};
 
 static int good_name(const char *s)
@@ -56,7 +56,8 @@ static int load_headers(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
         b->hdr_vals = gw_alloc(pool, (json_object_size(h) + 1) * sizeof *b->hdr_vals);
         const char *k;
         json_t *v;
-        json_object_foreach(h, k, v) {
+        json_object_foreach(h, k, v)
+        {
             snprintf(item, sizeof item, "%s.headers.%s", where, k);
             if (!gw_is_token(k) || !json_is_string(v)) {
                 gw_error(e, item, "a header needs a token name and a string value");
@@ -80,7 +81,8 @@ static int load_headers(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
         b->forward = gw_alloc(pool, (json_array_size(f) + 1) * sizeof *b->forward);
         size_t i;
         json_t *v;
-        json_array_foreach(f, i, v) {
+        json_array_foreach(f, i, v)
+        {
             snprintf(item, sizeof item, "%s.forward_headers[%zu]", where, i);
             if (!json_is_string(v) || !gw_is_token(json_string_value(v))) {
                 gw_error(e, item, "a header name is a token such as \"Authorization\"");
@@ -152,9 +154,10 @@ static int load_each(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw
     }
     rc |= gw_get_uint(e, wbb, bt, "max", 1, 10000, &b->batch_max);
     if (!b->batch_param == !b->batch_field) {
-        gw_error(e, wbb, "a batch names exactly one of \"param\" (a query parameter taking the "
-                         "ids, comma-separated) and \"field\" (a body field taking them as an "
-                         "array)");
+        gw_error(e, wbb,
+                 "a batch names exactly one of \"param\" (a query parameter taking the "
+                 "ids, comma-separated) and \"field\" (a body field taking them as an "
+                 "array)");
         rc = -1;
     }
     if (b->batch_field && b->body && b->body->type != JSON_OBJECT) {
@@ -192,12 +195,12 @@ static int load_shape(gw_pool *pool, gw_errs *e, const char *where, json_t *o, g
         b->rename = gw_alloc(pool, (json_object_size(rn) + 1) * sizeof *b->rename);
         const char *k;
         json_t *v;
-        json_object_foreach(rn, k, v) {
+        json_object_foreach(rn, k, v)
+        {
             snprintf(item, sizeof item, "%s.rename.%s", where, k);
             gw_rename *r = &b->rename[b->nrename];
             if (gw_path_parse(pool, k, &r->from, 0) != 0 || r->from.n == 0 ||
-                !r->from.segs[r->from.n - 1].key || !json_is_string(v) ||
-                !*json_string_value(v)) {
+                !r->from.segs[r->from.n - 1].key || !json_is_string(v) || !*json_string_value(v)) {
                 gw_error(e, item, "rename maps a JSON path ending in a member to its new name");
                 rc = -1;
                 continue;
@@ -262,8 +265,8 @@ static int load_backend(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
         }
     }
     json_t *body = json_object_get(o, "body");
-    if (body && !(b->body = gw_jt_compile(pool, e, gw_sub(buf, sizeof buf, where, "body"), body,
-                                          ep, b->each)))
+    if (body && !(b->body = gw_jt_compile(pool, e, gw_sub(buf, sizeof buf, where, "body"), body, ep,
+                                          b->each)))
         rc = -1;
     rc |= load_headers(pool, e, where, o, ep, b);
     if (b->each_text && load_each(pool, e, where, o, ep, b) != 0)
@@ -328,15 +331,19 @@ static int check_collisions(gw_errs *e, const char *where, gw_endpoint *ep)
                 if (j == i)
                     continue;
                 if (!o->merge && strcmp(o->name, k) == 0) {
-                    gw_error(e, w, "merged key '%s' collides with backend '%s', whose result sits "
-                                   "under that name", k, o->name);
+                    gw_error(e, w,
+                             "merged key '%s' collides with backend '%s', whose result sits "
+                             "under that name",
+                             k, o->name);
                     rc = -1;
                 }
                 for (size_t t = 0; j < i && o->merge && t < o->nselect; t++) {
                     const char *ok = root_key(o, &o->select[t]);
                     if (ok && strcmp(ok, k) == 0) {
-                        gw_error(e, w, "merged key '%s' collides with backend '%s', which merges "
-                                       "it too", k, o->name);
+                        gw_error(e, w,
+                                 "merged key '%s' collides with backend '%s', which merges "
+                                 "it too",
+                                 k, o->name);
                         rc = -1;
                     }
                 }
@@ -377,7 +384,8 @@ int gw_load_backends(gw_pool *pool, gw_errs *e, const char *where, json_t *arr, 
         if (!good_name(b->name)) {
             gw_error(e, gw_sub(buf, sizeof buf, w, "name"),
                      "a backend's name is letters, digits, '_' and '-', and not params, query, "
-                     "header, item or _fanout: \"%s\"", b->name);
+                     "header, item or _fanout: \"%s\"",
+                     b->name);
             rc = -1;
         }
         for (size_t j = 0; j < i; j++)

@@ -14,19 +14,20 @@ const char *gw_sub(char *buf, size_t cap, const char *where, const char *key)
 }
 
 int gw_check_keys(gw_errs *e, const char *where, json_t *obj, const char *const *allowed,
-                      const char *what)
+                  const char *what)
 {
     const char *k;
     json_t *v;
     int rc = 0;
-    json_object_foreach(obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         size_t i = 0;
         while (allowed[i] && strcmp(allowed[i], k) != 0)
             i++;
         if (!allowed[i]) {
             char buf[1024];
-            const char *const later[] = {"retries", "hedge", "breaker", "cache",
-                                                "single_flight", NULL};
+            const char *const later[] = {"retries", "hedge",         "breaker",
+                                         "cache",   "single_flight", NULL};
             size_t j = 0;
             while (later[j] && strcmp(later[j], k) != 0)
                 j++;
@@ -44,13 +45,13 @@ int gw_check_keys(gw_errs *e, const char *where, json_t *obj, const char *const 
 const char *gw_type_name(json_t *v)
 {
     const char *const names[] = {"an object", "an array", "a string", "an integer",
-                                        "a number",  "true",     "false",    "null"};
+                                 "a number",  "true",     "false",    "null"};
     return names[json_typeof(v)];
 }
 
 /* A string member; `def` when absent. Returns -1 after an error. */
 int gw_get_str(gw_errs *e, const char *where, json_t *o, const char *key, int required,
-                   const char *def, const char **out)
+               const char *def, const char **out)
 {
     char buf[1024];
     json_t *v = json_object_get(o, key);
@@ -70,7 +71,7 @@ int gw_get_str(gw_errs *e, const char *where, json_t *o, const char *key, int re
 }
 
 int gw_get_uint(gw_errs *e, const char *where, json_t *o, const char *key, long min, long max,
-                    unsigned *out)
+                unsigned *out)
 {
     char buf[1024];
     json_t *v = json_object_get(o, key);
@@ -125,15 +126,15 @@ int gw_get_path(gw_errs *e, gw_pool *pool, const char *where, json_t *v, gw_path
 
 /* An array of paths (select, remove). */
 int gw_get_paths(gw_errs *e, gw_pool *pool, const char *where, json_t *o, const char *key,
-                     gw_path **out, size_t *n)
+                 gw_path **out, size_t *n)
 {
     char buf[1024], item[1100];
     json_t *v = json_object_get(o, key);
     if (!v)
         return 0;
     if (!json_is_array(v)) {
-        gw_error(e, gw_sub(buf, sizeof buf, where, key), "'%s' must be an array of JSON paths, not %s",
-                 key, gw_type_name(v));
+        gw_error(e, gw_sub(buf, sizeof buf, where, key),
+                 "'%s' must be an array of JSON paths, not %s", key, gw_type_name(v));
         return -1;
     }
     *n = json_array_size(v);
@@ -141,11 +142,11 @@ int gw_get_paths(gw_errs *e, gw_pool *pool, const char *where, json_t *o, const 
     int rc = 0;
     size_t i;
     json_t *p;
-    json_array_foreach(v, i, p) {
+    json_array_foreach(v, i, p)
+    {
         snprintf(item, sizeof item, "%s.%s[%zu]", where, key, i);
         if (gw_get_path(e, pool, item, p, &(*out)[i]) != 0)
             rc = -1;
     }
     return rc;
 }
-

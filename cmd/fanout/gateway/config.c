@@ -179,8 +179,8 @@ gw *gw_load(const char *file, json_t *errs)
 
 /* ------------------------------------------------------------------------ */
 
-static const char *const ENDPOINT_KEYS[] = {"method", "path", "timeout_ms", "stream", "backends",
-                                            "response", "$comment", NULL};
+static const char *const ENDPOINT_KEYS[] = {"method",   "path",     "timeout_ms", "stream",
+                                            "backends", "response", "$comment",   NULL};
 
 static int load_path(gw_pool *pool, gw_errs *e, const char *where, gw_endpoint *ep)
 {
@@ -253,8 +253,7 @@ static void check_ref_selected(const gw_ref *r, void *arg)
         if (n + strlen(key) + 3 < sizeof keys)
             n += (size_t)snprintf(keys + n, sizeof keys - n, "%s%s", n ? ", " : "", key);
     }
-    gw_error(s->e, s->where, "template {%s}: backend '%s' selects only %s", r->text, b->name,
-             keys);
+    gw_error(s->e, s->where, "template {%s}: backend '%s' selects only %s", r->text, b->name, keys);
     s->rc = -1;
 }
 

@@ -37,10 +37,10 @@ typedef enum gw_ref_kind {
 
 typedef struct gw_ref {
     gw_ref_kind kind;
-    const char *name;  /* parameter, query or header name; backend name */
-    int backend;       /* index of the backend, for GW_REF_BACKEND */
-    gw_path path;      /* within the backend's response or the item */
-    const char *text;  /* the reference as written, for errors */
+    const char *name; /* parameter, query or header name; backend name */
+    int backend;      /* index of the backend, for GW_REF_BACKEND */
+    gw_path path;     /* within the backend's response or the item */
+    const char *text; /* the reference as written, for errors */
 } gw_ref;
 
 /* A string template: literal pieces and references, in order. */
@@ -86,12 +86,12 @@ typedef struct gw_backend {
     int required;
     int pass_4xx;
     /* for_each: called once per element of an array of another backend */
-    int each;          /* 1 when for_each is set */
-    int each_src;      /* the backend whose response holds the array */
-    gw_path each_arr;  /* the array within it */
-    gw_path each_sub;  /* the item within an element ("" = the element) */
+    int each;         /* 1 when for_each is set */
+    int each_src;     /* the backend whose response holds the array */
+    gw_path each_arr; /* the array within it */
+    gw_path each_sub; /* the item within an element ("" = the element) */
     const char *each_text;
-    const char *as;    /* the name a result is joined under */
+    const char *as; /* the name a result is joined under */
     unsigned concurrency;
     unsigned max_items;
     /* batch: one call for up to batch_max items */
@@ -129,7 +129,7 @@ typedef struct gw_endpoint {
     int stream;
     gw_backend *backends;
     size_t nb;
-    gw_jt *response; /* the answer's template, or NULL for the default shape */
+    gw_jt *response;  /* the answer's template, or NULL for the default shape */
     size_t max_calls; /* the most calls one request of it makes */
 } gw_endpoint;
 
@@ -175,8 +175,8 @@ int gw_path_parse(gw_pool *pool, const char *s, gw_path *out, int allow_star);
  * `where`. Returns 0 or -1. */
 int gw_tmpl_compile(gw_pool *pool, gw_errs *e, const char *where, const char *s,
                     const gw_endpoint *ep, int item, gw_tmpl *out);
-gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v,
-                     const gw_endpoint *ep, int item);
+gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v, const gw_endpoint *ep,
+                     int item);
 /* Calls fn for every reference of a template. */
 void gw_tmpl_refs(const gw_tmpl *t, void (*fn)(const gw_ref *r, void *arg), void *arg);
 void gw_jt_refs(const gw_jt *j, void (*fn)(const gw_ref *r, void *arg), void *arg);

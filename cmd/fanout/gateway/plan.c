@@ -60,8 +60,8 @@ int gw_plan_check(gw_errs *e, const char *where, gw_endpoint *ep)
         int top = 1;
         for (size_t k = 0; k < b->nselect; k++)
             top &= b->select[k].n == 1 && b->select[k].segs[0].key != NULL;
-        b->raw = !read && !b->each && !b->merge && !b->has_extract && top && !b->nremove &&
-                 !b->nrename;
+        b->raw =
+            !read && !b->each && !b->merge && !b->has_extract && top && !b->nremove && !b->nrename;
     }
     return 0;
 }

@@ -219,8 +219,8 @@ static void each_more(gw_run *r, int i)
     while (s->next < s->nitems && s->inflight < b->concurrency) {
         size_t first = s->next, n = s->nitems - first < per ? s->nitems - first : per;
         s->next += n;
-        if (!b->batch_max && !gw_path_get(json_array_get(s->items, first), &b->each_sub, 0,
-                                          b->each_sub.n))
+        if (!b->batch_max &&
+            !gw_path_get(json_array_get(s->items, first), &b->each_sub, 0, b->each_sub.n))
             continue; /* an item without the field: null */
         const char *why = "nomem";
         if (start_call(r, i, first, n, &why) != 0) {
@@ -309,8 +309,7 @@ static void start_ready(gw_run *r)
 
 /* Classifies a finished call: 0 with *json borrowed (NULL for a raw
  * backend, whose body is only checked), or -1 with *kind. */
-static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char **kind,
-                   int *status)
+static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char **kind, int *status)
 {
     int err = fan_call_error(c);
     *status = fan_call_status(c);
@@ -342,8 +341,7 @@ static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char *
  * position; an id without a result stays null. */
 static void join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_slot *sl, json_t *j)
 {
-    json_t *arr = b->batch_results.n ? gw_path_get(j, &b->batch_results, 0, b->batch_results.n)
-                                     : j;
+    json_t *arr = b->batch_results.n ? gw_path_get(j, &b->batch_results, 0, b->batch_results.n) : j;
     for (size_t k = 0; k < sl->n; k++) {
         json_t *got = NULL;
         if (!b->batch_match) {
@@ -353,15 +351,15 @@ static void join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_sl
                                      b->each_sub.n);
             size_t x;
             json_t *el;
-            json_array_foreach(arr, x, el) {
+            json_array_foreach(arr, x, el)
+            {
                 json_t *m = json_object_get(el, b->batch_match);
-                if (m && id && (json_equal(m, id) ||
-                                (json_is_string(m) && json_is_integer(id) &&
-                                 strtoll(json_string_value(m), NULL, 10) ==
-                                     json_integer_value(id)) ||
-                                (json_is_integer(m) && json_is_string(id) &&
-                                 strtoll(json_string_value(id), NULL, 10) ==
-                                     json_integer_value(m)))) {
+                if (m && id &&
+                    (json_equal(m, id) ||
+                     (json_is_string(m) && json_is_integer(id) &&
+                      strtoll(json_string_value(m), NULL, 10) == json_integer_value(id)) ||
+                     (json_is_integer(m) && json_is_string(id) &&
+                      strtoll(json_string_value(id), NULL, 10) == json_integer_value(m)))) {
                     got = el;
                     break;
                 }
@@ -378,8 +376,7 @@ typedef struct picks {
     int escaped;
 } picks;
 
-static void pick(const char *key, size_t klen, int escaped, const char *val, size_t vlen,
-                 void *arg)
+static void pick(const char *key, size_t klen, int escaped, const char *val, size_t vlen, void *arg)
 {
     picks *p = arg;
     p->escaped |= escaped;
@@ -571,8 +568,14 @@ void gw_handler(fan_req *rq)
     memset(bs, 0, ep->nb * sizeof *bs);
     memset(results, 0, ep->nb * sizeof *results);
     memset(slots, 0, ep->max_calls * sizeof *slots);
-    *r = (gw_run){.rq = rq, .g = g, .ep = ep, .bs = bs, .slots = slots, .nslots = ep->max_calls,
-                  .t0 = fan_now(), .left = ep->nb};
+    *r = (gw_run){.rq = rq,
+                  .g = g,
+                  .ep = ep,
+                  .bs = bs,
+                  .slots = slots,
+                  .nslots = ep->max_calls,
+                  .t0 = fan_now(),
+                  .left = ep->nb};
     r->scope = (gw_scope){.rq = rq, .ep = ep, .params = params, .results = results};
     if (debug(r))
         return;

@@ -9,18 +9,18 @@ enum { B_WAITING, B_RUNNING, B_OK, B_FAILED };
 
 typedef struct gw_bstate {
     int state;
-    const char *kind;    /* why it failed: an error name, "status", "not_json", ... */
-    int status;          /* the upstream status, when there was one */
+    const char *kind; /* why it failed: an error name, "status", "not_json", ... */
+    int status;       /* the upstream status, when there was one */
     const char *message;
     json_t *result;      /* owned: the response (for_each: the results, in item order) */
     json_t *item_errors; /* owned: for_each items that failed, or NULL */
     double t0, t1;       /* start and end, fan_now() */
     unsigned calls;
-    fan_call *call;      /* the failed call of a required backend (pass_4xx), or a raw one's */
-    const char **spans;  /* a raw select: each selected member's value in the body (start,
-                          * end), the last of a repeated key; NULL when parsed instead */
+    fan_call *call;     /* the failed call of a required backend (pass_4xx), or a raw one's */
+    const char **spans; /* a raw select: each selected member's value in the body (start,
+                         * end), the last of a repeated key; NULL when parsed instead */
     /* for_each */
-    json_t *items;       /* borrowed: the array gone over */
+    json_t *items; /* borrowed: the array gone over */
     size_t nitems, next, inflight;
 } gw_bstate;
 

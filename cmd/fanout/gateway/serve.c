@@ -14,8 +14,7 @@ static void print_errors(json_t *errs)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(errs, i, e)
-        fprintf(stderr, "%s\n", json_string_value(e));
+    json_array_foreach(errs, i, e) fprintf(stderr, "%s\n", json_string_value(e));
 }
 
 static gw *load(const char *file, int for_reload)
@@ -25,8 +24,7 @@ static gw *load(const char *file, int for_reload)
     if (!g && for_reload) {
         size_t i;
         json_t *e;
-        json_array_foreach(errs, i, e)
-            fan_log(FAN_LOG_ERROR, "gateway: %s", json_string_value(e));
+        json_array_foreach(errs, i, e) fan_log(FAN_LOG_ERROR, "gateway: %s", json_string_value(e));
     } else if (!g) {
         print_errors(errs);
         fprintf(stderr, "fanout: %s: %zu error%s\n", file, json_array_size(errs),

@@ -51,7 +51,7 @@ json_t *gw_shape(const gw_backend *b, json_t *v)
     if (!b->nselect && !b->nremove && !b->nrename)
         return json_incref(v);
     json_t *out = b->nselect && json_is_object(v) ? select_paths(v, b->select, b->nselect)
-                                                   : json_deep_copy(v);
+                                                  : json_deep_copy(v);
     for (size_t i = 0; i < b->nremove; i++) {
         const gw_path *p = &b->remove[i];
         json_t *parent = gw_path_get(out, p, 0, p->n - 1);
@@ -106,8 +106,7 @@ static json_t *value_of(gw_run *r, int i)
             const gw_backend *eb = &ep->backends[e];
             json_t *arr = gw_path_get(v, &eb->each_arr, 0, eb->each_arr.n);
             for (size_t k = 0; k < json_array_size(arr); k++)
-                json_object_set(json_array_get(arr, k), eb->as,
-                                json_array_get(r->bs[e].result, k));
+                json_object_set(json_array_get(arr, k), eb->as, json_array_get(r->bs[e].result, k));
         }
     json_t *out = gw_shape(b, v);
     if (joined)
@@ -131,7 +130,8 @@ json_t *gw_errors_json(gw_run *r)
         }
         size_t k;
         json_t *ie;
-        json_array_foreach(s->item_errors, k, ie) {
+        json_array_foreach(s->item_errors, k, ie)
+        {
             json_t *e = json_deep_copy(ie);
             json_object_set_new(e, "backend", json_string(name));
             json_array_append_new(errs, e);
@@ -145,8 +145,10 @@ json_t *gw_timing_json(gw_run *r)
     json_t *t = json_object();
     for (size_t i = 0; i < r->ep->nb; i++) {
         const gw_bstate *s = &r->bs[i];
-        const char *outcome = s->state == B_OK ? "ok" : s->state == B_FAILED ? s->kind
-                              : s->state == B_RUNNING ? "running" : "not_started";
+        const char *outcome = s->state == B_OK        ? "ok"
+                              : s->state == B_FAILED  ? s->kind
+                              : s->state == B_RUNNING ? "running"
+                                                      : "not_started";
         json_t *o = json_pack("{s:s, s:i}", "outcome", outcome, "attempts", s->calls);
         if (s->t0) {
             json_object_set_new(o, "start_ms", json_real((s->t0 - r->t0) * 1000.0));
@@ -246,11 +248,11 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
         if (b->merge && json_is_object(v)) {
             const char *k;
             json_t *kv;
-            json_object_foreach(v, k, kv) {
+            json_object_foreach(v, k, kv)
+            {
                 if ((first = taken(owner, k, b->name))) {
-                    json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", k,
-                                                                "kept", first, "dropped",
-                                                                b->name));
+                    json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", k, "kept",
+                                                                first, "dropped", b->name));
                     continue;
                 }
                 put_key(t, k, 0);
@@ -259,8 +261,8 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
             continue;
         }
         if ((first = taken(owner, b->name, b->name))) {
-            json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", b->name,
-                                                        "kept", first, "dropped", b->name));
+            json_array_append_new(collisions, json_pack("{s:s, s:s, s:s}", "key", b->name, "kept",
+                                                        first, "dropped", b->name));
             continue;
         }
         put_key(t, b->name, 1);

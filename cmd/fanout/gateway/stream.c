@@ -9,8 +9,8 @@
 
 int gw_stream_start(gw_run *r)
 {
-    const char *type = r->ep->stream == GW_STREAM_SSE ? "text/event-stream"
-                                                      : "application/x-ndjson";
+    const char *type =
+        r->ep->stream == GW_STREAM_SSE ? "text/event-stream" : "application/x-ndjson";
     return fan_resp_start(r->rq, 200, type) == 0 ? 0 : -1;
 }
 
@@ -33,7 +33,8 @@ void gw_stream_part(gw_run *r, int i)
     const gw_bstate *s = &r->bs[i];
     json_t *part = json_pack("{s:s}", "backend", b->name);
     if (s->state == B_OK) {
-        json_object_set_new(part, "data", b->each ? json_incref(s->result) : gw_shape(b, s->result));
+        json_object_set_new(part, "data",
+                            b->each ? json_incref(s->result) : gw_shape(b, s->result));
     } else {
         json_object_set_new(part, "error", json_string(s->kind));
         if (s->status)

@@ -115,8 +115,10 @@ static int compile_ref(gw_pool *pool, gw_errs *e, const char *where, const char 
     memset(r, 0, sizeof *r);
     r->text = text;
     if (head == 0) {
-        gw_error(e, where, "template {%s}: a reference starts with params, query, header, item "
-                           "or a backend's name", text);
+        gw_error(e, where,
+                 "template {%s}: a reference starts with params, query, header, item "
+                 "or a backend's name",
+                 text);
         return -1;
     }
     int ns = 0;
@@ -132,14 +134,14 @@ static int compile_ref(gw_pool *pool, gw_errs *e, const char *where, const char 
     }
     if (ns) {
         if (text[head] != '.' || !*rest || strchr(rest, '.') || strchr(rest, '[')) {
-            gw_error(e, where, "template {%s}: %.*s takes one name: {%.*s.NAME}", text,
-                     (int)head, text, (int)head, text);
+            gw_error(e, where, "template {%s}: %.*s takes one name: {%.*s.NAME}", text, (int)head,
+                     text, (int)head, text);
             return -1;
         }
         r->name = rest;
         if (r->kind == GW_REF_PARAM && (r->backend = (int)param_index(ep, rest)) < 0) {
-            gw_error(e, where, "template {%s}: the path %s has no parameter ':%s'", text,
-                     ep->path, rest);
+            gw_error(e, where, "template {%s}: the path %s has no parameter ':%s'", text, ep->path,
+                     rest);
             return -1;
         }
         return 0;
@@ -227,8 +229,8 @@ int gw_tmpl_compile(gw_pool *pool, gw_errs *e, const char *where, const char *s,
     return rc;
 }
 
-gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v,
-                     const gw_endpoint *ep, int item)
+gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v, const gw_endpoint *ep,
+                     int item)
 {
     gw_jt *j = gw_alloc(pool, sizeof *j);
     if (!j)
@@ -247,7 +249,8 @@ gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v,
         json_t *kid;
         char sub[1024];
         if (json_is_object(v)) {
-            json_object_foreach(v, k, kid) {
+            json_object_foreach(v, k, kid)
+            {
                 snprintf(sub, sizeof sub, "%s.%s", where, k);
                 j->keys[i] = gw_strdup(pool, k);
                 gw_jt *c = gw_jt_compile(pool, e, sub, kid, ep, item);
@@ -258,7 +261,8 @@ gw_jt *gw_jt_compile(gw_pool *pool, gw_errs *e, const char *where, json_t *v,
                 i++;
             }
         } else {
-            json_array_foreach(v, i, kid) {
+            json_array_foreach(v, i, kid)
+            {
                 snprintf(sub, sizeof sub, "%s[%zu]", where, i);
                 gw_jt *c = gw_jt_compile(pool, e, sub, kid, ep, item);
                 if (!c)
