@@ -215,8 +215,8 @@ static json_t *items_json(fan_req *rq)
     int ok;
     long n = fan_req_query_long(rq, "items", 0, &ok);
     for (long k = 1; ok && k <= n && k <= 100000; k++)
-        json_array_append_new(items, json_pack("{s:I, s:f}", "id", (json_int_t)k, "value",
-                                               random_unit()));
+        json_array_append_new(items,
+                              json_pack("{s:I, s:f}", "id", (json_int_t)k, "value", random_unit()));
     const char *ids = fan_req_query(rq, "ids"), *drop = fan_req_query(rq, "drop");
     while (ids && *ids) {
         size_t len = strcspn(ids, ",");
