@@ -203,6 +203,63 @@ class Check(unittest.TestCase):
         self.fails_at(endpoint({"name": "a", "url": UP, "method": "GE T"}), '"method"',
                       "is not an HTTP method")
 
+    def test_the_other_messages(self):
+        a = {"name": "a", "url": UP}
+        cases = [
+            ({"endpoints": [{"path": "/", "backends": [a]}], "debug": 1}, '"debug"',
+             "'debug' must be true or false"),
+            ([1], "[", "the file must hold a JSON object"),
+            ({"endpoints": [7]}, "7", "an endpoint is an object, not an integer"),
+            (endpoint("x"), '"x"', "a backend is an object, not a string"),
+            ({"endpoints": [{"path": "x", "backends": [a]}]}, '"path"', "a path begins with '/'"),
+            ({"endpoints": [{"path": "/a//b", "backends": [a]}]}, '"path"', "an empty segment"),
+            ({"endpoints": [{"path": "/:a/:a", "backends": [a]}]}, '"path"', "names ':a' twice"),
+            ({"endpoints": [{"path": "/", "backends": [a]}, {"path": "/", "backends": [a]}]},
+             '"path"', "GET / is already endpoints[0]", 1),
+            ({"endpoints": [{"path": "/", "method": "G T", "backends": [a]}]}, '"method"',
+             "\"G T\" is not an HTTP method"),
+            ({"endpoints": [{"path": "/"}]}, '{\n      "path"', "'backends' must be an array of 1 to 64"),
+            (endpoint(a, response=[1]), '"response"', "'response' is the answer's template: an object"),
+            (endpoint({"name": "a", "url": UP, "headers": []}), '"headers"',
+             "'headers' must be an object"),
+            (endpoint({"name": "a", "url": UP, "headers": {"X A": "v"}}), '"X A"',
+             "a header needs a token name and a string value"),
+            (endpoint({"name": "a", "url": UP, "forward_headers": "X"}), '"forward_headers"',
+             "'forward_headers' must be an array"),
+            (endpoint({"name": "a", "url": UP, "forward_headers": ["X Y"]}), '"X Y"',
+             "a header name is a token"),
+            (endpoint({"name": "a", "url": UP, "rename": {"x": 1}}), '"x"',
+             "rename maps a JSON path ending in a member to its new name"),
+            (endpoint({"name": "a", "url": UP, "rename": []}), '"rename"', "'rename' must be an object"),
+            (endpoint({"name": "a", "url": UP, "extract": "a..b"}), '"extract"',
+             "expected a JSON path"),
+            (endpoint({"name": "a", "url": UP, "select": ["[x]"]}), '"[x]"', "expected a JSON path"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a"}), '"for_each"',
+             "for_each is \"backend.path[*]\""),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]", "merge": True}), '"merge"',
+             "cannot merge"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]", "batch": 3}), '"batch"',
+             "'batch' must be an object"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]",
+                          "batch": {"param": "ids"}}), '"batch"', "'max' is required"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]", "body": [1],
+                          "batch": {"field": "ids", "max": 2}}), '"batch"',
+             "a batch \"field\" needs a body that is an object"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]",
+                          "batch": {"param": "ids", "max": 2, "results": 5}}), '"results"',
+             "expected a JSON path"),
+            (endpoint(a, {"name": "b", "url": UP, "for_each": "a.x[*]",
+                          "batch": {"param": "ids", "max": 2, "size": 5}}), '"size"',
+             "unknown key 'size' in a batch"),
+            (endpoint({"name": "a", "url": UP + "/}"}), '"url"', "a '}' without its '{'"),
+            (endpoint({"name": "a", "url": UP + "/{}"}), '"url"', "a reference starts with"),
+            (endpoint({"name": "a", "url": UP, "hedge": {"after_ms": 5}}), '"hedge"',
+             "'hedge' is not supported yet"),
+        ]
+        for doc, needle, message, *nth in cases:
+            with self.subTest(message=message):
+                self.fails_at(doc, needle, message, *nth)
+
     def test_every_error_is_reported(self):
         p, path, _ = self.check(endpoint({"name": "a", "url": UP, "x1": 1, "x2": 2},
                                          {"name": "b", "url": UP, "timeout_ms": -1}))
