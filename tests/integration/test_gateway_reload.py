@@ -12,7 +12,8 @@ from harness import main, request
 
 def config(up, name):
     return {"endpoints": [{"path": "/v", "backends": [
-        {"name": name, "url": up + "/delay?ms=20", "select": ["value"]}]}]}
+        {"name": name, "url": up + "/delay?ms=20", "select": ["value"]}]},
+        {"path": "/slow", "backends": [{"name": name, "url": up + "/delay?ms=600"}]}]}
 
 
 class Reload(GatewayCase):
@@ -48,7 +49,7 @@ class Reload(GatewayCase):
             time.sleep(0.3)
             self.write(config(self.up, "two"))
             self.gw.proc.send_signal(signal.SIGHUP)
-            self.gw.wait_log(r"reloaded: 1 endpoint")
+            self.gw.wait_log(r"reloaded: 2 endpoints")
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and (not results or results[-1] != (200, ["two"])):
                 time.sleep(0.05)
@@ -68,6 +69,29 @@ class Reload(GatewayCase):
         self.gw.wait_log(r"gateway: .*gateway\.json:1:\d+: .*'url' must be a string")
         self.gw.wait_log(r"is not reloaded: the running configuration stays")
         time.sleep(0.3)
+        self.assertEqual(self.names(), (200, ["two"]))
+
+
+class ReloadOneProcess(Reload):
+    """--workers 0: the process reloads itself; a request running across the
+    reload ends on the configuration it began with."""
+    serve_args = ("--workers", "0")
+
+    def test_reload_under_load_fails_no_request(self):
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(request(self.gw.port, "GET", "/slow")))
+        t.start()
+        time.sleep(0.2)
+        self.write(config(self.up, "two"))
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.gw.wait_log(r"reloaded: 2 endpoints")
+        self.assertEqual(self.names(), (200, ["two"]))
+        t.join()
+        self.assertEqual(slow[0].status, 200)
+        self.assertEqual(list(slow[0].json()), ["one"])
+        self.write("{")
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.gw.wait_log(r"is not reloaded: the running configuration stays")
         self.assertEqual(self.names(), (200, ["two"]))
 
 

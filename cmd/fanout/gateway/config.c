@@ -66,6 +66,18 @@ static void add_error(json_t *list, const char *fmt, ...)
     json_array_append_new(list, json_string_nocheck(out));
 }
 
+void gw_release(gw *g, int retire)
+{
+    if (!g)
+        return;
+    if (retire)
+        g->retired = 1;
+    else
+        g->refs--;
+    if (g->retired && g->refs == 0)
+        gw_free(g);
+}
+
 void gw_error(gw_errs *e, const char *where, const char *fmt, ...)
 {
     char msg[1024];

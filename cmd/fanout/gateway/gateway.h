@@ -139,7 +139,15 @@ typedef struct gw {
     gw_endpoint *eps;
     size_t n;
     int debug; /* the Fanout-Debug request header is honoured */
+    /* Requests running on it (in this process), and whether a reload
+     * replaced it: it is freed when both say it is unused (gw_release()). */
+    unsigned long refs;
+    int retired;
 } gw;
+
+/* Drops a request's hold on `g` (or, with retire, the app's), freeing it
+ * once it is retired and nothing holds it. */
+void gw_release(gw *g, int retire);
 
 /* pos.c: where each value of a JSON text is. */
 typedef struct gw_pos gw_pos;

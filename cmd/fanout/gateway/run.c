@@ -550,9 +550,21 @@ static void partial_header(gw_run *r)
         fan_resp_set_header(r->rq, "Fanout-Partial", names);
 }
 
+static void unhold(void *arg)
+{
+    gw_release(arg, 0);
+}
+
 void gw_handler(fan_req *rq)
 {
-    const gw *g = fan_app_data(fan_req_app(rq));
+    gw *g = fan_app_data(fan_req_app(rq));
+    /* A reload in this process (--workers 0) may replace the gateway while
+     * the request runs: it holds this one until it ends. */
+    if (fan_defer(rq, unhold, g) != 0) {
+        fan_reply_error(rq, 503, "out of memory");
+        return;
+    }
+    g->refs++;
     const char **params = NULL;
     const gw_endpoint *ep = route(rq, g, &params);
     if (!ep)

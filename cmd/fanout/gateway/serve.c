@@ -3,9 +3,12 @@
  * workers and signals); SIGHUP loads the file again and keeps the running
  * configuration when the new one is broken. check validates a file and
  * prints its plan. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <uv.h>
 
 #include "../cli.h"
 #include "gateway.h"
@@ -45,8 +48,34 @@ static int reload(fan_app *app, void *arg)
     }
     gw *old = fan_app_data(app);
     fan_app_set_data(app, g);
-    gw_free(old);
+    gw_release(old, 1); /* freed now, or when the last request on it ends */
     fan_log(FAN_LOG_INFO, "gateway: %s reloaded: %zu endpoint%s", file, g->n, g->n == 1 ? "" : "s");
+    return 0;
+}
+
+/* --workers 0 has no master to reload: this process reloads on SIGHUP
+ * itself, between requests, which finish on the configuration they began
+ * with. The watcher does not keep the loop alive (fan_run() stops as ever). */
+static struct {
+    uv_signal_t hup;
+    fan_app *app;
+    const char *file;
+} single;
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    fan_log(FAN_LOG_INFO, "received SIGHUP: reloading %s", single.file);
+    reload(single.app, (void *)single.file);
+}
+
+static int watch_hup(fan_app *app, const char *file)
+{
+    single.app = app;
+    single.file = file;
+    if (uv_signal_init(fan_loop(), &single.hup) != 0 ||
+        uv_signal_start(&single.hup, on_hup, SIGHUP) != 0)
+        return -1;
+    uv_unref((uv_handle_t *)&single.hup);
     return 0;
 }
 
@@ -115,12 +144,14 @@ int cmd_serve(int argc, char **argv)
         fan_app_set_data(app, g);
         fan_app_on_reload(app, reload, (void *)file);
         if (fan_app_route(app, "*", "/*", gw_handler) != 0 ||
-            fan_app_route(app, "*", "/", gw_handler) != 0)
+            fan_app_route(app, "*", "/", gw_handler) != 0 || (workers == 0 && watch_hup(app, file)))
             rc = 1;
     }
     if (rc == 0)
         rc = fan_serve(app, workers); /* returns in the master and in each worker */
-    gw_free(fan_app_data(app));
+    if (workers == 0 && single.app)
+        uv_signal_stop(&single.hup);
+    gw_release(fan_app_data(app), 1);
     fan_app_free(app);
     return rc;
 }
