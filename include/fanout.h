@@ -79,10 +79,11 @@ typedef enum fan_error {
     FAN_ESTATE = -12,      /* the operation is not valid now (e.g. replied twice) */
     FAN_EBUSY = -13,       /* too many upstream calls: the call queue was full, or the
                             * call waited longer than call_queue_timeout_ms */
+    FAN_EOPEN = -14,       /* the origin's circuit breaker is open: nothing was sent */
     /* The last (most negative) code, not a code of its own: a new code goes
      * before it and moves it, so that a loop from -1 down to FAN_ELAST sees
      * every code (tests/unit/test_errors.c checks each has a name and a text). */
-    FAN_ELAST = FAN_EBUSY,
+    FAN_ELAST = FAN_EOPEN,
 } fan_error;
 
 /* A short English description of an error code. Never returns NULL. */
@@ -399,6 +400,47 @@ typedef enum fan_http_version {
                         * connection) */
 } fan_http_version;
 
+/* Retries and hedged calls (docs/resilience.md), for a call
+ * (fan_call_opts.retry) or for every call of an origin (fan_origin_opts.retry;
+ * a call's policy replaces its origin's as a whole). Zero-initialise and set
+ * what you need: all zero is the default, one try and no hedge.
+ *
+ * A try is retried when it could not connect (refused, unreachable, connect
+ * timeout), when the connection was reset or closed before the first byte of
+ * the response, when the per-try timeout ended it, or when the response's
+ * status is in `retry_on`. A response of another status, an error after the
+ * response began (a body cut short), FAN_ETOOLARGE, FAN_EDNS and FAN_ETLS are
+ * final. Only idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) are
+ * retried or hedged unless `non_idempotent` is set. Before retry n (1, 2, ...)
+ * the call waits a random time in [0, min(cap_ms, base_ms * 2^(n-1))] ("full
+ * jitter"); a response with Retry-After (seconds) is retried after exactly
+ * that when it is at most cap_ms, and not retried when it asks for longer.
+ * The call's total timeout (fan_call_opts.timeout_ms) counts every try and
+ * every wait: no retry starts that could not end within it. Retries and
+ * hedges draw on the origin's retry budget (fan_origin_opts.budget_percent):
+ * beyond it the call is not retried (its last try's outcome is the call's),
+ * with a debug log line, and counted. */
+typedef struct fan_retry_policy {
+    unsigned max_retries;        /* tries after the first; 0 = none (default), at most 10 */
+    unsigned base_ms;            /* backoff base (default 25) */
+    unsigned cap_ms;             /* backoff cap, and the longest Retry-After waited for
+                                  * (default 250) */
+    unsigned per_try_timeout_ms; /* each try's timeout, within the total; 0 = what is left
+                                  * of the total (default) */
+    /* The statuses that are retried, ended by a 0: all zero is 502, 503 and
+     * 504; {-1} is none (only connection failures are retried). */
+    int retry_on[8];
+    int non_idempotent;          /* 1: POST and PATCH are retried and hedged too */
+    /* Hedging: when the first try has not finished after hedge_after_ms, a
+     * second, identical try starts; the first complete response of the two
+     * wins, and the other try is cancelled (its connection closed). 0 = no
+     * hedge (default). With hedge_p95 set, the delay is the origin's p95
+     * latency observed by the worker (its last ~1000 successful tries),
+     * once 20 are known; until then hedge_after_ms (0: no hedge). */
+    unsigned hedge_after_ms;
+    int hedge_p95;
+} fan_retry_policy;
+
 /* Options of one upstream origin. Zero-initialise and set what you need:
  * all zero is the default of an origin without options. */
 typedef struct fan_origin_opts {
@@ -414,6 +456,31 @@ typedef struct fan_origin_opts {
      * server with a self-signed certificate). Anyone on the path can then
      * read and change the calls: fan_app_set_origin() logs a warning. */
     int no_verify;
+    /* The retries and hedges of the origin's calls (a call's own policy
+     * replaces it). */
+    fan_retry_policy retry;
+    /* The retry budget: each worker lets the origin's retries and hedges in
+     * flight (backoff waits included) be at most budget_percent of its calls
+     * in flight to the origin, or budget_min, whichever is more (default 20
+     * and 3, as Envoy's). A call that would exceed it is not retried. */
+    unsigned budget_percent;
+    unsigned budget_min;
+    /* The circuit breaker, per worker: it opens after breaker_failures
+     * consecutive failed tries (0 = not on this rule, the default), or when
+     * at least breaker_error_percent of the tries that ended within the last
+     * breaker_window_ms failed, counting once breaker_min_calls ended in it
+     * (0 = not on this rule, the default; window 10000, minimum 20). A
+     * failure is a try that could not connect, was reset, timed out or got
+     * a 5xx status. While open, calls to the origin end at once with
+     * FAN_EOPEN ("circuit_open") and send nothing. After breaker_cooldown_ms
+     * (default 5000) one call goes through as a probe (half-open): its
+     * success closes the breaker, its failure opens it again for another
+     * cool-down. Every change is logged (warn when it opens, info else). */
+    unsigned breaker_failures;
+    unsigned breaker_error_percent;
+    unsigned breaker_window_ms;
+    unsigned breaker_min_calls;
+    unsigned breaker_cooldown_ms;
 } fan_origin_opts;
 
 /* Sets the options of the upstream origin `origin`, a URL of only a scheme,
@@ -421,10 +488,16 @@ typedef struct fan_origin_opts {
  * "https://API.example"), "http://10.0.0.7:8080". They apply to every call
  * of the app whose URL has that origin; a second call replaces them.
  * Flag form: --origin ORIGIN[,http=auto|1.1|2][,max-connections=N]
- * [,verify=off], once per origin. Returns 0, FAN_EINVAL (with a log line)
+ * [,verify=off][,retries=N][,retry-base-ms=N][,retry-cap-ms=N]
+ * [,try-timeout-ms=N][,retry-on=502:503:504|none][,retry-non-idempotent=on]
+ * [,hedge-after-ms=N][,hedge=p95][,budget-percent=N][,budget-min=N]
+ * [,breaker-failures=N][,breaker-error-percent=N][,breaker-window-ms=N]
+ * [,breaker-min-calls=N][,breaker-cooldown-ms=N], once per origin. Returns 0, FAN_EINVAL (with a log line)
  * for an origin that is not http:// or https:// with a host, has a path,
  * query or credentials, or for FAN_HTTP_2 with max_connections or with
- * an http:// origin, or an unknown http_version; or FAN_ENOMEM. `opts`
+ * an http:// origin, or an unknown http_version, more than 10 retries, a
+ * budget or breaker percentage above 100 or a retry_on entry that is not a
+ * status; or FAN_ENOMEM. `opts`
  * NULL sets the defaults. */
 FAN_API int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts);
 
@@ -945,6 +1018,9 @@ typedef struct fan_call_opts {
                                    * 0 = the app's connect_timeout_ms */
     size_t max_body_bytes;        /* response body limit; 0 = the app's limit */
     const char *name;             /* a label for logs and errors (e.g. "api_a") */
+    /* Retries and hedging of this call (copied), replacing its origin's
+     * policy; NULL = the origin's (fan_origin_opts.retry), or none. */
+    const fan_retry_policy *retry;
 } fan_call_opts;
 
 /* A JSON body (opts.json): fan_call_start() serializes the value, any JSON
@@ -1059,6 +1135,23 @@ FAN_API const char *fan_call_name(const fan_call *call);
  * while running). */
 FAN_API double fan_call_started(const fan_call *call);
 FAN_API double fan_call_finished(const fan_call *call);
+
+/* The tries the call sent upstream, hedges included: 1 for a call tried
+ * once, 0 for one served without any (refused by a check or an open
+ * breaker, served from the cache, or coalesced with another call). Can't
+ * fail. */
+FAN_API int fan_call_attempts(const fan_call *call);
+
+/* What happened to a call, FAN_CALL_* bits (0 for a plain call). Read it
+ * once the call finished. Can't fail. */
+enum {
+    FAN_CALL_RETRIED = 1,   /* a try failed and another was sent */
+    FAN_CALL_HEDGED = 2,    /* a hedge was sent beside the first try */
+    FAN_CALL_CACHED = 4,    /* served from the response cache */
+    FAN_CALL_STALE = 8,     /* served from a stale cache entry */
+    FAN_CALL_COALESCED = 16 /* shared another identical call's exchange */
+};
+FAN_API unsigned fan_call_flags(const fan_call *call);
 
 /* ------------------------------------------------------------------------ */
 /* Child tasks                                                              */

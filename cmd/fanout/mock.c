@@ -122,6 +122,7 @@ typedef struct fault {
     double rate;        /* fail this share of requests */
     double tail_p;      /* this share of requests takes tail_ms longer */
     long tail_ms;
+    long tail_first;    /* the first N requests of the key take tail_ms longer */
     long retry_after;   /* seconds, -1 for none */
     const char *cache_control;
 } fault;
@@ -151,6 +152,10 @@ static int read_fault(fan_req *rq, fault *f)
     f->first = fan_req_query_long(rq, "fail_first", 0, &ok1);
     f->tail_ms = fan_req_query_long(rq, "tail_ms", 0, &ok2);
     f->retry_after = fan_req_query_long(rq, "retry_after", -1, &ok3);
+    int ok4 = 1;
+    f->tail_first = fan_req_query_long(rq, "tail_first", 0, &ok4);
+    if (bad_param(rq, "tail_first", f->tail_first, 0, 1000000000, ok4))
+        return -1;
     if (bad_param(rq, "fail_first", f->first, 0, 1000000000, ok1) ||
         bad_param(rq, "tail_ms", f->tail_ms, 0, 3600000, ok2) ||
         bad_param(rq, "retry_after", f->retry_after, -1, 86400, ok3))
@@ -269,7 +274,8 @@ static void delay_view(fan_req *rq)
     if (++stats.in_flight > stats.peak)
         stats.peak = stats.in_flight;
     unsigned wait = (unsigned)ms + (jitter ? (unsigned)(random_unit() * (double)jitter) : 0);
-    if (f.tail_p > 0 && random_unit() < f.tail_p)
+    if ((f.tail_first && nth && (long)nth <= f.tail_first) ||
+        (f.tail_p > 0 && random_unit() < f.tail_p))
         wait += (unsigned)f.tail_ms;
     int rc = wait ? fan_sleep(rq, wait) : 0;
     stats.in_flight--;
@@ -390,6 +396,7 @@ static void mock_usage(void)
            "  fail_rate=P                   a share P (0..1) of requests fails\n"
            "  key=K                         the key requests are counted under (the path)\n"
            "  tail_p=P&tail_ms=MS           a share P of requests takes MS longer\n"
+           "  tail_first=N&tail_ms=MS       the first N requests of the key take MS longer\n"
            "  retry_after=S                 Retry-After: S on failures and status >= 400\n"
            "  cache_control=V               Cache-Control: V on the response\n"
            "Lists and echoes, for gateways (the answer is then not padded):\n"

@@ -262,7 +262,14 @@ void fan_print_options(FILE *out)
                  "  --client-key FILE        its PEM private key\n"
                  "  --origin ORIGIN[,OPT]    options of one upstream origin (repeatable):\n"
                  "                           https://api.example:443,http=auto|1.1|2,\n"
-                 "                           max-connections=N,verify=off (warned at start)\n");
+                 "                           max-connections=N,verify=off (warned at start),\n"
+                 "                           retries=N,retry-base-ms=N,retry-cap-ms=N,\n"
+                 "                           try-timeout-ms=N,retry-on=502:503:504|none,\n"
+                 "                           retry-non-idempotent=on,hedge-after-ms=N,\n"
+                 "                           hedge=p95,budget-percent=N,budget-min=N,\n"
+                 "                           breaker-failures=N,breaker-error-percent=N,\n"
+                 "                           breaker-window-ms=N,breaker-min-calls=N,\n"
+                 "                           breaker-cooldown-ms=N (docs/resilience.md)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,25 @@ static int check_origin(const char *origin)
     return why ? FAN_EINVAL : 0;
 }
 
+/* The retry, budget and breaker settings: in range, statuses that are. */
+static int check_resilience(const char *origin, const fan_origin_opts *o)
+{
+    const char *why = NULL;
+    if (o->retry.max_retries > 10)
+        why = "at most 10 retries";
+    else if (o->budget_percent > 100)
+        why = "budget_percent is at most 100";
+    else if (o->breaker_error_percent > 100)
+        why = "breaker_error_percent is at most 100";
+    for (int i = 0; !why && i < 8 && o->retry.retry_on[i]; i++)
+        if ((o->retry.retry_on[i] < 100 || o->retry.retry_on[i] > 599) &&
+            !(i == 0 && o->retry.retry_on[0] == -1))
+            why = "retry_on holds a status from 100 to 599, or {-1} for none";
+    if (why)
+        fan_log(FAN_LOG_ERROR, "origin %s: %s", origin, why);
+    return why ? FAN_EINVAL : 0;
+}
+
 int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts)
 {
     static const fan_origin_opts defaults = {0};
@@ -191,6 +211,8 @@ int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *
                 origin);
         return FAN_EINVAL;
     }
+    if (check_resilience(origin, opts) != 0)
+        return FAN_EINVAL;
     char key[512];
     size_t len = fan__origin_key(origin, key, sizeof key);
     if (!len) {
@@ -206,11 +228,74 @@ int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *
     return rc;
 }
 
-/* The value of "--origin ORIGIN[,http=auto|1.1|2][,max-connections=N][,verify=off]". */
+/* "retry-on=502:503:504" or "retry-on=none" into o->retry.retry_on. */
+static int retry_on_option(const char *origin, const char *v, fan_origin_opts *o)
+{
+    memset(o->retry.retry_on, 0, sizeof o->retry.retry_on);
+    if (strcmp(v, "none") == 0) {
+        o->retry.retry_on[0] = -1;
+        return 0;
+    }
+    int n = 0;
+    for (const char *p = v; *p; n++) {
+        char *end;
+        long st = strtol(p, &end, 10);
+        if (end == p || st < 100 || st > 599 || (*end && *end != ':') || n == 7) {
+            fan_log(FAN_LOG_ERROR, "--origin %s: retry-on=%s: expected up to 7 statuses "
+                    "from 100 to 599 separated by ':', or none", origin, v);
+            return FAN_EINVAL;
+        }
+        o->retry.retry_on[n] = (int)st;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* The numeric items of --origin: "retries=N" and the like. 1 when `item`
+ * is one of them (0 when it is not), or FAN_EINVAL. */
+static int number_option(const char *item, const char *v, fan_origin_opts *o)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        unsigned long long max;
+    } items[] = {
+#define ITEM(name, field, max) {name, offsetof(fan_origin_opts, field), max}
+        ITEM("retries", retry.max_retries, 10),
+        ITEM("retry-base-ms", retry.base_ms, 3600000),
+        ITEM("retry-cap-ms", retry.cap_ms, 3600000),
+        ITEM("try-timeout-ms", retry.per_try_timeout_ms, 3600000),
+        ITEM("hedge-after-ms", retry.hedge_after_ms, 3600000),
+        ITEM("budget-percent", budget_percent, 100),
+        ITEM("budget-min", budget_min, 1000000),
+        ITEM("breaker-failures", breaker_failures, 1000000),
+        ITEM("breaker-error-percent", breaker_error_percent, 100),
+        ITEM("breaker-window-ms", breaker_window_ms, 3600000),
+        ITEM("breaker-min-calls", breaker_min_calls, 1000000),
+        ITEM("breaker-cooldown-ms", breaker_cooldown_ms, 3600000),
+#undef ITEM
+    };
+    for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
+        if (strcmp(item, items[i].name) != 0)
+            continue;
+        char flag[64];
+        unsigned long long n;
+        snprintf(flag, sizeof flag, "--origin %s", item);
+        if (fan__parse_number(flag, v, items[i].max, &n) != 0)
+            return FAN_EINVAL;
+        *(unsigned *)((char *)o + items[i].off) = (unsigned)n;
+        return 1;
+    }
+    return 0;
+}
+
+/* The value of "--origin ORIGIN[,http=auto|1.1|2][,max-connections=N][,verify=off]"
+ * and the retry, hedge, budget and breaker items (fanout.h). */
 int fan__origin_option(fan_app *app, const char *value)
 {
     static const char usage[] = "expected ORIGIN[,http=auto|1.1|2][,max-connections=N]"
-                                "[,verify=off|on]";
+                                "[,verify=off|on] and the retry, hedge, budget and breaker "
+                                "items of fanout --help";
     if (!value || !*value) {
         fan_log(FAN_LOG_ERROR, "--origin: %s", usage);
         return FAN_EINVAL;
@@ -228,7 +313,20 @@ int fan__origin_option(fan_app *app, const char *value)
         if (eq)
             *eq = '\0';
         unsigned long long n;
-        if (strcmp(item, "http") == 0 && strcmp(v, "auto") == 0)
+        int num = number_option(item, v, &o);
+        if (num < 0)
+            return FAN_EINVAL;
+        if (num)
+            continue;
+        if (strcmp(item, "retry-on") == 0) {
+            if (retry_on_option(origin, v, &o) != 0)
+                return FAN_EINVAL;
+        } else if (strcmp(item, "retry-non-idempotent") == 0 &&
+                   (strcmp(v, "on") == 0 || strcmp(v, "off") == 0))
+            o.retry.non_idempotent = strcmp(v, "on") == 0;
+        else if (strcmp(item, "hedge") == 0 && (strcmp(v, "p95") == 0 || strcmp(v, "off") == 0))
+            o.retry.hedge_p95 = strcmp(v, "p95") == 0;
+        else if (strcmp(item, "http") == 0 && strcmp(v, "auto") == 0)
             o.http_version = FAN_HTTP_AUTO;
         else if (strcmp(item, "http") == 0 && strcmp(v, "1.1") == 0)
             o.http_version = FAN_HTTP_1_1;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "client/client.h"
+#include "client/resilience.h"
 #include "core/token.h"
 
 /* Plain http:// goes to the lean transport, unless the URL carries
@@ -38,7 +38,9 @@ static void call_release(void *arg)
 /* A call waiting for a slot has nothing under way: it ends here. */
 static void cancel(fan_call *c)
 {
-    if (c->queued)
+    if (c->att)
+        fan__attempts_cancel(c);
+    else if (c->queued)
         fan__call_finish(c, FAN_ECANCELED);
     else
         c->tp->cancel(c);
@@ -51,9 +53,20 @@ static void call_cancel_op(fan__op *op)
 
 void fan__call_finish(fan_call *c, int error)
 {
+    if (c->parent) {
+        fan__attempt_done(c, error); /* a try: its call decides */
+        return;
+    }
     fan_req *rq = c->rq;
     c->error = error;
     c->finished = fan_now();
+    /* A plain call's exchange counts for its origin; a probe that never
+     * went out (refused by the queue, cancelled while waiting) hands the
+     * probe back. A call of tries counted each try already. */
+    if (c->health && ((!c->policy && c->attempts) || c->probe))
+        fan__health_exchange_end(c->health, c);
+    if (c->counted)
+        c->health->calls--;
     c->task->calls_running--;
     fan__list_push(&c->task->completed, &c->done_link);
     fan__rt_of(rq)->ncalls++;
@@ -269,6 +282,21 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     return 0;
 }
 
+/* The call's retry policy and its origin's state in the worker, for a call
+ * that retries or hedges or whose origin has options (its breaker and
+ * budget); a call whose origin the worker cannot keep state for (no memory,
+ * too many origins) is tried once. Returns 0, FAN_EINVAL or FAN_ENOMEM. */
+static int resilience(fan_call *c, const fan_retry_policy *own)
+{
+    int rc;
+    c->policy = fan__retry_policy(c, own, &rc);
+    if (rc == 0 && (c->policy || c->origin_cfg))
+        c->health = fan__health_of(c->url);
+    if (!c->health)
+        c->policy = NULL;
+    return rc;
+}
+
 /* fan_call_start(), for a call that must have a JSON body when `need_json`. */
 static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json)
 {
@@ -294,13 +322,23 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     if (c->origin_cfg && c->origin_cfg->opts.http_version != FAN_HTTP_2)
         c->conn_cap = c->origin_cfg->opts.max_connections;
     c->tp = transport_for(c->url);
+    if (rc == 0)
+        rc = resilience(c, opts ? opts->retry : NULL);
     c->started = fan_now();
     fan__list_push(&c->task->calls, &c->link);
     c->task->calls_running++;
     fan__op_begin(rq, &c->op, c->task);
     if (rc == 0 && c->task->cancelled)
         rc = FAN_ECANCELED;
-    if (rc == 0)
+    if (rc == 0 && c->health)
+        rc = fan__breaker_admit(c->health, c, &c->probe);
+    if (rc == 0 && c->health) {
+        c->counted = 1;
+        c->health->calls++;
+    }
+    if (rc == 0 && c->policy)
+        rc = fan__attempts_start(c); /* 1: under way, or over already */
+    else if (rc == 0)
         rc = fan__slots_acquire(c);
     if (rc == 0)
         fan__call_launch(c);
@@ -322,6 +360,7 @@ fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body)
 
 void fan__call_launch(fan_call *c)
 {
+    (c->parent ? c->parent : c)->attempts++;
     int rc = c->tp->start(c);
     if (rc != 0)
         fan__call_finish(c, rc);
@@ -479,12 +518,23 @@ double fan_call_finished(const fan_call *c)
     return c->finished;
 }
 
+int fan_call_attempts(const fan_call *c)
+{
+    return c->attempts;
+}
+
+unsigned fan_call_flags(const fan_call *c)
+{
+    return c->flags;
+}
+
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (nlen == 0 || fan__token_span(name, nlen) != nlen) {
         c->bad_head = 1; /* "X-A : v" or " X": the server's parser would refuse it too */
         return FAN_EPROTO;
     }
+    c->responded = 1;
     c->resp_header_bytes += nlen + vlen + 2;
     if (c->resp_header_bytes > 65536 || c->nresp >= 256) {
         c->too_large = 1;
@@ -515,6 +565,7 @@ int fan__call_header_line(fan_call *c, const char *line, size_t len)
     if (len == 0)
         return 0;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        c->responded = 1;
         c->nresp = 0; /* a new response head: after 1xx, only the last counts */
         c->resp_header_bytes = 0;
         return 0;
@@ -532,6 +583,7 @@ int fan__call_header_line(fan_call *c, const char *line, size_t len)
 
 int fan__call_body(fan_call *c, const void *data, size_t len)
 {
+    c->responded = 1;
     if (len > c->max_body - c->resp_body.len) { /* resp_body.len <= max_body: no wrap */
         c->too_large = 1;
         return FAN_ETOOLARGE;
@@ -544,4 +596,5 @@ void fan__client_shutdown(void)
     fan__lean_transport.shutdown();
     fan__curl_transport.shutdown();
     fan__slots_shutdown();
+    fan__health_shutdown();
 }

@@ -68,6 +68,20 @@ struct fan_call {
     const struct fan__upstreams *upstreams;
     const struct fan__origin_cfg *origin_cfg;
     size_t conn_cap; /* calls in flight to the origin it allows, 0 = no cap */
+
+    /* resilience.h: retries, hedges, the breaker */
+    struct fan_call *parent;         /* a try: the call it is a try of, else NULL */
+    struct fan__attempts *att;       /* a call run as tries: the engine's state */
+    const fan_retry_policy *policy;  /* its retry policy, NULL for one plain try */
+    struct fan__health *health;      /* its origin's state in the worker, or NULL */
+    fan__list try_link;              /* a try: in its call's list of live tries */
+    int counted;                     /* counted in health->calls */
+    int probe;                       /* the half-open breaker's probe */
+    int budgeted;                    /* a try that holds a unit of the retry budget */
+    int responded;                   /* a byte of the response head or body arrived */
+    int cancelled_by_us;             /* a try cancelled by its call (a loser) */
+    int attempts;                    /* fan_call_attempts() */
+    unsigned flags;                  /* fan_call_flags() */
 };
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
@@ -106,6 +120,10 @@ void fan__slots_shutdown(void);
  * its length, or 0 when the URL has no "scheme://" or the origin does not
  * fit (slots.c). */
 size_t fan__origin_key(const char *url, char *out, size_t cap);
+
+/* The hash of an origin key of `n` bytes (FNV-1a), for the tables of
+ * origins (slots.c, health.c). Can't fail. */
+unsigned fan__origin_hash(const char *s, size_t n);
 
 /* Upstream settings of an app (upstreams.c): TLS files and per-origin
  * options. The app owns one; each request's runtime carries a pointer to

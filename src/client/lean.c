@@ -7,7 +7,9 @@
  * One call at a time per connection (no pipelining). A pooled connection the
  * server closed while idle is detected on reuse: if it fails before any byte
  * of the response arrived, an idempotent request is retried once on a fresh
- * connection. */
+ * connection, unless it is a try of a call with a retry policy (attempts.c),
+ * whose retries are the policy's: counted, budgeted and seen in
+ * fan_call_attempts(). */
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,8 +417,9 @@ static int lean_start(fan_call *c)
     lc->call = c;
     lc->pool = p;
     lc->head_method = strcmp(c->method, "HEAD") == 0;
-    lc->idempotent = !strcmp(c->method, "GET") || lc->head_method || !strcmp(c->method, "PUT") ||
-                     !strcmp(c->method, "DELETE") || !strcmp(c->method, "OPTIONS");
+    lc->idempotent = !c->parent && (!strcmp(c->method, "GET") || lc->head_method ||
+                                    !strcmp(c->method, "PUT") || !strcmp(c->method, "DELETE") ||
+                                    !strcmp(c->method, "OPTIONS"));
     fan__list_init(&lc->link);
     uv_timer_init(fan__loop(), &lc->timer);
     lc->timer.data = lc;

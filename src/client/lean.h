@@ -48,7 +48,7 @@ struct lcall {
     fan__list link;        /* pool->waiting while the host is being resolved */
     size_t head_len;
     int head_method;       /* a HEAD request: the response has no body */
-    int idempotent;
+    int idempotent;        /* and no retry policy governs it: a stale connection is retried */
     int retried;
     unsigned tries;        /* addresses its connections tried */
     unsigned addr_index;   /* the one tried last */

@@ -44,7 +44,7 @@ typedef struct slots {
 
 static _Thread_local slots *S;
 
-static unsigned hash_key(const char *s, size_t n)
+unsigned fan__origin_hash(const char *s, size_t n)
 {
     unsigned h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++)
@@ -125,7 +125,7 @@ static void grow(void)
 
 static origin *origin_get(const char *key, size_t len)
 {
-    unsigned h = hash_key(key, len);
+    unsigned h = fan__origin_hash(key, len);
     for (origin *o = S->table[h & (S->nbuckets - 1)]; o; o = o->next)
         if (o->hash == h && o->len == len && memcmp(o->key, key, len) == 0)
             return o;

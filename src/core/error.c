@@ -19,6 +19,7 @@ static const struct {
     {FAN_EADDRINUSE, "addrinuse", "address already in use"},
     {FAN_ESTATE, "state", "operation not valid in this state"},
     {FAN_EBUSY, "busy", "too many upstream calls: no slot free in time"},
+    {FAN_EOPEN, "circuit_open", "the upstream's circuit breaker is open"},
 };
 
 /* One entry per code, from FAN_OK down to FAN_ELAST. */

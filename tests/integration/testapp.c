@@ -239,6 +239,75 @@ static void fanout_view(fan_req *rq)
     fan_reply_json(rq, all == 0 ? 200 : 502, j);
 }
 
+/* The retry policy of ?retries=&base=&cap=&try_timeout=&retry_on=503:500|none
+ * &non_idempotent=1&hedge_after=&hedge=p95 into p, or 0 when none of them is
+ * given (the origin's policy applies). */
+static int query_policy(fan_req *rq, fan_retry_policy *p)
+{
+    static const char *const keys[] = {"retries", "base", "cap", "try_timeout", "retry_on",
+                                       "non_idempotent", "hedge_after", "hedge"};
+    int any = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        any |= fan_req_query(rq, keys[i]) != NULL;
+    memset(p, 0, sizeof *p);
+    p->max_retries = (unsigned)fan_req_query_long(rq, "retries", 0, NULL);
+    p->base_ms = (unsigned)fan_req_query_long(rq, "base", 0, NULL);
+    p->cap_ms = (unsigned)fan_req_query_long(rq, "cap", 0, NULL);
+    p->per_try_timeout_ms = (unsigned)fan_req_query_long(rq, "try_timeout", 0, NULL);
+    p->non_idempotent = (int)fan_req_query_long(rq, "non_idempotent", 0, NULL);
+    p->hedge_after_ms = (unsigned)fan_req_query_long(rq, "hedge_after", 0, NULL);
+    const char *h = fan_req_query(rq, "hedge");
+    p->hedge_p95 = h && strcmp(h, "p95") == 0;
+    const char *on = fan_req_query(rq, "retry_on");
+    if (on && strcmp(on, "none") == 0)
+        p->retry_on[0] = -1;
+    for (int n = 0; on && *on && n < 7 && p->retry_on[0] != -1; n++) {
+        char *end;
+        p->retry_on[n] = (int)strtol(on, &end, 10);
+        on = *end ? end + 1 : end;
+    }
+    return any;
+}
+
+/* ?n= concurrent calls (default 1) of ?url= with ?method=, ?timeout= and the
+ * retry policy of query_policy(), awaited together: for each its error,
+ * status, tries and FAN_CALL_* flags, in start order. */
+static void resilient_view(fan_req *rq)
+{
+    const char *url = fan_req_query(rq, "url");
+    long n = fan_req_query_long(rq, "n", 1, NULL);
+    if (!url || n < 1 || n > 1000) {
+        fan_reply_error(rq, 400, "url and n in 1..1000 are required");
+        return;
+    }
+    fan_retry_policy p;
+    fan_call_opts o = {
+        .method = fan_req_query(rq, "method"),
+        .name = fan_req_query(rq, "name"),
+        .timeout_ms = (unsigned)fan_req_query_long(rq, "timeout", 0, NULL),
+        .retry = query_policy(rq, &p) ? &p : NULL,
+    };
+    double t0 = fan_now();
+    fan_call **calls = fan_alloc(rq, (size_t)n * sizeof *calls);
+    for (long i = 0; calls && i < n; i++)
+        calls[i] = fan_call_start(rq, url, &o);
+    if (!calls || fan_call_await_all(rq) == FAN_ECANCELED) {
+        fan_reply_error(rq, 503, "cancelled");
+        return;
+    }
+    json_t *list = json_array();
+    for (long i = 0; i < n; i++) {
+        fan_call *c = calls[i];
+        json_array_append_new(
+            list, json_pack("{s:s, s:i, s:i, s:i, s:f, s:s?}", "error",
+                            fan_errname(fan_call_error(c)), "status", fan_call_status(c),
+                            "attempts", fan_call_attempts(c), "flags", (int)fan_call_flags(c),
+                            "duration", fan_call_finished(c) - fan_call_started(c), "body",
+                            fan_call_body(c, NULL)));
+    }
+    fan_reply_json(rq, 200, json_pack("{s:o, s:f}", "calls", list, "elapsed", fan_now() - t0));
+}
+
 /* Every request header, in order, repeated ones included. */
 static void req_headers(fan_req *rq)
 {
@@ -566,6 +635,7 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/post_json", post_json);
     fan_app_route(app, "GET", "/escaped", escaped);
     fan_app_route(app, "GET", "/fanout", fanout_view);
+    fan_app_route(app, "GET", "/resilient", resilient_view);
     fan_app_route(app, "GET", "/big", big);
     fan_app_route(app, "GET", "/pid", pid_view);
     fan_app_route(app, "*", "/req/headers", req_headers);
