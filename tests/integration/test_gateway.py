@@ -72,6 +72,14 @@ class Gateway(GatewayCase):
                {"name": "b", "method": "POST", "url": up + "/b?echo=1&key=bfield",
                 "body": {"fixed": 1}, "for_each": "list.items[*].id",
                 "batch": {"field": "ids", "max": 3, "results": "echo.body.ids"}}),
+            ep("/retry",
+               {"name": "r", "url": up + "/r?fail_first=2&key=retry&fail=503",
+                "retries": {"max": 2, "base_ms": 1, "cap_ms": 5}}),
+            ep("/noretry",
+               {"name": "r", "url": up + "/r?fail_first=2&key=noretry&fail=503"}),
+            ep("/hedge",
+               {"name": "h", "url": up + f"/h?tail_first=1&tail_ms={SLOW * 5}&key=hedge",
+                "hedge": {"after_ms": SLOW // 8}}),
             ep("/partial",
                {"name": "ok", "url": up + "/ok"},
                {"name": "down", "url": up + "/down?fail=503&fail_rate=1", "required": False},
@@ -229,6 +237,26 @@ class Gateway(GatewayCase):
         self.assertEqual([i["b"] for i in r.json()["list"]["items"]], [1, 2, 3, 4, 5])
         self.assertEqual(self.stats()["keys"]["bfield"], 2)
 
+    def test_retries(self):
+        self.stats(reset=True)
+        r = self.get("/retry", headers=[("Fanout-Debug", "timing")])
+        self.assertEqual(r.status, 200, r.body)
+        t = r.json()["_fanout"]["timing"]["r"]
+        self.assertEqual((t["calls"], t["attempts"], t.get("retried")), (1, 3, True))
+        self.assertEqual(self.stats()["keys"]["retry"], 3)
+        r = self.get("/noretry")
+        self.assertEqual((r.status, r.json()["upstream_status"]), (502, 503))
+
+    def test_a_hedge_answers_a_slow_first_try(self):
+        self.stats(reset=True)
+        r = self.get("/hedge", headers=[("Fanout-Debug", "timing")])
+        self.assertEqual(r.status, 200, r.body)
+        t = r.json()["_fanout"]["timing"]["h"]
+        self.assertEqual((t["attempts"], t.get("hedged")), (2, True))
+        self.assertLess(r.elapsed, 0.5 * SLOW * 5 / 1000)  # not the slow first try's time
+        plan = self.get("/hedge", headers=[("Fanout-Debug", "plan")]).json()
+        self.assertEqual(plan["backends"][0]["hedge"], {"after_ms": SLOW // 8, "p95": False})
+
     def test_an_optional_failure_is_a_partial_200(self):
         r = self.get("/partial")
         self.assertEqual(r.status, 200, r.body)
@@ -354,8 +382,8 @@ class Gateway(GatewayCase):
         self.assertEqual(t["ok"]["outcome"], "ok")
         self.assertEqual(t["down"]["outcome"], "status")
         self.assertEqual(t["after"]["outcome"], "dependency")
-        self.assertEqual(t["ok"]["attempts"], 1)
-        self.assertEqual(t["after"]["attempts"], 0)
+        self.assertEqual((t["ok"]["calls"], t["ok"]["attempts"]), (1, 1))
+        self.assertEqual((t["after"]["calls"], t["after"]["attempts"]), (0, 0))
 
     def test_routes(self):
         self.assertEqual(self.get("/nope").status, 404)

@@ -12,7 +12,8 @@
 static const char *const BACKEND_KEYS[] = {
     "name",     "url",      "method",   "headers", "forward_headers", "body",      "timeout_ms",
     "required", "pass_4xx", "for_each", "as",      "concurrency",     "max_items", "batch",
-    "merge",    "extract",  "select",   "remove",  "rename",          "$comment",  NULL};
+    "merge",    "extract",  "select",   "remove",  "rename",          "$comment",  "retries",
+    "hedge",    "breaker",  NULL};
 static const char *const BATCH_KEYS[] = {"param", "field", "max", "results", "match", NULL};
 
 static int good_name(const char *s)
@@ -277,6 +278,7 @@ static int load_backend(gw_pool *pool, gw_errs *e, const char *where, json_t *o,
         rc = -1;
     }
     rc |= load_shape(pool, e, where, o, b);
+    rc |= gw_load_resilience(pool, e, where, o, b);
     if (rc != 0)
         return -1;
     if (b->batch_max) {

@@ -112,10 +112,11 @@ typedef struct gw_backend {
     size_t nrename;
     int *deps; /* backends it reads, by index, no duplicates */
     size_t ndeps;
-    int depth; /* its stage in the plan: 0 for no input */
-    int raw;   /* its body goes into the answer as it came, checked but not parsed: nothing
-                * reads it and its only shaping is a select of top-level members, copied
-                * from the text (plan.c) */
+    int depth;               /* its stage in the plan: 0 for no input */
+    fan_retry_policy *retry; /* retries and hedge, or NULL (resilience.c) */
+    int raw; /* its body goes into the answer as it came, checked but not parsed: nothing
+              * reads it and its only shaping is a select of top-level members, copied
+              * from the text (plan.c) */
 } gw_backend;
 
 enum { GW_STREAM_NONE, GW_STREAM_NDJSON, GW_STREAM_SSE };
@@ -219,6 +220,9 @@ typedef void (*gw_member_cb)(const char *key, size_t klen, int escaped, const ch
                              size_t vlen, void *arg);
 int gw_json_valid(const char *s, size_t len);
 int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg);
+
+/* resilience.c: a backend's "retries", "hedge" (and the refused "breaker"). */
+int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_backend *b);
 
 /* plan.c */
 /* Orders the endpoint's backends, records an error for a cycle. */

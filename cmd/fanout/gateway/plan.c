@@ -108,6 +108,12 @@ static json_t *backend_json(const gw_endpoint *ep, const gw_backend *b)
     }
     if (b->merge)
         json_object_set_new(o, "merge", json_true());
+    if (b->retry && b->retry->max_retries)
+        json_object_set_new(o, "retries", json_integer(b->retry->max_retries));
+    if (b->retry && (b->retry->hedge_after_ms || b->retry->hedge_p95))
+        json_object_set_new(o, "hedge",
+                            json_pack("{s:i, s:b}", "after_ms", b->retry->hedge_after_ms, "p95",
+                                      b->retry->hedge_p95));
     if (b->nforward)
         json_object_set_new(o, "forward_headers", strings_of(b->forward, b->nforward));
     return o;

@@ -186,7 +186,8 @@ static int start_call(gw_run *r, int i, size_t first, size_t n, const char **why
                        .headers = headers,
                        .json = body,
                        .timeout_ms = timeout,
-                       .name = b->name};
+                       .name = b->name,
+                       .retry = b->retry};
     fan_call *c = fan_call_start(rq, url, &o);
     json_decref(body);
     if (!c) {
@@ -419,6 +420,8 @@ static void call_done(gw_run *r, gw_slot *sl)
     int rc = outcome(b, sl->call, &j, &kind, &status);
     fan_call *c = sl->call;
     sl->call = NULL;
+    s->attempts += (unsigned)fan_call_attempts(c);
+    s->flags |= fan_call_flags(c);
     if (!b->each) {
         if (rc == 0 && b->raw && b->nselect && raw_select(r, b, s, c) != 0) {
             j = fan_call_json(c); /* an escaped key: parsed after all */
