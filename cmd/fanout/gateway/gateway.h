@@ -1,11 +1,13 @@
 /* The aggregation gateway behind `fanout serve` and `fanout check`: a JSON
  * file of endpoints, each a graph of backend calls, compiled at load into the
  * structures below and run by one handler on the public API (fanout.h). The
- * files: pos.c (line and column of every key of the file), config.c (load and
- * validate), template.c (templates and JSON paths), plan.c (the dependency
- * graph and the plan), run.c (a request: routing, starting calls as their
- * inputs arrive, status), shape.c (the answer), stream.c (streamed parts),
- * serve.c (the two commands). */
+ * files: pos.c (line and column of every key of the file), config.c (load,
+ * endpoints, errors), check.c (the member checks), backend.c (backends),
+ * resilience.c (retries and hedges), template.c (templates and JSON paths),
+ * plan.c (the dependency graph and the plan), run.c (a request: routing,
+ * starting calls as their inputs arrive, status), shape.c (the answer),
+ * json_check.c (the check of bodies passed through unparsed), stream.c
+ * (streamed parts), serve.c (the two commands). */
 #ifndef FANOUT_GATEWAY_H
 #define FANOUT_GATEWAY_H
 
