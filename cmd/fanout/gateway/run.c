@@ -80,7 +80,7 @@ static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
     return *params ? best : NULL;
 }
 
-static void fail(gw_run *r, int i, const char *kind, int status, const char *message)
+void gw_fail(gw_run *r, int i, const char *kind, int status, const char *message)
 {
     gw_bstate *s = &r->bs[i];
     if (s->state == B_OK || s->state == B_FAILED)
@@ -97,7 +97,7 @@ static void fail(gw_run *r, int i, const char *kind, int status, const char *mes
         gw_stream_part(r, i);
 }
 
-static void succeed(gw_run *r, int i, json_t *result)
+void gw_succeed(gw_run *r, int i, json_t *result)
 {
     gw_bstate *s = &r->bs[i];
     s->state = B_OK;
@@ -118,7 +118,7 @@ static unsigned time_left(gw_run *r)
 
 /* Starts one call of backend `i` (for items first..first+n of a for_each).
  * Returns 0, or -1 when it could not (the reason is in *why). */
-static int start_call(gw_run *r, int i, size_t first, size_t n, const char **why)
+int gw_start_call(gw_run *r, int i, size_t first, size_t n, const char **why)
 {
     const gw_backend *b = &r->ep->backends[i];
     gw_bstate *s = &r->bs[i];
@@ -210,63 +210,6 @@ static int start_call(gw_run *r, int i, size_t first, size_t n, const char **why
     return 0;
 }
 
-/* Starts as many calls of for_each backend `i` as its concurrency allows;
- * items without a value get null and no call. Ends it once all are in. */
-static void each_more(gw_run *r, int i)
-{
-    const gw_backend *b = &r->ep->backends[i];
-    gw_bstate *s = &r->bs[i];
-    size_t per = b->batch_max ? b->batch_max : 1;
-    while (s->next < s->nitems && s->inflight < b->concurrency) {
-        size_t first = s->next, n = s->nitems - first < per ? s->nitems - first : per;
-        s->next += n;
-        if (!b->batch_max &&
-            !gw_path_get(json_array_get(s->items, first), &b->each_sub, 0, b->each_sub.n))
-            continue; /* an item without the field: null */
-        const char *why = "nomem";
-        if (start_call(r, i, first, n, &why) != 0) {
-            if (!s->item_errors)
-                s->item_errors = json_array();
-            for (size_t k = first; k < first + n; k++)
-                json_array_append_new(s->item_errors,
-                                      json_pack("{s:I, s:s}", "item", (json_int_t)k, "error", why));
-            continue;
-        }
-        s->inflight++;
-    }
-    if (s->inflight == 0 && s->next >= s->nitems) {
-        json_t *res = s->result;
-        s->result = NULL;
-        succeed(r, i, res);
-    }
-}
-
-static void start_each(gw_run *r, int i)
-{
-    const gw_backend *b = &r->ep->backends[i];
-    gw_bstate *s = &r->bs[i];
-    json_t *arr = gw_path_get(r->scope.results[b->each_src], &b->each_arr, 0, b->each_arr.n);
-    if (!json_is_array(arr)) {
-        fail(r, i, "missing_input", 0,
-             fan_sprintf(r->rq, "for_each %s: no array there", b->each_text));
-        return;
-    }
-    s->nitems = json_array_size(arr);
-    if (s->nitems > b->max_items) {
-        fail(r, i, "too_many_items", 0,
-             fan_sprintf(r->rq, "for_each %s: %zu items, more than max_items (%u)", b->each_text,
-                         s->nitems, b->max_items));
-        return;
-    }
-    s->items = arr;
-    s->result = json_array();
-    for (size_t k = 0; k < s->nitems; k++)
-        json_array_append_new(s->result, json_null());
-    s->state = B_RUNNING;
-    s->t0 = fan_now();
-    each_more(r, i);
-}
-
 /* Starts every waiting backend whose inputs are all there; fails those with
  * a failed input. Repeats while that changes anything. */
 static void start_ready(gw_run *r)
@@ -287,21 +230,21 @@ static void start_ready(gw_run *r)
                     ready = 0;
             }
             if (failed) {
-                fail(r, (int)i, "dependency", 0,
-                     fan_sprintf(r->rq, "its input '%s' failed", failed));
+                gw_fail(r, (int)i, "dependency", 0,
+                        fan_sprintf(r->rq, "its input '%s' failed", failed));
             } else if (!ready) {
                 continue;
             } else if (b->each) {
-                start_each(r, (int)i);
+                gw_start_each(r, (int)i);
             } else {
                 const char *why = "nomem";
-                if (start_call(r, (int)i, 0, 0, &why) == 0)
+                if (gw_start_call(r, (int)i, 0, 0, &why) == 0)
                     r->bs[i].state = B_RUNNING;
                 else
-                    fail(r, (int)i, why, 0,
-                         strcmp(why, "missing_input") == 0
-                             ? fan_sprintf(r->rq, "{%s} has no value", r->scope.missing)
-                             : "the endpoint's timeout passed before it could start");
+                    gw_fail(r, (int)i, why, 0,
+                            strcmp(why, "missing_input") == 0
+                                ? fan_sprintf(r->rq, "{%s} has no value", r->scope.missing)
+                                : "the endpoint's timeout passed before it could start");
             }
             changed = 1;
         }
@@ -336,39 +279,6 @@ static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char *
         return -1;
     }
     return 0;
-}
-
-/* Joins a batch's results into the backend's, by the match member or by
- * position; an id without a result stays null. */
-static void join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_slot *sl, json_t *j)
-{
-    json_t *arr = b->batch_results.n ? gw_path_get(j, &b->batch_results, 0, b->batch_results.n) : j;
-    for (size_t k = 0; k < sl->n; k++) {
-        json_t *got = NULL;
-        if (!b->batch_match) {
-            got = json_array_get(arr, k);
-        } else {
-            json_t *id = gw_path_get(json_array_get(s->items, sl->first + k), &b->each_sub, 0,
-                                     b->each_sub.n);
-            size_t x;
-            json_t *el;
-            json_array_foreach(arr, x, el)
-            {
-                json_t *m = json_object_get(el, b->batch_match);
-                if (m && id &&
-                    (json_equal(m, id) ||
-                     (json_is_string(m) && json_is_integer(id) &&
-                      strtoll(json_string_value(m), NULL, 10) == json_integer_value(id)) ||
-                     (json_is_integer(m) && json_is_string(id) &&
-                      strtoll(json_string_value(id), NULL, 10) == json_integer_value(m)))) {
-                    got = el;
-                    break;
-                }
-            }
-        }
-        if (got)
-            json_array_set_new(s->result, sl->first + k, gw_shape(b, got));
-    }
 }
 
 typedef struct picks {
@@ -426,23 +336,23 @@ static void call_done(gw_run *r, gw_slot *sl)
         if (rc == 0 && b->raw && b->nselect && raw_select(r, b, s, c) != 0) {
             j = fan_call_json(c); /* an escaped key: parsed after all */
             if (j)
-                succeed(r, i, json_incref(j));
+                gw_succeed(r, i, json_incref(j));
             else
-                fail(r, i, "not_json", status, NULL);
+                gw_fail(r, i, "not_json", status, NULL);
         } else if (rc == 0 && b->raw) {
             s->call = c;
-            succeed(r, i, NULL);
+            gw_succeed(r, i, NULL);
         } else if (rc == 0) {
-            succeed(r, i, json_incref(j));
+            gw_succeed(r, i, json_incref(j));
         } else {
             s->call = c;
-            fail(r, i, kind, status, NULL);
+            gw_fail(r, i, kind, status, NULL);
         }
         return;
     }
     s->inflight--;
     if (rc == 0 && b->batch_max) {
-        join_batch(r, b, s, sl, j);
+        gw_join_batch(r, b, s, sl, j);
     } else if (rc == 0) {
         json_array_set_new(s->result, sl->first, gw_shape(b, j));
     } else {
@@ -455,7 +365,7 @@ static void call_done(gw_run *r, gw_slot *sl)
             json_array_append_new(s->item_errors, e);
         }
     }
-    each_more(r, i);
+    gw_each_more(r, i);
 }
 
 /* The first required backend that failed, or -1. */

@@ -45,6 +45,19 @@ typedef struct gw_run {
     size_t left; /* backends not ended */
 } gw_run;
 
+/* run.c: a backend ended (gw_succeed() takes the result's reference), and
+ * one call of backend i for items first..first+n (0 or -1, the reason in
+ * *why). */
+void gw_fail(gw_run *r, int i, const char *kind, int status, const char *message);
+void gw_succeed(gw_run *r, int i, json_t *result);
+int gw_start_call(gw_run *r, int i, size_t first, size_t n, const char **why);
+
+/* each.c: starts a for_each backend, starts more of its calls as they end
+ * (ending it after the last), joins a batch's results. */
+void gw_start_each(gw_run *r, int i);
+void gw_each_more(gw_run *r, int i);
+void gw_join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_slot *sl, json_t *j);
+
 /* shape.c: one backend's result shaped (a new reference), and the answer
  * as compact JSON text (malloc'd; NULL when out of memory). */
 json_t *gw_shape(const gw_backend *b, json_t *v);
