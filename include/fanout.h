@@ -149,6 +149,8 @@ typedef struct fan_limits {
     size_t max_stream_queued_bytes; /* bytes of a streamed response queued for a client that
                                      * reads slowly; a fan_resp_write() beyond suspends its
                                      * task until they drain below (default 64 KiB) */
+    unsigned tls_handshake_timeout_ms; /* a TLS client that has not completed its handshake
+                                        * in it is closed, with a log line (default 10000) */
 } fan_limits;
 
 /* ------------------------------------------------------------------------ */
@@ -225,6 +227,46 @@ FAN_API int fan_app_set_address(fan_app *app, const char *host, int port);
  * address with bits set beyond its prefix ("10.1.0.0/8"), or FAN_ENOMEM;
  * on failure the previous list stays. */
 FAN_API int fan_app_set_trusted_proxies(fan_app *app, const char *list);
+
+/* Serves https on every listener of the app: TLS 1.2 and 1.3 through
+ * OpenSSL, with the PEM certificate chain in `cert_file` and its private key
+ * in `key_file` (--tls-cert, --tls-key). Both are read and checked at once,
+ * as a pair (a certificate out of its validity period is accepted with a
+ * warning). Defaults: TLS 1.2 at least, no renegotiation or compression,
+ * the TLS 1.2 ciphers of fan_app_set_tls_ciphers(), ALPN "http/1.1", and
+ * session resumption by session ID (each worker's cache) and by session
+ * tickets (the ticket keys are made once, before the workers fork, so a
+ * ticket resumes on any worker and across reloads). A handshake not
+ * completed within limits.tls_handshake_timeout_ms, a failed one (the
+ * client refused the certificate, no shared cipher) and a plain-text client
+ * close the connection with a log line; the plain-text client is answered
+ * a 400 in plain text first. Under fan_main() a SIGHUP loads the two files
+ * again for the new generation of workers, while the old one finishes its
+ * requests with the certificate it had; files that no longer load keep
+ * the certificate loaded before, with a log line. Call it before the
+ * listeners open. Returns 0, FAN_EINVAL (with a log line naming the file
+ * and OpenSSL's reason; nothing changes) or FAN_ENOMEM. The names are
+ * copied. */
+FAN_API int fan_app_set_tls(fan_app *app, const char *cert_file, const char *key_file);
+
+/* Adds a certificate chosen by SNI (a --tls-cert/--tls-key pair after the
+ * first; at most 16 in all): a client that names a host in its handshake
+ * gets the first certificate, in the order given, whose names match it
+ * (subject alternative names or common name, wildcards included), and the
+ * first one set when none does or it names none. Without a certificate set
+ * before, it is the same as fan_app_set_tls(). Checked, loaded and reloaded
+ * like it; a reload loads every file again or keeps every certificate
+ * loaded before. Returns 0, FAN_EINVAL (logged: a bad pair, or one too
+ * many) or FAN_ENOMEM. */
+FAN_API int fan_app_add_tls_cert(fan_app *app, const char *cert_file, const char *key_file);
+
+/* The TLS 1.2 cipher list (`ciphers`, --tls-ciphers) and the TLS 1.3 cipher
+ * suites (`suites`, --tls-ciphersuites) of the app's TLS listeners, in
+ * OpenSSL's syntax; NULL keeps the default: ECDHE key exchange with AES-GCM
+ * or ChaCha20-Poly1305 for TLS 1.2, OpenSSL's three AEAD suites for TLS 1.3.
+ * Returns 0, FAN_EINVAL (with a log line) when OpenSSL accepts no cipher of
+ * a list (nothing changes), or FAN_ENOMEM. */
+FAN_API int fan_app_set_tls_ciphers(fan_app *app, const char *ciphers, const char *suites);
 
 /* fan_app_listen_on() on the app's configured address, with a log line saying
  * where. */
@@ -306,7 +348,11 @@ FAN_API int fan_main(fan_app *app, int argc, char **argv);
  * once with fan_app_load_config()), --graceful-timeout SECONDS (see
  * fan_run()), --ca-file FILE, --client-cert FILE, --client-key FILE,
  * --origin ORIGIN[,...] (see "Upstream TLS and origins"; the certificate
- * and key are checked as a pair by fan_main() and fan_serve()) or names a
+ * and key are checked as a pair by fan_main() and fan_serve()), --tls-cert
+ * FILE and --tls-key FILE (fan_app_set_tls() once both are given, and
+ * fan_app_add_tls_cert() for each further pair; one without the other fails
+ * in fan_main() and fan_serve()), --tls-ciphers
+ * LIST, --tls-ciphersuites LIST (fan_app_set_tls_ciphers()) or names a
  * limit. Returns 1
  * if the option was consumed (and *argi advanced past it), 0 if it is not
  * one of these, or a negative error (with a message in the log) when its

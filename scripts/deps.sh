@@ -10,6 +10,8 @@ pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
     pkgs+=(nginx openssl) # test_tls.py: a real TLS and HTTP/2 upstream, its certificates
+    pkgs+=(curl) # test_inbound_tls.py: curl as an https client of fanout
+    pkgs+=(nghttp2-client) # h2load, the load of bench/tls_s2.py (S2 over TLS)
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
 fi
 

@@ -45,6 +45,7 @@ static const limit_opt limit_opts[] = {
     SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),
+    UN(tls_handshake_timeout_ms, "a TLS handshake not completed in it: closed"),
 };
 
 int fan_flag(const char *flag, int argc, char **argv, int *argi, const char **value)
@@ -173,6 +174,15 @@ static int upstream_option(fan_app *app, int argc, char **argv, int *argi)
         int rc = fan__origin_option(app, value);
         return rc == 0 ? 1 : rc;
     }
+    const char *tls = fan_flag("--tls_cert", argc, argv, argi, &value)            ? "--tls-cert"
+                      : fan_flag("--tls_key", argc, argv, argi, &value)           ? "--tls-key"
+                      : fan_flag("--tls_ciphers", argc, argv, argi, &value)       ? "--tls-ciphers"
+                      : fan_flag("--tls_ciphersuites", argc, argv, argi, &value)  ? "--tls-ciphersuites"
+                                                                                  : NULL;
+    if (tls) {
+        int rc = fan__tls_option(app, tls, value);
+        return rc == 0 ? 1 : rc;
+    }
     const char *flag = fan_flag("--ca_file", argc, argv, argi, &value)       ? "--ca-file"
                        : fan_flag("--client_cert", argc, argv, argi, &value) ? "--client-cert"
                        : fan_flag("--client_key", argc, argv, argi, &value)  ? "--client-key"
@@ -269,7 +279,14 @@ void fan_print_options(FILE *out)
                  "                           hedge=p95,budget-percent=N,budget-min=N,\n"
                  "                           breaker-failures=N,breaker-error-percent=N,\n"
                  "                           breaker-window-ms=N,breaker-min-calls=N,\n"
-                 "                           breaker-cooldown-ms=N (docs/resilience.md)\n");
+                 "                           breaker-cooldown-ms=N (docs/resilience.md)\n"
+                 "  --tls-cert FILE          serve https: the PEM certificate chain (SIGHUP\n"
+                 "                           loads it again; a broken file keeps the old one);\n"
+                 "                           repeat the pair for more, chosen by SNI\n"
+                 "  --tls-key FILE           its PEM private key\n"
+                 "  --tls-ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax (default: ECDHE\n"
+                 "                           with AES-GCM or ChaCha20-Poly1305)\n"
+                 "  --tls-ciphersuites LIST  TLS 1.3 suites (default: OpenSSL's)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

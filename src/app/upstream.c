@@ -133,6 +133,8 @@ int fan__client_cert_option(fan_app *app, int is_key, const char *path)
 int fan__app_check_upstreams(fan_app *app)
 {
     fan__upstreams *u = app->upstreams;
+    if (fan__tls_check(app) != 0) /* the inbound pair, checked here with the outbound one */
+        return FAN_EINVAL;
     if (!app->client_cert_unchecked)
         return 0;
     if (!u->client_cert) {

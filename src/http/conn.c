@@ -15,7 +15,7 @@
 /* What the connection's one timer waits for. They never overlap: a write is
  * queued only while a request is served (no head, body or idle timer then)
  * or after an error reply that closes the connection. */
-enum { T_NONE, T_HEAD, T_BODY, T_IDLE, T_WRITE };
+enum { T_NONE, T_HEAD, T_BODY, T_IDLE, T_WRITE, T_HANDSHAKE };
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
@@ -239,6 +239,7 @@ static void conn_free_if_closed(fan__conn *c)
     fan__buf_free(&c->in);
     fan__span_reset(&c->field);
     fan__span_reset(&c->value);
+    fan__tls_conn_free(c);
     free(c);
 }
 
@@ -258,6 +259,7 @@ void fan__conn_close(fan__conn *c)
     fan__list_remove(&c->link);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, handle_closed);
+    fan__tls_close(c);
     if (!c->reset || uv_tcp_close_reset(&c->tcp, handle_closed) != 0)
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
     fan_req *rq = c->rq;
@@ -297,6 +299,10 @@ static void timer_fired(uv_timer_t *t)
                 "connection", fan__site_of(c->app)->limits.write_timeout_ms);
         reset_on_close(c);
         fan__conn_close(c);
+    } else if (c->timer_kind == T_HANDSHAKE) {
+        fan_log(FAN_LOG_INFO, "TLS handshake not completed within %u ms; closing the "
+                "connection", fan__site_of(c->app)->limits.tls_handshake_timeout_ms);
+        fan__conn_close(c);
     } else if (c->rq && !c->serving) {
         fan_log(FAN_LOG_INFO, "request not received in time (408); closing the connection");
         c->close_after_write = 1;
@@ -315,6 +321,7 @@ static void set_timer(fan__conn *c, int kind)
                   : kind == T_BODY ? lim->body_timeout_ms
                   : kind == T_IDLE ? lim->idle_timeout_ms
                   : kind == T_WRITE ? lim->write_timeout_ms
+                  : kind == T_HANDSHAKE ? lim->tls_handshake_timeout_ms
                                    : 0;
     /* The head timer runs from the first byte of the request: re-arming it on
      * every read would let a slow client trickle headers forever. */
@@ -325,6 +332,19 @@ static void set_timer(fan__conn *c, int kind)
         uv_timer_start(&c->timer, timer_fired, ms, 0);
     else
         uv_timer_stop(&c->timer);
+}
+
+void fan__conn_handshake_done(fan__conn *c)
+{
+    if (c->timer_kind == T_HANDSHAKE)
+        set_timer(c, T_IDLE);
+}
+
+int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb)
+{
+    if (c->tls)
+        return fan__tls_write(c, w, bufs, nbufs, cb, 1);
+    return fan__stream_write((uv_stream_t *)&c->tcp, w, bufs, nbufs, cb);
 }
 
 void fan__conn_write_queued(fan__conn *c)
@@ -500,11 +520,20 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0)
         return;
+    if (c->tls)
+        fan__tls_input(c, buf->base, (size_t)n);
+    else
+        fan__conn_input(c, buf->base, (size_t)n);
+}
+
+void fan__conn_input(fan__conn *c, const char *data, size_t n)
+{
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
     if (c->serving) {
         /* Pipelined input while a request runs: keep it, up to a bound, and
          * go on reading so that a disconnect is noticed; beyond the bound
          * stop reading until the request is done. */
-        if (fan__buf_append(&c->in, buf->base, (size_t)n) != 0) {
+        if (fan__buf_append(&c->in, data, n) != 0) {
             fan__conn_close(c);
             return;
         }
@@ -520,9 +549,9 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     /* The common case parses straight from the read buffer and keeps only
      * what is left over. */
     if (c->in.len == 0)
-        rc = process(c, buf->base, (size_t)n, &used);
-    if (rc >= 0 && !c->closing && used < (size_t)n &&
-        fan__buf_append(&c->in, buf->base + used, (size_t)n - used) != 0)
+        rc = process(c, data, n, &used);
+    if (rc >= 0 && !c->closing && used < n &&
+        fan__buf_append(&c->in, data + used, n - used) != 0)
         rc = -1;
     c->processing--;
     if (rc >= 0)
@@ -565,13 +594,23 @@ void fan__conn_accept(fan__listener *l, int fd)
     fan__conn_read_peer(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
+    int tls = fan__tls_enabled(c->app);
     if (srv->nconns > fan__site_of(c->app)->limits.max_connections) {
-        fan_log(FAN_LOG_WARN, "connection limit (%zu) reached: answering 503",
-                fan__site_of(c->app)->limits.max_connections);
-        fail(c, 503, "too many connections");
+        fan_log(FAN_LOG_WARN, "connection limit (%zu) reached: %s",
+                fan__site_of(c->app)->limits.max_connections,
+                tls ? "closing the connection" : "answering 503");
+        if (tls) /* a 503 would need a handshake first */
+            fan__conn_close(c);
+        else
+            fail(c, 503, "too many connections");
+        return;
+    }
+    if (tls && fan__tls_conn_start(c) != 0) {
+        fan_log(FAN_LOG_ERROR, "out of memory for a TLS connection: dropping it");
+        fan__conn_close(c);
         return;
     }
     c->reading = 1;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
-    set_timer(c, T_IDLE);
+    set_timer(c, tls ? T_HANDSHAKE : T_IDLE);
 }

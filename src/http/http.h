@@ -35,6 +35,7 @@ struct fan__conn {
     fan__buf in;              /* bytes read and not parsed yet */
     fan_req *rq;              /* the request being parsed or served */
     fan__span field, value;   /* the target or header being read */
+    struct fan__tls *tls;     /* the TLS layer (tls.c), NULL on a plain listener */
     fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
     struct sockaddr_storage peer; /* read once accepted; AF_UNSPEC if unknown */
     size_t head_bytes;
@@ -77,6 +78,44 @@ fan__server *fan__srv(void);
 void fan__conn_accept(fan__listener *l, int fd);
 void fan__conn_request_done(fan__conn *c);     /* the request in it has ended */
 void fan__conn_close(fan__conn *c);
+
+/* Plaintext read from the client (conn.c): what the socket gave on a plain
+ * connection, what the TLS layer decrypted on a TLS one. */
+void fan__conn_input(fan__conn *c, const char *data, size_t len);
+
+/* Writes `bufs` to the client, through the TLS layer if the connection has
+ * one. Returns 1 when the socket took them at once (`cb` is not called), 0
+ * when queued (`cb` runs once written or failed), or a negative code. */
+int fan__conn_write(fan__conn *c, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs, uv_write_cb cb);
+
+/* The TLS handshake completed: the idle timeout replaces the handshake's. */
+void fan__conn_handshake_done(fan__conn *c);
+
+/* The reason of the last OpenSSL error in `buf`, for a log line; clears the
+ * thread's error queue, which curl shares (tls_context.c). */
+const char *fan__tls_reason(char *buf, size_t len);
+
+/* A new OpenSSL connection on the app's default context, which SNI may
+ * switch (tls_context.c). NULL when out of memory. */
+struct ssl_st *fan__tls_ssl_new(fan_app *app);
+
+/* A connection's TLS layer: made when accepted, freed with it. */
+int fan__tls_conn_start(fan__conn *c);
+void fan__tls_conn_free(fan__conn *c);
+
+/* Ciphertext read: decrypted and handed to fan__conn_input(), or the
+ * connection is closed (a failed handshake, a plain-text client, the
+ * client's close_notify) with a log line. */
+void fan__tls_input(fan__conn *c, const char *data, size_t len);
+
+/* Encrypts `bufs` and writes the ciphertext. Returns 1 when the socket took
+ * it at once and `at_once` allows that (`cb` is not called), 0 when queued
+ * (`cb` runs on `w` once written), or a FAN_E* code (`cb` not called). */
+int fan__tls_write(fan__conn *c, uv_write_t *w, const uv_buf_t *bufs, unsigned nbufs,
+                   uv_write_cb cb, int at_once);
+
+/* Sends a close_notify if the socket takes it at once (before a close). */
+void fan__tls_close(fan__conn *c);
 
 /* A response write was queued (the socket did not take it at once): the
  * connection is closed unless fan__conn_write_done() follows within the

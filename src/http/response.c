@@ -197,7 +197,7 @@ int fan__send_reply(fan_req *rq)
     rw->rq = rq;
     rw->op.cancel = NULL; /* a write ends by itself, or when the connection closes */
     rw->w.data = rw;
-    int rc = fan__stream_write((uv_stream_t *)&c->tcp, &rw->w, bufs, nbufs, req_written);
+    int rc = fan__conn_write(c, &rw->w, bufs, nbufs, req_written);
     if (rc < 0) {
         fan__conn_close(c);
         return FAN_EIO;
@@ -392,7 +392,10 @@ int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const ch
     rw->w.data = rw;
     uv_buf_t buf = uv_buf_init(rw->data, (unsigned)n);
     c->writes++;
-    if (uv_write(&rw->w, (uv_stream_t *)&c->tcp, &buf, 1, raw_written) < 0) {
+    /* Both ways, raw_written() runs once written (never at once). */
+    int rc = c->tls ? fan__tls_write(c, &rw->w, &buf, 1, raw_written, 0)
+                    : uv_write(&rw->w, (uv_stream_t *)&c->tcp, &buf, 1, raw_written);
+    if (rc < 0) {
         c->writes--;
         free(rw);
         fan__conn_close(c);

@@ -27,6 +27,7 @@ static const fan_limits default_limits = {
     .max_queued_calls = 16384,
     .call_queue_timeout_ms = 5000,
     .max_stream_queued_bytes = 64 * 1024,
+    .tls_handshake_timeout_ms = 10000,
 };
 
 int fan__site_init(fan__site *s)
@@ -43,6 +44,7 @@ void fan__site_free(fan__site *s)
     fan__router_free(s->router);
     free(s->host);
     free(s->trusted);
+    fan__tls_site_free(s);
     fan__hooks_free(s);
 }
 
@@ -73,7 +75,8 @@ int fan_app_listen(fan_app *app, int *bound_port)
     int bound;
     int rc = fan_app_listen_on(app, fan__site_of(app)->host, fan__site_of(app)->port, &bound);
     if (rc == 0)
-        fan__log_notice("listening on http://%s:%d", fan__site_of(app)->host, bound);
+        fan__log_notice("listening on %s://%s:%d", fan__tls_enabled(app) ? "https" : "http",
+                        fan__site_of(app)->host, bound);
     if (bound_port)
         *bound_port = rc == 0 ? bound : 0;
     return rc;

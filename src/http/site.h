@@ -26,6 +26,7 @@ typedef struct fan__site {
     int port;
     unsigned graceful_timeout_s; /* --graceful-timeout, if graceful_timeout_set */
     int graceful_timeout_set;
+    struct fan__tls_site *tls; /* inbound TLS (tls.c); NULL or without a context: plain */
     struct fan__cidr *trusted; /* fan_app_set_trusted_proxies() (client_addr.c) */
     size_t ntrusted;
     /* hooks.c: fan_app_before_request(), fan_app_after_request(), fan_app_error_handler() */
@@ -52,6 +53,23 @@ static inline const fan__site *fan__site_of_const(const fan_app *app)
  * default address. Returns 0 or FAN_ENOMEM (then fan__site_free() it). */
 int fan__site_init(fan__site *s);
 void fan__site_free(fan__site *s);
+
+/* Inbound TLS (tls.c). The settings are the site's (fan_app_set_tls(),
+ * fan_app_set_tls_ciphers()); fan__tls_enabled() says whether its
+ * listeners speak TLS. */
+int fan__tls_enabled(const fan_app *app);
+
+/* --tls-cert, --tls-key (applied once both are given), --tls-ciphers and
+ * --tls-ciphersuites. Returns 0 or an error, logged. fan__tls_check() fails
+ * (logged) when only one of the two files was given. */
+int fan__tls_option(fan_app *app, const char *flag, const char *value);
+int fan__tls_check(fan_app *app);
+
+/* Loads the certificate and key files again (SIGHUP, in the master before
+ * the new workers fork). On failure the context loaded before stays, with a
+ * log line. Returns 0 (also when the app has no TLS) or FAN_EINVAL. */
+int fan__tls_reload(fan_app *app);
+void fan__tls_site_free(fan__site *s);
 
 /* Hooks (hooks.c). */
 

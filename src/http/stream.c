@@ -90,7 +90,7 @@ static int send_piece(fan_req *rq, const char *prefix, size_t plen, const void *
     p->w.data = p;
     p->op.cancel = NULL; /* a write ends by itself, or when the connection closes */
     uv_buf_t buf = uv_buf_init(p->data, (unsigned)n);
-    int rc = fan__stream_write((uv_stream_t *)&c->tcp, &p->w, &buf, 1, piece_written);
+    int rc = fan__conn_write(c, &p->w, &buf, 1, piece_written);
     st->last_write = uv_now(c->tcp.loop);
     if (rc < 0) {
         free(p);

@@ -313,6 +313,10 @@ static void reload(master *m)
             return;
         }
     }
+    /* The new generation forks with the certificate loaded again, or with
+     * the one before if the files are broken (logged): a reload for other
+     * reasons must not fail because of it. */
+    fan__tls_reload(m->app);
     m->next_gen = ++m->last_gen;
     if (fill_generation(m, m->next_gen) != 0) {
         fan_log(FAN_LOG_ERROR, "reload failed: generation %u goes on serving", m->gen);
@@ -330,7 +334,8 @@ static void worker_ready(master *m, pid_t pid)
             m->w[i].ready = 1;
     if (!m->announced && count(m, m->gen, 1) == m->n) {
         m->announced = 1;
-        fan__log_notice("listening on http://%s:%d with %d workers", m->app->site.host, m->port,
+        fan__log_notice("listening on %s://%s:%d with %d workers",
+                        fan__tls_enabled(m->app) ? "https" : "http", m->app->site.host, m->port,
                         m->n);
     }
     if (m->next_gen && count(m, m->next_gen, 1) == m->n) {

@@ -40,7 +40,7 @@ class Server:
     def _read(self):
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
-            m = re.search(r"listening on http://[^ ]*:(\d+)", line)
+            m = re.search(r"listening on https?://[^ ]*:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
                 self._ready.set()

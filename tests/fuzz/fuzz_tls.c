@@ -1,0 +1,164 @@
+/* The TLS layer of a server connection (src/http/tls.c) on arbitrary bytes,
+ * through the real code: an app with a certificate made here, one end of a
+ * socketpair handed to fan__conn_accept(), the input written to the other
+ * end in pieces (the first byte's low 6 bits are their size, 0 for all at
+ * once; its high bit ends the input with a half-close, else the client goes
+ * silent), and the loop run until the server has closed the connection and
+ * freed everything. Random bytes rarely get past the record layer and the
+ * ClientHello (the seeds are real ClientHellos and a plain-text request), so
+ * what this covers is the layer's glue: records cut anywhere, alerts, a
+ * plain-text client, end of input mid-handshake, the 2 ms handshake
+ * timeout, and that each of them closes the connection and frees its TLS
+ * state (the leak check runs on every input). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fanout.h"
+#include "http/http.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define PIECE_MASK 0x3f
+#define HANG_UP 0x80
+#define CLOSE_DEADLINE_MS 5000 /* only a server that never closes reaches it */
+
+static fan__listener listener; /* only its app is read */
+static uv_loop_t *loop;
+
+/* A self-signed P-256 certificate and its key, written to two temporary
+ * files (removed at once: the app has read them). */
+static void make_cert(fan_app *app)
+{
+    char cert[] = "/tmp/fuzz-tls-cert-XXXXXX", key[] = "/tmp/fuzz-tls-key-XXXXXX";
+    int cfd = mkstemp(cert), kfd = mkstemp(key);
+    EVP_PKEY *pkey = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (cfd < 0 || kfd < 0 || !pkey || !x)
+        abort();
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, pkey);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"localhost", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    FILE *cf = fdopen(cfd, "w"), *kf = fdopen(kfd, "w");
+    if (!X509_sign(x, pkey, EVP_sha256()) || !cf || !kf || !PEM_write_X509(cf, x) ||
+        !PEM_write_PrivateKey(kf, pkey, NULL, NULL, 0, NULL, NULL))
+        abort();
+    fclose(cf);
+    fclose(kf);
+    if (fan_app_set_tls(app, cert, key) != 0)
+        abort();
+    unlink(cert);
+    unlink(key);
+    X509_free(x);
+    EVP_PKEY_free(pkey);
+}
+
+static void h_root(fan_req *rq)
+{
+    fan_reply(rq, 200, "text/plain", "hello\n", 6);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    signal(SIGPIPE, SIG_IGN); /* as fan_run() does */
+    if (!getenv("FUZZ_TLS_LOG")) {
+        fan_log_set_level(FAN_LOG_DEBUG); /* every line formatted, then dropped */
+        if (fan_log_open("/dev/null") || fan_access_log_open("/dev/null"))
+            abort();
+    }
+    fan_app *app = fan_app_new();
+    if (!app)
+        abort();
+    fan_app_route(app, "GET", "/", h_root);
+    fan_limits *lim = fan_app_limits(app);
+    lim->tls_handshake_timeout_ms = 2;
+    lim->idle_timeout_ms = lim->header_timeout_ms = lim->body_timeout_ms = 2;
+    lim->write_timeout_ms = 2;
+    make_cert(app);
+    listener.app = app;
+    loop = fan__srv()->loop;
+    return 0;
+}
+
+static uint64_t elapsed_ms(uint64_t start)
+{
+    return (uv_hrtime() - start) / 1000000;
+}
+
+/* One turn of the loop, waiting up to 5 ms for its timers or sockets, and
+ * what the server sent read and dropped. Returns 1 once the server's end
+ * is closed. */
+static int turn(int fd, int wait)
+{
+    int ms = wait ? uv_backend_timeout(loop) : 0;
+    if (ms != 0) {
+        struct pollfd fds[2] = {{.fd = uv_backend_fd(loop), .events = POLLIN},
+                                {.fd = fd, .events = POLLIN}};
+        poll(fds, 2, ms < 0 || ms > 5 ? 5 : ms);
+    }
+    uv_run(loop, UV_RUN_NOWAIT);
+    static char buf[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && errno == EINTR))
+            continue;
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    size_t piece = data[0] & PIECE_MASK ? (size_t)(data[0] & PIECE_MASK) : size;
+    int hang_up = data[0] & HANG_UP;
+    data++;
+    size--;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+        abort();
+    uint64_t start = uv_hrtime();
+    uv_update_time(loop); /* the clock has not moved since the last input */
+    fan__conn_accept(&listener, sv[0]); /* takes sv[0], even on failure */
+    int closed = 0;
+    for (size_t off = 0; off < size && !closed;) {
+        size_t len = size - off < piece ? size - off : piece;
+        ssize_t n = send(sv[1], data + off, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0)
+            off += (size_t)n;
+        else if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            break; /* the server closed */
+        closed = turn(sv[1], n <= 0);
+        if (elapsed_ms(start) > CLOSE_DEADLINE_MS)
+            abort();
+    }
+    if (hang_up)
+        shutdown(sv[1], SHUT_WR);
+    /* Else silent: the handshake or idle timeout (2 ms) ends it. */
+    while (!closed || !fan__http_idle() || uv_loop_alive(loop)) {
+        closed = turn(sv[1], 1) || closed;
+        if (elapsed_ms(start) > CLOSE_DEADLINE_MS) {
+            fprintf(stderr, "fuzz_tls: the connection is not closed after %d ms\n",
+                    CLOSE_DEADLINE_MS);
+            abort();
+        }
+    }
+    close(sv[1]);
+    return 0;
+}
