@@ -23,15 +23,21 @@ STACKS = ["fanout", "flask-sync", "flask-gthread", "flask-async", "quart",
 SMOKE_PEER = "nginx-lua"
 S1 = "/fanout?n=2&ms=200,100"
 S2 = "/fanout?n=4&ms=0"
+S2_SETTLE = "/fanout?n=4&ms=100"  # S2's calls, all in flight at once (load.settle())
 S3 = "/fanout?n=2&ms=1000"
 S3_TIMEOUT = 3  # seconds: an S3 request not answered by then is an error
 
-# Seconds of load per scenario and clients in S3, per mode. A lean run (the
-# smoke test of the harness) skips S1 at 1 client, S5 and the upstream burst.
+# The https variants of S2 (HTTP/2, HTTP/1.1 to an nginx with TLS) run on these.
+TLS_STACKS = ["fanout", "go"]
+
+# Seconds of load per scenario and clients in S3, per mode; warm: seconds of
+# the same load before S1 at 200 clients, S2, S5 and the bound, followed by a
+# wait until the stack is idle. A lean run (the smoke test of the harness)
+# skips S1 at 1 client, S1's floor, S5, the https variants and the upstream burst.
 MODES = {
-    "full": dict(probe=10, s1=15, s2=10, s3=15, s5=10, s3_clients=5000, lean=False),
-    "quick": dict(probe=2, s1=2, s2=2, s3=4, s5=2, s3_clients=1000, lean=False),
-    "smoke": dict(probe=1, s1=1, s2=1, s3=2, s5=1, s3_clients=200, lean=True),
+    "full": dict(probe=10, s1=15, s2=10, s3=15, s5=10, warm=3, s3_clients=5000, lean=False),
+    "quick": dict(probe=2, s1=2, s2=2, s3=4, s5=2, warm=1, s3_clients=1000, lean=False),
+    "smoke": dict(probe=1, s1=1, s2=1, s3=2, s5=1, warm=1, s3_clients=200, lean=True),
 }
 
 
@@ -40,7 +46,7 @@ def parse_args():
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="short runs (< 3 min in all)")
     g.add_argument("--smoke", action="store_true",
-                   help=f"harness test: fanout and {SMOKE_PEER}, S1-S3, ~10-15 s")
+                   help=f"harness test: fanout and {SMOKE_PEER}, S1-S3, ~20-30 s")
     p.add_argument("--only", help="comma-separated stacks: " + ",".join(STACKS))
     p.add_argument("--out", help="results folder (default bench/results; a temp dir for --smoke)")
     args = p.parse_args()
@@ -73,9 +79,9 @@ def check_peer(server, timing):
                           "calls concurrent, one delay each)")
 
 
-def start_peer(name, tmp, upstream_url, workers, timing):
+def start_peer(name, tmp, upstream_url, workers, timing, **env):
     server = Server("peers", name, tmp, UPSTREAM=upstream_url, WORKERS=workers,
-                    BENCH_CACHE=os.path.join(tmp, "cache"))
+                    BENCH_CACHE=os.path.join(tmp, "cache"), **env)
     try:
         server.wait_ready("/fanout?n=1&ms=0", timeout=60)
     except ServerError:
@@ -89,11 +95,11 @@ def start_peer(name, tmp, upstream_url, workers, timing):
     return server
 
 
-def measure_s3(server, clients, seconds):
+def measure_s3(server, clients, seconds, upstream=None):
     """S3 with its errors: wrk counts an answer later than the timeout T, never a
     missing one. Clients answered within T each get at least floor((D - 1) / T)
     answers in D seconds (1 s left for connecting): what falls short is unanswered."""
-    res = measure(server, S3, clients, seconds, timeout=S3_TIMEOUT)
+    res = measure(server, S3, clients, seconds, timeout=S3_TIMEOUT, upstream=upstream)
     expected = clients * int((seconds - 1) // S3_TIMEOUT)
     on_time = res["requests"] - res["timeouts"] - res["non2xx"]
     res["unanswered"] = max(0, expected - on_time)
@@ -101,25 +107,49 @@ def measure_s3(server, clients, seconds):
     return res
 
 
-def phases(cfg):
+def phases(cfg, upstream):
     """(phase, workers, run) in order. Each phase gets a fresh server: a load can
-    leave a queue of requests behind it (S1 at 200 clients on one sync worker)."""
+    leave a queue of requests behind it (S1 at 200 clients on one sync worker).
+    Every run counts the connections the upstream accepted during it."""
+    warm, up = cfg["warm"], upstream
+
     def s1(srv):
-        c1 = {} if cfg["lean"] else {"S1c1": measure(srv, S1, 1, cfg["s1"], timeout=30)}
-        return {**c1, "S1c200": measure(srv, S1, 200, cfg["s1"], timeout=30)}
+        c1 = {} if cfg["lean"] else {
+            "S1c1": measure(srv, S1, 1, cfg["s1"], timeout=30, upstream=up)}
+        # S1's floor, measured right before this stack's S1 at 200 clients:
+        # on a shared machine a floor from another minute is another machine.
+        floor = {} if cfg["lean"] else {
+            "S1floor": upstreams.s1_floor(up, cfg["s1"], warm)}
+        return {**c1, **floor, "S1c200": measure(srv, S1, 200, cfg["s1"], timeout=30, warm=warm,
+                                                 upstream=up)}
 
     return [("S1", 1, s1),
-            ("S2", 1, lambda srv: {"S2": measure(srv, S2, 64, cfg["s2"], timeout=30)}),
-            ("S3", 1, lambda srv: {"S3": measure_s3(srv, cfg["s3_clients"], cfg["s3"])}),
-            ("S5", 2, lambda srv: {"S5": measure(srv, S2, 64, cfg["s5"], timeout=30)}),
+            ("S2", 1, lambda srv: {"S2": measure(srv, S2, 64, cfg["s2"], timeout=30, warm=warm,
+                                                 upstream=up, settle_path=S2_SETTLE)}),
+            ("S3", 1, lambda srv: {"S3": measure_s3(srv, cfg["s3_clients"], cfg["s3"], up)}),
+            ("S5", 2, lambda srv: {"S5": measure(srv, S2, 64, cfg["s5"], timeout=30, warm=warm,
+                                                 upstream=up, settle_path=S2_SETTLE)}),
             ][:3 if cfg["lean"] else 4]
+
+
+def tls_phases(cfg, tls):
+    """S2 over https, one phase per upstream in `tls` (key -> (url, CA file,
+    counter)): the stack trusts the CA through CA_FILE."""
+    def run(key):
+        _, _, counter = tls[key]
+        return lambda srv: {key: measure(srv, S2, 64, cfg["s2"], timeout=30, warm=cfg["warm"],
+                                         upstream=counter, settle_path=S2_SETTLE)}
+    return [(key, 1, run(key)) for key in tls]
 
 
 def show(figures):
     for key, f in figures.items():
+        conns = "" if f["conns"] is None else (
+            f", {f['conns']} upstream connections ({f['conns_per_1k'] or 0:.1f} per 1,000)")
         print(f"  {key}: {f['rps']:.0f} req/s, p50 {f['p50'] or 0:.1f} ms, "
               f"p99 {f['p99'] or 0:.1f} ms, {f['errors']} errors, {f['cpu_us'] or 0:.0f} µs "
-              f"CPU/req, +{f['kib_per_req']:.1f} KiB RSS/client", flush=True)
+              f"CPU/req ({f['user_us'] or 0:.0f} user), +{f['kib_per_req']:.1f} KiB RSS/client"
+              f"{conns}", flush=True)
     return figures
 
 
@@ -134,18 +164,52 @@ def run_phase(name, tmp, upstream, workers, timing, run):
     raise ServerError("the upstream failed under this stack twice")
 
 
-def run_stack(name, tmp, upstream, cfg):
-    """All scenarios on one stack; a stack that fails stops there, with the reason."""
+def run_tls_phase(name, tmp, tls, key, run):
+    """An https variant of S2 on a fresh server: the TLS upstream is not
+    replaced (there is one of each kind), so a failure is the stack's."""
+    url, ca_file, _ = tls[key]
+    with start_peer(name, tmp, url, 1, False, CA_FILE=ca_file) as srv:
+        return run(srv)
+
+
+def run_stack(name, tmp, upstream, cfg, tls):
+    """All scenarios on one stack; a stack that fails stops there, with the
+    reason. A failed https variant is recorded and the next one runs."""
     res = {"name": name}
-    for phase, workers, run in phases(cfg):
+    for phase, workers, run in phases(cfg, upstream):
         try:
             res.update(show(run_phase(name, tmp, upstream, workers, phase == "S1", run)))
         except (ServerError, RuntimeError) as e:
             measured = len(res) > 1
             res["error"] = (f"failed in {phase}: " if measured else "not run: ") + str(e)
             print(f"{name}: {res['error']}", flush=True)
-            break
+            return res
+    if name in TLS_STACKS:
+        for phase, _, run in tls_phases(cfg, tls):
+            try:
+                res.update(show(run_tls_phase(name, tmp, tls, phase, run)))
+            except (ServerError, RuntimeError) as e:
+                res.setdefault("tls_errors", {})[phase] = str(e)
+                print(f"{name}: {phase} failed: {e}", flush=True)
     return res
+
+
+def start_tls_upstreams(tmp, lean):
+    """The https upstreams of S2's variants: key -> (url, CA file, counter),
+    and their servers; none in a lean run or without nginx."""
+    tls, servers = {}, []
+    if lean:
+        return tls, servers
+    for key, http2 in (("S2h2", True), ("S2h1", False)):
+        try:
+            server, url, ca_file, counter = upstreams.start_tls(tmp, http2)
+        except ServerError as e:
+            print(f"upstream nginx-tls ({key}): not run: {e}", flush=True)
+            continue
+        servers.append(server)
+        tls[key] = (url, ca_file, counter)
+        print(f"upstream nginx-tls for {key}: {url}", flush=True)
+    return tls, servers
 
 
 def main():
@@ -165,15 +229,18 @@ def main():
     try:
         burst = 0 if cfg["lean"] else 2 * cfg["s3_clients"]
         upstream, probes = upstreams.choose(tmp, cfg["probe"], burst)
-        floor = None if cfg["lean"] else upstreams.s1_floor(upstream, cfg["s1"])
+        probes.append(upstreams.static_bound(tmp, cfg["probe"], cfg["warm"]))
+        tls, tls_servers = start_tls_upstreams(tmp, cfg["lean"])
         results = []
         for name in args.stacks:
             print(f"--- {name}", flush=True)
-            results.append(run_stack(name, tmp, upstream, cfg))
+            results.append(run_stack(name, tmp, upstream, cfg, tls))
         upstream.server.stop()
+        for server in tls_servers:
+            server.stop()
         out = args.out or (tmp + "-out" if args.smoke else os.path.join(procs.HERE, "results"))
         run["seconds"] = time.monotonic() - run["started"]
-        md = report.write(out, args.mode, cfg, probes, results, upstream, run, floor)
+        md = report.write(out, args.mode, cfg, probes, results, upstream, run)
         print(md)
     finally:
         procs.stop_all()

@@ -1,7 +1,10 @@
 """Load runs with wrk, with the server's CPU and RSS read around and during them."""
+import http.client
 import re
 import subprocess
+import threading
 import time
+import urllib.parse
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -54,20 +57,72 @@ def wrk(url, clients, seconds, timeout=5, on_tick=None):
     return parse_wrk(out)
 
 
-def measure(server, path, clients, seconds, timeout=5):
-    """wrk against server+path, with the CPU µs per completed request and the
-    peak RSS (sampled every 100 ms) of the server's processes."""
-    cpu0, idle_rss = server.stats()
+def settle(url, clients, timeout):
+    """`clients` requests sent at the same moment, each waited for. wrk ends a
+    run by closing its connections with requests in flight, and a stack that
+    cancels their upstream calls (fanout does) closes those upstream
+    connections too. With a delay in `url`, every call of these requests is
+    in flight at once, so every stack refills its pool to the load with
+    requests that finish, and the measured run starts as a running service's."""
+    parts = urllib.parse.urlsplit(url)
+    barrier = threading.Barrier(clients)
+
+    def one():
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.connect()
+            barrier.wait(timeout)
+            conn.request("GET", parts.path + "?" + parts.query)
+            conn.getresponse().read()
+        except (OSError, threading.BrokenBarrierError, http.client.HTTPException):
+            pass  # a stack that cannot take it shows in the measured run
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, settle_path=None):
+    """wrk against server+path, with the CPU µs per completed request (all,
+    and the user-space part) and the peak RSS (sampled every 100 ms) of the
+    server's processes.
+
+    warm > 0: first the same load for `warm` seconds, then a wait until the
+    server is idle again, then settle() with settle_path (default: path),
+    so that the measured run finds its pools, stacks and caches as a
+    running service has them, and no queue left behind.
+    upstream: an object whose accepted() reads the upstream's count of the
+    connections it accepted (each read is one more): the connections opened
+    to it during the measured run are reported, total and per 1,000 requests."""
+    idle_wait = None
+    if warm:
+        wrk(server.url + path, clients, warm, timeout)
+        server.wait_idle()
+        settle(server.url + (settle_path or path), clients, timeout)
+        idle_wait = server.wait_idle()
+    accepted0 = upstream.accepted() if upstream else None
+    cpu0, idle_rss, user0 = server.stats()
     peak = [idle_rss]
 
     def sample():
         peak[0] = max(peak[0], server.stats()[1])
 
     res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample)
-    cpu1, _ = server.stats()
+    cpu1, _, user1 = server.stats()
     server.check_alive()
-    cpu_us = (cpu1 - cpu0) * 1e6 / res["requests"] if res["requests"] else None
-    res.update(clients=clients, cpu_us=cpu_us,
+    n = res["requests"]
+    per = (lambda secs: secs * 1e6 / n) if n else (lambda secs: None)
+    res.update(clients=clients, cpu_us=per(cpu1 - cpu0), user_us=per(user1 - user0),
+               kernel_us=per(cpu1 - cpu0 - (user1 - user0)),
                idle_rss=idle_rss, peak_rss=peak[0],
-               kib_per_req=(peak[0] - idle_rss) / 1024 / clients)
+               kib_per_req=(peak[0] - idle_rss) / 1024 / clients,
+               warmed=bool(warm), idle_wait=idle_wait, conns=None, conns_per_1k=None)
+    if upstream:
+        # The second read counts itself too: it is not the stack's.
+        res["conns"] = conns = upstream.accepted() - accepted0 - 1
+        res["conns_per_1k"] = conns * 1000 / n if n else None
     return res

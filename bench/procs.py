@@ -55,8 +55,9 @@ def get_json(url, timeout=5.0):
 
 
 def group_stats(pgid):
-    """(CPU seconds, RSS bytes) summed over the live processes of a group."""
-    cpu = rss = 0
+    """(CPU seconds, RSS bytes, user CPU seconds) summed over the live
+    processes of a group; CPU is user + kernel (utime + stime)."""
+    user = kernel = rss = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -64,9 +65,10 @@ def group_stats(pgid):
         except OSError:
             continue  # exited meanwhile
         if int(fields[2]) == pgid:  # fields[0] is stat's 3rd field (state)
-            cpu += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])  # utime
+            kernel += int(fields[12])  # stime
             rss += int(fields[21])
-    return cpu / CLK_TCK, rss * PAGE
+    return (user + kernel) / CLK_TCK, rss * PAGE, user / CLK_TCK
 
 
 def child_env(**extra):
@@ -113,7 +115,24 @@ class Server:
         return lines[-1][:300] if lines else "(no output)"
 
     def stats(self):
+        """(CPU seconds, RSS bytes, user CPU seconds) of the whole group."""
         return group_stats(self.proc.pid)
+
+    def wait_idle(self, quiet=0.5, timeout=60):
+        """Waits until the group spends no CPU for `quiet` seconds (a load
+        leaves queues, timers and pools settling behind it); returns the
+        seconds waited, or None if it was still busy after `timeout`."""
+        start = time.monotonic()
+        last, since = self.stats()[0], start
+        while time.monotonic() - start < timeout:
+            time.sleep(0.1)
+            self.check_alive()
+            now, cpu = time.monotonic(), self.stats()[0]
+            if cpu != last:
+                last, since = cpu, now
+            elif now - since >= quiet:
+                return now - start
+        return None
 
     def stop(self):
         """Kill the whole group: benchmark servers need no graceful shutdown."""

@@ -1,6 +1,10 @@
 """The mock upstream (GET /delay?ms=N): every candidate is probed, the cheapest
-sound one serves the run, and one that fails is replaced by the next."""
+sound one serves the run, and one that fails is replaced by the next. Also
+S4's static bound (nginx-static) and the https upstreams of S2's variants
+(nginx-tls). Every upstream counts the connections it accepted."""
 import http.client
+import os
+import re
 import time
 
 import procs
@@ -9,6 +13,31 @@ from procs import Server, ServerError
 
 CANDIDATES = ["nginx-lua", "fanout"]  # bench/upstream/<name>/run.sh
 MAX_P99_MS = 100  # at 64 clients and ms=0 a sound upstream answers far faster
+# Where each upstream says how many connections it accepted: the fanout
+# mock's /stats ("connections"), nginx's stub_status ("accepts").
+COUNTERS = {"fanout": "/stats", "nginx-lua": "/nginx_status", "nginx-tls": "/nginx_status"}
+
+
+def accepted(url):
+    """The connections the upstream at `url` (its counter) accepted so far,
+    this read's own included: exact, and free for the upstream."""
+    status, body, _, _ = procs.http_get(url)
+    text = body.decode("utf-8", "replace")
+    m = re.search(r'"connections":\s*(\d+)', text) or \
+        re.search(r"server accepts handled requests\s+(\d+)", text)
+    if status != 200 or not m:
+        raise ServerError(f"{url}: no count of accepted connections ({status} {text[:100]!r})")
+    return int(m.group(1))
+
+
+class Counter:
+    """accepted() of one upstream server, for load.measure()."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def accepted(self):
+        return accepted(self.url)
 
 
 def check(server):
@@ -41,11 +70,13 @@ def probe(name, tmp, seconds, burst):
         server = start(name, tmp)
     except ServerError as e:
         return None, {"name": name, "error": str(e)}
+    unsound = None
     try:
         res = measure(server, "/delay?ms=0", 64, seconds)
         # wrk counts no error for a request never answered: count the answers too.
         enough = 64 * seconds * (1000 / MAX_P99_MS) / 2
         if res["errors"] or res["requests"] < enough or (res["p99"] or 1e9) > MAX_P99_MS:
+            unsound = res
             raise ServerError(f"unsound at 64 clients: {res['errors']} errors, "
                               f"p99 {res['p99']} ms, {res['rps']:.0f} req/s")
         if burst:
@@ -55,7 +86,9 @@ def probe(name, tmp, seconds, burst):
             check(server)
     except (ServerError, RuntimeError) as e:
         server.stop()
-        return None, {"name": name, "error": f"{e}; log: {server.log_tail()}"}
+        # Its CPU per exchange still holds as a figure (S4's Lua-mock bound).
+        cost = {k: unsound[k] for k in ("cpu_us", "user_us")} if unsound else {}
+        return None, {"name": name, "error": f"{e}; log: {server.log_tail()}", **cost}
     res["name"] = name
     print(f"upstream {name}: {res['rps']:.0f} req/s, {res['cpu_us']:.1f} µs CPU per exchange",
           flush=True)
@@ -68,6 +101,9 @@ class Upstream:
     def __init__(self, ranked, server, tmp):
         self.ranked, self.server, self.tmp = ranked, server, tmp
         self.name, self.failures = ranked[0], []
+
+    def accepted(self):
+        return accepted(self.server.url + COUNTERS[self.name])
 
     def healthy(self):
         """Alive, and answers twice on one keep-alive connection, as pools use it."""
@@ -109,14 +145,12 @@ class Upstream:
         print(f"upstream in use: {self.name} at {self.server.url}", flush=True)
 
 
-def s1_floor(upstream, seconds):
+def s1_floor(upstream, seconds, warm):
     """S1's floor on this machine: the upstream alone under S1's 200 clients,
     each waiting for the slowest call (/delay?ms=200), with the same load
-    generator. No stack in front of it can answer faster than this."""
-    res = measure(upstream.server, "/delay?ms=200", 200, seconds, timeout=30)
-    print(f"upstream alone, 200 clients, /delay?ms=200: p50 {res['p50']:.1f} ms, "
-          f"p99 {res['p99']:.1f} ms", flush=True)
-    return res
+    generator and the same warm-up as the stacks get. No stack in front of
+    it can answer faster than this."""
+    return measure(upstream.server, "/delay?ms=200", 200, seconds, timeout=30, warm=warm)
 
 
 def choose(tmp, seconds, burst):
@@ -132,3 +166,44 @@ def choose(tmp, seconds, burst):
         server.stop()
     print(f"upstream in use: {ok[0][1]} at {ok[0][2].url}", flush=True)
     return Upstream([name for _, name, _ in ok], ok[0][2], tmp), [r for _, r in probed]
+
+
+def static_bound(tmp, seconds, warm):
+    """S4's bound from the cheapest server there is: nginx answering a fixed
+    {"value": 0.5} (no Lua, no access log) to S2's 64 clients; CPU µs per
+    exchange, measured as every stack's is. None with the reason if it
+    cannot run."""
+    try:
+        server = Server("upstream", "nginx-static", tmp)
+        with server:
+            server.wait_ready("/delay?ms=0", timeout=15)
+            res = measure(server, "/delay?ms=0", 64, seconds, warm=warm)
+    except (ServerError, RuntimeError) as e:
+        print(f"upstream nginx-static: not run: {e}", flush=True)
+        return {"name": "nginx-static", "error": str(e)}
+    res["name"] = "nginx-static"
+    print(f"upstream nginx-static (S4 bound): {res['rps']:.0f} req/s, "
+          f"{res['cpu_us']:.1f} µs CPU per exchange", flush=True)
+    return res
+
+
+def start_tls(tmp, http2):
+    """The Lua mock over https (HTTP/2 on or off), with its CA file, for the
+    https variants of S2: (server, its https URL, CA file, counter)."""
+    status_port = procs.free_port()
+    server = Server("upstream", "nginx-tls", tmp, STATUS_PORT=status_port,
+                    HTTP2=1 if http2 else 0)
+    counter = Counter(f"http://127.0.0.1:{status_port}/nginx_status")
+    deadline = time.monotonic() + 15
+    while True:  # ready once it counts: the TLS side is checked through the peers
+        server.check_alive()
+        try:
+            counter.accepted()
+            break
+        except ServerError:
+            if time.monotonic() > deadline:
+                server.stop()
+                raise ServerError(f"nginx-tls: no answer; {server.log_tail()}") from None
+            time.sleep(0.1)
+    url = f"https://127.0.0.1:{server.port}"
+    return server, url, os.path.join(server.dir, "ca.crt"), counter

@@ -149,6 +149,10 @@ typedef struct fan_limits {
     size_t max_stream_queued_bytes; /* bytes of a streamed response queued for a client that
                                      * reads slowly; a fan_resp_write() beyond suspends its
                                      * task until they drain below (default 64 KiB) */
+    size_t max_cache_bytes;         /* the worker's response cache (fan_call_opts.cache):
+                                     * stored bodies, headers and keys; the least recently
+                                     * used entries are evicted beyond it, and a response
+                                     * larger than it is not stored (default 64 MiB) */
     unsigned tls_handshake_timeout_ms; /* a TLS client that has not completed its handshake
                                         * in it is closed, with a log line (default 10000) */
 } fan_limits;
@@ -271,6 +275,13 @@ FAN_API int fan_app_set_tls_ciphers(fan_app *app, const char *ciphers, const cha
 /* fan_app_listen_on() on the app's configured address, with a log line saying
  * where. */
 FAN_API int fan_app_listen(fan_app *app, int *bound_port);
+
+/* The client connections this process has accepted on the app's listeners
+ * since it started, whether or not they sent a request (one count per
+ * accept, none for a connection refused by the kernel). Each worker counts
+ * its own: a forked worker starts from what the master had (0). A monitor
+ * or a benchmark reads it to see how often clients reconnect. Can't fail. */
+FAN_API uint64_t fan_app_connections_accepted(const fan_app *app);
 
 /* Runs this thread's event loop (one worker) until it is asked to stop, then
  * returns 0 once everything is closed: every connection, listener and
@@ -527,6 +538,14 @@ typedef struct fan_origin_opts {
     unsigned breaker_window_ms;
     unsigned breaker_min_calls;
     unsigned breaker_cooldown_ms;
+    /* Single-flight and the response cache for the origin's calls, as the
+     * fields of the same names in fan_call_opts; a call's own non-zero
+     * setting wins. coalesce and cache: 1 on, 0 or -1 off (the default). */
+    int coalesce;
+    int cache;
+    unsigned cache_ttl_ms;
+    unsigned stale_while_revalidate_ms;
+    unsigned stale_if_error_ms;
 } fan_origin_opts;
 
 /* Sets the options of the upstream origin `origin`, a URL of only a scheme,
@@ -538,7 +557,9 @@ typedef struct fan_origin_opts {
  * [,try-timeout-ms=N][,retry-on=502:503:504|none][,retry-non-idempotent=on]
  * [,hedge-after-ms=N][,hedge=p95][,budget-percent=N][,budget-min=N]
  * [,breaker-failures=N][,breaker-error-percent=N][,breaker-window-ms=N]
- * [,breaker-min-calls=N][,breaker-cooldown-ms=N], once per origin. Returns 0, FAN_EINVAL (with a log line)
+ * [,breaker-min-calls=N][,breaker-cooldown-ms=N][,coalesce=on|off][,cache=on|off]
+ * [,cache-ttl=MS][,stale-while-revalidate=MS][,stale-if-error=MS], once per
+ * origin. Returns 0, FAN_EINVAL (with a log line)
  * for an origin that is not http:// or https:// with a host, has a path,
  * query or credentials, or for FAN_HTTP_2 with max_connections or with
  * an http:// origin, or an unknown http_version, more than 10 retries, a
@@ -1067,6 +1088,26 @@ typedef struct fan_call_opts {
     /* Retries and hedging of this call (copied), replacing its origin's
      * policy; NULL = the origin's (fan_origin_opts.retry), or none. */
     const fan_retry_policy *retry;
+    /* Single-flight and the response cache (docs/resilience.md). They apply
+     * to GET and HEAD calls without a body only; for the others they are
+     * ignored. 0 in each means the origin's setting (fan_origin_opts). */
+    int coalesce;                 /* 1: share one upstream exchange with the identical
+                                   * calls in flight in the worker; -1: never (default:
+                                   * off, but a cache miss is always shared) */
+    int cache;                    /* 1: served from, and stored into, the worker's
+                                   * response cache; -1: bypass it (default: off) */
+    unsigned cache_ttl_ms;        /* how long a stored response is fresh; 0: the origin's,
+                                   * else the response's Cache-Control s-maxage or
+                                   * max-age (a response with neither is not stored) */
+    unsigned stale_while_revalidate_ms; /* after the TTL, serve the entry and refresh it
+                                         * in the background; 0: the origin's, else the
+                                         * response's stale-while-revalidate */
+    unsigned stale_if_error_ms;   /* after the TTL, serve the entry when the refresh
+                                   * fails; 0: the origin's, else the response's
+                                   * stale-if-error */
+    const char *const *cache_vary; /* NULL-terminated request header names whose values
+                                    * make the cache key (with the method and URL);
+                                    * NULL: every request header does */
 } fan_call_opts;
 
 /* A JSON body (opts.json): fan_call_start() serializes the value, any JSON
@@ -1193,11 +1234,30 @@ FAN_API int fan_call_attempts(const fan_call *call);
 enum {
     FAN_CALL_RETRIED = 1,   /* a try failed and another was sent */
     FAN_CALL_HEDGED = 2,    /* a hedge was sent beside the first try */
-    FAN_CALL_CACHED = 4,    /* served from the response cache */
-    FAN_CALL_STALE = 8,     /* served from a stale cache entry */
-    FAN_CALL_COALESCED = 16 /* shared another identical call's exchange */
+    FAN_CALL_CACHED = 4,    /* served from the response cache: nothing was sent */
+    FAN_CALL_STALE = 8,     /* ... by an entry past its TTL (stale-while-revalidate or
+                             * stale-if-error) */
+    FAN_CALL_COALESCED = 16 /* waited for an identical call's exchange (single-flight)
+                             * and got its response */
 };
 FAN_API unsigned fan_call_flags(const fan_call *call);
+
+/* The counters of this thread's worker's single-flight and response cache,
+ * since it started. */
+typedef struct fan_cache_counters {
+    unsigned long long hits;       /* calls answered by a fresh entry */
+    unsigned long long stale_hits; /* ... by a stale one (FAN_CALL_STALE) */
+    unsigned long long misses;     /* cached calls that found no usable entry */
+    unsigned long long stores;     /* responses stored */
+    unsigned long long evictions;  /* entries evicted to stay within max_cache_bytes */
+    unsigned long long refreshes;  /* background stale-while-revalidate refreshes started */
+    unsigned long long exchanges;  /* shared upstream exchanges started */
+    unsigned long long coalesced;  /* calls that joined one in flight (FAN_CALL_COALESCED) */
+    size_t entries, bytes;         /* what the cache holds now */
+} fan_cache_counters;
+
+/* Copies the counters into *out. Can't fail. */
+FAN_API void fan_cache_get_counters(fan_cache_counters *out);
 
 /* ------------------------------------------------------------------------ */
 /* Child tasks                                                              */

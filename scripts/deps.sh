@@ -9,6 +9,7 @@ pkgs=(gcc libc6-dev make cmake pkg-config ca-certificates
       libuv1-dev node-llhttp libcurl4-openssl-dev libjansson-dev libssl-dev)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(libcmocka-dev python3 wrk)
+    pkgs+=(valgrind) # bench/instructions.py: callgrind's instructions per request (a guard)
     pkgs+=(nginx openssl) # test_tls.py: a real TLS and HTTP/2 upstream, its certificates
     pkgs+=(curl) # test_inbound_tls.py: curl as an https client of fanout
     pkgs+=(nghttp2-client) # h2load, the load of bench/tls_s2.py (S2 over TLS)

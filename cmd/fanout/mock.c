@@ -324,14 +324,17 @@ static void delay_view(fan_req *rq)
 
 /* The counters are the answering process's: with --workers, each worker
  * counts its own requests, and "pid" says which one answered. ?reset=1
- * clears them after the answer is made. */
+ * clears them after the answer is made, except "connections": the client
+ * connections accepted since the start, which a reader subtracts. */
 static void stats_view(fan_req *rq)
 {
-    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "requests",
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "requests",
                           (json_int_t)stats.requests, "completed", (json_int_t)stats.completed,
                           "cancelled", (json_int_t)stats.cancelled, "failed",
                           (json_int_t)stats.failed, "in_flight", (json_int_t)stats.in_flight,
                           "peak_in_flight", (json_int_t)stats.peak, "pid", (json_int_t)getpid(),
+                          "connections",
+                          (json_int_t)fan_app_connections_accepted(fan_req_app(rq)),
                           "paths", counters_json(&by_path), "keys", counters_json(&by_key));
     fan_reply_json(rq, 200, j);
     stats.peak = stats.in_flight;
@@ -405,9 +408,10 @@ static void mock_usage(void)
            "  echo=1                        \"echo\": the method, path, query, headers\n"
            "                                and body (parsed when JSON) it received\n"
            "GET /stats reports counters (requests, per path and per key, completed,\n"
-           "cancelled, failed, peak in flight since the last read) and the pid of the\n"
-           "process that answers: with workers, each counts its own. /stats?reset=1\n"
-           "clears them after answering.\n\n"
+           "cancelled, failed, peak in flight since the last read), the client\n"
+           "connections accepted since the start (the read's own included; never\n"
+           "reset) and the pid of the process that answers: with workers, each\n"
+           "counts its own. /stats?reset=1 clears the request counts after answering.\n\n"
            "  --delay MS       default delay (0)\n"
            "  --jitter MS      up to this much more delay, at random (0)\n"
            "  --status N       default status (200)\n"

@@ -45,6 +45,7 @@ static const limit_opt limit_opts[] = {
     SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),
+    SZ(max_cache_bytes, "the worker's upstream response cache, bytes (LRU beyond)"),
     UN(tls_handshake_timeout_ms, "a TLS handshake not completed in it: closed"),
 };
 
@@ -279,7 +280,10 @@ void fan_print_options(FILE *out)
                  "                           hedge=p95,budget-percent=N,budget-min=N,\n"
                  "                           breaker-failures=N,breaker-error-percent=N,\n"
                  "                           breaker-window-ms=N,breaker-min-calls=N,\n"
-                 "                           breaker-cooldown-ms=N (docs/resilience.md)\n"
+                 "                           breaker-cooldown-ms=N, coalesce=on|off,\n"
+                 "                           cache=on|off,cache-ttl=MS,\n"
+                 "                           stale-while-revalidate=MS,stale-if-error=MS\n"
+                 "                           (docs/resilience.md)\n"
                  "  --tls-cert FILE          serve https: the PEM certificate chain (SIGHUP\n"
                  "                           loads it again; a broken file keeps the old one);\n"
                  "                           repeat the pair for more, chosen by SNI\n"

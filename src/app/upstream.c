@@ -253,6 +253,16 @@ static int retry_on_option(const char *origin, const char *v, fan_origin_opts *o
     return 0;
 }
 
+/* An on|off item of --origin into *out (1 or -1). Returns 0, or -1 for
+ * another value. */
+static int on_off(const char *v, int *out)
+{
+    if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+        return -1;
+    *out = strcmp(v, "on") == 0 ? 1 : -1;
+    return 0;
+}
+
 /* The numeric items of --origin: "retries=N" and the like. 1 when `item`
  * is one of them (0 when it is not), or FAN_EINVAL. */
 static int number_option(const char *item, const char *v, fan_origin_opts *o)
@@ -275,6 +285,9 @@ static int number_option(const char *item, const char *v, fan_origin_opts *o)
         ITEM("breaker-window-ms", breaker_window_ms, 3600000),
         ITEM("breaker-min-calls", breaker_min_calls, 1000000),
         ITEM("breaker-cooldown-ms", breaker_cooldown_ms, 3600000),
+        ITEM("cache-ttl", cache_ttl_ms, 30 * 86400000ull),
+        ITEM("stale-while-revalidate", stale_while_revalidate_ms, 30 * 86400000ull),
+        ITEM("stale-if-error", stale_if_error_ms, 30 * 86400000ull),
 #undef ITEM
     };
     for (size_t i = 0; i < sizeof items / sizeof *items; i++) {
@@ -292,11 +305,13 @@ static int number_option(const char *item, const char *v, fan_origin_opts *o)
 }
 
 /* The value of "--origin ORIGIN[,http=auto|1.1|2][,max-connections=N][,verify=off]"
- * and the retry, hedge, budget and breaker items (fanout.h). */
+ * and the retry, hedge, budget, breaker, single-flight and cache items
+ * (fanout.h). */
 int fan__origin_option(fan_app *app, const char *value)
 {
     static const char usage[] = "expected ORIGIN[,http=auto|1.1|2][,max-connections=N]"
-                                "[,verify=off|on] and the retry, hedge, budget and breaker "
+                                "[,verify=off|on] and the retry, hedge, budget, breaker, "
+                                "coalesce and cache "
                                 "items of fanout --help";
     if (!value || !*value) {
         fan_log(FAN_LOG_ERROR, "--origin: %s", usage);
@@ -340,6 +355,8 @@ int fan__origin_option(fan_app *app, const char *value)
             if (fan__parse_number("--origin max-connections", v, 1000000, &n) != 0)
                 return FAN_EINVAL;
             o.max_connections = (size_t)n;
+        } else if (strcmp(item, "coalesce") == 0 && on_off(v, &o.coalesce) == 0) {
+        } else if (strcmp(item, "cache") == 0 && on_off(v, &o.cache) == 0) {
         } else {
             fan_log(FAN_LOG_ERROR, "--origin %s: '%s%s%s': %s", origin, item, eq ? "=" : "", v,
                     usage);

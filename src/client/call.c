@@ -33,12 +33,23 @@ static void call_release(void *arg)
     fan_call *c = arg;
     json_decref(c->json);
     fan__buf_free(&c->resp_body);
+    if (c->shared_body)
+        fan__shared_body_unref(c->shared_body);
 }
 
-/* A call waiting for a slot has nothing under way: it ends here. */
+/* The response body: the call's own, or the one it shares. */
+static const fan__buf *body_of(const fan_call *c)
+{
+    return c->shared_body ? &c->shared_body->buf : &c->resp_body;
+}
+
+/* A call waiting for a slot has nothing under way: it ends here; one
+ * waiting in the cache or for a shared exchange leaves it alone. */
 static void cancel(fan_call *c)
 {
-    if (c->att)
+    if (c->lookup || c->flight)
+        fan__cache_cancel(c);
+    else if (c->att)
         fan__attempts_cancel(c);
     else if (c->queued)
         fan__call_finish(c, FAN_ECANCELED);
@@ -67,6 +78,8 @@ void fan__call_finish(fan_call *c, int error)
         fan__health_exchange_end(c->health, c);
     if (c->counted)
         c->health->calls--;
+    if (c->leads)
+        fan__flight_done(c); /* its waiters get their copies first */
     c->task->calls_running--;
     fan__list_push(&c->task->completed, &c->done_link);
     fan__rt_of(rq)->ncalls++;
@@ -257,7 +270,13 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
     c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : lim->connect_timeout_ms;
     c->max_body = o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
-    if (!c->url || !c->name || !c->method)
+    c->use_coalesce = o->coalesce;
+    c->use_cache = o->cache;
+    c->cache_ttl_ms = o->cache_ttl_ms;
+    c->swr_ms = o->stale_while_revalidate_ms;
+    c->sie_ms = o->stale_if_error_ms;
+    if (!c->url || !c->name || !c->method ||
+        copy_headers(a, o->cache_vary, NULL, &c->cache_vary) != 0)
         return FAN_ENOMEM;
     const char *ct =
         o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL;
@@ -297,8 +316,10 @@ static int resilience(fan_call *c, const fan_retry_policy *own)
     return rc;
 }
 
-/* fan_call_start(), for a call that must have a JSON body when `need_json`. */
-static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json)
+/* fan_call_start(), for a call that must have a JSON body when `need_json`,
+ * or the upstream call of the shared exchange `leads`. */
+static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json,
+                       struct fan__flight *leads)
 {
     fan_call *c = fan__arena_alloc(fan__req_arena(rq), sizeof *c);
     if (!c)
@@ -310,6 +331,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     c->op.cancel = call_cancel_op;
     fan__list_init(&c->done_link);
     fan__list_init(&c->queue_link);
+    fan__list_init(&c->flight_link);
+    c->leads = leads;
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
     int rc = fill(c, url ? url : "", opts, need_json);
@@ -321,6 +344,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     c->origin_cfg = fan__upstreams_origin(c->upstreams, c->url);
     if (c->origin_cfg && c->origin_cfg->opts.http_version != FAN_HTTP_2)
         c->conn_cap = c->origin_cfg->opts.max_connections;
+    if (!leads)
+        fan__cache_settle(c);
     c->tp = transport_for(c->url);
     if (rc == 0)
         rc = resilience(c, opts ? opts->retry : NULL);
@@ -330,6 +355,8 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     fan__op_begin(rq, &c->op, c->task);
     if (rc == 0 && c->task->cancelled)
         rc = FAN_ECANCELED;
+    if (rc == 0 && !leads && fan__cache_start(c))
+        return c; /* answered from the cache, or waiting in it or for a shared exchange */
     if (rc == 0 && c->health)
         rc = fan__breaker_admit(c->health, c, &c->probe);
     if (rc == 0 && c->health) {
@@ -349,13 +376,27 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
 
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
 {
-    return start(rq, url, opts, 0);
+    return start(rq, url, opts, 0, NULL);
+}
+
+fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan__flight *f)
+{
+    fan_call_opts o = {
+        .method = model->method,
+        .headers = model->headers,
+        .timeout_ms = model->timeout_ms,
+        .connect_timeout_ms = model->connect_timeout_ms,
+        .max_body_bytes = model->max_body,
+        .name = model->name,
+        .retry = model->policy, /* copied; NULL: the origin's, as for the model */
+    };
+    return start(bg, model->url, &o, 0, f);
 }
 
 fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body)
 {
     fan_call_opts o = {.method = "POST", .json = body};
-    return start(rq, url, &o, 1);
+    return start(rq, url, &o, 1, NULL);
 }
 
 void fan__call_launch(fan_call *c)
@@ -458,9 +499,10 @@ int fan_call_status(const fan_call *c)
 
 const char *fan_call_body(const fan_call *c, size_t *len)
 {
+    const fan__buf *b = body_of(c);
     if (len)
-        *len = c->resp_body.len;
-    return c->resp_body.len ? c->resp_body.data : "";
+        *len = b->len;
+    return b->len ? b->data : "";
 }
 
 const char *fan_call_header(const fan_call *c, const char *name)
@@ -487,7 +529,8 @@ json_t *fan_call_json(fan_call *c)
 {
     if (!c->json_parsed && c->error == 0) {
         c->json_parsed = 1;
-        c->json = json_loadb(c->resp_body.data ? c->resp_body.data : "", c->resp_body.len, 0, NULL);
+        const fan__buf *b = body_of(c);
+        c->json = json_loadb(b->data ? b->data : "", b->len, 0, NULL); /* each call its own */
     }
     return c->json;
 }
@@ -550,10 +593,16 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
     }
     while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
         vlen--; /* RFC 9110 5.5: the value excludes surrounding whitespace */
-    h->name = fan__arena_strndup(fan__req_arena(c->rq), name, nlen);
-    h->value = fan__arena_strndup(fan__req_arena(c->rq), value, vlen);
-    if (!h->name || !h->value)
+    /* One allocation for both (nlen and vlen are bounded above). */
+    char *p = fan__arena_alloc(fan__req_arena(c->rq), nlen + vlen + 2);
+    if (!p)
         return FAN_ENOMEM;
+    memcpy(p, name, nlen);
+    p[nlen] = '\0';
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = '\0';
+    h->name = p;
+    h->value = p + nlen + 1;
     c->nresp++;
     return 0;
 }
@@ -597,4 +646,5 @@ void fan__client_shutdown(void)
     fan__curl_transport.shutdown();
     fan__slots_shutdown();
     fan__health_shutdown();
+    fan__cache_shutdown();
 }

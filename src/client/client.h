@@ -82,7 +82,32 @@ struct fan_call {
     int cancelled_by_us;             /* a try cancelled by its call (a loser) */
     int attempts;                    /* fan_call_attempts() */
     unsigned flags;                  /* fan_call_flags() */
+
+    /* cache.c and flight.c: the response cache and single-flight, as the
+     * options and the call's origin set them (fan__cache_settle()). */
+    int use_cache, use_coalesce;
+    unsigned cache_ttl_ms, swr_ms, sie_ms;
+    const char *const *cache_vary;  /* NULL-terminated, in the arena, or NULL */
+    char *fkey, *ckey;              /* its single-flight and cache keys (arena) */
+    char *vary_names;               /* ",name,...," of cache_vary, lower-case, or NULL */
+    size_t fklen, cklen;
+    void *lookup;                   /* a store lookup it waits for */
+    struct fan__flight *flight;     /* the shared exchange it waits for */
+    fan__list flight_link;          /* in the flight's waiters */
+    int stale_fallback;             /* it holds a stale entry, served if the exchange fails */
+    struct fan__flight *leads;      /* the shared exchange this call is the upstream call of */
+    struct fan__shared_body *shared_body; /* its body, read-only, shared with the other
+                                           * waiters of its exchange; or NULL: resp_body */
 };
+
+/* A response body shared, read-only, by the calls of a shared exchange
+ * (flight.c): freed with its last reference, by fan__shared_body_unref(). */
+typedef struct fan__shared_body {
+    unsigned refs;
+    fan__buf buf;
+} fan__shared_body;
+
+void fan__shared_body_unref(fan__shared_body *b);
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
  * it waits for it. The call must not be touched by the transport afterwards. */
@@ -122,7 +147,8 @@ void fan__slots_shutdown(void);
 size_t fan__origin_key(const char *url, char *out, size_t cap);
 
 /* The hash of an origin key of `n` bytes (FNV-1a), for the tables of
- * origins (slots.c, health.c). Can't fail. */
+ * origins (slots.c, health.c) and of the cache and single-flight keys
+ * (store_memory.c, flight.c). Can't fail. */
 unsigned fan__origin_hash(const char *s, size_t n);
 
 /* Upstream settings of an app (upstreams.c): TLS files and per-origin
@@ -153,6 +179,39 @@ int fan__upstreams_set_origin(fan__upstreams *u, const char *origin, size_t len,
 
 /* The options of the origin of `url`, or NULL when it has none. */
 const fan__origin_cfg *fan__upstreams_origin(const fan__upstreams *u, const char *url);
+
+/* The response cache and single-flight (cache.c, flight.c), in front of
+ * the slots and transports.
+ * fan__cache_settle() resolves the call's settings from its options (set
+ * by fill()) and its origin's. fan__cache_start() answers the call from
+ * the cache (it is finished then) or makes it wait for a store lookup or a
+ * shared exchange, and returns 1; or returns 0 when the call goes its own
+ * way (slots, then a transport). */
+void fan__cache_settle(fan_call *c);
+int fan__cache_start(fan_call *c);
+
+/* Ends a call that waits in the cache or a shared exchange with
+ * FAN_ECANCELED: it leaves alone (cache.c). */
+void fan__cache_cancel(fan_call *c);
+
+/* The upstream call of a shared exchange ended: stores its response when
+ * the exchange is cached, and gives each waiter its own copy (flight.c).
+ * Called by fan__call_finish() before anything else of it. */
+void fan__flight_done(fan_call *up);
+
+/* Cancels the shared exchanges of the worker that no call waits for
+ * (background refreshes), and the others too when `waited_for_too`: a
+ * stop's drain, then its end. They end through their callbacks. */
+void fan__flight_cancel_all(int waited_for_too);
+
+/* Frees the worker's cache (cache.c). */
+void fan__cache_shutdown(void);
+
+/* fan_call_start() for the upstream call of a shared exchange: it runs in
+ * `bg`, the exchange's own request, with the settings of `model` (its URL,
+ * method, headers, timeouts, limit and name), and goes to the slots and a
+ * transport, never to the cache (call.c). NULL when out of memory. */
+fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan__flight *f);
 
 /* Maps a CURLcode to a FAN_E* code; `cb_error` is the FAN_E* code our
  * header or write callback stopped the transfer with, or 0. */

@@ -7,7 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A chunk's size, with malloc's own header. The first is smaller: what a
+ * request holds while it waits on its upstreams (what thousands of
+ * connections hold at once) is about 2.7 KiB with two calls (the fan_req,
+ * the calls, their URLs, the parsed head); the arena grows by CHUNK_SIZE
+ * from there. */
+#define FIRST_CHUNK_SIZE 3072
 #define CHUNK_SIZE 4096
+#define MALLOC_HEADER 16
 
 struct fan__chunk {
     fan__chunk *next;
@@ -31,7 +38,7 @@ void fan__arena_free(fan__arena *a)
     fan__arena_init(a);
 }
 
-void *fan__arena_alloc(fan__arena *a, size_t size)
+void *fan__arena_alloc_slow(fan__arena *a, size_t size)
 {
     const size_t align = alignof(max_align_t);
     /* A size this close to SIZE_MAX would wrap once rounded up or once the
@@ -46,7 +53,8 @@ void *fan__arena_alloc(fan__arena *a, size_t size)
     }
     /* A big allocation gets a chunk of its own, linked behind the current one,
      * so the free space left in the current chunk is not wasted. */
-    size_t cap = size > CHUNK_SIZE / 4 ? size : CHUNK_SIZE - sizeof(fan__chunk);
+    size_t chunk = (a->head ? CHUNK_SIZE : FIRST_CHUNK_SIZE) - MALLOC_HEADER - sizeof(fan__chunk);
+    size_t cap = size > CHUNK_SIZE / 4 ? size : chunk;
     fan__chunk *c = malloc(sizeof(fan__chunk) + cap);
     if (!c)
         return NULL;

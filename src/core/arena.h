@@ -3,6 +3,7 @@
 #ifndef FAN_CORE_ARENA_H
 #define FAN_CORE_ARENA_H
 
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -21,7 +22,23 @@ void fan__arena_free(fan__arena *a);
 
 /* Returns `size` bytes aligned for any type, or NULL when out of memory
  * (a size near SIZE_MAX, which no chunk could hold, included). */
-void *fan__arena_alloc(fan__arena *a, size_t size);
+void *fan__arena_alloc_slow(fan__arena *a, size_t size);
+
+static inline void *fan__arena_alloc(fan__arena *a, size_t size)
+{
+    /* The common case inline: it fits the current chunk (a size near
+     * SIZE_MAX never does, and the rounding cannot wrap below it). */
+    const size_t align = alignof(max_align_t);
+    if (size <= (size_t)(a->end - a->pos)) {
+        size_t rounded = (size + align - 1) & ~(align - 1);
+        if (rounded <= (size_t)(a->end - a->pos)) {
+            void *p = a->pos;
+            a->pos += rounded;
+            return p;
+        }
+    }
+    return fan__arena_alloc_slow(a, size);
+}
 
 /* The free space left in the current chunk, *room bytes (possibly 0), to
  * write into before claiming it: fan__arena_alloc(a, n) with n <= *room then

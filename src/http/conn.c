@@ -590,6 +590,7 @@ void fan__conn_accept(fan__listener *l, int fd)
         fan__conn_close(c);
         return;
     }
+    fan__site_of(c->app)->accepted++;
     uv_tcp_nodelay(&c->tcp, 1);
     fan__conn_read_peer(c);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);

@@ -27,6 +27,7 @@ static const fan_limits default_limits = {
     .max_queued_calls = 16384,
     .call_queue_timeout_ms = 5000,
     .max_stream_queued_bytes = 64 * 1024,
+    .max_cache_bytes = 64 * 1024 * 1024,
     .tls_handshake_timeout_ms = 10000,
 };
 
@@ -80,4 +81,9 @@ int fan_app_listen(fan_app *app, int *bound_port)
     if (bound_port)
         *bound_port = rc == 0 ? bound : 0;
     return rc;
+}
+
+uint64_t fan_app_connections_accepted(const fan_app *app)
+{
+    return fan__site_of((fan_app *)app)->accepted;
 }

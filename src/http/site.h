@@ -22,6 +22,7 @@ typedef struct fan__site {
     const struct fan__upstreams *upstreams;
     fan__router *router;
     unsigned nlisteners; /* open listeners */
+    uint64_t accepted;   /* connections accepted on them (fan_app_connections_accepted()) */
     char *host;          /* where fan_app_listen() listens */
     int port;
     unsigned graceful_timeout_s; /* --graceful-timeout, if graceful_timeout_set */

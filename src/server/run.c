@@ -83,6 +83,7 @@ static void drain(fan__server *srv)
     unsigned ms = fan__http_graceful_ms(); /* from the listeners' apps: before closing them */
     fan__http_stop_accepting();
     fan__http_close_idle();
+    fan__flight_cancel_all(0); /* background refreshes do not hold a stop */
     if (fan__http_idle())
         return;
     fan_log(FAN_LOG_INFO,
@@ -114,6 +115,7 @@ int fan_run(void)
      * which cancels every request and its calls, then let the cancellations
      * and closes complete. */
     fan__http_shutdown();
+    fan__flight_cancel_all(1); /* and the shared exchanges of the requests left */
     /* Everything left ends through callbacks; a loop with nothing left to
      * wait for but requests not freed is a leak, reported rather than spun
      * on forever. */

@@ -45,6 +45,25 @@ class MockFaults(unittest.TestCase):
         self.assertEqual((s["requests"], s["keys"], s["paths"]), (0, {}, {}))
         self.assertEqual(self.get("/delay?fail_first=2&key=k1").status, 503)
 
+    def test_connections_counts_each_accepted_connection_once(self):
+        before = self.stats()["connections"]
+        # 3 requests on one keep-alive connection, 2 fresh connections, one
+        # connection that sends nothing: 4 accepted, and the reading one
+        with connect(self.mock.port) as s:
+            reader = Reader(s)
+            for _ in range(3):
+                s.sendall(b"GET /delay HTTP/1.1\r\nHost: t\r\n\r\n")
+                self.assertEqual(reader.read().status, 200)
+            for _ in range(2):
+                self.assertEqual(self.get("/delay").status, 200)
+            with connect(self.mock.port):
+                pass
+            # /stats?reset=1 clears the requests, not this count
+            get_json(self.mock.port, "/stats?reset=1")
+        # the kernel queues the connections in order, so the silent one is
+        # accepted before this read, which counts itself: 4 + the reset + 1
+        self.assertEqual(self.stats()["connections"] - before, 6)
+
     def test_fail_rate(self):
         self.assertTrue(all(self.get("/r?fail_rate=1").status == 503 for _ in range(5)))
         self.assertTrue(all(self.get("/r?fail_rate=0").status == 200 for _ in range(5)))

@@ -108,6 +108,13 @@ static json_t *call_json(fan_call *c)
     if (len && len < 256)
         json_object_set_new(j, "body", json_stringn(body, len));
     json_object_set_new(j, "headers", call_header_pairs(c));
+    json_object_set_new(j, "attempts", json_integer(fan_call_attempts(c)));
+    unsigned f = fan_call_flags(c);
+    json_object_set_new(j, "flags",
+                        json_pack("{s:b, s:b, s:b, s:b, s:b}", "retried", f & FAN_CALL_RETRIED,
+                                  "hedged", f & FAN_CALL_HEDGED, "cached", f & FAN_CALL_CACHED,
+                                  "stale", f & FAN_CALL_STALE, "coalesced",
+                                  f & FAN_CALL_COALESCED));
     return j;
 }
 
@@ -148,8 +155,24 @@ static void reply_call(fan_req *rq, fan_call *c)
     fan_reply_json(rq, 200, j);
 }
 
+/* The names of ?vary=A,B as a NULL-terminated array, or NULL. */
+static const char *const *vary_names(fan_req *rq)
+{
+    const char *v = fan_req_query(rq, "vary");
+    if (!v)
+        return NULL;
+    const char **names = fan_alloc(rq, 9 * sizeof *names);
+    char *copy = fan_sprintf(rq, "%s", v), *save = NULL;
+    int n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t && n < 8; t = strtok_r(NULL, ",", &save))
+        names[n++] = t;
+    names[n] = NULL;
+    return names;
+}
+
 /* One call: ?url=&timeout=ms&connect_timeout=ms&max=bytes&method=&body=&json=text
- * &name=label&header=Name:%20value (&header2=...) */
+ * &name=label&header=Name:%20value (&header2=...), and the cache and
+ * single-flight options: &cache=1|-1&coalesce=1|-1&ttl=ms&swr=ms&sie=ms&vary=A,B */
 static void fetch(fan_req *rq)
 {
     const char *url = fan_req_query(rq, "url");
@@ -172,6 +195,12 @@ static void fetch(fan_req *rq)
         .body = body,
         .body_len = body ? strlen(body) : 0,
         .json = json,
+        .cache = (int)fan_req_query_long(rq, "cache", 0, NULL),
+        .coalesce = (int)fan_req_query_long(rq, "coalesce", 0, NULL),
+        .cache_ttl_ms = (unsigned)fan_req_query_long(rq, "ttl", 0, NULL),
+        .stale_while_revalidate_ms = (unsigned)fan_req_query_long(rq, "swr", 0, NULL),
+        .stale_if_error_ms = (unsigned)fan_req_query_long(rq, "sie", 0, NULL),
+        .cache_vary = vary_names(rq),
     };
     fan_call *c = fan_call_start(rq, url, &o);
     json_decref(json); /* serialized by fan_call_start() */
@@ -269,8 +298,8 @@ static int query_policy(fan_req *rq, fan_retry_policy *p)
     return any;
 }
 
-/* ?n= concurrent calls (default 1) of ?url= with ?method=, ?timeout= and the
- * retry policy of query_policy(), awaited together: for each its error,
+/* ?n= concurrent calls (default 1) of ?url= with ?method=, ?timeout=,
+ * ?coalesce= and the retry policy of query_policy(), awaited together: for each its error,
  * status, tries and FAN_CALL_* flags, in start order. */
 static void resilient_view(fan_req *rq)
 {
@@ -286,6 +315,7 @@ static void resilient_view(fan_req *rq)
         .name = fan_req_query(rq, "name"),
         .timeout_ms = (unsigned)fan_req_query_long(rq, "timeout", 0, NULL),
         .retry = query_policy(rq, &p) ? &p : NULL,
+        .coalesce = (int)fan_req_query_long(rq, "coalesce", 0, NULL),
     };
     double t0 = fan_now();
     fan_call **calls = fan_alloc(rq, (size_t)n * sizeof *calls);
@@ -330,6 +360,21 @@ static void resp_headers(fan_req *rq)
 }
 
 /* The client as fan_req_client_addr() and fan_req_client_port() see it. */
+/* The worker's cache and single-flight counters. */
+static void cache_counters(fan_req *rq)
+{
+    fan_cache_counters n;
+    fan_cache_get_counters(&n);
+    fan_reply_json(rq, 200,
+                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits",
+                             (json_int_t)n.hits, "stale_hits", (json_int_t)n.stale_hits, "misses",
+                             (json_int_t)n.misses, "stores", (json_int_t)n.stores, "evictions",
+                             (json_int_t)n.evictions, "refreshes", (json_int_t)n.refreshes,
+                             "exchanges", (json_int_t)n.exchanges, "coalesced",
+                             (json_int_t)n.coalesced, "entries", (json_int_t)n.entries, "bytes",
+                             (json_int_t)n.bytes));
+}
+
 static void client_view(fan_req *rq)
 {
     fan_reply_json(
@@ -641,6 +686,7 @@ int main(int argc, char **argv)
     fan_app_route(app, "*", "/req/headers", req_headers);
     fan_app_route(app, "GET", "/resp/headers", resp_headers);
     fan_app_route(app, "GET", "/client", client_view);
+    fan_app_route(app, "GET", "/cache/counters", cache_counters);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);

@@ -33,8 +33,11 @@ async def fanout(request):
 
 
 async def client_session(app):
-    # limit=0: no cap on connections, a fan-out of 10,000 calls must not queue.
-    connector = aiohttp.TCPConnector(limit=0)
+    # limit=0 (default 100) and limit_per_host=0: no cap on connections, a
+    # fan-out of 10,000 calls must not queue. The connector keeps every idle
+    # connection; keepalive_timeout (default 15 s) is raised beyond a run's
+    # pauses so that no phase starts by reconnecting.
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=120)
     async with aiohttp.ClientSession(os.environ["UPSTREAM"], connector=connector) as session:
         app["session"] = session
         yield

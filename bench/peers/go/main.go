@@ -18,9 +18,17 @@ import (
 
 var (
 	upstream = os.Getenv("UPSTREAM")
-	client   = &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: 10000, // keep the connections of a 10,000-call fan-out
-		IdleConnTimeout:     90 * time.Second,
+	// The default Transport keeps 2 idle connections per host
+	// (DefaultMaxIdleConnsPerHost): with 256 calls in flight (S2) it would
+	// close and reopen connections all the time. Sized for the load instead:
+	// MaxIdleConns 0 is no total cap, MaxIdleConnsPerHost keeps the
+	// connections of a 10,000-call fan-out (S3), and ForceAttemptHTTP2 says
+	// that https origins that offer HTTP/2 get it (as the default Transport).
+	client = &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 10240,
+		IdleConnTimeout:     120 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}}
 )
 

@@ -10,4 +10,6 @@ if [ ! -x "$bin" ]; then
   (cd "$here" && GOCACHE="$BENCH_CACHE/gocache" GOPATH="$BENCH_CACHE/gopath" \
      GOFLAGS= go build -o "$bin" .)
 fi
+# CA_FILE (https variants of S2): Go's crypto/x509 reads SSL_CERT_FILE.
+if [ -n "${CA_FILE:-}" ]; then export SSL_CERT_FILE="$CA_FILE"; fi
 GOMAXPROCS="${WORKERS:-1}" exec "$bin"
