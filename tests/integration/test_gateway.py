@@ -80,6 +80,10 @@ class Gateway(GatewayCase):
             ep("/hedge",
                {"name": "h", "url": up + f"/h?tail_first=1&tail_ms={SLOW * 5}&key=hedge",
                 "hedge": {"after_ms": SLOW // 8}}),
+            ep("/cached",
+               {"name": "c", "url": up + "/c?key=cached", "cache": {"ttl_ms": 60000}}),
+            ep("/flight",
+               {"name": "f", "url": up + f"/f?ms={SLOW // 2}&key=flight", "single_flight": True}),
             ep("/partial",
                {"name": "ok", "url": up + "/ok"},
                {"name": "down", "url": up + "/down?fail=503&fail_rate=1", "required": False},
@@ -256,6 +260,29 @@ class Gateway(GatewayCase):
         self.assertLess(r.elapsed, 0.5 * SLOW * 5 / 1000)  # not the slow first try's time
         plan = self.get("/hedge", headers=[("Fanout-Debug", "plan")]).json()
         self.assertEqual(plan["backends"][0]["hedge"], {"after_ms": SLOW // 8, "p95": False})
+
+    def test_a_cached_backend_is_called_once(self):
+        self.stats(reset=True)
+        first = self.get("/cached", headers=[("Fanout-Debug", "timing")])
+        second = self.get("/cached", headers=[("Fanout-Debug", "timing")])
+        self.assertEqual((first.status, second.status), (200, 200))
+        self.assertEqual(first.json()["c"], second.json()["c"])
+        t = second.json()["_fanout"]["timing"]["c"]
+        self.assertEqual((t["attempts"], t.get("cached")), (0, True))
+        self.assertEqual(self.stats()["keys"]["cached"], 1)
+
+    def test_single_flight_shares_one_call(self):
+        self.stats(reset=True)
+        out = []
+        threads = [threading.Thread(target=lambda: out.append(self.get("/flight")))
+                   for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([r.status for r in out], [200] * 5)
+        self.assertEqual(len({r.body for r in out}), 1)
+        self.assertLess(self.stats()["keys"]["flight"], 5)
 
     def test_an_optional_failure_is_a_partial_200(self):
         r = self.get("/partial")

@@ -101,7 +101,10 @@ class Check(unittest.TestCase):
         p, _, _ = self.check(endpoint({"name": "a", "url": UP, "retries": {
             "max": 2, "base_ms": 5, "cap_ms": 50, "per_try_timeout_ms": 100, "on": [503, 429],
             "non_idempotent": True}, "hedge": {"after_ms": 20, "p95": True}},
-            {"name": "b", "url": UP, "retries": 1}))
+            {"name": "b", "url": UP, "retries": 1, "single_flight": True,
+             "cache": {"ttl_ms": 1000, "stale_while_revalidate_ms": 10, "stale_if_error_ms": 10,
+                       "vary": ["Accept"]}},
+            {"name": "c", "url": UP, "cache": False}))
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_unknown_key_of_an_endpoint_and_the_file(self):
@@ -258,10 +261,14 @@ class Check(unittest.TestCase):
              "unknown key 'size' in a batch"),
             (endpoint({"name": "a", "url": UP + "/}"}), '"url"', "a '}' without its '{'"),
             (endpoint({"name": "a", "url": UP + "/{}"}), '"url"', "a reference starts with"),
-            (endpoint({"name": "a", "url": UP, "cache": True}), '"cache"',
-             "'cache' is not supported yet: this build's calls have no response cache engine"),
-            (endpoint({"name": "a", "url": UP, "single_flight": True}), '"single_flight"',
-             "'single_flight' is not supported yet"),
+            (endpoint({"name": "a", "url": UP, "cache": 1}), '"cache"',
+             "'cache' is true, false or an object with \"ttl_ms\""),
+            (endpoint({"name": "a", "url": UP, "cache": {"ttl": 5}}), '"ttl"',
+             "unknown key 'ttl' in a cache"),
+            (endpoint({"name": "a", "url": UP, "cache": {"vary": ["A B"]}}), '"vary"',
+             "a header name is a token"),
+            (endpoint({"name": "a", "url": UP, "single_flight": "yes"}), '"single_flight"',
+             "'single_flight' must be true or false"),
             (endpoint({"name": "a", "url": UP, "breaker": {"failures": 5}}), '"breaker"',
              "a circuit breaker is kept per origin: set it with --origin ORIGIN,breaker-failures=N"),
             (endpoint({"name": "a", "url": UP, "retries": 11}), '"retries"',

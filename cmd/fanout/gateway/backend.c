@@ -10,10 +10,12 @@
 #include "check.h"
 
 static const char *const BACKEND_KEYS[] = {
-    "name",     "url",      "method",   "headers", "forward_headers", "body",      "timeout_ms",
-    "required", "pass_4xx", "for_each", "as",      "concurrency",     "max_items", "batch",
-    "merge",    "extract",  "select",   "remove",  "rename",          "$comment",  "retries",
-    "hedge",    "breaker",  NULL};
+    "name",    "url",         "method",    "headers",  "forward_headers",
+    "body",    "timeout_ms",  "required",  "pass_4xx", "for_each",
+    "as",      "concurrency", "max_items", "batch",    "merge",
+    "extract", "select",      "remove",    "rename",   "$comment",
+    "retries", "hedge",       "breaker",   "cache",    "single_flight",
+    NULL};
 static const char *const BATCH_KEYS[] = {"param", "field", "max", "results", "match", NULL};
 
 static int good_name(const char *s)

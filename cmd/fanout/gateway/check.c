@@ -26,16 +26,7 @@ int gw_check_keys(gw_errs *e, const char *where, json_t *obj, const char *const 
             i++;
         if (!allowed[i]) {
             char buf[1024];
-            const char *const later[] = {"cache", "single_flight", NULL};
-            size_t j = 0;
-            while (later[j] && strcmp(later[j], k) != 0)
-                j++;
-            if (later[j] && strcmp(what, "backend") == 0)
-                gw_error(e, gw_sub(buf, sizeof buf, where, k),
-                         "'%s' is not supported yet: this build's calls have no %s engine", k,
-                         strcmp(k, "cache") == 0 ? "response cache" : "single-flight");
-            else
-                gw_error(e, gw_sub(buf, sizeof buf, where, k), "unknown key '%s' in a %s", k, what);
+            gw_error(e, gw_sub(buf, sizeof buf, where, k), "unknown key '%s' in a %s", k, what);
             rc = -1;
         }
     }

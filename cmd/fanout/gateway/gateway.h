@@ -116,6 +116,10 @@ typedef struct gw_backend {
     size_t ndeps;
     int depth;               /* its stage in the plan: 0 for no input */
     fan_retry_policy *retry; /* retries and hedge, or NULL (resilience.c) */
+    int cache;               /* fan_call_opts.cache: 1 on, -1 off, 0 the origin's */
+    unsigned cache_ttl_ms, cache_swr_ms, cache_sie_ms;
+    const char **cache_vary; /* NULL-terminated, or NULL */
+    int coalesce;            /* single_flight: fan_call_opts.coalesce */
     int raw; /* its body goes into the answer as it came, checked but not parsed: nothing
               * reads it and its only shaping is a select of top-level members, copied
               * from the text (plan.c) */
@@ -223,7 +227,8 @@ typedef void (*gw_member_cb)(const char *key, size_t klen, int escaped, const ch
 int gw_json_valid(const char *s, size_t len);
 int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg);
 
-/* resilience.c: a backend's "retries", "hedge" (and the refused "breaker"). */
+/* resilience.c: a backend's "retries", "hedge", "cache", "single_flight"
+ * (and the refused "breaker"). */
 int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_backend *b);
 
 /* plan.c */

@@ -1,5 +1,6 @@
-/* A backend's resilience settings: retries and hedging, a fan_retry_policy
- * checked at load and handed to each of its calls (docs/resilience.md). A
+/* A backend's resilience settings: retries and hedging (a
+ * fan_retry_policy), the response cache and single-flight, checked at load
+ * and handed to each of its calls (docs/resilience.md). A
  * circuit breaker is kept per origin in fanout, not per call, so a
  * backend's "breaker" is refused with how to set it. */
 #include <stdio.h>
@@ -10,6 +11,8 @@
 static const char *const RETRY_KEYS[] = {"max", "base_ms",        "cap_ms", "per_try_timeout_ms",
                                          "on",  "non_idempotent", NULL};
 static const char *const HEDGE_KEYS[] = {"after_ms", "p95", NULL};
+static const char *const CACHE_KEYS[] = {"ttl_ms", "stale_while_revalidate_ms", "stale_if_error_ms",
+                                         "vary", NULL};
 
 static fan_retry_policy *policy(gw_pool *pool, gw_backend *b)
 {
@@ -76,6 +79,45 @@ static int load_hedge(gw_pool *pool, gw_errs *e, const char *where, json_t *v, g
     return rc;
 }
 
+static int load_cache(gw_pool *pool, gw_errs *e, const char *where, json_t *v, gw_backend *b)
+{
+    if (json_is_boolean(v)) {
+        b->cache = json_is_true(v) ? 1 : -1;
+        return 0;
+    }
+    if (!json_is_object(v)) {
+        gw_error(e, where, "'cache' is true, false or an object with \"ttl_ms\"");
+        return -1;
+    }
+    b->cache = 1;
+    int rc = gw_check_keys(e, where, v, CACHE_KEYS, "cache");
+    rc |= gw_get_uint(e, where, v, "ttl_ms", 1, 86400000, &b->cache_ttl_ms);
+    rc |= gw_get_uint(e, where, v, "stale_while_revalidate_ms", 1, 86400000, &b->cache_swr_ms);
+    rc |= gw_get_uint(e, where, v, "stale_if_error_ms", 1, 86400000, &b->cache_sie_ms);
+    json_t *vary = json_object_get(v, "vary");
+    if (vary) {
+        char w[1100];
+        snprintf(w, sizeof w, "%s.vary", where);
+        if (!json_is_array(vary)) {
+            gw_error(e, w, "'vary' is an array of request header names");
+            return -1;
+        }
+        b->cache_vary = gw_alloc(pool, (json_array_size(vary) + 1) * sizeof *b->cache_vary);
+        size_t i;
+        json_t *h;
+        json_array_foreach(vary, i, h)
+        {
+            if (!json_is_string(h) || !gw_is_token(json_string_value(h))) {
+                gw_error(e, w, "a header name is a token such as \"Accept-Language\"");
+                rc = -1;
+                continue;
+            }
+            b->cache_vary[i] = json_string_value(h);
+        }
+    }
+    return rc;
+}
+
 int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_backend *b)
 {
     char buf[1024];
@@ -85,6 +127,13 @@ int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, 
         rc |= load_retries(pool, e, gw_sub(buf, sizeof buf, where, "retries"), v, b);
     if ((v = json_object_get(o, "hedge")))
         rc |= load_hedge(pool, e, gw_sub(buf, sizeof buf, where, "hedge"), v, b);
+    if ((v = json_object_get(o, "cache")))
+        rc |= load_cache(pool, e, gw_sub(buf, sizeof buf, where, "cache"), v, b);
+    if ((v = json_object_get(o, "single_flight"))) {
+        int on = 0;
+        rc |= gw_get_bool(e, where, o, "single_flight", &on);
+        b->coalesce = on ? 1 : -1;
+    }
     if (json_object_get(o, "breaker")) {
         gw_error(e, gw_sub(buf, sizeof buf, where, "breaker"),
                  "a circuit breaker is kept per origin: set it with --origin "

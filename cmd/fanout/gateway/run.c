@@ -187,7 +187,13 @@ int gw_start_call(gw_run *r, int i, size_t first, size_t n, const char **why)
                        .json = body,
                        .timeout_ms = timeout,
                        .name = b->name,
-                       .retry = b->retry};
+                       .retry = b->retry,
+                       .cache = b->cache,
+                       .cache_ttl_ms = b->cache_ttl_ms,
+                       .stale_while_revalidate_ms = b->cache_swr_ms,
+                       .stale_if_error_ms = b->cache_sie_ms,
+                       .cache_vary = b->cache_vary,
+                       .coalesce = b->coalesce};
     fan_call *c = fan_call_start(rq, url, &o);
     json_decref(body);
     if (!c) {

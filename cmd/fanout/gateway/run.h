@@ -16,8 +16,8 @@ typedef struct gw_bstate {
     json_t *item_errors; /* owned: for_each items that failed, or NULL */
     double t0, t1;       /* start and end, fan_now() */
     unsigned calls;
-    unsigned attempts;   /* tries sent upstream, retries and hedges included */
-    unsigned flags;      /* FAN_CALL_* of its calls, or'ed */
+    unsigned attempts;  /* tries sent upstream, retries and hedges included */
+    unsigned flags;     /* FAN_CALL_* of its calls, or'ed */
     fan_call *call;     /* the failed call of a required backend (pass_4xx), or a raw one's */
     const char **spans; /* a raw select: each selected member's value in the body (start,
                          * end), the last of a repeated key; NULL when parsed instead */

@@ -149,12 +149,18 @@ json_t *gw_timing_json(gw_run *r)
                               : s->state == B_FAILED  ? s->kind
                               : s->state == B_RUNNING ? "running"
                                                       : "not_started";
-        json_t *o = json_pack("{s:s, s:i, s:i}", "outcome", outcome, "calls", s->calls,
-                              "attempts", s->attempts);
+        json_t *o = json_pack("{s:s, s:i, s:i}", "outcome", outcome, "calls", s->calls, "attempts",
+                              s->attempts);
         if (s->flags & FAN_CALL_RETRIED)
             json_object_set_new(o, "retried", json_true());
         if (s->flags & FAN_CALL_HEDGED)
             json_object_set_new(o, "hedged", json_true());
+        if (s->flags & FAN_CALL_CACHED)
+            json_object_set_new(o, "cached", json_true());
+        if (s->flags & FAN_CALL_STALE)
+            json_object_set_new(o, "stale", json_true());
+        if (s->flags & FAN_CALL_COALESCED)
+            json_object_set_new(o, "coalesced", json_true());
         if (s->t0) {
             json_object_set_new(o, "start_ms", json_real((s->t0 - r->t0) * 1000.0));
             if (s->t1)
