@@ -5,7 +5,8 @@
  * a crash or a leak. The same bytes are checked by gw_json_valid() and parsed
  * by jansson as an upstream body would be (fan_call_json(): flags 0): the
  * two must agree, but for numbers jansson cannot hold (a real that
- * overflows, an integer beyond 64 bits), which the check lets through. */
+ * overflows, an integer beyond 64 bits), which the check lets through, and
+ * a NUL byte outside strings, which jansson lets through after a literal. */
 #define _GNU_SOURCE
 #include <assert.h>
 #include <stdint.h>
@@ -29,6 +30,12 @@ static void differential(const uint8_t *data, size_t size)
     int valid = gw_json_valid((const char *)data, size);
     if (!j && valid && (strstr(err.text, "too big") || strstr(err.text, "overflow")))
         return;
+    /* jansson's lexer lets a NUL byte after a literal pass ("[1\0]" loads);
+     * the check refuses it, as RFC 8259 does. */
+    if (j && !valid && memchr(data, 0, size)) {
+        json_decref(j);
+        return;
+    }
     if (!!j != valid) {
         fprintf(stderr, "gw_json_valid says %d, jansson %s\n", valid, j ? "ok" : err.text);
         abort();
