@@ -158,7 +158,7 @@ static nghttp2_nv nv(const char *name, size_t nlen, const char *value, size_t vl
 static int head_nv(fan_req *rq, int stream, nghttp2_nv **out)
 {
     fan__arena *a = &rq->rt.arena;
-    nghttp2_nv *v = fan__arena_alloc(a, sizeof *v * (rq->nout + 5));
+    nghttp2_nv *v = fan__arena_alloc(a, sizeof *v * (rq->nout + 6));
     char *status = fan__arena_alloc(a, 12);
     char *clen = fan__arena_alloc(a, 24);
     if (!v || !status || !clen)
@@ -175,6 +175,9 @@ static int head_nv(fan_req *rq, int stream, nghttp2_nv **out)
         snprintf(clen, 24, "%zu", rq->out_len);
         v[n++] = nv("content-length", 14, clen, strlen(clen));
     }
+    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq) : NULL;
+    if (timing)
+        v[n++] = nv("server-timing", 13, timing, strlen(timing));
     for (unsigned i = 0; i < rq->nout; i++) {
         const fan__header *h = &rq->out_headers[i];
         if (connection_specific(h->name))

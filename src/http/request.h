@@ -63,6 +63,7 @@ struct fan_req {
     /* for the access log, written when the request is freed */
     double started;         /* fan_now() when its first byte was parsed */
     size_t out_bytes;       /* response bytes handed to the socket */
+    int observed;           /* counted in flight by fan__req_observe_start() */
 };
 
 /* Requests (request.c): made by a connection, routed, run by the runtime,
@@ -84,6 +85,20 @@ int fan__h2_stream_write(fan_req *rq, const void *data, size_t len);
 int fan__h2_stream_end(fan_req *rq, int abort);      /* END_STREAM, or RST_STREAM */
 void fan__h2_reset(fan_req *rq);                     /* fan_reply_drop(): RST_STREAM */
 void fan__h2_request_done(fan_req *rq);              /* the request ended */
+
+/* Observation (request_observe.c): fan__req_observe_start() takes up the
+ * request's trace context and counts it in flight once its head is parsed;
+ * fan__req_observe_end() counts it in the server histogram and records it
+ * for the waterfall when it ends. */
+void fan__req_observe_start(fan_req *rq);
+void fan__req_observe_end(fan_req *rq);
+
+/* The trace id of the request in hex (33 bytes), or "" without one. */
+void fan__req_trace_id(const fan_req *rq, char out[33]);
+
+/* The Server-Timing value of the request's response so far, in the arena,
+ * or NULL when out of memory (server_timing.c). */
+const char *fan__server_timing(fan_req *rq);
 
 /* The reason phrase of a status code (response.c). */
 const char *fan__status_text(int status);
