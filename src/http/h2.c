@@ -703,6 +703,8 @@ int fan__h2_start(fan__conn *c)
     uv_timer_init(c->tcp.loop, &h2->kick); /* closed by fan__h2_conn_closed() */
     h2->kick.data = h2;
     c->h2 = h2;
+    if (fan__srv()->stopping) /* accepted during a graceful stop: no stream */
+        fan__h2_stop(c);
     h2_flush(h2);
     return 0;
 }
