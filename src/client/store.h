@@ -54,6 +54,20 @@ struct fan__store {
     const fan__store_ops *ops;
 };
 
+/* The shared tier (L2), behind the worker's memory store (L1): a layer
+ * that sees both the client and a network store (the app layer, with
+ * Redis: src/app/cache_redis.c) registers a function that the cache calls
+ * at each cached call's start with the call's request and this thread's
+ * current shared store (NULL at first). It returns `current`, reconfigured
+ * for rq's settings, or a new store when current is NULL, or NULL when
+ * rq's app has no shared tier. The cache owns the store it gets: it frees
+ * it when the worker stops (fan__cache_shutdown()), after every request
+ * ended. A shared store's lookup that fails answers as a miss: the store
+ * counts and logs it. Set once, before the workers start. */
+struct fan_req;
+typedef fan__store *(*fan__store_shared_fn)(struct fan_req *rq, fan__store *current);
+void fan__cache_set_shared(fan__store_shared_fn fn);
+
 /* The worker's memory store (store_memory.c): entries in a hash table,
  * bounded to max_bytes (an entry's key, headers and body and its
  * bookkeeping), the least recently used evicted first. NULL when out of
