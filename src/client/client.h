@@ -27,14 +27,14 @@ extern const fan__transport fan__curl_transport;
 extern const fan__transport fan__lean_transport;
 
 struct fan_call {
-    fan__op op;          /* live in rq->ops while running */
-    fan__list link;      /* task->calls, in start order */
-    fan__list done_link; /* task->completed until fan_call_await_any returns it */
+    fan__op op;               /* live in rq->ops while running */
+    fan__list link;           /* task->calls, in start order */
+    fan__list done_link;      /* task->completed until fan_call_await_any returns it */
     fan_req *rq;
-    fan__task *task; /* the task that started it */
+    fan__task *task;          /* the task that started it */
     const fan__transport *tp;
-    void *tp_data;   /* the transport's handle (a CURL easy handle) */
-    char *tp_errbuf; /* curl's error text of the call (arena), or NULL */
+    void *tp_data;            /* the transport's handle (a CURL easy handle) */
+    char *tp_errbuf;          /* curl's error text of the call (arena), or NULL */
 
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
@@ -43,23 +43,23 @@ struct fan_call {
     unsigned timeout_ms, connect_timeout_ms;
     size_t max_body;
 
-    int error; /* 1 while running, then 0 or FAN_E* */
+    int error;                /* 1 while running, then 0 or FAN_E* */
     int status;
     fan__buf resp_body;
     fan__header *resp_headers;
     unsigned nresp, resp_cap;
     size_t resp_header_bytes;
-    int too_large; /* a body or head limit stopped the response */
-    int bad_head;  /* a response header line was malformed */
-    int returned;  /* by fan_call_await_any */
+    int too_large;            /* a body or head limit stopped the response */
+    int bad_head;             /* a response header line was malformed */
+    int returned;             /* by fan_call_await_any */
     double started, finished;
     json_t *json;
     int json_parsed;
 
     /* slots.c: the call's origin while it runs or waits for a slot */
     struct origin *origin;
-    int holds_slot; /* counted in flight */
-    int queued;     /* waiting in its origin's queue */
+    int holds_slot;           /* counted in flight */
+    int queued;               /* waiting in its origin's queue */
     fan__list queue_link;
     unsigned long long queue_seq; /* the queue's order, oldest first */
     struct queue_timer *queue_timer;
@@ -70,33 +70,33 @@ struct fan_call {
     size_t conn_cap; /* calls in flight to the origin it allows, 0 = no cap */
 
     /* resilience.h: retries, hedges, the breaker */
-    struct fan_call *parent;        /* a try: the call it is a try of, else NULL */
-    struct fan__attempts *att;      /* a call run as tries: the engine's state */
-    const fan_retry_policy *policy; /* its retry policy, NULL for one plain try */
-    struct fan__health *health;     /* its origin's state in the worker, or NULL */
-    fan__list try_link;             /* a try: in its call's list of live tries */
-    int counted;                    /* counted in health->calls */
-    int probe;                      /* the half-open breaker's probe */
-    int budgeted;                   /* a try that holds a unit of the retry budget */
-    int responded;                  /* a byte of the response head or body arrived */
-    int cancelled_by_us;            /* a try cancelled by its call (a loser) */
-    int attempts;                   /* fan_call_attempts() */
-    unsigned flags;                 /* fan_call_flags() */
+    struct fan_call *parent;         /* a try: the call it is a try of, else NULL */
+    struct fan__attempts *att;       /* a call run as tries: the engine's state */
+    const fan_retry_policy *policy;  /* its retry policy, NULL for one plain try */
+    struct fan__health *health;      /* its origin's state in the worker, or NULL */
+    fan__list try_link;              /* a try: in its call's list of live tries */
+    int counted;                     /* counted in health->calls */
+    int probe;                       /* the half-open breaker's probe */
+    int budgeted;                    /* a try that holds a unit of the retry budget */
+    int responded;                   /* a byte of the response head or body arrived */
+    int cancelled_by_us;             /* a try cancelled by its call (a loser) */
+    int attempts;                    /* fan_call_attempts() */
+    unsigned flags;                  /* fan_call_flags() */
 
     /* cache.c and flight.c: the response cache and single-flight, as the
      * options and the call's origin set them (fan__cache_settle()). */
     int use_cache, use_coalesce;
-    int use_shared; /* its app has a shared tier (L2) for the cache */
+    int use_shared;                 /* its app has a shared tier (L2) for the cache */
     unsigned cache_ttl_ms, swr_ms, sie_ms;
-    const char *const *cache_vary; /* NULL-terminated, in the arena, or NULL */
-    char *fkey, *ckey;             /* its single-flight and cache keys (arena) */
-    char *vary_names;              /* ",name,...," of cache_vary, lower-case, or NULL */
+    const char *const *cache_vary;  /* NULL-terminated, in the arena, or NULL */
+    char *fkey, *ckey;              /* its single-flight and cache keys (arena) */
+    char *vary_names;               /* ",name,...," of cache_vary, lower-case, or NULL */
     size_t fklen, cklen;
-    void *lookup;               /* a store lookup it waits for */
-    struct fan__flight *flight; /* the shared exchange it waits for */
-    fan__list flight_link;      /* in the flight's waiters */
-    int stale_fallback;         /* it holds a stale entry, served if the exchange fails */
-    struct fan__flight *leads;  /* the shared exchange this call is the upstream call of */
+    void *lookup;                   /* a store lookup it waits for */
+    struct fan__flight *flight;     /* the shared exchange it waits for */
+    fan__list flight_link;          /* in the flight's waiters */
+    int stale_fallback;             /* it holds a stale entry, served if the exchange fails */
+    struct fan__flight *leads;      /* the shared exchange this call is the upstream call of */
     struct fan__shared_body *shared_body; /* its body, read-only, shared with the other
                                            * waiters of its exchange; or NULL: resp_body */
 };

@@ -273,8 +273,8 @@ static void fanout_view(fan_req *rq)
  * given (the origin's policy applies). */
 static int query_policy(fan_req *rq, fan_retry_policy *p)
 {
-    static const char *const keys[] = {"retries",  "base",           "cap",         "try_timeout",
-                                       "retry_on", "non_idempotent", "hedge_after", "hedge"};
+    static const char *const keys[] = {"retries", "base", "cap", "try_timeout", "retry_on",
+                                       "non_idempotent", "hedge_after", "hedge"};
     int any = 0;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
         any |= fan_req_query(rq, keys[i]) != NULL;
@@ -328,12 +328,12 @@ static void resilient_view(fan_req *rq)
     json_t *list = json_array();
     for (long i = 0; i < n; i++) {
         fan_call *c = calls[i];
-        json_array_append_new(list, json_pack("{s:s, s:i, s:i, s:i, s:f, s:s?}", "error",
-                                              fan_errname(fan_call_error(c)), "status",
-                                              fan_call_status(c), "attempts", fan_call_attempts(c),
-                                              "flags", (int)fan_call_flags(c), "duration",
-                                              fan_call_finished(c) - fan_call_started(c), "body",
-                                              fan_call_body(c, NULL)));
+        json_array_append_new(
+            list, json_pack("{s:s, s:i, s:i, s:i, s:f, s:s?}", "error",
+                            fan_errname(fan_call_error(c)), "status", fan_call_status(c),
+                            "attempts", fan_call_attempts(c), "flags", (int)fan_call_flags(c),
+                            "duration", fan_call_finished(c) - fan_call_started(c), "body",
+                            fan_call_body(c, NULL)));
     }
     fan_reply_json(rq, 200, json_pack("{s:o, s:f}", "calls", list, "elapsed", fan_now() - t0));
 }
@@ -371,12 +371,13 @@ static void cache_counters(fan_req *rq)
                              "shared_hits", (json_int_t)n.shared_hits, "shared_stores",
                              (json_int_t)n.shared_stores, "shared_too_large",
                              (json_int_t)n.shared_too_large, "shared_errors",
-                             (json_int_t)n.shared_errors, "hits", (json_int_t)n.hits, "stale_hits",
-                             (json_int_t)n.stale_hits, "misses", (json_int_t)n.misses, "stores",
-                             (json_int_t)n.stores, "evictions", (json_int_t)n.evictions,
-                             "refreshes", (json_int_t)n.refreshes, "exchanges",
-                             (json_int_t)n.exchanges, "coalesced", (json_int_t)n.coalesced,
-                             "entries", (json_int_t)n.entries, "bytes", (json_int_t)n.bytes));
+                             (json_int_t)n.shared_errors, "hits",
+                             (json_int_t)n.hits, "stale_hits", (json_int_t)n.stale_hits, "misses",
+                             (json_int_t)n.misses, "stores", (json_int_t)n.stores, "evictions",
+                             (json_int_t)n.evictions, "refreshes", (json_int_t)n.refreshes,
+                             "exchanges", (json_int_t)n.exchanges, "coalesced",
+                             (json_int_t)n.coalesced, "entries", (json_int_t)n.entries, "bytes",
+                             (json_int_t)n.bytes));
 }
 
 static void client_view(fan_req *rq)
@@ -402,8 +403,8 @@ static void pid_view(fan_req *rq)
     if (ms > 0 && fan_sleep(rq, (unsigned)ms) != 0)
         return;
     const char *greeting = fan_config_str(rq, "greeting");
-    fan_reply_json(rq, 200,
-                   json_pack("{s:I, s:s?}", "pid", (json_int_t)getpid(), "greeting", greeting));
+    fan_reply_json(rq, 200, json_pack("{s:I, s:s?}", "pid", (json_int_t)getpid(), "greeting",
+                                      greeting));
 }
 
 /* Reload hook: the "greeting" setting is the first line of the file named by
@@ -431,7 +432,7 @@ static int reload_greeting(fan_app *app, void *arg)
  * handlers do, so that the other suites see the server unchanged. */
 
 static fan_app *the_app; /* for /app/reload, which needs the app writable */
-static int private_runs; /* how often the /app/private handler ran */
+static int private_runs;  /* how often the /app/private handler ran */
 
 static int is_app_path(fan_req *rq)
 {
@@ -445,23 +446,21 @@ static void app_config(fan_req *rq)
     const char *t;
     for (size_t i = 0; (t = fan_config_strings(rq, "app.tags", i)); i++)
         json_array_append_new(tags, json_string(t));
-    fan_reply_json(rq, 200,
-                   json_pack("{s:s?, s:I, s:f, s:b, s:o, s:s?, s:s?}", "greeting",
-                             fan_config_str(rq, "app.greeting"), "limit",
-                             (json_int_t)fan_config_int(rq, "app.limit"), "ratio",
-                             fan_config_double(rq, "app.ratio"), "debug",
-                             fan_config_bool(rq, "app.debug"), "tags", tags, "limit_text",
-                             fan_config_str(rq, "app.limit"), "setting",
-                             fan_config_str(rq, "plain")));
+    fan_reply_json(rq, 200, json_pack("{s:s?, s:I, s:f, s:b, s:o, s:s?, s:s?}", "greeting",
+                                      fan_config_str(rq, "app.greeting"), "limit",
+                                      (json_int_t)fan_config_int(rq, "app.limit"), "ratio",
+                                      fan_config_double(rq, "app.ratio"), "debug",
+                                      fan_config_bool(rq, "app.debug"), "tags", tags, "limit_text",
+                                      fan_config_str(rq, "app.limit"), "setting",
+                                      fan_config_str(rq, "plain")));
 }
 
 /* Re-reads the configuration file; reports the outcome and the greeting. */
 static void app_reload(fan_req *rq)
 {
     int rc = fan_app_reload_config(the_app);
-    fan_reply_json(rq, 200,
-                   json_pack("{s:s, s:s?}", "rc", fan_errname(rc), "error",
-                             rc ? fan_app_config_error(the_app) : NULL));
+    fan_reply_json(rq, 200, json_pack("{s:s, s:s?}", "rc", fan_errname(rc), "error",
+                                      rc ? fan_app_config_error(the_app) : NULL));
 }
 
 /* ?op=get|set|delete|clear&key=&value= (set with ?size=N: N 'x's). */
@@ -493,8 +492,8 @@ static void trace(fan_req *rq, const char *what)
     if (!is_app_path(rq))
         return;
     const char *before = fan_store_get(rq, "trace");
-    fan_store_set(rq, "trace",
-                  fan_sprintf(rq, "%s%s%s", before ? before : "", before ? "," : "", what), NULL);
+    fan_store_set(rq, "trace", fan_sprintf(rq, "%s%s%s", before ? before : "", before ? "," : "",
+                                           what), NULL);
 }
 
 /* Before-request hooks: /app/private/ needs an X-Token header; X-Hook-Sleep
@@ -526,9 +525,9 @@ static int session_task(fan_req *rq, void *arg)
 {
     (void)arg;
     const char *user = fan_session_get(rq, "user");
-    return fan_session_set(
-        rq, "from",
-        fan_sprintf(rq, "task:%s:%s", fan_config_str(rq, "app.greeting"), user ? user : "-"));
+    return fan_session_set(rq, "from", fan_sprintf(rq, "task:%s:%s",
+                                                   fan_config_str(rq, "app.greeting"),
+                                                   user ? user : "-"));
 }
 
 static void app_session_task(fan_req *rq)
