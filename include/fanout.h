@@ -1115,7 +1115,9 @@ typedef struct fan_call_opts {
                                    * calls in flight in the worker; -1: never (default:
                                    * off, but a cache miss is always shared) */
     int cache;                    /* 1: served from, and stored into, the worker's
-                                   * response cache; -1: bypass it (default: off) */
+                                   * response cache, and its shared tier in Redis
+                                   * when redis.url is set (cache.shared); -1:
+                                   * bypass both (default: off) */
     unsigned cache_ttl_ms;        /* how long a stored response is fresh; 0: the origin's,
                                    * else the response's Cache-Control s-maxage or
                                    * max-age (a response with neither is not stored) */
