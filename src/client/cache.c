@@ -268,8 +268,11 @@ int fan__cache_start(fan_call *c)
     c->health = NULL;
     int rc = make_keys(c);
     fan__store *s = rc || !c->use_cache ? NULL : store_for(fan__rt_of(c->rq)->limits);
-    if (s && shared_fn && (shared = shared_fn(c->rq, shared)))
+    fan__store *l2 = s && shared_fn ? shared_fn(c->rq, shared) : NULL;
+    if (l2) { /* else this call's app has none; another's stays this thread's */
+        shared = l2;
         c->use_shared = 1;
+    }
     if (rc == 0 && s) {
         void *pending = NULL;
         rc = s->ops->get(s, c->ckey, c->cklen, looked_up, c, &pending);
