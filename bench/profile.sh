@@ -8,7 +8,10 @@
 #                                        # in-flight request, coroutine stacks by RSS, heap
 #
 # Both run build/bench/fanout-peer (FANOUT_PEER) against `fanout mock`
-# (FANOUT_BIN) on 127.0.0.1, with the access log off, as the benchmark does.
+# (FANOUT_BIN) on 127.0.0.1, with the access log off, as the benchmark does;
+# PEER_ARGS adds options to the peer, e.g. PEER_ARGS="--server-timing off
+# --trace-context off --metrics off" against PEER_ARGS="--admin-port 0" for
+# the cost of observability (docs/observability.md).
 # Needs wrk (and valgrind for `instructions`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +49,7 @@ instructions() {
     start_mock
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/cg.%p" \
         "$PEER" --port $PORT --upstream http://127.0.0.1:$UP --workers 0 --access-log off \
-        >"$out/peer.log" 2>&1 &
+        ${PEER_ARGS:-} >"$out/peer.log" 2>&1 &
     local vg=$!
     pids+=($vg)
     wait_peer

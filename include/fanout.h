@@ -1608,6 +1608,68 @@ FAN_API int fan_store_set(fan_req *rq, const char *key, void *value, void (*dest
 FAN_API void *fan_store_get(const fan_req *rq, const char *key);
 
 /* ------------------------------------------------------------------------ */
+/* Observability (docs/observability.md)                                    */
+/* ------------------------------------------------------------------------ */
+
+/* What an app's requests are observed with, or-ed together. */
+#define FAN_OBSERVE_SERVER_TIMING 1u /* a Server-Timing header on each response: an entry
+                                      * per upstream call finished when its head is sent,
+                                      * and "handler" */
+#define FAN_OBSERVE_TRACE 2u   /* W3C Trace Context: a valid incoming traceparent is
+                                * continued, else a trace starts; each upstream call gets a
+                                * child traceparent (its own span id) and the tracestate;
+                                * the access log line carries the trace id */
+#define FAN_OBSERVE_METRICS 4u /* counted in the admin listener's metrics and recorded in
+                                * its waterfall; fan_main() and fan_serve() drop it when no
+                                * admin listener is set, since nothing could read them */
+#define FAN_OBSERVE_ALL 7u
+#define FAN_SERVER_TIMING_MAX_DEFAULT 32
+
+/* Sets what the app's requests are observed with (default FAN_OBSERVE_ALL;
+ * --server-timing, --trace-context and --metrics, each on or off). Bits
+ * beyond FAN_OBSERVE_ALL are ignored. Set it before fan_run(). Can't fail. */
+FAN_API void fan_app_set_observe(fan_app *app, unsigned what);
+FAN_API unsigned fan_app_observe(const fan_app *app);
+
+/* The most call entries of one Server-Timing header (default
+ * FAN_SERVER_TIMING_MAX_DEFAULT, --server-timing-max-entries); the calls
+ * beyond are left out and counted in an entry "calls-omitted;desc=N". 0
+ * leaves only "handler". Can't fail. */
+FAN_API void fan_app_set_server_timing_max(fan_app *app, unsigned n);
+
+/* Sets the admin listener that fan_main() and fan_serve() open beside the
+ * app's (--admin-port, --admin-addr, --admin-token): GET /metrics (the
+ * Prometheus text format, summed over every worker of the master),
+ * GET /waterfall (an HTML page of the recent requests and the slowest of
+ * each route, their upstream calls drawn on a time axis) and
+ * GET /waterfall.json (the same records). `host` is numeric, NULL for
+ * 127.0.0.1 (the admin listener shows routes, upstream names and timings:
+ * keep it off public interfaces); `port` 0 turns the listener off (the
+ * default), -1 picks a free port (logged). With a `token` (copied; NULL or
+ * "" for none), every admin request must carry "Authorization: Bearer
+ * TOKEN" or gets 401. `max_series` bounds the label sets of each labelled
+ * metric (0 for the default 500, at most 100000, --metrics-max-series):
+ * the label sets beyond are counted in one series labelled
+ * otel_metric_overflow="true". Returns 0, FAN_EINVAL for a port or
+ * max_series out of range, or FAN_ENOMEM. */
+FAN_API int fan_app_set_admin(fan_app *app, const char *host, int port, const char *token,
+                              unsigned max_series);
+
+/* Exports spans over OTLP/HTTP JSON to `url` ("http://host[:port][/path]",
+ * the path /v1/traces by default; --otlp-endpoint; NULL for none, the
+ * default): one span per traced request (kind SERVER, its parent the
+ * incoming traceparent's span) and one per upstream call (kind CLIENT, its
+ * id the span id of the traceparent the call carried), with the standard
+ * HTTP attributes, query values redacted. Each worker queues at most
+ * `max_queued` spans (0 for 2048, --otlp-max-queued-spans) and sends them
+ * every second from its own loop; the spans beyond the queue, those the
+ * collector refuses or does not answer within 5 s, and those waiting when
+ * the worker stops are dropped and counted (fanout_spans_dropped_total).
+ * The host is resolved when serving starts. Needs FAN_OBSERVE_TRACE.
+ * Returns 0, FAN_EINVAL for a URL that is not http://, or FAN_ENOMEM. */
+FAN_API int fan_app_set_otlp(fan_app *app, const char *url, unsigned max_queued);
+
+/* ------------------------------------------------------------------------ */
 /* Logging                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -16,6 +16,7 @@ if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(nghttp2-client) # h2load, the load of bench/tls_s2.py (S2 over TLS)
     pkgs+=(clang libclang-rt-14-dev) # the libFuzzer targets (tests/fuzz)
     pkgs+=(redis-server haproxy) # test_scale.py: a real Redis and a real load balancer
+    pkgs+=(chromium) # test_observe.py: the waterfall page rendered in a real browser
 fi
 
 missing=()

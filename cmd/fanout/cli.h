@@ -23,6 +23,9 @@ int mock_option(mock_opts *opts, int argc, char **argv, int *argi);
 /* The subcommands (mock.c, demo.c): return the process exit status. */
 int cmd_mock(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+/* gateway/serve.c */
+int cmd_serve(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 
 /* Parses a whole number within [min, max]; prints an error naming `flag`
  * (cli.c). Options themselves are matched with fan_flag(). */

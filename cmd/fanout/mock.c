@@ -186,6 +186,70 @@ static void fail_now(fan_req *rq, const fault *f)
     }
 }
 
+/* The request as the mock saw it: method, path, query (decoded), headers
+ * and body (parsed if JSON), for ?echo=1. */
+static json_t *echo_json(fan_req *rq)
+{
+    json_t *q = json_object(), *h = json_object();
+    const char *qs = fan_req_query_string(rq);
+    while (*qs) {
+        size_t len = strcspn(qs, "&"), nlen = strcspn(qs, "=&");
+        char *name = fan_sprintf(rq, "%.*s", (int)nlen, qs);
+        const char *v = name ? fan_req_query(rq, name) : NULL;
+        if (v)
+            json_object_set_new(q, name, json_string(v));
+        qs += len + (qs[len] == '&');
+    }
+    size_t i = 0;
+    const char *name, *value;
+    while (fan_req_header_next(rq, &i, &name, &value))
+        json_object_set_new(h, name, json_string(value));
+    size_t blen;
+    const char *body = fan_req_body(rq, &blen);
+    json_t *bj = fan_req_json(rq);
+    return json_pack("{s:s, s:s, s:o, s:o, s:o}", "method", fan_req_method(rq), "path",
+                     fan_req_path(rq), "query", q, "headers", h, "body",
+                     bj ? json_incref(bj) : json_stringn(body, blen));
+}
+
+/* A list of items: ?items=N gives ids 1..N; ?ids=a,b,c gives those, less the
+ * ones of ?drop=b (an id the upstream does not know). */
+static json_t *items_json(fan_req *rq)
+{
+    json_t *items = json_array();
+    int ok;
+    long n = fan_req_query_long(rq, "items", 0, &ok);
+    for (long k = 1; ok && k <= n && k <= 100000; k++)
+        json_array_append_new(items,
+                              json_pack("{s:I, s:f}", "id", (json_int_t)k, "value", random_unit()));
+    const char *ids = fan_req_query(rq, "ids"), *drop = fan_req_query(rq, "drop");
+    while (ids && *ids) {
+        size_t len = strcspn(ids, ",");
+        char *id = fan_sprintf(rq, "%.*s", (int)len, ids);
+        int dropped = 0;
+        for (const char *d = drop; id && d && *d;) {
+            size_t dl = strcspn(d, ",");
+            dropped |= dl == len && memcmp(d, id, len) == 0;
+            d += dl + (d[dl] == ',');
+        }
+        if (id && !dropped)
+            json_array_append_new(items, json_pack("{s:s, s:f}", "id", id, "value", random_unit()));
+        ids += len + (ids[len] == ',');
+    }
+    return items;
+}
+
+/* ?items, ?ids and ?echo: a JSON answer built from the request. */
+static void reply_rich(fan_req *rq, int status)
+{
+    json_t *o = json_pack("{s:f}", "value", random_unit());
+    if (fan_req_query(rq, "items") || fan_req_query(rq, "ids"))
+        json_object_set_new(o, "items", items_json(rq));
+    if (fan_req_query(rq, "echo"))
+        json_object_set_new(o, "echo", echo_json(rq));
+    fan_reply_json(rq, status, o);
+}
+
 static void delay_view(fan_req *rq)
 {
     const mock_opts *o = opts_of(rq);
@@ -225,6 +289,10 @@ static void delay_view(fan_req *rq)
         return;
     }
     stats.completed++;
+    if (fan_req_query(rq, "items") || fan_req_query(rq, "ids") || fan_req_query(rq, "echo")) {
+        reply_rich(rq, (int)status);
+        return;
+    }
     char head[64];
     int n = snprintf(head, sizeof head, "{\"value\": %.17g", random_unit());
     size_t len = (size_t)n + 1 > (size_t)size ? (size_t)n + 1 : (size_t)size;
@@ -334,6 +402,11 @@ static void mock_usage(void)
            "  tail_first=N&tail_ms=MS       the first N requests of the key take MS longer\n"
            "  retry_after=S                 Retry-After: S on failures and status >= 400\n"
            "  cache_control=V               Cache-Control: V on the response\n"
+           "Lists and echoes, for gateways (the answer is then not padded):\n"
+           "  items=N                       \"items\": [{\"id\": 1, \"value\": ...}, ... N]\n"
+           "  ids=A,B,C&drop=B              \"items\" for ids A and C (B dropped)\n"
+           "  echo=1                        \"echo\": the method, path, query, headers\n"
+           "                                and body (parsed when JSON) it received\n"
            "GET /stats reports counters (requests, per path and per key, completed,\n"
            "cancelled, failed, peak in flight since the last read), the client\n"
            "connections accepted since the start (the read's own included; never\n"

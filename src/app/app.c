@@ -68,6 +68,9 @@ void fan_app_free(fan_app *app)
     }
     fan__config_free(app->config);
     fan__upstreams_free(app->upstreams);
+    free(app->admin_host);
+    free(app->admin_token);
+    free(app->otlp_endpoint);
     free(app);
 }
 

@@ -26,7 +26,20 @@ struct fan_app {
     void *reload_arg;
     struct fan__upstreams *upstreams; /* TLS files, per-origin options (upstream.c) */
     int client_cert_unchecked;        /* --client-cert/--client-key given, not checked yet */
+    /* fan_app_set_admin() (observe.c): the admin listener, served by src/server */
+    char *admin_host;                 /* NULL for 127.0.0.1 */
+    int admin_port;                   /* 0: none; -1: a free port */
+    char *admin_token;                /* NULL for none */
+    unsigned admin_max_series;
+    char *otlp_endpoint;              /* fan_app_set_otlp(), NULL for none */
+    unsigned otlp_max_queued;
 };
+
+/* --server-timing, --trace-context, --metrics, --server-timing-max-entries,
+ * --admin-port, --admin-addr, --admin-token, --metrics-max-series,
+ * --otlp-endpoint, --otlp-max-queued-spans (observe.c). Returns 1 if consumed, 0 if not one of these, or FAN_EINVAL
+ * (logged) / FAN_ENOMEM. */
+int fan__observe_option(fan_app *app, int argc, char **argv, int *argi);
 
 /* Applies the value of --origin (upstream.c). Returns 0 or FAN_EINVAL
  * (logged). */

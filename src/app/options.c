@@ -222,6 +222,8 @@ int fan_app_option(fan_app *app, int argc, char **argv, int *argi)
         rc = log_option(argc, argv, argi);
     if (rc == 0)
         rc = upstream_option(app, argc, argv, argi);
+    if (rc == 0)
+        rc = fan__observe_option(app, argc, argv, argi);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
@@ -303,7 +305,21 @@ void fan_print_options(FILE *out)
                  "  --tls-key FILE           its PEM private key\n"
                  "  --tls-ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax (default: ECDHE\n"
                  "                           with AES-GCM or ChaCha20-Poly1305)\n"
-                 "  --tls-ciphersuites LIST  TLS 1.3 suites (default: OpenSSL's)\n");
+                 "  --tls-ciphersuites LIST  TLS 1.3 suites (default: OpenSSL's)\n"
+                 "  --server-timing on|off   a Server-Timing header on responses (default on)\n"
+                 "  --server-timing-max-entries N  call entries in it (default 32)\n"
+                 "  --trace-context on|off   W3C traceparent continued and sent to upstreams\n"
+                 "                           (default on)\n"
+                 "  --metrics on|off         requests counted for the admin listener (on)\n"
+                 "  --admin-port N           the admin listener: /metrics, /waterfall (default\n"
+                 "                           none; 0 picks a free port)\n"
+                 "  --admin-addr ADDR        its address (default 127.0.0.1)\n"
+                 "  --admin-token TOKEN      admin requests need Authorization: Bearer TOKEN\n"
+                 "                           (or set FANOUT_ADMIN_TOKEN; default none)\n"
+                 "  --metrics-max-series N   label sets per metric before overflow (500)\n"
+                 "  --otlp-endpoint URL      spans sent there as OTLP/HTTP JSON (http://)\n"
+                 "  --otlp-max-queued-spans N  spans waiting per worker; more are dropped\n"
+                 "                           (default 2048)\n");
     for (size_t i = 0; i < sizeof limit_opts / sizeof limit_opts[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "%s N", limit_opts[i].flag);

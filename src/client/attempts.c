@@ -17,6 +17,7 @@
 
 #include "client/resilience.h"
 #include "core/log.h"
+#include "runtime/metrics.h"
 
 #define MAX_RETRIES 10
 
@@ -326,6 +327,7 @@ static void retry_now(fan__attempts *at)
     }
     at->waiting_budget = 0;
     c->flags |= FAN_CALL_RETRIED;
+    fan__metrics_add(FAN__M_RETRIES, 1);
     launch(at, TRY_RETRY, 1, probe);
 }
 
@@ -341,6 +343,7 @@ static void hedge_now(fan__attempts *at)
         return;
     }
     c->flags |= FAN_CALL_HEDGED;
+    fan__metrics_add(FAN__M_HEDGES, 1);
     launch(at, TRY_HEDGE, 1, probe);
 }
 

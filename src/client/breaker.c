@@ -12,6 +12,7 @@
 
 #include "client/resilience.h"
 #include "core/log.h"
+#include "runtime/metrics.h"
 
 static const fan_origin_opts *opts_of(const fan_call *c)
 {
@@ -44,6 +45,7 @@ static void clear_counts(fan__health *h)
 static void open_breaker(fan__health *h, const fan_origin_opts *o, const char *why)
 {
     h->state = FAN__BREAKER_OPEN;
+    fan__metrics_add(FAN__M_BREAKER_CHANGES, 1);
     h->opened_at = fan_now();
     h->probing = 0;
     clear_counts(h);
@@ -61,6 +63,7 @@ int fan__breaker_admit(fan__health *h, const fan_call *c, int *probe)
         return 0;
     if (h->state == FAN__BREAKER_OPEN && (fan_now() - h->opened_at) * 1000 >= cooldown_ms(o)) {
         h->state = FAN__BREAKER_HALF_OPEN;
+        fan__metrics_add(FAN__M_BREAKER_CHANGES, 1);
         h->probing = 0;
         fan_log(FAN_LOG_INFO, "circuit breaker of %s half-open: call %s probes it", h->key,
                 c->name);
@@ -89,6 +92,7 @@ void fan__breaker_record(fan__health *h, const fan_call *x, int failed)
             open_breaker(h, o, "its half-open probe failed");
         } else {
             h->state = FAN__BREAKER_CLOSED;
+            fan__metrics_add(FAN__M_BREAKER_CHANGES, 1);
             h->probing = 0;
             clear_counts(h);
             fan_log(FAN_LOG_INFO, "circuit breaker of %s closed: its probe %s succeeded", h->key,

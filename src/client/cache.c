@@ -111,7 +111,8 @@ static const char *request_header(const fan_call *c, const char *name, size_t nl
     return NULL;
 }
 
-/* The single-flight key: the method, URL and every request header line,
+/* The single-flight key: the method, URL and every request header line
+ * the caller gave,
  * then the settings that shape the exchange (a waiter must not get less
  * time or a smaller body limit than it asked for). The cache key: the
  * method, the URL and the request headers that vary it (all of them when
@@ -125,7 +126,9 @@ static int make_keys(fan_call *c)
     int rc = key_add(a, &k, &len, &cap, c->method, strlen(c->method) + 1);
     rc = rc ? rc : key_add(a, &k, &len, &cap, c->url, strlen(c->url) + 1);
     size_t base = len;
-    for (unsigned i = 0; !rc && c->headers && c->headers[i]; i++)
+    /* The caller's lines only: the trace context lines after them
+     * (call_observe.c) differ for every call and say nothing of the answer. */
+    for (unsigned i = 0; !rc && c->headers && c->headers[i] && i < c->nchecked; i++)
         rc = key_add(a, &k, &len, &cap, c->headers[i], strlen(c->headers[i]) + 1);
     int n =
         snprintf(num, sizeof num, "%u %u %zu", c->timeout_ms, c->connect_timeout_ms, c->max_body);

@@ -8,6 +8,7 @@
 
 #include "client/resilience.h"
 #include "core/token.h"
+#include "runtime/metrics.h"
 
 /* Plain http:// goes to the lean transport, unless the URL carries
  * credentials, FANOUT_TRANSPORT=curl says
@@ -86,6 +87,7 @@ void fan__call_finish(fan_call *c, int error)
     fan__rt_of(rq)->ncalls_failed += error != 0;
     if (error)
         fan_log(FAN_LOG_DEBUG, "call %s failed: %s", c->name, fan_strerror(error));
+    fan__call_observe_end(c);
     fan__slots_release(c); /* may launch waiting calls, of any request */
     fan__op_end(rq, &c->op); /* may resume the handler: the last thing done here */
 }
@@ -165,7 +167,7 @@ static int check_url(const fan_call *c)
 static int check_headers(const fan_call *c)
 {
     char name[64];
-    for (unsigned i = 0; c->headers && c->headers[i]; i++) {
+    for (unsigned i = 0; i < c->nchecked; i++) {
         const char *h = c->headers[i];
         size_t len = strlen(h), n = fan__token_span(h, len);
         const char *colon = memchr(h, ':', len);
@@ -201,25 +203,30 @@ static int check_request(const fan_call *c)
     return rc ? rc : check_headers(c);
 }
 
-/* Copies the caller's header lines into the arena, with `extra` (or NULL)
- * after them. Sets *out to NULL when there is none. */
-static int copy_headers(fan__arena *a, const char *const *h, const char *extra,
-                        const char *const **out)
+/* Copies the caller's header lines into the arena, with the `nextra`
+ * lines of `extra` (NULL ones skipped) after them. Sets *out to NULL when
+ * there is none. */
+static int copy_headers(fan__arena *a, const char *const *h, const char *const *extra,
+                        size_t nextra, const char *const **out)
 {
-    size_t n = 0;
+    size_t n = 0, m = 0;
     while (h && h[n])
         n++;
+    for (size_t i = 0; i < nextra; i++)
+        m += extra[i] != NULL;
     *out = NULL;
-    if (n == 0 && !extra)
+    if (n == 0 && m == 0)
         return 0;
-    const char **lines = fan__arena_alloc(a, (n + 2) * sizeof *lines);
+    const char **lines = fan__arena_alloc(a, (n + m + 1) * sizeof *lines);
     if (!lines)
         return FAN_ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (!(lines[i] = fan__arena_strdup(a, h[i])))
             return FAN_ENOMEM;
-    lines[n] = extra;
-    lines[n + 1] = NULL;
+    for (size_t i = 0; i < nextra; i++)
+        if (extra[i])
+            lines[n++] = extra[i];
+    lines[n] = NULL;
     *out = lines;
     return 0;
 }
@@ -276,12 +283,16 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     c->swr_ms = o->stale_while_revalidate_ms;
     c->sie_ms = o->stale_if_error_ms;
     if (!c->url || !c->name || !c->method ||
-        copy_headers(a, o->cache_vary, NULL, &c->cache_vary) != 0)
+        copy_headers(a, o->cache_vary, NULL, 0, &c->cache_vary) != 0)
         return FAN_ENOMEM;
-    const char *ct =
-        o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL;
-    if (copy_headers(a, o->headers, ct, &c->headers) != 0)
+    const char *extra[3] = {
+        o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL};
+    if (fan__call_trace_headers(c, o->headers, extra + 1) != 0 ||
+        copy_headers(a, o->headers, extra, 3, &c->headers) != 0)
         return FAN_ENOMEM;
+    for (const char *const *h = o->headers; h && *h; h++)
+        c->nchecked++;
+    c->nchecked += extra[0] != NULL; /* the trace context lines after them are ours */
     if (need_json && !o->json)
         return refuse(c, "no JSON body (NULL)");
     if (o->json && o->body)
@@ -350,6 +361,7 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     if (rc == 0)
         rc = resilience(c, opts ? opts->retry : NULL);
     c->started = fan_now();
+    fan__call_observe_start(c);
     fan__list_push(&c->task->calls, &c->link);
     c->task->calls_running++;
     fan__op_begin(rq, &c->op, c->task);

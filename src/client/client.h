@@ -38,6 +38,7 @@ struct fan_call {
 
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
+    unsigned nchecked;          /* the first ones, checked; trace context follows (ours) */
     const void *body;
     size_t body_len;
     unsigned timeout_ms, connect_timeout_ms;
@@ -99,6 +100,7 @@ struct fan_call {
     struct fan__flight *leads;      /* the shared exchange this call is the upstream call of */
     struct fan__shared_body *shared_body; /* its body, read-only, shared with the other
                                            * waiters of its exchange; or NULL: resp_body */
+    fan__call_rec rec; /* what Server-Timing, the metrics and the waterfall see */
 };
 
 /* A response body shared, read-only, by the calls of a shared exchange
@@ -109,6 +111,18 @@ typedef struct fan__shared_body {
 } fan__shared_body;
 
 void fan__shared_body_unref(fan__shared_body *b);
+
+/* Observation of calls (call_observe.c). fan__call_trace_headers() sets
+ * out[0] and out[1] to the child traceparent and the request's tracestate
+ * lines (arena), or NULL, when the request propagates trace context and the
+ * caller's `headers` do not carry their own traceparent; it gives the call
+ * its span id. Returns 0 or FAN_ENOMEM. fan__call_observe_start() links the
+ * call's record to its request and counts it in flight;
+ * fan__call_observe_end() completes the record and counts the call in the
+ * client histogram. */
+int fan__call_trace_headers(fan_call *c, const char *const *headers, const char *out[2]);
+void fan__call_observe_start(fan_call *c);
+void fan__call_observe_end(fan_call *c);
 
 /* Ends a running call with `error` (0 for a response). Wakes its handler if
  * it waits for it. The call must not be touched by the transport afterwards. */
@@ -140,6 +154,10 @@ void fan__call_launch(fan_call *c);
 int fan__slots_acquire(fan_call *c);
 void fan__slots_release(fan_call *c);
 void fan__slots_shutdown(void);
+
+/* The origin key of a call that holds a slot or waits for one (not
+ * NUL-terminated: its length is returned), or 0 when it has none. */
+size_t fan__slots_origin(const fan_call *c, const char **key);
 
 /* Writes the origin of `url` (scheme, host and port, lower-cased, without
  * the scheme's default port or credentials) to out (cap bytes) and returns

@@ -15,6 +15,7 @@
 
 #include "client/client.h"
 #include "core/log.h"
+#include "runtime/metrics.h"
 
 typedef struct origin {
     struct origin *next;   /* hash chain */
@@ -43,6 +44,8 @@ typedef struct slots {
 } slots;
 
 static _Thread_local slots *S;
+
+static void count(const fan_call *c, int counter);
 
 unsigned fan__origin_hash(const char *s, size_t n)
 {
@@ -246,11 +249,27 @@ static void queue_timed_out(uv_timer_t *t)
     c->origin = NULL;
     origin_put(o);
     if (queue_limit) {
+        count(c, FAN__M_QUEUE_REFUSALS);
         char why[96];
         snprintf(why, sizeof why, "no slot within call_queue_timeout_ms (%u ms waited)", waited);
         log_refusal(c, why);
     }
     fan__call_finish(c, queue_limit ? FAN_EBUSY : FAN_ETIMEDOUT);
+}
+
+/* Counts an event of the call queue in the metrics, if its request is counted. */
+static void count(const fan_call *c, int counter)
+{
+    if (fan__rt_of(c->rq)->obs & FAN__OBS_METRICS)
+        fan__metrics_add(counter, 1);
+}
+
+size_t fan__slots_origin(const fan_call *c, const char **key)
+{
+    if (!c->origin)
+        return 0;
+    *key = c->origin->key;
+    return c->origin->len;
 }
 
 int fan__slots_acquire(fan_call *c)
@@ -284,6 +303,8 @@ int fan__slots_acquire(fan_call *c)
         c->origin = NULL;
         origin_put(o);
         if (full)
+            count(c, FAN__M_QUEUE_REFUSALS);
+        if (full)
             log_refusal(c, lim->max_queued_calls ? "the call queue is full (max_queued_calls)"
                                                  : "no free slot, and max_queued_calls is 0");
         return full ? FAN_EBUSY : FAN_ENOMEM;
@@ -302,6 +323,7 @@ int fan__slots_acquire(fan_call *c)
         fan__list_push(&S->waiting, &o->wait_link);
     fan__list_push(&o->queued, &c->queue_link);
     S->nqueued++;
+    count(c, FAN__M_QUEUE_WAITS);
     return 1;
 }
 

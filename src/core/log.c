@@ -231,8 +231,11 @@ static void access_json(char *line, size_t *n, size_t cap, const char *t,
     append(line, n, cap, "\",\"path\":\"");
     append_value(line, n, cap, e->path, 1);
     append(line, n, cap,
-           "\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"calls\":%u,\"failed\":%u}",
+           "\",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"calls\":%u,\"failed\":%u",
            e->status, e->ms, e->bytes, e->calls, e->failed);
+    if (e->trace_id)
+        append(line, n, cap, ",\"trace_id\":\"%s\"", e->trace_id);
+    append(line, n, cap, "}");
 }
 
 void fan__access_log(const fan__access_entry *e)
@@ -252,6 +255,8 @@ void fan__access_log(const fan__access_entry *e)
         append_value(line, &n, sizeof line, e->path, 0);
         append(line, &n, sizeof line, " %d %.3f ms %zu B calls=%u failed=%u", e->status, e->ms,
                e->bytes, e->calls, e->failed);
+        if (e->trace_id)
+            append(line, &n, sizeof line, " trace=%s", e->trace_id);
     }
     write_line(access_sink.fd, line, n, sizeof line);
 }

@@ -12,6 +12,7 @@ typedef struct fan__access_entry {
     double ms;    /* from the start of the request to its end */
     size_t bytes; /* response bytes handed to the socket */
     unsigned calls, failed;
+    const char *trace_id; /* 32 hex digits, or NULL without trace context */
 } fan__access_entry;
 
 /* fan_log() at FAN_LOG_INFO, and the same line on stderr too when the error

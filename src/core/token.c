@@ -2,7 +2,7 @@
 
 /* tchar: letters, digits and !#$%&'*+-.^_`|~. A table: this check runs on
  * every header name of every request and upstream response. */
-static const unsigned char tchar[256] = {
+const unsigned char fan__tchar[256] = {
     ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
     ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
@@ -20,7 +20,7 @@ static const unsigned char tchar[256] = {
 size_t fan__token_span(const char *s, size_t len)
 {
     size_t i = 0;
-    while (i < len && tchar[(unsigned char)s[i]])
+    while (i < len && fan__tchar[(unsigned char)s[i]])
         i++;
     return i;
 }

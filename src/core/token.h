@@ -10,6 +10,9 @@
  * is a token when the answer is len and len is not 0. Can't fail. */
 size_t fan__token_span(const char *s, size_t len);
 
+/* 1 for each byte that is a token character, else 0. */
+extern const unsigned char fan__tchar[256];
+
 /* Whether s[0..len) is a non-empty token: what a method or a header name
  * must be. Can't fail. */
 int fan__is_token(const char *s, size_t len);

@@ -37,6 +37,7 @@ fan_req *fan__req_new(fan__conn *conn)
     rq->app = conn->app;
     rq->client.peer = conn->peer; /* the access log needs it once conn is gone */
     rq->started = fan_now();
+    rq->rt.obs = fan__site_of(conn->app)->obs;
     return rq;
 }
 
@@ -48,7 +49,10 @@ static void access_log(const fan_req *rq)
 {
     if (!fan__access_log_on() || !rq->status || !rq->method)
         return;
+    char trace[33];
+    fan__req_trace_id(rq, trace);
     fan__access_entry e = {
+        .trace_id = trace[0] ? trace : NULL,
         .client = fan_req_client_addr(rq), /* what handlers see, proxies believed */
         .method = rq->method,
         .path = rq->raw_path ? rq->raw_path : "",
@@ -65,6 +69,7 @@ static void access_log(const fan_req *rq)
 static void req_finished(fan_req *rq)
 {
     fan__conn *conn = rq->conn;
+    fan__req_observe_end(rq);
     access_log(rq);
     fan__rt_run_defers(rq);
     fan__buf_free(&rq->body);
@@ -106,6 +111,7 @@ void fan__req_start(fan_req *rq)
 {
     const fan__site *site = fan__site_of(rq->app);
     fan__route_match *m = &rq->match;
+    fan__req_observe_start(rq);
     int rc = fan__router_match(site->router, rq->method, rq->raw_path, m, &rq->rt.arena);
     if (rc == FAN_EINVAL) {
         fan_reply_error(rq, 400, "malformed escape in the path");

@@ -62,6 +62,7 @@ struct fan_req {
     /* for the access log, written when the request is freed */
     double started;         /* fan_now() when its first byte was parsed */
     size_t out_bytes;       /* response bytes handed to the socket */
+    int observed;           /* counted in flight by fan__req_observe_start() */
 };
 
 /* Requests (request.c): made by a connection, routed, run by the runtime,
@@ -69,6 +70,20 @@ struct fan_req {
 fan_req *fan__req_new(fan__conn *conn);
 void fan__req_start(fan_req *rq);            /* routes and runs the handler */
 void fan__req_conn_gone(fan_req *rq);        /* the connection closed */
+
+/* Observation (request_observe.c): fan__req_observe_start() takes up the
+ * request's trace context and counts it in flight once its head is parsed;
+ * fan__req_observe_end() counts it in the server histogram and records it
+ * for the waterfall when it ends. */
+void fan__req_observe_start(fan_req *rq);
+void fan__req_observe_end(fan_req *rq);
+
+/* The trace id of the request in hex (33 bytes), or "" without one. */
+void fan__req_trace_id(const fan_req *rq, char out[33]);
+
+/* The Server-Timing value of the request's response so far, in the arena,
+ * or NULL when out of memory (server_timing.c). */
+const char *fan__server_timing(fan_req *rq);
 
 /* The reason phrase of a status code (response.c). */
 const char *fan__status_text(int status);

@@ -114,9 +114,9 @@ static void req_written(uv_write_t *w, int status)
     fan__op_end(rq, &rw->op);
 }
 
-static size_t head_size(const fan_req *rq)
+static size_t head_size(const fan_req *rq, const char *timing)
 {
-    size_t n = 200 + strlen(fan__status_text(rq->status)) +
+    size_t n = 200 + (timing ? strlen(timing) + 17 : 0) + strlen(fan__status_text(rq->status)) +
                (rq->content_type ? strlen(rq->content_type) : 0);
     for (unsigned i = 0; i < rq->nout; i++)
         n += strlen(rq->out_headers[i].name) + strlen(rq->out_headers[i].value) + 4;
@@ -126,7 +126,8 @@ static size_t head_size(const fan_req *rq)
 char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
 {
     fan__conn *c = rq->conn;
-    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq));
+    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq) : NULL;
+    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq, timing));
     if (!head)
         return NULL;
     /* Copies, not printf: this runs for every response. */
@@ -165,6 +166,11 @@ char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
     }
     if (accel)
         h = fan__put(h, "X-Accel-Buffering: no\r\n", 23);
+    if (timing) {
+        h = fan__put(h, "Server-Timing: ", 15);
+        h = fan__put_str(h, timing);
+        h = fan__put(h, "\r\n", 2);
+    }
     h = fan__put(h, "\r\n", 2);
     *len = (size_t)(h - head);
     return head;

@@ -37,6 +37,8 @@ int fan__site_init(fan__site *s)
     s->router = fan__router_new();
     s->host = strdup("0.0.0.0");
     s->port = 8080;
+    s->obs = FAN_OBSERVE_ALL;
+    s->server_timing_max = FAN_SERVER_TIMING_MAX_DEFAULT;
     return s->router && s->host ? 0 : FAN_ENOMEM;
 }
 

@@ -38,6 +38,9 @@ typedef struct fan__site {
     /* The last step before a reply is written, after the hooks: filled by
      * the app layer (the session's cookie), NULL for none. */
     void (*finisher)(fan_req *rq);
+    /* fan_app_set_observe(): FAN__OBS_* (runtime/trace.h) its requests get */
+    unsigned obs;
+    unsigned server_timing_max; /* call entries in a Server-Timing header */
 } fan__site;
 
 static inline fan__site *fan__site_of(fan_app *app)

@@ -29,6 +29,7 @@ void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
     rt->handler_done = 1; /* until a coroutine runs it */
     fan__list_init(&rt->ops);
     fan__list_init(&rt->tasks);
+    fan__list_init(&rt->call_recs);
     fan__task_init(&rt->main, rq, NULL);
     fan__worker_request_born();
 }

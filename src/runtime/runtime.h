@@ -21,6 +21,7 @@
 #include "core/list.h"
 #include "coro/coro.h"
 #include "fanout.h"
+#include "runtime/trace.h"
 
 typedef struct fan_task fan__task;
 typedef struct fan__rt fan__rt;
@@ -117,6 +118,9 @@ struct fan__rt {
     fan__defer *defers;         /* fan_defer(), run when the request is released */
     uv_timer_t *deadline;
     unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
+    unsigned obs;               /* FAN__OBS_* the request's app observes */
+    fan__trace trace;           /* its trace context, when obs has FAN__OBS_TRACE */
+    fan__list call_recs;        /* fan__call_rec of its calls, in start order */
 };
 
 static inline fan__rt *fan__rt_of(fan_req *rq)

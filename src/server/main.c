@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "core/log.h"
+#include "server/admin.h"
+#include "server/otlp.h"
 #include "server/server.h"
 
 #define WORKERS_MAX 1024
@@ -44,11 +47,35 @@ int fan_serve(fan_app *app, int workers)
         return 1;
     if (workers < 0)
         workers = online_cpus();
-    if (workers > 0)
-        return fan__serve_workers(app, workers);
-    if (fan_app_listen(app, NULL) != 0)
+    if (app->otlp_endpoint &&
+        fan__otlp_configure(app->otlp_endpoint,
+                            app->otlp_max_queued ? app->otlp_max_queued : 2048) != 0)
         return 1;
-    return fan_run() == 0 ? 0 : 1;
+    int failed;
+    /* Lanes for two generations of each slot (a reload runs both). */
+    fan_app *admin = fan__admin_prepare(app, workers > 0 ? 2 * (unsigned)workers : 1, &failed);
+    if (failed)
+        return 1;
+    if (!admin) /* nobody could read the metrics: do not count them */
+        app->site.obs &= ~FAN_OBSERVE_METRICS;
+    int rc;
+    if (workers > 0) {
+        rc = fan__serve_workers(app, admin, workers);
+    } else {
+        rc = fan_app_listen(app, NULL) != 0 ? 1 : 0;
+        int port = 0;
+        if (rc == 0 && admin) {
+            const fan__site *s = fan__site_of(admin);
+            rc = fan_app_listen_on(admin, s->host, s->port, &port) != 0;
+            if (rc == 0)
+                fan__log_notice("admin listener on http://%s:%d (/metrics, /waterfall)", s->host,
+                                port);
+        }
+        if (rc == 0)
+            rc = fan_run() == 0 ? 0 : 1;
+    }
+    fan__admin_free();
+    return rc;
 }
 
 int fan_main(fan_app *app, int argc, char **argv)

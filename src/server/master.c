@@ -34,6 +34,7 @@
 #endif
 
 #include "core/log.h"
+#include "server/admin.h"
 #include "server/server.h"
 
 #define RESTART_MIN_S 0.5 /* the first delay once workers keep dying quickly */
@@ -46,6 +47,7 @@ typedef struct worker {
     pid_t pid;
     unsigned gen;
     int slot;
+    unsigned lane; /* its lane of the metrics region */
     int ready;     /* it listens */
     int signalled; /* the stop signal sent to it (SIGTERM, SIGQUIT), or 0 */
     double started;
@@ -58,6 +60,11 @@ typedef struct master {
     int port;        /* the port every worker listens on */
     int *fds;        /* the listening socket of each slot; -1 once closed */
     int listen_fd;   /* in a worker: its slot's socket */
+    fan_app *admin;  /* the admin listener's app, or NULL (admin.c) */
+    int admin_port;
+    int *admin_fds;  /* the admin socket of each slot */
+    int admin_fd;    /* in a worker: its slot's admin socket */
+    unsigned lane;   /* in a worker: its lane */
     int ready_fd[2]; /* workers write their pid once they listen */
     pid_t pid;
     worker *w;
@@ -149,6 +156,8 @@ static void close_sockets(master *m)
 {
     if (m->fds)
         fan__close_fds(m->fds, m->n);
+    if (m->admin_fds)
+        fan__close_fds(m->admin_fds, m->n);
 }
 
 /* One socket per slot, opened before any worker starts: a port taken by a
@@ -162,7 +171,24 @@ static int open_sockets(master *m)
         return FAN_ENOMEM;
     }
     m->port = m->app->site.port;
-    return fan__reuseport_listen(m->app->site.host, &m->port, m->n, m->fds);
+    int rc = fan__reuseport_listen(m->app->site.host, &m->port, m->n, m->fds);
+    if (rc != 0 || !m->admin)
+        return rc;
+    m->admin_fds = malloc((size_t)m->n * sizeof *m->admin_fds);
+    if (!m->admin_fds) {
+        fan_log(FAN_LOG_ERROR, "cannot start the master: out of memory");
+        rc = FAN_ENOMEM;
+    } else {
+        m->admin_port = fan__site_of(m->admin)->port;
+        rc = fan__reuseport_listen(fan__site_of(m->admin)->host, &m->admin_port, m->n,
+                                   m->admin_fds);
+    }
+    if (rc != 0) {
+        fan__close_fds(m->fds, m->n);
+        free(m->admin_fds);
+        m->admin_fds = NULL;
+    }
+    return rc;
 }
 
 /* Workers of generation `gen` that were not asked to stop; only the ready
@@ -229,9 +255,15 @@ static void become_worker(master *m, int slot)
     close(m->ready_fd[0]);
     m->listen_fd = m->fds[slot];
     m->fds[slot] = -1;
+    if (m->admin_fds) {
+        m->admin_fd = m->admin_fds[slot];
+        m->admin_fds[slot] = -1;
+    }
     close_sockets(m);
     free(m->fds);
     m->fds = NULL;
+    free(m->admin_fds);
+    m->admin_fds = NULL;
     free(m->w);
     m->w = NULL;
     m->nw = m->cap = 0;
@@ -258,7 +290,11 @@ static int spawn(master *m, unsigned gen, int slot)
         fan_log(FAN_LOG_ERROR, "cannot start a worker: fork: %s", strerror(errno));
         return -1;
     }
+    /* Two generations of a slot run at once during a reload: they get
+     * lanes of their own; a restarted worker goes on with its lane. */
+    unsigned lane = (unsigned)slot + (unsigned)m->n * (gen & 1);
     if (pid == 0) {
+        m->lane = lane;
         become_worker(m, slot);
         return 0;
     }
@@ -267,6 +303,7 @@ static int spawn(master *m, unsigned gen, int slot)
     w->pid = pid;
     w->gen = gen;
     w->slot = slot;
+    w->lane = lane;
     w->started = now();
     return 0;
 }
@@ -337,6 +374,9 @@ static void worker_ready(master *m, pid_t pid)
         fan__log_notice("listening on %s://%s:%d with %d workers",
                         fan__tls_enabled(m->app) ? "https" : "http", m->app->site.host, m->port,
                         m->n);
+        if (m->admin)
+            fan__log_notice("admin listener on http://%s:%d (/metrics, /waterfall)",
+                            fan__site_of(m->admin)->host, m->admin_port);
     }
     if (m->next_gen && count(m, m->next_gen, 1) == m->n) {
         unsigned old = m->gen;
@@ -390,6 +430,9 @@ static void worker_exited(master *m, const worker *w, int st)
     char why[96];
     describe_exit(st, why, sizeof why);
     int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    int restart = !(w->signalled || m->stopping) && m->announced && w->gen != m->next_gen;
+    if (fan__admin_region())
+        fan__metrics_lane_died(fan__admin_region(), w->lane, restart);
     if (w->signalled || m->stopping) {
         fan_log(clean ? FAN_LOG_INFO : FAN_LOG_WARN, "worker %ld (generation %u) stopped: it %s",
                 (long)w->pid, w->gen, why);
@@ -518,7 +561,10 @@ static int worker_main(master *m)
      * app was built) shares its epoll set with the master: renew it. */
     if (fan__loop_exists())
         uv_loop_fork(fan__loop());
-    if (fan__listen_fd(app, m->listen_fd) != 0) {
+    if (m->admin)
+        fan__metrics_attach(fan__admin_region(), m->lane);
+    if (fan__listen_fd(app, m->listen_fd) != 0 ||
+        (m->admin && fan__listen_fd(m->admin, m->admin_fd) != 0)) {
         close(m->ready_fd[1]);
         return 1;
     }
@@ -553,11 +599,13 @@ static int master_setup(master *m)
     return 0;
 }
 
-int fan__serve_workers(fan_app *app, int workers)
+int fan__serve_workers(fan_app *app, fan_app *admin, int workers)
 {
-    master m = {.app = app, .n = workers, .listen_fd = -1, .pid = getpid()};
+    master m = {.app = app, .admin = admin, .n = workers, .listen_fd = -1, .admin_fd = -1,
+                .pid = getpid()};
     if (master_setup(&m) != 0) {
         free(m.fds);
+        free(m.admin_fds);
         return 1;
     }
     sigset_t set, orig;
@@ -589,6 +637,7 @@ int fan__serve_workers(fan_app *app, int workers)
     close(m.ready_fd[0]);
     close(m.ready_fd[1]);
     free(m.fds);
+    free(m.admin_fds);
     free(m.w);
     fan_log(FAN_LOG_INFO, "master stopped");
     return m.status;

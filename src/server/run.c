@@ -7,6 +7,7 @@
 #include "redis/redis.h"
 #include "coro/coro.h"
 #include "http/http.h"
+#include "server/otlp.h"
 
 /* What fan_run() needs beyond the server state, per thread. */
 typedef struct run_state {
@@ -105,12 +106,15 @@ int fan_run(void)
 {
     fan__server *srv = fan__srv();
     signal(SIGPIPE, SIG_IGN);
+    fan__trace_seed();
+    fan__otlp_start();
     watch_signals(srv);
     srv->running = 1;
     if (!srv->stopping && !run.halt)
         uv_run(srv->loop, UV_RUN_DEFAULT);
     if (!run.halt)
         drain(srv);
+    fan__otlp_stop();
 
     /* Close what is left (everything after SIGQUIT or the graceful timeout),
      * which cancels every request and its calls, then let the cancellations
@@ -141,6 +145,7 @@ int fan_run(void)
     pthread_sigmask(SIG_BLOCK, &usr1, NULL);
     uv_close((uv_handle_t *)&run.sigusr1, NULL);
     uv_run(srv->loop, UV_RUN_DEFAULT);
+    fan__otlp_free();
     fan__coro_pool_clear();
     srv->running = 0;
     srv->stopping = 0;

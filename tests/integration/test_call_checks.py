@@ -135,12 +135,13 @@ class CallCheckSuite(harness.TransportSuite):
 
     def test_the_upstream_gets_the_callers_headers_and_only_framing_of_ours(self):
         # The same lines on both transports: curl adds no Accept and no form
-        # Content-Type of its own, and an empty value is sent, not dropped.
+        # Content-Type of its own, and an empty value is sent, not dropped;
+        # the trace context is ours too (docs/observability.md).
         j = self.fetch(headers=["X-A: 1", "X-Empty:"], method="POST", body="a=1")
         self.assertEqual((j["error"], j["status"]), ("ok", 200), j)
         lines = json.loads(j["body"])["header_lines"]
         names = sorted(l.split(":", 1)[0].lower() for l in lines)
-        self.assertEqual(names, ["content-length", "host", "x-a", "x-empty"], lines)
+        self.assertEqual(names, ["content-length", "host", "traceparent", "x-a", "x-empty"], lines)
         self.assertIn("X-Empty:", [l.rstrip() for l in lines])
 
     def test_the_callers_host_replaces_the_transports(self):

@@ -60,7 +60,7 @@ class CallOptsSuite(harness.TransportSuite):
         self.assertIn("Content-Type: application/json", headers)
         self.assertIn(f"Content-Length: {len(body)}", headers)
         names = sorted(h.split(":", 1)[0].lower() for h in headers)
-        self.assertEqual(names, ["content-length", "content-type", "host"], headers)
+        self.assertEqual(names, ["content-length", "content-type", "host", "traceparent"], headers)
 
     def test_any_json_value_can_be_the_body(self):
         for text in ('"just a string"', "42", "[]", "null"):

@@ -16,7 +16,7 @@ import harness
 from harness import TESTAPP, closed_port, request, testapp
 
 ACCESS = (r"access \[(\d+)\] (\S+) (\S+) (\S+) (\d+) ([\d.]+) ms (\d+) B "
-          r"calls=(\d+) failed=(\d+)$")
+          r"calls=(\d+) failed=(\d+) trace=[0-9a-f]{32}$")
 
 
 def fetch_path(url):
@@ -142,6 +142,7 @@ class JsonFormat(unittest.TestCase):
         self.assertIsInstance(a["status"], int)
         self.assertIsInstance(a["duration_ms"], float)
         self.assertGreater(a["bytes"], 0)
+        self.assertRegex(a["trace_id"], "^[0-9a-f]{32}$")
 
     def test_a_bad_format_is_refused(self):
         p = subprocess.run([TESTAPP, "--log-format", "xml"], capture_output=True, text=True,

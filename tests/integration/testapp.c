@@ -105,7 +105,7 @@ static json_t *call_json(fan_call *c)
     json_t *v = json_object_get(fan_call_json(c), "value");
     if (v)
         json_object_set(j, "value", v);
-    if (len && len < 256)
+    if (len && len < 1024)
         json_object_set_new(j, "body", json_stringn(body, len));
     json_object_set_new(j, "headers", call_header_pairs(c));
     json_object_set_new(j, "attempts", json_integer(fan_call_attempts(c)));

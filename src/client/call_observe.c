@@ -1,0 +1,94 @@
+/* What the client layer tells observability of each upstream call: the
+ * child traceparent and the tracestate it carries (W3C Trace Context), its
+ * record for Server-Timing and the waterfall, and the client metrics
+ * (calls in flight, http_client_request_duration_seconds). */
+#include <string.h>
+#include <strings.h>
+
+#include "client/client.h"
+#include "runtime/metrics.h"
+
+static int has_traceparent(const char *const *h)
+{
+    for (; h && *h; h++)
+        if (strncasecmp(*h, "traceparent:", 12) == 0)
+            return 1;
+    return 0;
+}
+
+int fan__call_trace_headers(fan_call *c, const char *const *headers, const char *out[2])
+{
+    fan__rt *rt = fan__rt_of(c->rq);
+    out[0] = out[1] = NULL;
+    if (!(rt->obs & FAN__OBS_TRACE) || !rt->trace.begun)
+        return 0;
+    fan__trace_random(c->rec.span_id, 8);
+    if (has_traceparent(headers))
+        return 0; /* the caller continues a trace of its own */
+    char *line = fan__arena_alloc(&rt->arena, 13 + 56);
+    if (!line)
+        return FAN_ENOMEM;
+    memcpy(line, "traceparent: ", 13);
+    fan__traceparent_format(&rt->trace, c->rec.span_id, line + 13);
+    out[0] = line;
+    if (rt->trace.tracestate) {
+        size_t n = strlen(rt->trace.tracestate);
+        char *ts = fan__arena_alloc(&rt->arena, 12 + n + 1);
+        if (!ts)
+            return FAN_ENOMEM;
+        memcpy(ts, "tracestate: ", 12);
+        memcpy(ts + 12, rt->trace.tracestate, n + 1);
+        out[1] = ts;
+    }
+    return 0;
+}
+
+void fan__call_observe_start(fan_call *c)
+{
+    fan__rt *rt = fan__rt_of(c->rq);
+    c->rec.name = c->name;
+    c->rec.url = c->url;
+    c->rec.method = c->method;
+    c->rec.started = c->started;
+    c->rec.attempts = 1;
+    fan__list_push(&rt->call_recs, &c->rec.link);
+    if (rt->obs & FAN__OBS_METRICS)
+        fan__metrics_add(FAN__M_CALLS_ACTIVE, 1);
+}
+
+void fan__call_observe_end(fan_call *c)
+{
+    fan__rt *rt = fan__rt_of(c->rq);
+    c->rec.finished = c->finished;
+    c->rec.status = c->status;
+    c->rec.error = c->error;
+    c->rec.attempts = c->attempts ? (unsigned)c->attempts : 1;
+    c->rec.hedges = c->flags & FAN_CALL_HEDGED ? 1 : 0; /* at most one hedge per call */
+    if (!(rt->obs & FAN__OBS_METRICS))
+        return;
+    if (c->flags & FAN_CALL_CACHED)
+        fan__metrics_add(FAN__M_CACHE_HITS, 1);
+    if (c->flags & FAN_CALL_COALESCED)
+        fan__metrics_add(FAN__M_COALESCED, 1);
+    fan__metrics_add(FAN__M_CALLS_ACTIVE, -1);
+    fan__m_key k; /* only the strings up to their NUL count */
+    k.overflow = 0;
+    k.a[0] = k.b[0] = '\0';
+    if (c->error) {
+        const char *e = fan_errname(c->error);
+        size_t el = strlen(e) < sizeof k.a - 1 ? strlen(e) : sizeof k.a - 1;
+        memcpy(k.a, e, el);
+        k.a[el] = '\0';
+    }
+    const char *origin;
+    size_t n = fan__slots_origin(c, &origin);
+    const char *host = n ? memchr(origin, ':', n) : NULL; /* "scheme://host[:port]" */
+    if (host && (size_t)(host - origin) + 3 <= n) {
+        size_t skip = (size_t)(host - origin) + 3, len = n - skip; /* the server address */
+        len = len < sizeof k.b - 1 ? len : sizeof k.b - 1;
+        memcpy(k.b, origin + skip, len);
+        k.b[len] = '\0';
+    }
+    k.status = c->error ? 0 : c->status;
+    fan__metrics_observe(FAN__M_CLIENT, &k, c->finished - c->started);
+}

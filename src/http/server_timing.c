@@ -1,0 +1,102 @@
+/* The Server-Timing header of a response: one entry per upstream call of
+ * the request that finished by the time the head is formatted (a streamed
+ * response's head goes out before its later calls end: those are not in
+ * it), named after the call without its query, with its duration and, for
+ * a failed call, its error as desc; then "handler", the time from the
+ * request's first byte to the head. */
+#include <string.h>
+
+#include "core/fmt.h"
+#include "core/token.h"
+#include "http/http.h"
+
+#define NAME_MAX_BYTES 48
+
+/* Writes ms with three decimals ("12.345") and returns the end. */
+static char *put_ms(char *p, double seconds)
+{
+    unsigned long long us = seconds > 0 ? (unsigned long long)(seconds * 1e6 + 0.5) : 0;
+    p = fan__put_uint(p, us / 1000);
+    *p++ = '.';
+    unsigned frac = (unsigned)(us % 1000);
+    *p++ = (char)('0' + frac / 100);
+    *p++ = (char)('0' + frac / 10 % 10);
+    *p++ = (char)('0' + frac % 10);
+    return p;
+}
+
+/* What each byte of a call's name becomes in an entry's name: 1 kept (a
+ * token character), 0 written '_', 2 the end ('?', '#' and NUL). */
+static unsigned char name_class[256];
+
+static void init_classes(void)
+{
+    for (int c = 0; c < 256; c++)
+        name_class[c] = fan__tchar[c];
+    name_class['?'] = name_class['#'] = name_class[0] = 2;
+}
+
+/* The entry's name: a token made of the call's name, the scheme and the
+ * query dropped, other bytes as '_', at most NAME_MAX_BYTES. One pass: this
+ * runs for every call. */
+static char *put_name(char *p, const char *name)
+{
+    const unsigned char *s = (const unsigned char *)name;
+    if (strncmp(name, "http://", 7) == 0)
+        s += 7;
+    else if (strncmp(name, "https://", 8) == 0)
+        s += 8;
+    char *start = p;
+    for (size_t i = 0; i < NAME_MAX_BYTES; i++) {
+        unsigned char k = name_class[s[i]];
+        if (k == 2)
+            break;
+        *p++ = k ? (char)s[i] : '_';
+    }
+    return p == start ? fan__put(p, "call", 4) : p;
+}
+
+const char *fan__server_timing(fan_req *rq)
+{
+    const fan__site *site = fan__site_of(rq->app);
+    unsigned shown = 0, omitted = 0;
+    if (!name_class['a'])
+        init_classes(); /* once per process; the same result if two threads race */
+    fan__list *pos;
+    fan__list_each(pos, &rq->rt.call_recs)
+    {
+        fan__call_rec *r = fan__container_of(pos, fan__call_rec, link);
+        if (r->finished != 0)
+            shown < site->server_timing_max ? shown++ : omitted++;
+    }
+    /* name, ";dur=" and 24 digits, ";desc=" and an error name, ", " */
+    size_t cap = (size_t)shown * (NAME_MAX_BYTES + 64) + 128;
+    char *out = fan__arena_alloc(&rq->rt.arena, cap), *p = out;
+    if (!out)
+        return NULL;
+    unsigned n = 0;
+    fan__list_each(pos, &rq->rt.call_recs)
+    {
+        fan__call_rec *r = fan__container_of(pos, fan__call_rec, link);
+        if (r->finished == 0 || n == shown)
+            continue;
+        n++;
+        p = put_name(p, r->name);
+        p = fan__put(p, ";dur=", 5);
+        p = put_ms(p, r->finished - r->started);
+        if (r->error) {
+            p = fan__put(p, ";desc=", 6);
+            p = fan__put_str(p, fan_errname(r->error));
+        }
+        p = fan__put(p, ", ", 2);
+    }
+    if (omitted) {
+        p = fan__put(p, "calls-omitted;desc=", 19);
+        p = fan__put_uint(p, omitted);
+        p = fan__put(p, ", ", 2);
+    }
+    p = fan__put(p, "handler;dur=", 12);
+    p = put_ms(p, fan_now() - rq->started);
+    *p = '\0';
+    return out;
+}
