@@ -309,7 +309,7 @@ static int store_put(fan__store *s, const char *key, size_t klen, const fan__sto
     free(buf);
     if (rc != 0) {
         failed(rc, "SET");
-        return rc == FAN_ENOMEM ? FAN_ENOMEM : 0; /* lost, as a miss would be */
+        return rc; /* lost: the next instance's lookup is a miss */
     }
     return 0;
 }

@@ -42,7 +42,9 @@ typedef struct fan__store_ops {
                void **pending);
     void (*cancel_get)(fan__store *s, void *pending);
     /* Stores a copy of `v` under `key`, replacing what was there. Returns 0,
-     * 1 when it did not keep it (larger than the store), or FAN_ENOMEM. A
+     * 1 when it did not keep it (larger than the store, or than its cap for
+     * one entry), FAN_ENOMEM, or for a network store another FAN_E* code
+     * when it could not send it (counted and logged by the store). A
      * network store may complete it later: the caller does not wait. */
     int (*put)(fan__store *s, const char *key, size_t klen, const fan__store_entry *v);
     void (*del)(fan__store *s, const char *key, size_t klen);
