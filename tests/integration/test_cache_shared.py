@@ -140,8 +140,11 @@ class SharedCache(unittest.TestCase):
             for i in range(n):
                 self.assertEqual(self.upstream_count(f"/{i}"), 1)
             # Each lookup and each store failed, and was counted.
-            errors = self.counters(self.a)["shared_errors"] - before["shared_errors"]
-            self.assertGreaterEqual(errors, n)
+            now = self.counters(self.a)
+            errors = now["shared_errors"] - before["shared_errors"]
+            self.assertGreaterEqual(errors, 2 * n)  # a GET and a SET per call
+            self.assertEqual(now["shared_stores"], before["shared_stores"])
+            self.assertEqual(now["stores"] - before["stores"], n)  # in L1
             self.a.wait_log(DOWN_LINE, lines_before + 1)
             lines = sum(DOWN_LINE in l for l in self.a.lines) - lines_before
             self.assertGreaterEqual(lines, 1)
