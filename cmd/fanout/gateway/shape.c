@@ -211,18 +211,16 @@ static void put_json(text *t, json_t *v)
         t->bad = 1;
 }
 
-/* ,"key": */
-static void put_key(text *t, const char *key, int plain)
+/* ,"key": with the key's text written by jansson, as every value's is. */
+static void put_key(text *t, const char *key)
 {
-    put(t, t->n > 1 ? ",\"" : "\"", t->n > 1 ? 2 : 1);
-    if (plain) { /* a backend's name: letters, digits, '_' and '-' (config.c) */
-        put(t, key, strlen(key));
-        put(t, "\":", 2);
-        return;
-    }
+    if (t->n > 1)
+        put(t, ",", 1);
     json_t *k = json_string(key);
-    t->n--; /* the opening quote again comes with the string */
-    put_json(t, k);
+    if (k)
+        put_json(t, k);
+    else
+        t->bad = 1; /* not UTF-8, or out of memory */
     json_decref(k);
     put(t, ":", 1);
 }
@@ -266,7 +264,7 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
                                                                 first, "dropped", b->name));
                     continue;
                 }
-                put_key(t, k, 0);
+                put_key(t, k);
                 put_json(t, kv);
             }
             continue;
@@ -276,29 +274,8 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
                                                         first, "dropped", b->name));
             continue;
         }
-        put_key(t, b->name, 1);
-        if (r->bs[i].spans) {
-            const char **sp = r->bs[i].spans;
-            int any = 0;
-            put(t, "{", 1);
-            for (size_t k = 0; k < b->nselect; k++) {
-                if (!sp[2 * k])
-                    continue;
-                const char *key = b->select[k].segs[0].key;
-                put(t, any ? ",\"" : "\"", any ? 2 : 1);
-                put(t, key, strlen(key)); /* equal to the body's key, which has no escape */
-                put(t, "\":", 2);
-                put(t, sp[2 * k], (size_t)(sp[2 * k + 1] - sp[2 * k]));
-                any = 1;
-            }
-            put(t, "}", 1);
-        } else if (b->raw && r->bs[i].call) {
-            size_t len;
-            const char *body = fan_call_body(r->bs[i].call, &len);
-            put(t, body, len);
-        } else {
-            put_json(t, v ? v : json_null());
-        }
+        put_key(t, b->name);
+        put_json(t, v ? v : json_null());
     }
     json_decref(owner);
 }
@@ -328,7 +305,7 @@ char *gw_answer(gw_run *r, size_t *len)
     if (!values)
         return NULL;
     for (size_t i = 0; i < ep->nb; i++)
-        values[i] = ep->backends[i].raw && !r->bs[i].result ? NULL : value_of(r, (int)i);
+        values[i] = value_of(r, (int)i);
     json_t *collisions = json_array();
     text t = {0};
     if (ep->response) {
@@ -348,7 +325,7 @@ char *gw_answer(gw_run *r, size_t *len)
         default_shape(r, values, collisions, &t);
         json_t *meta = meta_json(r, collisions);
         if (meta) {
-            put_key(&t, "_fanout", 1);
+            put_key(&t, "_fanout");
             put_json(&t, meta);
         }
         json_decref(meta);
