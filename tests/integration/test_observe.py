@@ -350,9 +350,17 @@ class Observe(unittest.TestCase):
             ("X-Api-Key", secret_h)])
         self.assertEqual(r.status, 200)
         self.assertNotIn(secret_q, r.header("Server-Timing"))
-        pages = [request(self.admin, "GET", p).body.decode()
-                 for p in ("/metrics", "/waterfall", "/waterfall.json")]
-        self.assertIn("/fanout?url=REDACTED&amp;n=REDACTED&amp;token=REDACTED", pages[1])
+        # The request is recorded when it ends, which may be just after its
+        # answer reached us: wait for it to be on the page.
+        shown = "/fanout?url=REDACTED&amp;n=REDACTED&amp;token=REDACTED"
+        deadline = time.monotonic() + 5
+        while True:
+            pages = [request(self.admin, "GET", p).body.decode()
+                     for p in ("/metrics", "/waterfall", "/waterfall.json")]
+            if shown in pages[1] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertIn(shown, pages[1])
         for page in pages:
             for s in (secret_q, secret_h, secret_c):
                 self.assertNotIn(s, page)
