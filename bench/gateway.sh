@@ -29,9 +29,9 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm 
 trap cleanup EXIT
 
 # The same 4 calls as S2. s7.json places each answer under its backend's
-# name as it came (checked, not parsed: the gateway's pass-through);
-# s7-select.json selects each one's "value" (parsed, shaped, serialized
-# again), which the handler's reading of "value" is closest to.
+# name (parsed by jansson and written again); s7-select.json selects each
+# one's "value" (parsed, shaped, written again), which the handler's
+# reading of "value" is closest to.
 python3 - "$tmp" "http://127.0.0.1:$UP" <<'PY'
 import json, sys
 up = sys.argv[2]

@@ -1130,7 +1130,9 @@ typedef struct fan_call_opts {
                                    * calls in flight in the worker; -1: never (default:
                                    * off, but a cache miss is always shared) */
     int cache;                    /* 1: served from, and stored into, the worker's
-                                   * response cache; -1: bypass it (default: off) */
+                                   * response cache, and its shared tier in Redis
+                                   * when redis.url is set (cache.shared); -1:
+                                   * bypass both (default: off) */
     unsigned cache_ttl_ms;        /* how long a stored response is fresh; 0: the origin's,
                                    * else the response's Cache-Control s-maxage or
                                    * max-age (a response with neither is not stored) */
@@ -1288,7 +1290,18 @@ typedef struct fan_cache_counters {
     unsigned long long refreshes;  /* background stale-while-revalidate refreshes started */
     unsigned long long exchanges;  /* shared upstream exchanges started */
     unsigned long long coalesced;  /* calls that joined one in flight (FAN_CALL_COALESCED) */
-    size_t entries, bytes;         /* what the cache holds now */
+    /* The shared tier (L2, in Redis when redis.url is set and cache.shared
+     * is on): looked up when this worker's own entries (L1) have nothing
+     * usable; a usable entry found there is copied into L1 and counts as a
+     * shared hit (and as a hit or stale hit when it answers the call). */
+    unsigned long long shared_hits;      /* lookups that L2 answered with an entry */
+    unsigned long long shared_stores;    /* responses sent to L2 */
+    unsigned long long shared_too_large; /* responses over cache.shared_max_entry_bytes:
+                                          * kept in L1 only */
+    unsigned long long shared_errors;    /* L2 commands that failed (Redis down, slow or
+                                          * busy): a lookup is a miss then, a store lost;
+                                          * logged at most once a second */
+    size_t entries, bytes;         /* what the cache holds now (L1) */
 } fan_cache_counters;
 
 /* Copies the counters into *out. Can't fail. */
@@ -1530,7 +1543,21 @@ FAN_API void fan_wake(fan_waker *w);
  *                             after 50 ms, doubling up to this (default
  *                             2000); until then, and until the new
  *                             connection is ready, commands fail at once
- * Sessions (session.store) and the rate limiter (ratelimit.*) use it too. */
+ * Sessions (session.store) and the rate limiter (ratelimit.*) use it too,
+ * and so does the response cache, as its shared tier:
+ *   cache.shared              on (default true) with redis.url set: the
+ *                             cached calls' entries are kept in Redis too
+ *                             (redis.prefix "cache:" key, a string with a
+ *                             PX expiry at the end of the entry's last stale
+ *                             window), so that every worker and instance
+ *                             sharing the Redis is answered by one upstream
+ *                             exchange; a Redis that fails is a miss,
+ *                             counted (fan_cache_counters.shared_errors)
+ *                             and logged once a second
+ *   cache.shared_max_entry_bytes  the largest entry (status, headers and
+ *                             body, as stored) put in Redis (default
+ *                             1048576); a larger one stays in the worker's
+ *                             own cache only */
 
 /* The kinds of reply, the values of fan_redis_reply.type. */
 enum {

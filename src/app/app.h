@@ -282,6 +282,10 @@ struct fan__redis_opts;
 /* The redis.* settings of the request's configuration. */
 void fan__redis_opts_of(fan_req *rq, struct fan__redis_opts *o);
 
+/* Makes Redis the response cache's shared tier, for the apps whose
+ * redis.url is set and cache.shared on (cache_redis.c). */
+void fan__cache_redis_register(void);
+
 /* 1 if redis.url is set. */
 int fan__redis_on(fan_req *rq);
 

@@ -252,6 +252,8 @@ int fan__config_init(fan_app *app)
         {"redis.command_timeout_ms", FAN_CONFIG_INT, "1000"},
         {"redis.max_in_flight", FAN_CONFIG_INT, "1024"},
         {"redis.backoff_max_ms", FAN_CONFIG_INT, "2000"},
+        {"cache.shared", FAN_CONFIG_BOOL, "true"},
+        {"cache.shared_max_entry_bytes", FAN_CONFIG_INT, "1048576"},
         {"ratelimit.rate", FAN_CONFIG_DOUBLE, "0"},
         {"ratelimit.burst", FAN_CONFIG_INT, "10"},
         {"ratelimit.key", FAN_CONFIG_STRING, "addr"},
@@ -262,6 +264,7 @@ int fan__config_init(fan_app *app)
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
         if (fan_app_declare_config(app, own[i].key, own[i].type, own[i].def) == FAN_ENOMEM)
             return FAN_ENOMEM;
+    fan__cache_redis_register();
     return 0;
 }
 

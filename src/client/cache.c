@@ -4,7 +4,10 @@
  * lets it store and for how long (RFC 9111, and RFC 5861's
  * stale-while-revalidate and stale-if-error), and each call's own copy of
  * what it is answered with. Entries are kept by a store (store.h): this
- * worker's memory store now, a shared tier later. */
+ * worker's memory store (L1), and behind it, when a layer above registers
+ * one, a shared tier (L2, fan__cache_set_shared()): a lookup that L1 cannot
+ * answer asks L2, whose hit is copied into L1; a stored response goes to
+ * both. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,13 @@
 
 static _Thread_local fan_cache_counters counters;
 static _Thread_local fan__store *store;
+static _Thread_local fan__store *shared; /* L2, or NULL */
+static fan__store_shared_fn shared_fn;
+
+void fan__cache_set_shared(fan__store_shared_fn fn)
+{
+    shared_fn = fn;
+}
 
 fan_cache_counters *fan__cache_counters(void)
 {
@@ -49,6 +59,9 @@ void fan__cache_shutdown(void)
     if (store)
         store->ops->free(store);
     store = NULL;
+    if (shared)
+        shared->ops->free(shared);
+    shared = NULL;
     fan__flight_shutdown();
 }
 
@@ -184,11 +197,9 @@ static void serve_stored(fan_call *c, const fan__store_entry *hit, int stale)
     fan__call_finish(c, rc);
 }
 
-/* The store's answer to the call's lookup. */
-static void looked_up(void *arg, const fan__store_entry *hit)
+/* What the call does with the entry its lookup found (NULL: none). */
+static void decide(fan_call *c, const fan__store_entry *hit)
 {
-    fan_call *c = arg;
-    c->lookup = NULL;
     double now = fan_now();
     if (hit && now < hit->fresh_until) {
         serve_stored(c, hit, 0);
@@ -215,6 +226,42 @@ static void looked_up(void *arg, const fan__store_entry *hit)
         fan__call_finish(c, rc);
 }
 
+/* The shared tier's answer: a usable entry is copied into L1 first. */
+static void looked_up_shared(void *arg, const fan__store_entry *hit)
+{
+    fan_call *c = arg;
+    c->lookup = NULL;
+    double now = fan_now();
+    if (hit && (now < hit->fresh_until || now < hit->swr_until || now < hit->sie_until)) {
+        counters.shared_hits++;
+        fan__store *s = store_for(fan__rt_of(c->rq)->limits);
+        if (s)
+            s->ops->put(s, c->ckey, c->cklen, hit);
+    }
+    decide(c, hit);
+}
+
+/* L1's answer. With nothing usable in it, the shared tier is asked, when
+ * there is one (a stale entry of L1 is used as it is: its refresh updates
+ * both tiers). */
+static void looked_up(void *arg, const fan__store_entry *hit)
+{
+    fan_call *c = arg;
+    c->lookup = NULL;
+    double now = fan_now();
+    int usable = hit && (now < hit->fresh_until || now < hit->swr_until || now < hit->sie_until);
+    if (!usable && c->use_shared && shared) {
+        void *pending = NULL;
+        int rc = shared->ops->get(shared, c->ckey, c->cklen, looked_up_shared, c, &pending);
+        if (rc == 1)
+            c->lookup = pending; /* answered later, from the loop */
+        if (rc >= 0)
+            return;
+        hit = NULL; /* it failed (counted and logged by it): a miss */
+    }
+    decide(c, hit);
+}
+
 int fan__cache_start(fan_call *c)
 {
     if (!c->use_cache && c->use_coalesce <= 0)
@@ -224,6 +271,11 @@ int fan__cache_start(fan_call *c)
     c->health = NULL;
     int rc = make_keys(c);
     fan__store *s = rc || !c->use_cache ? NULL : store_for(fan__rt_of(c->rq)->limits);
+    fan__store *l2 = s && shared_fn ? shared_fn(c->rq, shared) : NULL;
+    if (l2) { /* else this call's app has none; another's stays this thread's */
+        shared = l2;
+        c->use_shared = 1;
+    }
     if (rc == 0 && s) {
         void *pending = NULL;
         rc = s->ops->get(s, c->ckey, c->cklen, looked_up, c, &pending);
@@ -246,7 +298,8 @@ void fan__cache_cancel(fan_call *c)
         fan__flight_leave(c);
         return;
     }
-    store->ops->cancel_get(store, c->lookup);
+    /* Only the shared tier answers later: L1 answers within its get(). */
+    shared->ops->cancel_get(shared, c->lookup);
     c->lookup = NULL;
     fan__call_finish(c, FAN_ECANCELED);
 }
@@ -394,7 +447,7 @@ static const char *not_storable(const fan_call *up, const cache_control *cc)
 }
 
 void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsigned ttl_ms,
-                      unsigned swr_ms, unsigned sie_ms, const char *vary_names)
+                      unsigned swr_ms, unsigned sie_ms, const char *vary_names, int to_shared)
 {
     cache_control cc = parse_cache_control(up);
     const char *why = not_storable(up, &cc);
@@ -439,6 +492,16 @@ void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsign
             : rc == 1 ? "larger than the cache: not cached"
                       : "not cached: out of memory",
             ttl, swr, sie);
+    if (to_shared && shared) {
+        rc = shared->ops->put(shared, ckey, cklen, &v);
+        if (rc == 0)
+            counters.shared_stores++;
+        else if (rc == 1)
+            fan_log(FAN_LOG_DEBUG,
+                    "call %s: response larger than the shared tier's entry cap: "
+                    "not put in %s",
+                    up->name, shared->ops->name);
+    }
 }
 
 /* RFC 5861 4: an error is a 500, 502, 503 or 504 response, or none. */

@@ -87,6 +87,7 @@ struct fan_call {
     /* cache.c and flight.c: the response cache and single-flight, as the
      * options and the call's origin set them (fan__cache_settle()). */
     int use_cache, use_coalesce;
+    int use_shared;                 /* its app has a shared tier (L2) for the cache */
     unsigned cache_ttl_ms, swr_ms, sie_ms;
     const char *const *cache_vary;  /* NULL-terminated, in the arena, or NULL */
     char *fkey, *ckey;              /* its single-flight and cache keys (arena) */

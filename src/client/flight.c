@@ -30,7 +30,7 @@ typedef struct fan__flight {
     fan_call *first;  /* the waiter that started it, while it waits */
     char *key, *ckey; /* in rt's arena */
     size_t klen, cklen;
-    int cache;
+    int cache, shared; /* stored in the cache; and in its shared tier */
     unsigned ttl_ms, swr_ms, sie_ms;
     char *vary_names; /* the cache_vary names, as fan__cache_store() takes them */
     char *label;      /* for log lines: "shared call NAME" */
@@ -157,6 +157,7 @@ static fan__flight *flight_new(const fan_call *model)
     f->hash = fan__origin_hash(f->key, f->klen);
     f->cache = model->use_cache;
     f->ttl_ms = model->cache_ttl_ms;
+    f->shared = model->use_shared;
     f->swr_ms = model->swr_ms;
     f->sie_ms = model->sie_ms;
     fan__list_push(&F.all, &f->all_link);
@@ -266,7 +267,8 @@ void fan__flight_done(fan_call *up)
     f->done = 1;
     unjoin(f);
     if (f->cache && f->ckey)
-        fan__cache_store(up, f->ckey, f->cklen, f->ttl_ms, f->swr_ms, f->sie_ms, f->vary_names);
+        fan__cache_store(up, f->ckey, f->cklen, f->ttl_ms, f->swr_ms, f->sie_ms, f->vary_names,
+                         f->shared);
     /* The waiters share the body, read-only, instead of a copy each: the
      * flight holds one reference while it hands them out. Out of memory:
      * each copies it. */

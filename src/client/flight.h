@@ -33,9 +33,10 @@ fan_cache_counters *fan__cache_counters(void);
 /* Stores the response of `up`, the upstream call of an exchange for the
  * cache key (ckey, cklen), when it may be stored; ttl_ms, swr_ms and
  * sie_ms as the call's settings were (0: the response's Cache-Control),
- * vary_names the headers of its key (",name,...," lower-case; NULL: all). */
+ * vary_names the headers of its key (",name,...," lower-case; NULL: all);
+ * in the shared tier too when `to_shared` (the calls' app has one). */
 void fan__cache_store(const fan_call *up, const char *ckey, size_t cklen, unsigned ttl_ms,
-                      unsigned swr_ms, unsigned sie_ms, const char *vary_names);
+                      unsigned swr_ms, unsigned sie_ms, const char *vary_names, int to_shared);
 
 /* Ends the waiter `w` with its own copy of the response of `up` (the
  * exchange's upstream call, ended), or with the stale entry it holds when

@@ -42,7 +42,9 @@ typedef struct fan__store_ops {
                void **pending);
     void (*cancel_get)(fan__store *s, void *pending);
     /* Stores a copy of `v` under `key`, replacing what was there. Returns 0,
-     * 1 when it did not keep it (larger than the store), or FAN_ENOMEM. A
+     * 1 when it did not keep it (larger than the store, or than its cap for
+     * one entry), FAN_ENOMEM, or for a network store another FAN_E* code
+     * when it could not send it (counted and logged by the store). A
      * network store may complete it later: the caller does not wait. */
     int (*put)(fan__store *s, const char *key, size_t klen, const fan__store_entry *v);
     void (*del)(fan__store *s, const char *key, size_t klen);
@@ -53,6 +55,20 @@ typedef struct fan__store_ops {
 struct fan__store {
     const fan__store_ops *ops;
 };
+
+/* The shared tier (L2), behind the worker's memory store (L1): a layer
+ * that sees both the client and a network store (the app layer, with
+ * Redis: src/app/cache_redis.c) registers a function that the cache calls
+ * at each cached call's start with the call's request and this thread's
+ * current shared store (NULL at first). It returns `current`, reconfigured
+ * for rq's settings, or a new store when current is NULL, or NULL when
+ * rq's app has no shared tier. The cache owns the store it gets: it frees
+ * it when the worker stops (fan__cache_shutdown()), after every request
+ * ended. A shared store's lookup that fails answers as a miss: the store
+ * counts and logs it. Set once, before the workers start. */
+struct fan_req;
+typedef fan__store *(*fan__store_shared_fn)(struct fan_req *rq, fan__store *current);
+void fan__cache_set_shared(fan__store_shared_fn fn);
 
 /* The worker's memory store (store_memory.c): entries in a hash table,
  * bounded to max_bytes (an entry's key, headers and body and its

@@ -1,7 +1,7 @@
 /* The app of the Redis tests (test_redis.py, test_scale.py): Redis commands
- * from handlers and tasks, sessions and the rate limiter, and an upstream
- * call, run with --redis and the redis.*, session.* and ratelimit.*
- * settings the tests give. */
+ * from handlers and tasks, sessions and the rate limiter, an upstream call,
+ * and one through the response cache (/api/cached), run with --redis and
+ * the redis.*, session.* and ratelimit.* settings the tests give. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -123,6 +123,26 @@ static void api_slow(fan_req *rq)
     fan_reply_json(rq, 200, json_pack("{s:i}", "pid", (int)getpid()));
 }
 
+/* ?url=U&ttl=MS: one GET of U through the response cache (and its shared
+ * tier in Redis); answers its status, whether the cache answered it, and
+ * this process's pid. */
+static void api_cached(fan_req *rq)
+{
+    const char *url = fan_req_query(rq, "url");
+    if (!url) {
+        fan_reply_error(rq, 400, "query parameter 'url' is missing");
+        return;
+    }
+    fan_call_opts o = {.cache = 1,
+                       .cache_ttl_ms = (unsigned)fan_req_query_long(rq, "ttl", 30000, NULL)};
+    fan_call *c = fan_call_start(rq, url, &o);
+    int rc = fan_call_await(rq, c);
+    fan_reply_json(rq, 200,
+                   json_pack("{s:s, s:i, s:b, s:i}", "error", fan_errname(rc), "status",
+                             fan_call_status(c), "cached",
+                             (fan_call_flags(c) & FAN_CALL_CACHED) != 0, "pid", (int)getpid()));
+}
+
 static void health(fan_req *rq)
 {
     fan_reply(rq, 200, "text/plain", "ok\n", 3);
@@ -140,6 +160,7 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/session/clear", session_clear);
     fan_app_route(app, "GET", "/api/ping", api_ping);
     fan_app_route(app, "GET", "/api/slow", api_slow);
+    fan_app_route(app, "GET", "/api/cached", api_cached);
     fan_app_route(app, "GET", "/health", health);
     int rc = fan_main(app, argc, argv);
     fan_app_free(app);

@@ -153,12 +153,14 @@ class CacheSuite(Base):
         self.assertEqual((s["paths"].get(self.path), s["cancelled"], s["completed"]), (1, 0, 1))
 
     def test_the_exchange_is_cancelled_when_its_last_waiter_goes(self):
-        path = fetch_path(self.url(ms=3000), coalesce=1)
+        # The upstream's delay is far longer than the waits, so that only a
+        # cancel can end the exchange in time, even on a loaded machine.
+        path = fetch_path(self.url(ms=20000), coalesce=1)
         socks = [self.send_raw(path) for _ in range(3)]
-        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["in_flight"] == 1))
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["in_flight"] == 1, 10))
         for s in socks:
             s.close()
-        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["cancelled"] == 1))
+        self.assertTrue(self.wait_for(lambda: self.upstream.stats()["cancelled"] == 1, 10))
         # A new call of the same key starts a new exchange.
         j = self.fetch(self.url(ms=0), coalesce=1)
         self.assertEqual(j["error"], "ok")

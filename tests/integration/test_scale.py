@@ -5,7 +5,8 @@ written through one instance is read through the others; a rate limit
 holds across them; kill -9 of one instance under load fails only its
 requests in flight, and HAProxy stops sending to it; Redis stopped under
 load gets the answers the declared policies say, and all recovers when it
-is back."""
+is back; a response cached by one instance is served by the others (the
+cache's shared tier), the mock upstream seeing 1 request."""
 import os
 import shutil
 import signal
@@ -146,6 +147,7 @@ class Scale(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.redis, cls.instances, cls.haproxy = redisd.Redis(), [], None
+        cls.mock = harness.mock()
         try:
             cls.instances = [instance(cls.redis) for _ in range(3)]
             cls.haproxy = HAProxy([i.port for i in cls.instances])
@@ -165,6 +167,7 @@ class Scale(unittest.TestCase):
             else:
                 i.stop(check=False)
         cls.redis.close()
+        cls.mock.stop()
 
     def pids(self):
         return {i.proc.pid for i in self.instances if i.proc.poll() is None}
@@ -192,6 +195,22 @@ class Scale(unittest.TestCase):
         served = {r.json()["pid"] for r in results if r.status == 200}
         self.assertEqual(len(served), 3)
         self.assertTrue(all(r.header("Retry-After") for r in results if r.status == 429))
+
+    def test_2b_a_response_cached_by_one_instance_is_served_by_the_others(self):
+        url = f"http://127.0.0.1:{self.mock.port}/scale-cached"
+        first = get(self.port, "/api/cached?url=" + urllib.parse.quote(url, safe="")).json()
+        self.assertEqual((first["error"], first["status"], first["cached"]), ("ok", 200, False))
+        # The first instance's SET is not waited for: wait for its key.
+        deadline = time.monotonic() + 5
+        while not self.redis.command("KEYS", "scale:cache:*") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        rest = [get(self.port, "/api/cached?url=" + urllib.parse.quote(url, safe="")).json()
+                for _ in range(5)]
+        self.assertEqual({r["error"] for r in rest}, {"ok"})
+        self.assertTrue(all(r["cached"] for r in rest), rest)
+        self.assertEqual({r["pid"] for r in rest} | {first["pid"]}, self.pids())  # all three
+        paths = harness.get_json(self.mock.port, "/stats")[1]["paths"]
+        self.assertEqual(paths.get("/scale-cached"), 1)
 
     def test_3_redis_stopped_under_load_answers_by_the_policies_and_recovers(self):
         r = get(self.port, "/session/set?" + urllib.parse.urlencode({"key": "user", "value": "bo"}))

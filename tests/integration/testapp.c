@@ -366,7 +366,12 @@ static void cache_counters(fan_req *rq)
     fan_cache_counters n;
     fan_cache_get_counters(&n);
     fan_reply_json(rq, 200,
-                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "hits",
+                   json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+                             "s:I}",
+                             "shared_hits", (json_int_t)n.shared_hits, "shared_stores",
+                             (json_int_t)n.shared_stores, "shared_too_large",
+                             (json_int_t)n.shared_too_large, "shared_errors",
+                             (json_int_t)n.shared_errors, "hits",
                              (json_int_t)n.hits, "stale_hits", (json_int_t)n.stale_hits, "misses",
                              (json_int_t)n.misses, "stores", (json_int_t)n.stores, "evictions",
                              (json_int_t)n.evictions, "refreshes", (json_int_t)n.refreshes,

@@ -1,13 +1,14 @@
 /* The aggregation gateway behind `fanout serve` and `fanout check`: a JSON
  * file of endpoints, each a graph of backend calls, compiled at load into the
  * structures below and run by one handler on the public API (fanout.h). The
- * files: pos.c (line and column of every key of the file), config.c (load,
+ * files: pos.c (line and column of every key of the file, for error
+ * messages only), config.c (load,
  * endpoints, errors), check.c (the member checks), backend.c (backends),
  * resilience.c (retries and hedges), template.c (templates and JSON paths),
  * plan.c (the dependency graph and the plan), run.c (a request: routing,
  * starting calls as their inputs arrive, status), shape.c (the answer),
- * json_check.c (the check of bodies passed through unparsed), stream.c
- * (streamed parts), serve.c (the two commands). */
+ * stream.c (streamed parts), serve.c (the two commands). All JSON, the
+ * file's and every backend's body, is parsed and written by jansson. */
 #ifndef FANOUT_GATEWAY_H
 #define FANOUT_GATEWAY_H
 
@@ -120,9 +121,6 @@ typedef struct gw_backend {
     unsigned cache_ttl_ms, cache_swr_ms, cache_sie_ms;
     const char **cache_vary; /* NULL-terminated, or NULL */
     int coalesce;            /* single_flight: fan_call_opts.coalesce */
-    int raw; /* its body goes into the answer as it came, checked but not parsed: nothing
-              * reads it and its only shaping is a select of top-level members, copied
-              * from the text (plan.c) */
 } gw_backend;
 
 enum { GW_STREAM_NONE, GW_STREAM_NDJSON, GW_STREAM_SSE };
@@ -216,16 +214,6 @@ typedef struct gw_scope {
 char *gw_tmpl_render(gw_scope *s, const gw_tmpl *t, int url_escape);
 /* Renders a JSON template: a new reference, or NULL as above. */
 json_t *gw_jt_render(gw_scope *s, const gw_jt *j);
-
-/* json_check.c: whether s[0..len) is a JSON object or array (as jansson's
- * default decoding accepts), without allocating. gw_json_members() also
- * tells `cb` of each member of a top-level object, as it is in the text:
- * the key without its quotes (`escaped` when it holds a backslash) and the
- * value; it may be told of some before the text turns out bad. */
-typedef void (*gw_member_cb)(const char *key, size_t klen, int escaped, const char *val,
-                             size_t vlen, void *arg);
-int gw_json_valid(const char *s, size_t len);
-int gw_json_members(const char *s, size_t len, gw_member_cb cb, void *arg);
 
 /* resilience.c: a backend's "retries", "hedge", "cache", "single_flight"
  * (and the refused "breaker"). */

@@ -51,17 +51,8 @@ int gw_plan_check(gw_errs *e, const char *where, gw_endpoint *ep)
             return -1;
     ep->max_calls = 0;
     for (size_t i = 0; i < ep->nb; i++) {
-        gw_backend *b = &ep->backends[i];
+        const gw_backend *b = &ep->backends[i];
         ep->max_calls += b->each ? b->concurrency : 1;
-        int read = ep->response != NULL || ep->stream;
-        for (size_t j = 0; j < ep->nb && !read; j++)
-            for (size_t k = 0; k < ep->backends[j].ndeps; k++)
-                read |= ep->backends[j].deps[k] == (int)i;
-        int top = 1;
-        for (size_t k = 0; k < b->nselect; k++)
-            top &= b->select[k].n == 1 && b->select[k].segs[0].key != NULL;
-        b->raw =
-            !read && !b->each && !b->merge && !b->has_extract && top && !b->nremove && !b->nrename;
     }
     return 0;
 }

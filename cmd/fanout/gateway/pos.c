@@ -1,7 +1,10 @@
 /* Positions in a gateway file: jansson reports the line and column of a
  * syntax error only, so this scans the (already valid) text once more and
  * records where each member's key, and each array element, begins, under its
- * path ("endpoints[0].backends[1].url"), for the errors of `fanout check`. */
+ * path ("endpoints[0].backends[1].url"), for the errors of `fanout check`.
+ * It only maps paths to line:column for error messages: what the file
+ * means is decided by jansson's parse (config.c, json_loadb()), never by
+ * this scan; a path it cannot place gets its parent's position. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

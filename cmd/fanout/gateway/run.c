@@ -257,9 +257,9 @@ static void start_ready(gw_run *r)
     }
 }
 
-/* Classifies a finished call: 0 with *json borrowed (NULL for a raw
- * backend, whose body is only checked), or -1 with *kind. */
-static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char **kind, int *status)
+/* Classifies a finished call: 0 with *json borrowed (jansson's parse of
+ * the body, fan_call_json()), or -1 with *kind. */
+static int outcome(fan_call *c, json_t **json, const char **kind, int *status)
 {
     int err = fan_call_error(c);
     *status = fan_call_status(c);
@@ -271,56 +271,10 @@ static int outcome(const gw_backend *b, fan_call *c, json_t **json, const char *
         *kind = "status";
         return -1;
     }
-    if (b->raw) {
-        size_t len;
-        const char *body = fan_call_body(c, &len);
-        *json = NULL;
-        if (gw_json_valid(body, len))
-            return 0;
-        *kind = "not_json";
-        return -1;
-    }
     if (!(*json = fan_call_json(c))) {
         *kind = "not_json";
         return -1;
     }
-    return 0;
-}
-
-typedef struct picks {
-    const gw_backend *b;
-    const char **spans;
-    int escaped;
-} picks;
-
-static void pick(const char *key, size_t klen, int escaped, const char *val, size_t vlen, void *arg)
-{
-    picks *p = arg;
-    p->escaped |= escaped;
-    for (size_t k = 0; k < p->b->nselect; k++) {
-        const char *want = p->b->select[k].segs[0].key;
-        if (strlen(want) == klen && memcmp(want, key, klen) == 0) {
-            p->spans[2 * k] = val;
-            p->spans[2 * k + 1] = val + vlen;
-        }
-    }
-}
-
-/* A raw backend's select: finds the members' values in the body's text.
- * Returns 0, or -1 when a key has an escape, which only parsing can
- * compare. The body was checked already. */
-static int raw_select(gw_run *r, const gw_backend *b, gw_bstate *s, fan_call *c)
-{
-    size_t len;
-    const char *body = fan_call_body(c, &len);
-    picks p = {b, fan_alloc(r->rq, 2 * b->nselect * sizeof *p.spans), 0};
-    if (!p.spans)
-        return -1;
-    memset(p.spans, 0, 2 * b->nselect * sizeof *p.spans);
-    gw_json_members(body, len, pick, &p);
-    if (p.escaped)
-        return -1;
-    s->spans = p.spans;
     return 0;
 }
 
@@ -333,22 +287,13 @@ static void call_done(gw_run *r, gw_slot *sl)
     json_t *j = NULL;
     const char *kind = NULL;
     int status;
-    int rc = outcome(b, sl->call, &j, &kind, &status);
+    int rc = outcome(sl->call, &j, &kind, &status);
     fan_call *c = sl->call;
     sl->call = NULL;
     s->attempts += (unsigned)fan_call_attempts(c);
     s->flags |= fan_call_flags(c);
     if (!b->each) {
-        if (rc == 0 && b->raw && b->nselect && raw_select(r, b, s, c) != 0) {
-            j = fan_call_json(c); /* an escaped key: parsed after all */
-            if (j)
-                gw_succeed(r, i, json_incref(j));
-            else
-                gw_fail(r, i, "not_json", status, NULL);
-        } else if (rc == 0 && b->raw) {
-            s->call = c;
-            gw_succeed(r, i, NULL);
-        } else if (rc == 0) {
+        if (rc == 0) {
             gw_succeed(r, i, json_incref(j));
         } else {
             s->call = c;

@@ -18,9 +18,7 @@ typedef struct gw_bstate {
     unsigned calls;
     unsigned attempts;  /* tries sent upstream, retries and hedges included */
     unsigned flags;     /* FAN_CALL_* of its calls, or'ed */
-    fan_call *call;     /* the failed call of a required backend (pass_4xx), or a raw one's */
-    const char **spans; /* a raw select: each selected member's value in the body (start,
-                         * end), the last of a repeated key; NULL when parsed instead */
+    fan_call *call;     /* the failed call of a required backend (pass_4xx) */
     /* for_each */
     json_t *items; /* borrowed: the array gone over */
     size_t nitems, next, inflight;

@@ -13,6 +13,14 @@
 #include "../cli.h"
 #include "gateway.h"
 
+/* The coroutine stack of a gateway request unless --stack-size says
+ * otherwise: every backend's body is parsed and written again by jansson,
+ * whose parser and dumper recurse once per level of nesting up to its limit
+ * of 2048, and writing a body that deep takes more than 512 KiB (the
+ * library's default of 64 KiB holds some 500 levels). Only the pages a
+ * request touches are resident. */
+#define GW_STACK_SIZE (1u << 20)
+
 static void print_errors(json_t *errs)
 {
     size_t i;
@@ -117,6 +125,7 @@ int cmd_serve(int argc, char **argv)
     fan_app *app = fan_app_new();
     if (!app)
         return 1;
+    fan_app_limits(app)->stack_size = GW_STACK_SIZE; /* before the options, which may change it */
     const char *file = NULL;
     int rc = 0, workers = -1;
     for (int i = 1; i < argc && rc == 0;) {

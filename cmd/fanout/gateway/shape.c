@@ -5,7 +5,8 @@
  *
  * Merge rule: backends are placed in the order of the file, and a key at the
  * root keeps the value of the first backend that put it there; each later
- * one that had the same key is reported in _fanout.collisions. */
+ * one that had the same key is reported in _fanout.collisions. The answer
+ * is one jansson value, and its text is jansson's (compact). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,7 +172,7 @@ json_t *gw_timing_json(gw_run *r)
     return t;
 }
 
-/* The answer's text, grown with realloc. */
+/* The answer's text as jansson writes it, grown with realloc. */
 typedef struct text {
     char *p;
     size_t n, cap;
@@ -211,22 +212,6 @@ static void put_json(text *t, json_t *v)
         t->bad = 1;
 }
 
-/* ,"key": */
-static void put_key(text *t, const char *key, int plain)
-{
-    put(t, t->n > 1 ? ",\"" : "\"", t->n > 1 ? 2 : 1);
-    if (plain) { /* a backend's name: letters, digits, '_' and '-' (config.c) */
-        put(t, key, strlen(key));
-        put(t, "\":", 2);
-        return;
-    }
-    json_t *k = json_string(key);
-    t->n--; /* the opening quote again comes with the string */
-    put_json(t, k);
-    json_decref(k);
-    put(t, ":", 1);
-}
-
 /* Whether `key` is taken at the root, else takes it for backend `b`. With
  * no merged backend (owner NULL) names are unique: nothing is taken. */
 static const char *taken(json_t *owner, const char *key, const char *b)
@@ -242,15 +227,17 @@ static const char *taken(json_t *owner, const char *key, const char *b)
     return NULL;
 }
 
-static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *t)
+/* The default answer: each backend's value under its name, merged ones'
+ * members at the root, in the order of the file (a new object; the keys
+ * are unique, each taken once). */
+static json_t *default_shape(gw_run *r, json_t **values, json_t *collisions)
 {
     const gw_endpoint *ep = r->ep;
-    json_t *owner = NULL;
+    json_t *owner = NULL, *answer = json_object();
     for (size_t i = 0; i < ep->nb && !owner; i++)
         if (ep->backends[i].merge)
             owner = json_object();
-    put(t, "{", 1);
-    for (size_t i = 0; i < ep->nb; i++) {
+    for (size_t i = 0; answer && i < ep->nb; i++) {
         const gw_backend *b = &ep->backends[i];
         json_t *v = values[i];
         const char *first;
@@ -266,8 +253,7 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
                                                                 first, "dropped", b->name));
                     continue;
                 }
-                put_key(t, k, 0);
-                put_json(t, kv);
+                json_object_set(answer, k, kv);
             }
             continue;
         }
@@ -276,31 +262,10 @@ static void default_shape(gw_run *r, json_t **values, json_t *collisions, text *
                                                         first, "dropped", b->name));
             continue;
         }
-        put_key(t, b->name, 1);
-        if (r->bs[i].spans) {
-            const char **sp = r->bs[i].spans;
-            int any = 0;
-            put(t, "{", 1);
-            for (size_t k = 0; k < b->nselect; k++) {
-                if (!sp[2 * k])
-                    continue;
-                const char *key = b->select[k].segs[0].key;
-                put(t, any ? ",\"" : "\"", any ? 2 : 1);
-                put(t, key, strlen(key)); /* equal to the body's key, which has no escape */
-                put(t, "\":", 2);
-                put(t, sp[2 * k], (size_t)(sp[2 * k + 1] - sp[2 * k]));
-                any = 1;
-            }
-            put(t, "}", 1);
-        } else if (b->raw && r->bs[i].call) {
-            size_t len;
-            const char *body = fan_call_body(r->bs[i].call, &len);
-            put(t, body, len);
-        } else {
-            put_json(t, v ? v : json_null());
-        }
+        json_object_set_new(answer, b->name, v ? json_incref(v) : json_null());
     }
     json_decref(owner);
+    return answer;
 }
 
 /* _fanout, or NULL when there is nothing to say. */
@@ -328,32 +293,26 @@ char *gw_answer(gw_run *r, size_t *len)
     if (!values)
         return NULL;
     for (size_t i = 0; i < ep->nb; i++)
-        values[i] = ep->backends[i].raw && !r->bs[i].result ? NULL : value_of(r, (int)i);
-    json_t *collisions = json_array();
+        values[i] = value_of(r, (int)i);
+    json_t *collisions = json_array(), *answer, *meta;
     text t = {0};
     if (ep->response) {
         gw_scope s = r->scope;
         s.results = values;
         s.null_missing = 1;
-        json_t *answer = gw_jt_render(&s, ep->response), *meta = meta_json(r, collisions);
-        if (answer && meta)
-            json_object_set(answer, "_fanout", meta);
-        json_decref(meta);
-        if (answer)
-            put_json(&t, answer);
-        else
-            t.bad = 1;
-        json_decref(answer);
+        answer = gw_jt_render(&s, ep->response);
     } else {
-        default_shape(r, values, collisions, &t);
-        json_t *meta = meta_json(r, collisions);
-        if (meta) {
-            put_key(&t, "_fanout", 1);
-            put_json(&t, meta);
-        }
-        json_decref(meta);
-        put(&t, "}", 1);
+        answer = default_shape(r, values, collisions);
     }
+    meta = meta_json(r, collisions); /* after the shape, which finds the collisions */
+    if (answer && meta)
+        json_object_set(answer, "_fanout", meta);
+    json_decref(meta);
+    if (answer)
+        put_json(&t, answer);
+    else
+        t.bad = 1;
+    json_decref(answer);
     for (size_t i = 0; i < ep->nb; i++)
         json_decref(values[i]);
     json_decref(collisions);
