@@ -414,6 +414,22 @@ class Timeouts(unittest.TestCase):
         self.app.wait_log(r"response not taken by the client within 300 ms")
 
 
+class RequestTimeout(unittest.TestCase):
+    def test_the_request_deadline_holds_per_stream(self):
+        pki = Pkis.make()
+        app = testapp(*tls_args(pki), "--request-timeout-ms", "200")
+        self.addCleanup(app.stop)
+        c = H2(app.port, pki)
+        self.addCleanup(c.close)
+        t0 = time.monotonic()
+        c.get(1, "/sleep?ms=5000")
+        c.get(3, "/users/3")
+        self.assertEqual(c.response(3), (200, b'{"id":"3"}'))  # not behind stream 1
+        status, body = c.response(1)  # its sleep was cut by the deadline
+        self.assertEqual((status, json.loads(body)["error"]), (200, "cancelled"))
+        self.assertLess(time.monotonic() - t0, 5000 / 1000 / 2)
+
+
 class GracefulStop(unittest.TestCase):
     def test_goaway_then_the_open_stream_finishes(self):
         pki = Pkis.make()
