@@ -1245,7 +1245,15 @@ FAN_API int fan_call_header_next(const fan_call *call, size_t *i, const char **n
                                  const char **value);
 
 /* The response body parsed as JSON, or NULL if it is not JSON. Borrowed: the
- * call owns it (parsed once, freed with the request). */
+ * call owns it (parsed once, freed with the request).
+ * Nesting: jansson recurses once per level (up to its limit of 2048 levels;
+ * deeper is not JSON to it). fanout's own parses (fan_call_json(),
+ * fan_req_json()), writes (fan_reply_json(), SSE and NDJSON, JSON call
+ * bodies) and frees run on the loop's stack, not the handler's, so a body
+ * of "[[[[..." cannot overflow a coroutine. A handler's own recursive
+ * jansson calls on such a value (json_dumps(), json_deep_copy(),
+ * json_equal(), a json_decref() that frees it) run on its coroutine's
+ * stack: give it room with --stack-size, or leave them to fanout. */
 FAN_API json_t *fan_call_json(fan_call *call);
 
 /* A number member `key` of the JSON object body, or NAN if there is none. */

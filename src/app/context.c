@@ -8,7 +8,7 @@ static void ctx_release(void *arg)
 {
     fan__reqctx *ctx = arg;
     json_decref(ctx->session.data);
-    json_decref(ctx->json);
+    fan__json_decref(ctx->json);
     if (ctx->config)
         fan__snap_release(ctx->config);
 }

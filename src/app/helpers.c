@@ -112,7 +112,7 @@ json_t *fan_req_json(const fan_req *rq)
         const char *body = fan_req_body(rq, &len);
         ctx->json_parsed = 1;
         if (len)
-            ctx->json = json_loadb(body, len, JSON_DECODE_ANY, &ctx->json_error);
+            ctx->json = fan__json_loadb(body, len, JSON_DECODE_ANY, &ctx->json_error);
     }
     return ctx->json;
 }

@@ -48,7 +48,7 @@ static void load_cookie(fan_req *rq, fan__session *s, const char *name, const ch
     }
     if (!why) {
         json_error_t err;
-        data = json_loadb(payload, len, 0, &err);
+        data = fan__json_loadb(payload, len, 0, &err);
         const char *key;
         json_t *v;
         json_object_foreach(data, key, v) {

@@ -32,7 +32,7 @@ static const fan__transport *transport_for(const char *url)
 static void call_release(void *arg)
 {
     fan_call *c = arg;
-    json_decref(c->json);
+    fan__json_decref(c->json);
     fan__buf_free(&c->resp_body);
     if (c->shared_body)
         fan__shared_body_unref(c->shared_body);
@@ -249,14 +249,14 @@ static int dump_json(fan_call *c, const json_t *json)
     const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
     size_t room;
     char *at = fan__arena_room(a, &room);
-    size_t n = json_dumpb(json, at, room, flags);
+    size_t n = fan__json_dumpb(json, at, room, flags);
     if (n == 0)
         return FAN_EINVAL; /* no JSON text is empty: jansson failed */
     int dumped = n <= room;
     if (!(at = fan__arena_alloc(a, n))) /* `at` again when the dump fit */
         return FAN_ENOMEM;
     if (!dumped)
-        json_dumpb(json, at, n, flags);
+        fan__json_dumpb(json, at, n, flags);
     c->body = at;
     c->body_len = n;
     return 0;
@@ -542,7 +542,7 @@ json_t *fan_call_json(fan_call *c)
     if (!c->json_parsed && c->error == 0) {
         c->json_parsed = 1;
         const fan__buf *b = body_of(c);
-        c->json = json_loadb(b->data ? b->data : "", b->len, 0, NULL); /* each call its own */
+        c->json = fan__json_loadb(b->data ? b->data : "", b->len, 0, NULL); /* each call its own */
     }
     return c->json;
 }

@@ -53,6 +53,8 @@ struct fan__coro {
     char *stack;         /* lowest address of the mapping; the guard page is there */
     size_t stack_size;   /* usable bytes above the guard page */
     int done;
+    fan__coro_fn call_fn;  /* fan__coro_call_main(): to run on the main stack */
+    void *call_arg;
     fan__coro *next_free;
 #ifdef FAN_ASAN
     void *fake_stack;
@@ -167,6 +169,7 @@ static void ucontext_entry(unsigned hi, unsigned lo)
 static void prepare(fan__coro *co)
 {
     co->done = 0;
+    co->call_fn = NULL;
 #ifdef FAN_ASAN
     co->fake_stack = NULL;
 #endif
@@ -247,9 +250,28 @@ fan__coro *fan__coro_new(fan__coro_fn fn, void *arg, size_t stack_size)
 void fan__coro_resume(fan__coro *co)
 {
     assert(current == NULL && !co->done);
-    current = co;
-    switch_to_coro(co);
-    current = NULL;
+    for (;;) {
+        current = co;
+        switch_to_coro(co);
+        current = NULL;
+        if (!co->call_fn)
+            return;
+        fan__coro_fn fn = co->call_fn; /* it asked for a call on this stack */
+        co->call_fn = NULL;
+        fn(co->call_arg);
+    }
+}
+
+void fan__coro_call_main(fan__coro_fn fn, void *arg)
+{
+    fan__coro *co = current;
+    if (!co) {
+        fn(arg);
+        return;
+    }
+    co->call_fn = fn;
+    co->call_arg = arg;
+    switch_to_main(co); /* resume() runs it and switches straight back */
 }
 
 void fan__coro_yield(void)

@@ -32,6 +32,13 @@ void fan__coro_resume(fan__coro *co);
  * called from inside a coroutine. */
 void fan__coro_yield(void);
 
+/* Runs fn(arg) on the main context's stack (the thread's own, megabytes
+ * deep) and returns when it did, for code whose recursion is bounded by its
+ * input rather than by a coroutine's stack: jansson parses and writes one
+ * frame per level of nesting, up to 2048 levels. From the main context it
+ * just calls fn. fn must not yield; nothing else runs meanwhile. */
+void fan__coro_call_main(fan__coro_fn fn, void *arg);
+
 /* The running coroutine, or NULL on the main context. */
 fan__coro *fan__coro_current(void);
 

@@ -285,14 +285,14 @@ int fan_reply_json(fan_req *rq, int status, json_t *json)
      * malloc'ed string, no copy), else through json_dumps(). */
     size_t room;
     char *at = fan__arena_room(&rq->rt.arena, &room);
-    size_t n = room ? json_dumpb(json, at, room, flags) : 0;
+    size_t n = room ? fan__json_dumpb(json, at, room, flags) : 0;
     if (n > 0 && n <= room) {
-        json_decref(json);
+        fan__json_decref(json);
         return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->rt.arena, n), n,
                             1);
     }
-    char *s = json_dumps(json, flags);
-    json_decref(json);
+    char *s = fan__json_dumps(json, flags);
+    fan__json_decref(json);
     if (!s)
         return FAN_ENOMEM;
     int rc = fan_reply(rq, status, "application/json", s, strlen(s));

@@ -71,14 +71,14 @@ int fan_resp_ndjson(fan_req *rq, json_t *json)
     if (!json)
         return FAN_EINVAL;
     const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY; /* no newline inside */
-    size_t n = json_dumpb(json, NULL, 0, flags);
+    size_t n = fan__json_dumpb(json, NULL, 0, flags);
     char *buf = n ? malloc(n + 1) : NULL;
     if (!buf) {
-        json_decref(json);
+        fan__json_decref(json);
         return n ? FAN_ENOMEM : FAN_EINVAL;
     }
-    json_dumpb(json, buf, n, flags);
-    json_decref(json);
+    fan__json_dumpb(json, buf, n, flags);
+    fan__json_decref(json);
     buf[n] = '\n';
     int rc = fan_resp_write(rq, buf, n + 1);
     free(buf);

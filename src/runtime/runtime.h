@@ -233,4 +233,13 @@ void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent);
  * or FAN_ENOMEM. The task runs at the next settle. */
 int fan__task_start(fan__task *t, void (*entry)(void *), void *arg);
 
+/* jansson's json_loadb(), json_dumpb(), json_dumps() and json_decref(), run on the loop's
+ * stack when called from a coroutine (json.c): their recursion, one frame
+ * per level of nesting, does not fit a coroutine's stack. Use them for
+ * every parse of input and every write of a handler's value. */
+json_t *fan__json_loadb(const char *buf, size_t len, size_t flags, json_error_t *err);
+size_t fan__json_dumpb(const json_t *json, char *buf, size_t size, size_t flags);
+char *fan__json_dumps(const json_t *json, size_t flags);
+void fan__json_decref(json_t *json);
+
 #endif

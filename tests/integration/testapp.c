@@ -94,6 +94,52 @@ static json_t *call_header_pairs(const fan_call *c)
     return pairs;
 }
 
+/* JSON nested `n` levels deep, "[[[...]]]", written without jansson. */
+static void json_deep(fan_req *rq)
+{
+    int ok;
+    long n = fan_req_query_long(rq, "n", 1, &ok);
+    if (!ok || n < 1 || n > 1000000) {
+        fan_reply_error(rq, 400, "n: 1 to 1000000");
+        return;
+    }
+    char *b = fan_alloc(rq, 2 * (size_t)n);
+    if (!b) {
+        fan_reply_error(rq, 503, "out of memory");
+        return;
+    }
+    memset(b, '[', (size_t)n);
+    memset(b + n, ']', (size_t)n);
+    fan_reply(rq, 200, "application/json", b, 2 * (size_t)n);
+}
+
+/* The request's JSON body, parsed and written back. */
+static void json_echo(fan_req *rq)
+{
+    json_t *j = fan_req_json(rq);
+    if (!j) {
+        fan_reply_error(rq, 400, "not JSON");
+        return;
+    }
+    fan_reply_json(rq, 200, json_incref(j));
+}
+
+/* The JSON body of GET `url`, parsed and written back. */
+static void json_relay(fan_req *rq)
+{
+    fan_call *c = fan_get(rq, "%s", fan_req_query(rq, "url") ? fan_req_query(rq, "url") : "");
+    if (!c || fan_call_await(rq, c) != 0) {
+        fan_reply_error(rq, 502, "call failed");
+        return;
+    }
+    json_t *j = fan_call_json(c);
+    if (!j) {
+        fan_reply_error(rq, 502, "not JSON");
+        return;
+    }
+    fan_reply_json(rq, 200, json_incref(j));
+}
+
 static json_t *call_json(fan_call *c)
 {
     size_t len;
@@ -692,6 +738,9 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/resp/headers", resp_headers);
     fan_app_route(app, "GET", "/client", client_view);
     fan_app_route(app, "GET", "/cache/counters", cache_counters);
+    fan_app_route(app, "GET", "/json/deep", json_deep);
+    fan_app_route(app, "POST", "/json/echo", json_echo);
+    fan_app_route(app, "GET", "/json/relay", json_relay);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);
