@@ -90,6 +90,17 @@ class Check(unittest.TestCase):
         self.assertIn(b"invalid escape", p.stderr)
         self.assertIn(b": 1 error", p.stderr)
 
+    def test_a_nul_byte_after_a_literal_ends_promptly(self):
+        # jansson loads "[1\0, ...]"; the position index looped on it
+        # without end, growing until memory ran out (found by fuzz_gateway).
+        path = os.path.join(self.dir.name, "gw.json")
+        with open(path, "wb") as f:
+            f.write(b'{"a":[1\x00,2.5e3],"=b":{}}')
+        p = subprocess.run([BIN, "check", path], capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"{path}:1:2: a: unknown key".encode(), p.stderr)
+        self.assertIn(b": 3 errors", p.stderr)
+
     def test_duplicate_key_is_refused(self):
         p, path, _ = self.check('{"endpoints": [], "endpoints": []}')
         self.assertEqual(p.returncode, 1)

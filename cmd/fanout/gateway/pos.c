@@ -119,9 +119,12 @@ static void value(scan *sc, const char *path)
         array(sc, path);
     else if (*sc->s == '"')
         string(sc, NULL, 0);
-    else
-        while (sc->s < sc->end && !strchr(",}] \t\r\n", *sc->s))
+    else /* a number or literal: at least one byte, so every loop advances
+          * (jansson lets a NUL through after a literal, "[1\0]", and
+          * strchr() finds the NUL in any set) */
+        do
             step(sc);
+        while (sc->s < sc->end && (!*sc->s || !strchr(",}] \t\r\n", *sc->s)));
     sc->depth--;
 }
 
