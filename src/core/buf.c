@@ -1,6 +1,7 @@
 #include "core/buf.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,29 @@ int fan__buf_append(fan__buf *b, const void *data, size_t len)
     memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
+    return 0;
+}
+
+int fan__buf_vprintf(fan__buf *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    va_copy(again, ap);
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
+    if (n >= 0 && (size_t)n >= room) { /* it did not fit: grow, then again */
+        if (fan__buf_reserve(b, (size_t)n) != 0) {
+            va_end(again);
+            return FAN_ENOMEM;
+        }
+        n = vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    }
+    va_end(again);
+    if (n < 0) {
+        if (b->data)
+            b->data[b->len] = '\0';
+        return FAN_EINVAL;
+    }
+    b->len += (size_t)n;
     return 0;
 }
 

@@ -18,13 +18,11 @@ static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 static void put(out *o, const char *fmt, ...)
 {
-    char tmp[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || fan__buf_append(&o->b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1))
+    if (fan__buf_vprintf(&o->b, fmt, ap) != 0)
         o->failed = 1;
+    va_end(ap);
 }
 
 /* A label value as the text format escapes it (backslash, quote, LF). */

@@ -30,13 +30,11 @@ static void put(page *p, const char *fmt, ...) __attribute__((format(printf, 2, 
 
 static void put(page *p, const char *fmt, ...)
 {
-    char tmp[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0 || fan__buf_append(&p->b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1))
+    if (fan__buf_vprintf(&p->b, fmt, ap) != 0)
         p->failed = 1;
+    va_end(ap);
 }
 
 /* HTML-escaped `s` (also fit for attribute values) into buf. */
