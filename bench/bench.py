@@ -15,7 +15,7 @@ import time
 import procs
 import report
 import upstream as upstreams
-from load import measure
+from load import measure, paced_script
 from procs import Server, ServerError
 
 STACKS = ["fanout", "flask-sync", "flask-gthread", "flask-async", "quart",
@@ -26,6 +26,21 @@ S2 = "/fanout?n=4&ms=0"
 S2_SETTLE = "/fanout?n=4&ms=100"  # S2's calls, all in flight at once (load.settle())
 S3 = "/fanout?n=2&ms=1000"
 S3_TIMEOUT = 3  # seconds: an S3 request not answered by then is an error
+# S6, the tail: k=4 calls of 5 ms to an upstream (nginx-tail) where 1 % of
+# requests take 1,000 ms more, 64 clients. Each client waits S6_THINK_MS
+# after every answer, so every variant is held at about the same light load:
+# at full speed a stack whose tail is cut serves more and measures its own
+# queue instead (closed-loop clients saturate a 2-core machine). A stack
+# whose S2 capacity is small gets a longer wait, for half its S2 req/s at
+# most: what is measured is the tail, not a queue.
+# Every scenario --scenarios can pick (S4, the bound, is always measured).
+SCENARIOS = ["S1", "S2", "S3", "S5", "S2h2", "S2h1", "S6", "S7"]
+S6 = "/fanout?n=4&ms=5"
+S6_K, S6_TAIL_P, S6_TAIL_MS, S6_THINK_MS = 4, 0.01, 1000, 50
+# fanout's variants with hedged calls, beside the one without: (key, what,
+# the --origin options of the tail upstream)
+S6_HEDGES = [("S6p95", "hedge after the origin's p95", "hedge=p95"),
+             ("S6h50", "hedge after 50 ms", "hedge-after-ms=50")]
 
 # The https variants of S2 (HTTP/2, HTTP/1.1 to an nginx with TLS) run on these.
 TLS_STACKS = ["fanout", "go"]
@@ -35,9 +50,10 @@ TLS_STACKS = ["fanout", "go"]
 # wait until the stack is idle. A lean run (the smoke test of the harness)
 # skips S1 at 1 client, S1's floor, S5, the https variants and the upstream burst.
 MODES = {
-    "full": dict(probe=10, s1=15, s2=10, s3=15, s5=10, warm=3, s3_clients=5000, lean=False),
-    "quick": dict(probe=2, s1=2, s2=2, s3=4, s5=2, warm=1, s3_clients=1000, lean=False),
-    "smoke": dict(probe=1, s1=1, s2=1, s3=2, s5=1, warm=1, s3_clients=200, lean=True),
+    "full": dict(probe=10, s1=15, s2=10, s3=15, s5=10, s6=20, warm=3, s3_clients=5000,
+                 lean=False),
+    "quick": dict(probe=2, s1=2, s2=2, s3=4, s5=2, s6=4, warm=1, s3_clients=1000, lean=False),
+    "smoke": dict(probe=1, s1=1, s2=1, s3=2, s5=1, s6=0, warm=1, s3_clients=200, lean=True),
 }
 
 
@@ -48,6 +64,8 @@ def parse_args():
     g.add_argument("--smoke", action="store_true",
                    help=f"harness test: fanout and {SMOKE_PEER}, S1-S3, ~20-30 s")
     p.add_argument("--only", help="comma-separated stacks: " + ",".join(STACKS))
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help="comma-separated scenarios to run (default: all): " + ",".join(SCENARIOS))
     p.add_argument("--out", help="results folder (default bench/results; a temp dir for --smoke)")
     args = p.parse_args()
     args.mode = "quick" if args.quick else "smoke" if args.smoke else "full"
@@ -57,6 +75,10 @@ def parse_args():
         unknown = set(args.stacks) - set(STACKS)
         if unknown:
             p.error(f"unknown stack(s): {', '.join(sorted(unknown))}")
+    args.scenarios = {s.strip() for s in args.scenarios.split(",") if s.strip()}
+    unknown = args.scenarios - set(SCENARIOS)
+    if unknown:
+        p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     return args
 
 
@@ -142,6 +164,59 @@ def tls_phases(cfg, tls):
     return [(key, 1, run(key)) for key in tls]
 
 
+def run_s7(tmp, upstream, cfg):
+    """S7: S2 through `fanout serve` and a gateway file (bench/peers/
+    fanout-gateway), on a fresh server, measured as S2 is."""
+    for _ in range(2):
+        server = Server("peers", "fanout-gateway", tmp, UPSTREAM=upstream.ensure(), WORKERS=1)
+        with server:
+            server.wait_ready("/fanout?n=4&ms=0", timeout=60)
+            status, body, _, _ = procs.get_json(server.url + "/fanout?n=4&ms=0")
+            if status != 200 or not isinstance(body, dict) or sorted(body) != list("abcd"):
+                raise ServerError(f"the gateway answered {status} {body!r}")
+            figures = {"S7": measure(server, S2, 64, cfg["s2"], timeout=30, warm=cfg["warm"],
+                                     upstream=upstream, settle_path=S2_SETTLE)}
+        if upstream.healthy():
+            return figures
+        upstream.replace("failed under the gateway")
+    raise ServerError("the upstream failed under the gateway twice")
+
+
+def s6_think_ms(res):
+    """S6's wait between a client's requests for this stack (see S6_THINK_MS)."""
+    rps = res.get("S2", {}).get("rps")
+    light = 1000 * 64 / (0.5 * rps) if rps else 0
+    return max(S6_THINK_MS, round(light))
+
+
+def run_s6(name, tmp, tail, cfg, res):
+    """S6 on a fresh server per variant: (key, figures) pairs. The upstream
+    requests each variant made are counted at the tail upstream; the extra
+    ones, beyond k per answered request, are what hedging cost (requests
+    still in flight at the end of a run count on the upstream's side only:
+    at most 64 x 4, the "no hedging" rows show that noise)."""
+    server, counter = tail
+    think = s6_think_ms(res)
+    script = os.path.join(tmp, f"s6-{think}.lua")
+    with open(script, "w") as f:
+        f.write(paced_script(think))
+    variants = [("S6", None)]
+    if name == "fanout":
+        variants += [(key, f"--origin {server.url},{opts}") for key, _, opts in S6_HEDGES]
+    out = {}
+    for key, args in variants:
+        env = {"FANOUT_ARGS": args} if args else {}
+        with start_peer(name, tmp, server.url, 1, False, **env) as srv:
+            # The warm-up also gives an adaptive hedge its p95.
+            f = measure(srv, S6, 64, cfg["s6"], timeout=30, warm=cfg["warm"], upstream=counter,
+                        script=script)
+        f["think_ms"] = think
+        n, up = f["requests"], f.get("upstream_requests")
+        f["extra_pct"] = 100.0 * (up - n * S6_K) / (n * S6_K) if n and up is not None else None
+        out[key] = f
+    return out
+
+
 def show(figures):
     for key, f in figures.items():
         conns = "" if f["conns"] is None else (
@@ -172,11 +247,14 @@ def run_tls_phase(name, tmp, tls, key, run):
         return run(srv)
 
 
-def run_stack(name, tmp, upstream, cfg, tls):
-    """All scenarios on one stack; a stack that fails stops there, with the
-    reason. A failed https variant is recorded and the next one runs."""
+def run_stack(name, tmp, upstream, cfg, tls, tail, wanted):
+    """The scenarios in `wanted` on one stack; a stack that fails stops
+    there, with the reason. A failed https variant, S6 or S7 is recorded
+    and the next one runs."""
     res = {"name": name}
     for phase, workers, run in phases(cfg, upstream):
+        if phase not in wanted:
+            continue
         try:
             res.update(show(run_phase(name, tmp, upstream, workers, phase == "S1", run)))
         except (ServerError, RuntimeError) as e:
@@ -184,14 +262,42 @@ def run_stack(name, tmp, upstream, cfg, tls):
             res["error"] = (f"failed in {phase}: " if measured else "not run: ") + str(e)
             print(f"{name}: {res['error']}", flush=True)
             return res
+    if name == "fanout" and "S7" in wanted and not cfg["lean"]:
+        try:
+            res.update(show(run_s7(tmp, upstream, cfg)))
+        except (ServerError, RuntimeError) as e:
+            res.setdefault("phase_errors", {})["S7"] = str(e)
+            print(f"{name}: S7 failed: {e}", flush=True)
     if name in TLS_STACKS:
         for phase, _, run in tls_phases(cfg, tls):
+            if phase not in wanted:
+                continue
             try:
                 res.update(show(run_tls_phase(name, tmp, tls, phase, run)))
             except (ServerError, RuntimeError) as e:
-                res.setdefault("tls_errors", {})[phase] = str(e)
+                res.setdefault("phase_errors", {})[phase] = str(e)
                 print(f"{name}: {phase} failed: {e}", flush=True)
+    if tail and "S6" in wanted:
+        try:
+            res.update(show(run_s6(name, tmp, tail, cfg, res)))
+        except (ServerError, RuntimeError) as e:
+            res.setdefault("phase_errors", {})["S6"] = str(e)
+            print(f"{name}: S6 failed: {e}", flush=True)
     return res
+
+
+def start_tail_upstream(tmp, cfg):
+    """S6's upstream, (server, counter), or None in a lean run or when it
+    cannot start."""
+    if cfg["lean"] or not cfg["s6"]:
+        return None
+    try:
+        tail = upstreams.start_tail(tmp, S6_TAIL_P, S6_TAIL_MS)
+    except ServerError as e:
+        print(f"upstream nginx-tail (S6): not run: {e}", flush=True)
+        return None
+    print(f"upstream nginx-tail for S6: {tail[0].url}", flush=True)
+    return tail
 
 
 def start_tls_upstreams(tmp, lean):
@@ -230,13 +336,15 @@ def main():
         burst = 0 if cfg["lean"] else 2 * cfg["s3_clients"]
         upstream, probes = upstreams.choose(tmp, cfg["probe"], burst)
         probes.append(upstreams.static_bound(tmp, cfg["probe"], cfg["warm"]))
-        tls, tls_servers = start_tls_upstreams(tmp, cfg["lean"])
+        tls, tls_servers = start_tls_upstreams(
+            tmp, cfg["lean"] or not {"S2h2", "S2h1"} & args.scenarios)
+        tail = start_tail_upstream(tmp, cfg) if "S6" in args.scenarios else None
         results = []
         for name in args.stacks:
             print(f"--- {name}", flush=True)
-            results.append(run_stack(name, tmp, upstream, cfg, tls))
+            results.append(run_stack(name, tmp, upstream, cfg, tls, tail, args.scenarios))
         upstream.server.stop()
-        for server in tls_servers:
+        for server in tls_servers + ([tail[0]] if tail else []):
             server.stop()
         out = args.out or (tmp + "-out" if args.smoke else os.path.join(procs.HERE, "results"))
         run["seconds"] = time.monotonic() - run["started"]

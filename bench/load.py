@@ -30,13 +30,26 @@ def parse_wrk(out):
     for pct, value, unit in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
         if requests > res["timeouts"]:  # else the histogram is empty
             res["p" + pct] = _ms(value, unit)
+    p999 = re.search(r"^p99\.9 ([\d.]+) ms$", out, re.M)  # from a script's done()
+    res["p999"] = float(p999.group(1)) if p999 and requests > res["timeouts"] else None
     return res
 
 
-def wrk(url, clients, seconds, timeout=5, on_tick=None):
-    """Run wrk for `seconds`; on_tick() is called every 100 ms while it runs."""
+def paced_script(think_ms):
+    """A wrk script: each connection waits think_ms after every answer before
+    its next request (wrk's delay()), and the run's p99.9 is printed."""
+    return (f"delay = function() return {int(think_ms)} end\n"
+            "done = function(summary, latency, requests)\n"
+            "  io.write(string.format(\"p99.9 %.3f ms\\n\", latency:percentile(99.9) / 1000))\n"
+            "end\n")
+
+
+def wrk(url, clients, seconds, timeout=5, on_tick=None, script=None):
+    """Run wrk for `seconds`; on_tick() is called every 100 ms while it runs;
+    script: the path of a wrk Lua script (paced_script())."""
     cmd = ["wrk", "--latency", "-t", str(min(2, clients)), "-c", str(clients),
-           "-d", f"{seconds}s", "--timeout", f"{timeout}s", url]
+           "-d", f"{seconds}s", "--timeout", f"{timeout}s"] + (["-s", script] if script else [])
+    cmd.append(url)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + seconds + timeout + 30
     try:
@@ -86,7 +99,8 @@ def settle(url, clients, timeout):
         t.join()
 
 
-def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, settle_path=None):
+def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, settle_path=None,
+            script=None):
     """wrk against server+path, with the CPU µs per completed request (all,
     and the user-space part) and the peak RSS (sampled every 100 ms) of the
     server's processes.
@@ -97,7 +111,10 @@ def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, se
     running service has them, and no queue left behind.
     upstream: an object whose accepted() reads the upstream's count of the
     connections it accepted (each read is one more): the connections opened
-    to it during the measured run are reported, total and per 1,000 requests."""
+    to it during the measured run are reported, total and per 1,000 requests;
+    if it also has requests() (the requests it handled, each read one more),
+    the upstream requests made during the run are reported too.
+    script: a wrk script for the measured run (not the warm-up)."""
     idle_wait = None
     if warm:
         wrk(server.url + path, clients, warm, timeout)
@@ -105,13 +122,15 @@ def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, se
         settle(server.url + (settle_path or path), clients, timeout)
         idle_wait = server.wait_idle()
     accepted0 = upstream.accepted() if upstream else None
+    counts_requests = hasattr(upstream, "requests")
+    requests0 = upstream.requests() if counts_requests else None
     cpu0, idle_rss, user0 = server.stats()
     peak = [idle_rss]
 
     def sample():
         peak[0] = max(peak[0], server.stats()[1])
 
-    res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample)
+    res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample, script=script)
     cpu1, _, user1 = server.stats()
     server.check_alive()
     n = res["requests"]
@@ -125,4 +144,7 @@ def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, se
         # The second read counts itself too: it is not the stack's.
         res["conns"] = conns = upstream.accepted() - accepted0 - 1
         res["conns_per_1k"] = conns * 1000 / n if n else None
+    if counts_requests:
+        # Two reads of the upstream's own count after requests0: accepted()'s and this one.
+        res["upstream_requests"] = upstream.requests() - requests0 - 2
     return res

@@ -99,7 +99,7 @@ def scenario_table(title, columns, ratios, results, cfg):
     rows = []
     scenarios = {c[1] for c in columns}
     if scenarios <= ONLY_THOSE_WHO_RAN:
-        results = [r for r in results if scenarios & set(r) or r.get("tls_errors")]
+        results = [r for r in results if scenarios & set(r) or r.get("phase_errors")]
         if not results:
             return []
     for res in results:
@@ -107,12 +107,74 @@ def scenario_table(title, columns, ratios, results, cfg):
             rows.append([res["name"], res["error"]] + [""] * (len(headers) - 2))
             continue
         row = [res["name"]] + [
-            "failed (see Failures)" if s in res.get("tls_errors", {})
+            "failed (see Failures)" if s in res.get("phase_errors", {})
             else fmt(figure(res, s, k), d, m) for _, s, k, d, m in columns]
         row += ["–" if res is fan else ratio(figure(fan, s, k), figure(res, s, k))
                 for _, s, k in ratios]
         rows.append(row)
     return ["", "## " + title.format(**cfg), ""] + md_table(headers, rows)
+
+
+S6_ROWS = [("S6", ""), ("S6p95", ", hedge after the origin's p95 (`hedge=p95`)"),
+           ("S6h50", ", hedge after 50 ms (`hedge-after-ms=50`)")]
+
+
+def s6_table(results):
+    """Every stack without hedging, and fanout's hedged variants, with
+    fanout's p99 ratios against its own run without hedging."""
+    fan = next((r for r in results if r["name"] == "fanout"), {})
+    base = figure(fan, "S6", "p99")
+    rows = []
+    for res in results:
+        for key, label in S6_ROWS:
+            if key == "S6" and key in res.get("phase_errors", {}):
+                rows.append([res["name"], "failed (see Failures)"] + [""] * 8)
+            f = res.get(key)
+            if not f:
+                continue
+            rows.append([res["name"] + label, fmt(f["think_ms"]), fmt(f["rps"]),
+                         fmt(f["p50"], 1), fmt(f["p99"], 1), fmt(f.get("p999"), 1),
+                         ratio(f["p99"], base) if res is fan else "–",
+                         "–" if f.get("extra_pct") is None else f"{f['extra_pct']:+.1f} %",
+                         fmt(f["errors"])])
+    if not rows:
+        return []
+    return ["", "## S6, the tail: n=4, ms=5, 1 % of upstream requests 1,000 ms slower, "
+            "64 clients paced (each waits `wait ms` after every answer)", ""] + md_table(
+        ["stack", "wait ms", "req/s", "p50 ms", "p99 ms", "p99.9 ms",
+         "p99 / fanout's without hedging", "extra upstream requests", "errors"], rows)
+
+
+def s7_table(results):
+    fan = next((r for r in results if r["name"] == "fanout"), {})
+    s2, s7 = fan.get("S2"), fan.get("S7")
+    if not s7:
+        return []
+    rows = [[what, fmt(f["rps"]), fmt(f["p50"], 2), fmt(f["p99"], 2), fmt(f["errors"]),
+             fmt(f["cpu_us"], 1), fmt(f["user_us"], 1), fmt(f["conns_per_1k"], 1),
+             ratio(f["cpu_us"], s2 and s2["cpu_us"])]
+            for what, f in (("fanout, the C handler (S2)", s2), ("fanout serve, a gateway file",
+                                                                  s7)) if f]
+    return ["", "## S7, the gateway: S2's 4 calls from a gateway file "
+            "(bench/peers/fanout-gateway) beside the C handler", ""] + md_table(
+        ["server", "req/s", "p50 ms", "p99 ms", "errors", "CPU µs/req", "user µs", "conns/1k",
+         "CPU / the handler's"], rows)
+
+
+def s6_targets(fan):
+    base = figure(fan, "S6", "p99")
+    lines = []
+    for key, label in S6_ROWS[1:]:
+        f = fan.get(key)
+        if not f or base is None or f["p99"] is None or f.get("extra_pct") is None:
+            continue
+        extra = f["extra_pct"] - (figure(fan, "S6", "extra_pct") or 0)
+        ok = f["p99"] <= 0.1 * base and extra <= 5
+        lines.append(f"- S6 p99 with hedging ≤ 0.1 × without, for ≤ 5 % extra upstream "
+                     f"requests{label}: **{'PASS' if ok else 'FAIL'}** (p99 {f['p99']:.1f} vs "
+                     f"{base:.1f} ms, ratio {f['p99'] / base:.3f}; {extra:+.1f} % requests "
+                     "beyond the run without hedging)")
+    return lines
 
 
 def best_peer(results, scenario, key):
@@ -133,7 +195,7 @@ def check(label, value, limit, unit=""):
 def targets(results, bounds):
     """The targets, PASS/FAIL with the figures. bounds: (static, Lua mock) S4 bounds."""
     fan = next((r for r in results if r["name"] == "fanout"), None)
-    if fan is None or "S1c200" not in fan:
+    if fan is None or not_run(fan):
         why = fan["error"] if fan else "not selected"
         return ["", "## Targets (fanout)", "", f"Not evaluated: fanout {why}."]
     static, lua = bounds
@@ -162,7 +224,10 @@ def targets(results, bounds):
               f"- S3 zero errors: **{'PASS' if s3err == 0 else 'FAIL'}** ({fmt(s3err)} errors)",
               check("S3 ≤ 24 KiB per in-flight request", s3kib, 24, " KiB"),
               check(f"S3 ≤ 0.5 × best peer ({peer3})", s3kib, kib and 0.5 * kib, " KiB")]
-    return lines
+    s7 = figure(fan, "S7", "cpu_us")
+    lines.append(check("S7 (the gateway) CPU ≤ 1.15 × S2 (the C handler)", s7,
+                       s2cpu and 1.15 * s2cpu, " µs"))
+    return lines + s6_targets(fan)
 
 
 def upstream_table(probes, chosen):
@@ -336,7 +401,7 @@ def write(out, mode, cfg, probes, results, upstream, run):
     lines = [f"# fanout bench, {now:%Y-%m-%d %H:%M}, {host}", "",
              f"- machine: {machine()}",
              f"- mode: {mode}; seconds of load: S1 {cfg['s1']}, S2 {cfg['s2']}, "
-             f"S3 {cfg['s3']}, S5 {cfg['s5']}; run took {run['seconds']:.0f} s",
+             f"S3 {cfg['s3']}, S5 {cfg['s5']}, S6 {cfg['s6']} per variant; run took {run['seconds']:.0f} s",
              f"- load average (1 min) at start {run['load']:.2f}, at end {os.getloadavg()[0]:.2f}: "
              "anything else running on the machine skews every figure",
              f"- upstream in use: {chosen}; fanout/peer ratios: < 1 is better for "
@@ -348,11 +413,12 @@ def write(out, mode, cfg, probes, results, upstream, run):
     lines += upstream_table(probes, chosen)
     for title, columns, ratios in TABLES:
         lines += scenario_table(title, columns, ratios, results, cfg)
+    lines += s7_table(results) + s6_table(results)
     lines += s1_floor(results) + s4 + targets(results, bounds)
     failed = [f"- {r['name']}: {r['error']}" for r in results
               if r.get("error", "").startswith("failed")]
     failed += [f"- {r['name']} {key}: {why}" for r in results
-               for key, why in r.get("tls_errors", {}).items()]
+               for key, why in r.get("phase_errors", {}).items()]
     lines += (["", "## Failures", ""] + failed if failed else []) + versions(
         [r["name"] for r in results])
     problem = chart(base + ".png", results, bound, f"fanout bench {now:%Y-%m-%d} {host} ({mode})")

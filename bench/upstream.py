@@ -30,6 +30,17 @@ def accepted(url):
     return int(m.group(1))
 
 
+def handled(url):
+    """The requests the nginx at `url` (its stub_status) handled so far, this
+    read's own included."""
+    status, body, _, _ = procs.http_get(url)
+    m = re.search(r"server accepts handled requests\s+\d+\s+\d+\s+(\d+)",
+                  body.decode("utf-8", "replace"))
+    if status != 200 or not m:
+        raise ServerError(f"{url}: no count of requests ({status} {body[:100]!r})")
+    return int(m.group(1))
+
+
 class Counter:
     """accepted() of one upstream server, for load.measure()."""
 
@@ -38,6 +49,13 @@ class Counter:
 
     def accepted(self):
         return accepted(self.url)
+
+
+class RequestCounter(Counter):
+    """accepted() and requests() of an nginx upstream, for load.measure()."""
+
+    def requests(self):
+        return handled(self.url)
 
 
 def check(server):
@@ -185,6 +203,19 @@ def static_bound(tmp, seconds, warm):
     print(f"upstream nginx-static (S4 bound): {res['rps']:.0f} req/s, "
           f"{res['cpu_us']:.1f} µs CPU per exchange", flush=True)
     return res
+
+
+def start_tail(tmp, tail_p, tail_ms):
+    """S6's upstream: /delay?ms=N takes N ms, and tail_ms more for a share
+    tail_p of requests, each drawn on its own: (server, counter)."""
+    server = Server("upstream", "nginx-tail", tmp, TAIL_P=tail_p, TAIL_MS=tail_ms)
+    try:
+        server.wait_ready("/delay?ms=0", timeout=15)
+        check(server)
+    except ServerError as e:
+        server.stop()
+        raise ServerError(f"{e}; log: {server.log_tail()}") from None
+    return server, RequestCounter(server.url + "/nginx_status")
 
 
 def start_tls(tmp, http2):

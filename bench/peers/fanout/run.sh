@@ -8,5 +8,6 @@ bin="${FANOUT_PEER:-$REPO/build/bench/fanout-peer}"
 # 30 s (not settable), above S2's 256 calls in flight though below S3's
 # 10,000; curl's (https) keeps 1,024 connections in its cache.
 # CA_FILE (https variants of S2): the CA the upstream's certificate is from.
+# FANOUT_ARGS (S6's hedged variants): more options, split at spaces.
 exec "$bin" --port "$PORT" --upstream "$UPSTREAM" --workers "${WORKERS:-1}" --access-log off \
-  ${CA_FILE:+--ca-file "$CA_FILE"}
+  ${CA_FILE:+--ca-file "$CA_FILE"} ${FANOUT_ARGS:-}
