@@ -154,6 +154,10 @@ typedef struct fan_limits {
                                      * stored bodies, headers and keys; the least recently
                                      * used entries are evicted beyond it, and a response
                                      * larger than it is not stored (default 64 MiB) */
+    size_t max_origins;             /* upstream origins (scheme, host, port) a worker keeps
+                                     * retry, hedging and breaker state for; a call to one
+                                     * more is tried once, unhedged and without a breaker,
+                                     * with a warning (one a second at most) (default 4096) */
     unsigned tls_handshake_timeout_ms; /* a TLS client that has not completed its handshake
                                         * in it is closed, with a log line (default 10000) */
     /* HTTP/2 (a TLS listener's client that chose "h2" by ALPN). A stream is

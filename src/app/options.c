@@ -47,6 +47,7 @@ static const limit_opt limit_opts[] = {
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),
     SZ(max_cache_bytes, "the worker's upstream response cache, bytes (LRU beyond)"),
+    SZ(max_origins, "upstream origins with retry/hedge/breaker state per worker"),
     UN(tls_handshake_timeout_ms, "a TLS handshake not completed in it: closed"),
     UN(h2_max_streams, "HTTP/2 concurrent streams per connection"),
     UN(h2_window_bytes, "HTTP/2 flow-control window per stream and connection, bytes"),

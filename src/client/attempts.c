@@ -288,7 +288,7 @@ static void schedule_retry(fan__attempts *at, long retry_after_ms)
     const char *why = NULL;
     unsigned long long delay = 0;
     if (at->retries >= p->max_retries) {
-        why = p->max_retries ? "no retry left" : NULL;
+        why = "no retry left"; /* or none to begin with: a policy that only hedges */
     } else if (retry_after_ms > (long)p->cap_ms) {
         why = "its Retry-After is beyond the retry cap";
     } else {

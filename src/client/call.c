@@ -321,7 +321,7 @@ static int resilience(fan_call *c, const fan_retry_policy *own)
     int rc;
     c->policy = fan__retry_policy(c, own, &rc);
     if (rc == 0 && (c->policy || c->origin_cfg))
-        c->health = fan__health_of(c->url);
+        c->health = fan__health_of(c->url, fan__rt_of(c->rq)->limits->max_origins);
     if (!c->health)
         c->policy = NULL;
     return rc;

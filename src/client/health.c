@@ -11,14 +11,13 @@
 #include "client/resilience.h"
 #include "core/log.h"
 
-#define HEALTH_MAX 4096 /* origins a worker keeps state for */
 #define HIST_DECAY 1024 /* the histogram halves its counts at this many */
 #define P95_MIN_SAMPLES 20
 
 typedef struct health_table {
     fan__health **table;
     size_t nbuckets, n;
-    double refused_logged;
+    double full_logged;
 } health_table;
 
 static _Thread_local health_table *T;
@@ -41,7 +40,7 @@ static int grow(void)
     return 0;
 }
 
-fan__health *fan__health_of(const char *url)
+fan__health *fan__health_of(const char *url, size_t max_origins)
 {
     char key[512];
     size_t len = fan__origin_key(url, key, sizeof key);
@@ -51,8 +50,17 @@ fan__health *fan__health_of(const char *url)
     for (fan__health *h = T->table[hash & (T->nbuckets - 1)]; h; h = h->next)
         if (h->hash == hash && h->len == len && memcmp(h->key, key, len) == 0)
             return h;
-    if (T->n >= HEALTH_MAX)
+    if (T->n >= max_origins) {
+        double now = fan_now();
+        if (!T->full_logged || now - T->full_logged >= 1) {
+            T->full_logged = now;
+            fan_log(FAN_LOG_WARN,
+                    "calls to %.*s are tried once, unhedged and without a breaker: the worker "
+                    "keeps state for %zu origins already (max_origins)",
+                    (int)len, key, T->n);
+        }
         return NULL;
+    }
     fan__health *h = calloc(1, sizeof *h + len + 1);
     if (!h)
         return NULL;

@@ -36,7 +36,7 @@ typedef struct fan__health {
  * of memory, when the origin is too long, or when the worker already knows
  * FAN__HEALTH_MAX origins (URLs made of request input must not grow it
  * without end). */
-fan__health *fan__health_of(const char *url);
+fan__health *fan__health_of(const char *url, size_t max_origins);
 
 /* Frees the worker's table (fan__client_shutdown()). */
 void fan__health_shutdown(void);

@@ -28,6 +28,7 @@ static const fan_limits default_limits = {
     .call_queue_timeout_ms = 5000,
     .max_stream_queued_bytes = 64 * 1024,
     .max_cache_bytes = 64 * 1024 * 1024,
+    .max_origins = 4096,
     .tls_handshake_timeout_ms = 10000,
     .h2_max_streams = 100,
     .h2_window_bytes = 1024 * 1024,

@@ -3,6 +3,7 @@ per transport over real sockets. What reached the upstream is read from the
 mock's per-key counters (/stats); the testapp's /resilient answers each
 call's error, status, tries (fan_call_attempts()) and flags
 (fan_call_flags()). Timings are ratios of the delays the tests set."""
+import http.client
 import itertools
 import re
 import socket
@@ -282,6 +283,16 @@ class RetrySuite:
         self.assertEqual(self.outcome(c), ("ok", 200, 1, 0))
         self.assertEqual(self.seen(k), 1)
 
+    def test_a_policy_that_only_hedges_never_retries(self):
+        # A failure that is retried under a policy with retries (503, a
+        # refused connection) ends the call at once when it has none.
+        k = self.key()
+        c = self.call(self.url(key=k, fail=503, fail_rate=1), hedge_after=1000, timeout=2000)
+        self.assertEqual(self.outcome(c), ("ok", 503, 1, 0))
+        self.assertEqual(self.seen(k), 1)
+        c = self.call("http://127.0.0.1:9/", hedge_after=1000, timeout=2000)
+        self.assertEqual(self.outcome(c), ("refused", 0, 1, 0))
+
     def test_a_non_idempotent_call_is_not_hedged(self):
         tail = 0.6
         k = self.key()
@@ -381,6 +392,55 @@ class OriginFlags(unittest.TestCase):
         self.refused("retry-on=502:x", r"retry-on=502:x: expected")
         self.refused("hedge=sometimes", r"'hedge=sometimes'")
         self.refused("breaker-error-percent=200", r"--origin breaker-error-percent")
+
+
+class OriginState(unittest.TestCase):
+    """max_origins: the origins a worker keeps retry, hedge and breaker state
+    for; a call to one more is tried once, with a warning."""
+
+    def resilient(self, app, url, **params):
+        status, j = get_json(app.port, f"/resilient?url={quote(url, safe='')}&"
+                             + urlencode(params))
+        self.assertEqual(status, 200, j)
+        return j["calls"][0]
+
+    def test_a_call_to_an_origin_beyond_max_origins_is_tried_once(self):
+        a, b = mock(), mock()
+        app = testapp("--max-origins", "1")
+        try:
+            for m, tries in ((a, 2), (b, 1), (a, 2)):
+                k = f"beyond-{m.port}-{tries}-{next(_keys)}"
+                c = self.resilient(app, f"http://127.0.0.1:{m.port}/delay?key={k}&fail=503"
+                                   "&fail_first=1", retries=2)
+                self.assertEqual((c["status"], c["attempts"]), (200 if tries == 2 else 503,
+                                                                tries), c)
+                self.assertEqual(get_json(m.port, "/stats")[1]["keys"].get(k), tries)
+            app.wait_log(rf"calls to http://127\.0\.0\.1:{b.port} are tried once, unhedged "
+                         r"and without a breaker: the worker keeps state for 1 origins already "
+                         r"\(max_origins\)")
+        finally:
+            app.stop()
+            a.stop()
+            b.stop()
+
+    def test_a_worker_keeps_state_for_4096_origins_by_default(self):
+        # 4,097 origins that refuse at once: 127.0.x.y port 9, all loopback.
+        app = testapp()
+        try:
+            origins = [f"http://127.0.{i // 250}.{i % 250 + 1}:9/" for i in range(4097)]
+            conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+            for i, url in enumerate(origins):
+                conn.request("GET", f"/resilient?hedge_after=100&url={quote(url, safe='')}")
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200, r.read())
+                r.read()
+                if i == 4095:
+                    self.assertNotIn("are tried once", app.log())
+            conn.close()
+            app.wait_log(r"calls to http://127\.0\.16\.97:9 are tried once.*keeps state for "
+                         r"4096 origins already")
+        finally:
+            app.stop()
 
 
 if __name__ == "__main__":
