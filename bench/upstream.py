@@ -69,8 +69,8 @@ def check(server):
             raise ServerError(f"/delay?ms={ms}: type {ctype!r}, {secs * 1000:.0f} ms")
 
 
-def start(name, tmp):
-    server = Server("upstream", name, tmp)
+def start(name, tmp, **env):
+    server = Server("upstream", name, tmp, **env)
     try:
         server.wait_ready("/delay?ms=0", timeout=15)
         check(server)
@@ -208,13 +208,7 @@ def static_bound(tmp, seconds, warm):
 def start_tail(tmp, tail_p, tail_ms):
     """S6's upstream: /delay?ms=N takes N ms, and tail_ms more for a share
     tail_p of requests, each drawn on its own: (server, counter)."""
-    server = Server("upstream", "nginx-tail", tmp, TAIL_P=tail_p, TAIL_MS=tail_ms)
-    try:
-        server.wait_ready("/delay?ms=0", timeout=15)
-        check(server)
-    except ServerError as e:
-        server.stop()
-        raise ServerError(f"{e}; log: {server.log_tail()}") from None
+    server = start("nginx-tail", tmp, TAIL_P=tail_p, TAIL_MS=tail_ms)
     return server, RequestCounter(server.url + "/nginx_status")
 
 
