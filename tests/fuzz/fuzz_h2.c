@@ -12,31 +12,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include "fanout.h"
-#include "http/http.h"
-#include "fuzz_cert.h"
+#include "fuzz_server.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define PIECE_MASK 0x3f
-#define HANG_UP 0x80
-#define CLOSE_DEADLINE_MS 5000 /* only a server that never closes reaches it */
-
-static fan__listener listener; /* only its app is read */
-static uv_loop_t *loop;
 
 static void h_root(fan_req *rq)
 {
@@ -67,15 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    signal(SIGPIPE, SIG_IGN); /* as fan_run() does */
-    if (!getenv("FUZZ_H2_LOG")) {
-        fan_log_set_level(FAN_LOG_DEBUG); /* every line formatted, then dropped */
-        if (fan_log_open("/dev/null") || fan_access_log_open("/dev/null"))
-            abort();
-    }
-    fan_app *app = fan_app_new();
-    if (!app)
-        abort();
+    fan_app *app = fuzz_app_new("FUZZ_H2_LOG");
     fan_app_route(app, "GET", "/", h_root);
     fan_app_route(app, "GET", "/stream", h_stream);
     fan_app_route(app, "*", "/echo", h_echo);
@@ -87,9 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lim->max_body_bytes = 4096;
     lim->h2_max_streams = 8;
     lim->h2_max_resets = 8;
-    make_cert(app);
-    listener.app = app;
-    loop = fan__srv()->loop;
+    fuzz_serve(app);
     client_ctx = SSL_CTX_new(TLS_client_method());
     if (!client_ctx || SSL_CTX_set_alpn_protos(client_ctx, (const unsigned char *)"\x02h2", 3))
         abort();
@@ -97,23 +70,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static uint64_t elapsed_ms(uint64_t start)
-{
-    return (uv_hrtime() - start) / 1000000;
-}
-
-/* One turn of the loop, waiting up to 5 ms for its timers or sockets, and
- * what the server sent read and dropped. Returns 1 once the server's end
- * is closed. */
+/* One turn of the loop, and what the server sent read and dropped.
+ * Returns 1 once the server's end is closed. */
 static int turn(SSL *ssl, int fd, int wait)
 {
-    int ms = wait ? uv_backend_timeout(loop) : 0;
-    if (ms != 0) {
-        struct pollfd fds[2] = {{.fd = uv_backend_fd(loop), .events = POLLIN},
-                                {.fd = fd, .events = POLLIN}};
-        poll(fds, 2, ms < 0 || ms > 5 ? 5 : ms);
-    }
-    uv_run(loop, UV_RUN_NOWAIT);
+    fuzz_turn(fd, wait);
     static char buf[65536];
     for (;;) {
         int n = SSL_read(ssl, buf, sizeof buf);
@@ -148,10 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             closed = 1; /* the server gave up (its handshake timeout, on a loaded machine) */
             break;
         }
-        uv_run(loop, UV_RUN_NOWAIT);
-        struct pollfd fds[2] = {{.fd = uv_backend_fd(loop), .events = POLLIN},
-                                {.fd = sv[1], .events = POLLIN}};
-        poll(fds, 2, 5);
+        fuzz_turn(sv[1], 1);
         if (elapsed_ms(start) > CLOSE_DEADLINE_MS)
             abort();
     }
