@@ -1256,6 +1256,15 @@ FAN_API int fan_call_header_next(const fan_call *call, size_t *i, const char **n
  * stack: give it room with --stack-size, or leave them to fanout. */
 FAN_API json_t *fan_call_json(fan_call *call);
 
+/* fan_call_json() for a body whose objects each have unique keys: NULL also
+ * when one has a key twice (jansson's JSON_REJECT_DUPLICATES), a body that
+ * fan_call_json() still parses, the last value of the key winning. So a
+ * non-NULL answer means the body's text says exactly what the value says,
+ * for a caller that passes the text on. Borrowed, owned by the call as
+ * fan_call_json()'s (the same value). The body is parsed once when this is
+ * asked first; fan_call_json() then parses it again only for a duplicate. */
+FAN_API json_t *fan_call_json_unique(fan_call *call);
+
 /* A number member `key` of the JSON object body, or NAN if there is none. */
 FAN_API double fan_call_json_number(fan_call *call, const char *key);
 
