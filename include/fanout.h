@@ -594,6 +594,11 @@ FAN_API const char *fan_req_method(const fan_req *rq);
 /* The URL-decoded path, without the query. Lives as long as the request. */
 FAN_API const char *fan_req_path(const fan_req *rq);
 
+/* The path as the client sent it, its percent-escapes not decoded, without
+ * the query: where a "%2F" is not a '/' (decode each segment of it with
+ * fan_url_decode()). Lives as long as the request. */
+FAN_API const char *fan_req_raw_path(const fan_req *rq);
+
 /* The raw query string after '?', or "" when there is none. */
 FAN_API const char *fan_req_query_string(const fan_req *rq);
 
@@ -1195,6 +1200,11 @@ FAN_API fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body
  * NULL when out of memory, or when `s` is NULL (fan_req_query() of an absent
  * parameter, say). */
 FAN_API char *fan_url_escape(fan_req *rq, const char *s);
+
+/* `s` with its percent-escapes decoded ('+' stays a '+'), in the request's
+ * arena, freed with it. NULL for a malformed escape or a "%00" (no value
+ * that a C string can hold), when out of memory, or when `s` is NULL. */
+FAN_API char *fan_url_decode(fan_req *rq, const char *s);
 
 /* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a

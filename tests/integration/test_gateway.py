@@ -144,6 +144,15 @@ class Gateway(GatewayCase):
         self.assertEqual((q["id"], q["q"], q["h"]), ("a b..?c&d", "x&fail=500#y", "1&2"))
         self.assertNotIn("fail", q)
 
+    def test_an_escaped_slash_stays_inside_its_path_parameter(self):
+        r = self.get("/echo/a%2Fb%2f%2Fc")  # matched on the raw path, decoded then
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["e"]["query"]["id"], "a/b//c")
+        h = {k.lower(): v for k, v in r.json()["e"]["headers"].items()}
+        self.assertEqual(h["x-id"], "a/b//c")
+        self.assertEqual(self.get("/echo/a/b").status, 404)  # a real '/' splits
+        self.assertEqual(self.get("/ech%6F/x%2Fy").json()["e"]["query"]["id"], "x/y")
+
     def test_headers_fixed_templated_and_forwarded_by_allow_list(self):
         r = self.get("/echo/7", headers=[("Authorization", "Bearer t"), ("X-Secret", "s")])
         h = {k.lower(): v for k, v in r.json()["e"]["headers"].items()}

@@ -12,10 +12,12 @@
 #include "run.h"
 
 /* Splits the request's path and finds its endpoint; *params gets the values
- * of its :parameters. NULL after a 404 or 405. */
+ * of its :parameters. The path is split as the client sent it, and each
+ * segment decoded then, so that a "%2F" is a '/' inside a segment (a
+ * parameter "a/b"), not a boundary. NULL after a 404 or 405. */
 static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
 {
-    const char *path = fan_req_path(rq);
+    const char *path = fan_req_raw_path(rq);
     const char *segs[64];
     size_t n = 0;
     for (const char *c = path + (*path == '/'); *c;) {
@@ -29,6 +31,10 @@ static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
             return NULL;
         memcpy(seg, c, len);
         seg[len] = 0;
+        /* The whole path decoded (the server answers 400 otherwise), so
+         * each of its segments does: only memory can fail here. */
+        if (memchr(seg, '%', len) && !(seg = fan_url_decode(rq, seg)))
+            return NULL;
         segs[n++] = seg;
         c += len + (c[len] == '/');
     }
