@@ -598,6 +598,11 @@ FAN_API const char *fan_req_method(const fan_req *rq);
 /* The URL-decoded path, without the query. Lives as long as the request. */
 FAN_API const char *fan_req_path(const fan_req *rq);
 
+/* The path as the client sent it, its percent-escapes not decoded, without
+ * the query: where a "%2F" is not a '/' (decode each segment of it with
+ * fan_url_decode()). Lives as long as the request. */
+FAN_API const char *fan_req_raw_path(const fan_req *rq);
+
 /* The raw query string after '?', or "" when there is none. */
 FAN_API const char *fan_req_query_string(const fan_req *rq);
 
@@ -1200,6 +1205,11 @@ FAN_API fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body
  * parameter, say). */
 FAN_API char *fan_url_escape(fan_req *rq, const char *s);
 
+/* `s` with its percent-escapes decoded ('+' stays a '+'), in the request's
+ * arena, freed with it. NULL for a malformed escape or a "%00" (no value
+ * that a C string can hold), when out of memory, or when `s` is NULL. */
+FAN_API char *fan_url_decode(fan_req *rq, const char *s);
+
 /* Suspends the running task until `call` has finished. Returns the call's error:
  * 0 when a response was received (whatever its HTTP status), else a
  * negative code (FAN_ECANCELED if the request was cancelled). */
@@ -1259,6 +1269,15 @@ FAN_API int fan_call_header_next(const fan_call *call, size_t *i, const char **n
  * json_equal(), a json_decref() that frees it) run on its coroutine's
  * stack: give it room with --stack-size, or leave them to fanout. */
 FAN_API json_t *fan_call_json(fan_call *call);
+
+/* fan_call_json() for a body whose objects each have unique keys: NULL also
+ * when one has a key twice (jansson's JSON_REJECT_DUPLICATES), a body that
+ * fan_call_json() still parses, the last value of the key winning. So a
+ * non-NULL answer means the body's text says exactly what the value says,
+ * for a caller that passes the text on. Borrowed, owned by the call as
+ * fan_call_json()'s (the same value). The body is parsed once when this is
+ * asked first; fan_call_json() then parses it again only for a duplicate. */
+FAN_API json_t *fan_call_json_unique(fan_call *call);
 
 /* A number member `key` of the JSON object body, or NAN if there is none. */
 FAN_API double fan_call_json_number(fan_call *call, const char *key);

@@ -152,6 +152,12 @@ char *fan_url_escape(fan_req *rq, const char *s)
     return s ? fan__url_escape(&rq->rt.arena, s, strlen(s)) : NULL;
 }
 
+char *fan_url_decode(fan_req *rq, const char *s)
+{
+    char *d = s ? fan__arena_strdup(&rq->rt.arena, s) : NULL;
+    return d && fan__url_decode(d, strlen(d), 0) >= 0 ? d : NULL;
+}
+
 int fan_reply_redirect(fan_req *rq, int status, const char *location)
 {
     if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)

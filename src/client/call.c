@@ -547,6 +547,28 @@ json_t *fan_call_json(fan_call *c)
     return c->json;
 }
 
+json_t *fan_call_json_unique(fan_call *c)
+{
+    if (c->error || c->json_dup || (c->json_parsed && (c->json_checked || !c->json)))
+        return c->json_dup ? NULL : c->json;
+    const fan__buf *b = body_of(c);
+    json_error_t err;
+    json_t *j = fan__json_loadb(b->data ? b->data : "", b->len, JSON_REJECT_DUPLICATES, &err);
+    if (c->json_parsed) { /* fan_call_json() parsed it already: only the verdict is new */
+        c->json_dup = !j;
+        fan__json_decref(j);
+        c->json_checked = !c->json_dup;
+        return c->json_dup ? NULL : c->json;
+    }
+    if (!j && json_error_code(&err) == json_error_duplicate_key) {
+        c->json_dup = 1; /* fan_call_json() parses it when asked, the last key winning */
+        return NULL;
+    }
+    c->json_parsed = c->json_checked = 1;
+    c->json = j;
+    return j;
+}
+
 double fan_call_json_number(fan_call *c, const char *key)
 {
     json_t *v = json_object_get(fan_call_json(c), key);

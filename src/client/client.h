@@ -56,6 +56,8 @@ struct fan_call {
     double started, finished;
     json_t *json;
     int json_parsed;
+    int json_checked;         /* json was parsed with JSON_REJECT_DUPLICATES */
+    int json_dup;             /* the body has an object with a key twice */
 
     /* slots.c: the call's origin while it runs or waits for a slot */
     struct origin *origin;

@@ -18,6 +18,11 @@ const char *fan_req_path(const fan_req *rq)
     return rq->path;
 }
 
+const char *fan_req_raw_path(const fan_req *rq)
+{
+    return rq->raw_path ? rq->raw_path : "";
+}
+
 const char *fan_req_query_string(const fan_req *rq)
 {
     return rq->query ? rq->query : "";

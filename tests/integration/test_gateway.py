@@ -144,6 +144,15 @@ class Gateway(GatewayCase):
         self.assertEqual((q["id"], q["q"], q["h"]), ("a b..?c&d", "x&fail=500#y", "1&2"))
         self.assertNotIn("fail", q)
 
+    def test_an_escaped_slash_stays_inside_its_path_parameter(self):
+        r = self.get("/echo/a%2Fb%2f%2Fc")  # matched on the raw path, decoded then
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["e"]["query"]["id"], "a/b//c")
+        h = {k.lower(): v for k, v in r.json()["e"]["headers"].items()}
+        self.assertEqual(h["x-id"], "a/b//c")
+        self.assertEqual(self.get("/echo/a/b").status, 404)  # a real '/' splits
+        self.assertEqual(self.get("/ech%6F/x%2Fy").json()["e"]["query"]["id"], "x/y")
+
     def test_headers_fixed_templated_and_forwarded_by_allow_list(self):
         r = self.get("/echo/7", headers=[("Authorization", "Bearer t"), ("X-Secret", "s")])
         h = {k.lower(): v for k, v in r.json()["e"]["headers"].items()}
@@ -447,7 +456,10 @@ class Bodies(GatewayCase):
               "/ok": b'{"a": [1, 2.5e3, "x\\u00e9\xc3\xa9", true, null], "b": {}}',
               "/scalar": b"42",
               "/sel": b'{"a": 1, "b": {"c": [1, 2]}, "z": 0, "a": 2}',
-              "/escaped": b'{"\\u0061": 5, "b": 1}', "/deep": b"[" * 2048 + b"]" * 2048}
+              "/escaped": b'{"\\u0061": 5, "b": 1}', "/deep": b"[" * 2048 + b"]" * 2048,
+              "/spaced": b'{ "v" : 1.50,\n "s": "\\u00e9\\/", "n": [1E2, -0] }\r\n',
+              "/dups": b'{"a": 1, "b": {"c": 1, "c": 2}, "a": 3}', "/nul": b"[1\x00]",
+              "/chained": b'{"id": 7}'}
     BAD = [b"", b" ", b"{", b"[1,]", b'{"a":01}', b'{"a":1.}', b'{"a":-}', b'{"a":1e}',
            b'["\\u12"]', b'["a\tb"]', b'["\\x"]', b"[1] x", b"[tru]", b'{"a" 1}', b"{1:2}",
            b"[" * 2049 + b"]" * 2049, b'["\xc0\xaf"]', b'["\xed\xa0\x80"]', b'["\xf4\x90\x80\x80"]',
@@ -465,7 +477,7 @@ class Bodies(GatewayCase):
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                body = bodies[self.path]
+                body = bodies[self.path.partition("?")[0]]
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -501,7 +513,14 @@ class Bodies(GatewayCase):
                                              "required": False} for i in range(len(cls.BAD))],
                                  *[{"name": f"good{i}", "url": raw + f"/good{i}"}
                                    for i in range(len(cls.GOOD))]),
-                              ep("/deep", {"name": "deep", "url": raw + "/deep"})]}
+                              ep("/deep", {"name": "deep", "url": raw + "/deep"}),
+                              ep("/as-it-came", {"name": "spaced", "url": raw + "/spaced"},
+                                 {"name": "dups", "url": raw + "/dups"},
+                                 {"name": "nul", "url": raw + "/nul"},
+                                 {"name": "down", "url": raw + "/text", "required": False},
+                                 {"name": "chained", "url": raw + "/chained"},
+                                 {"name": "after", "url": raw + "/spaced?id={chained.id}",
+                                  "required": False})]}
 
     def test_bodies_that_are_not_json_are_errors(self):
         r = self.get("/")
@@ -522,6 +541,24 @@ class Bodies(GatewayCase):
         self.assertEqual(r.body, b'{"deep":' + self.BODIES["/deep"] + b"}")
         errs = {e["backend"] for e in body["_fanout"]["errors"]}
         self.assertEqual(errs, {f"bad{i}" for i in range(len(self.BAD))})
+
+    def test_a_whole_result_is_its_body_as_it_came_when_that_says_the_same(self):
+        r = self.get("/as-it-came")
+        self.assertEqual(r.status, 200, r.body)
+        # unshaped, under its name: the body's own text, spacing and spelling kept
+        self.assertIn(b'"spaced":' + self.BODIES["/spaced"] + b',', r.body)
+        # a key twice: jansson's parse (the last value wins) and jansson's text,
+        # so that the answer does not carry both
+        self.assertIn(b'"dups":{"a":3,"b":{"c":2}}', r.body)
+        # a NUL byte jansson let through after a literal is not passed on
+        self.assertIn(b'"nul":[1]', r.body)
+        self.assertNotIn(b"\x00", r.body)
+        body = r.json()
+        self.assertEqual(list(body), ["spaced", "dups", "nul", "chained", "after", "_fanout"])
+        self.assertEqual(body["spaced"], {"v": 1.5, "s": "\u00e9/", "n": [100.0, 0]})
+        self.assertEqual(body["_fanout"]["errors"][0]["backend"], "down")
+        self.assertEqual(body["chained"], {"id": 7})  # read by "after" too
+        self.assertEqual(body["after"], body["spaced"])
 
     def test_a_select_of_members_is_written_by_jansson(self):
         r = self.get("/")

@@ -331,5 +331,7 @@ int gw_load_endpoint(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw
         rc = check_selected(e, gw_sub(buf, sizeof buf, where, "response"), ep);
     if (rc == 0)
         rc = gw_plan_check(e, where, ep);
+    if (rc == 0)
+        rc = gw_answer_compile(pool, ep);
     return rc;
 }

@@ -121,6 +121,12 @@ typedef struct gw_backend {
     unsigned cache_ttl_ms, cache_swr_ms, cache_sie_ms;
     const char **cache_vary; /* NULL-terminated, or NULL */
     int coalesce;            /* single_flight: fan_call_opts.coalesce */
+    /* The answer's text (shape.c): its name as a JSON string, written by
+     * jansson at load, and whether its result sits in the answer whole and
+     * unshaped, so that the body's own text can stand for it. */
+    const char *key_text;
+    size_t key_len;
+    int whole;
 } gw_backend;
 
 enum { GW_STREAM_NONE, GW_STREAM_NDJSON, GW_STREAM_SSE };
@@ -136,6 +142,11 @@ typedef struct gw_endpoint {
     size_t nb;
     gw_jt *response;  /* the answer's template, or NULL for the default shape */
     size_t max_calls; /* the most calls one request of it makes */
+    /* The default shape without a merged backend: the answer is written
+     * member by member (shape.c), "_fanout" as jansson wrote it at load. */
+    int text_answer;
+    const char *meta_key;
+    size_t meta_key_len;
 } gw_endpoint;
 
 typedef struct gw {
@@ -224,6 +235,10 @@ int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, 
 int gw_plan_check(gw_errs *e, const char *where, gw_endpoint *ep);
 json_t *gw_plan_json(const gw *g);
 json_t *gw_plan_endpoint(const gw_endpoint *ep);
+
+/* shape.c: prepares the writing of the endpoint's answer (after its
+ * backends and response are loaded). Returns 0, or -1 out of memory. */
+int gw_answer_compile(gw_pool *pool, gw_endpoint *ep);
 
 /* run.c: the handler of every route of `fanout serve`. */
 void gw_handler(fan_req *rq);

@@ -12,10 +12,12 @@
 #include "run.h"
 
 /* Splits the request's path and finds its endpoint; *params gets the values
- * of its :parameters. NULL after a 404 or 405. */
+ * of its :parameters. The path is split as the client sent it, and each
+ * segment decoded then, so that a "%2F" is a '/' inside a segment (a
+ * parameter "a/b"), not a boundary. NULL after a 404 or 405. */
 static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
 {
-    const char *path = fan_req_path(rq);
+    const char *path = fan_req_raw_path(rq);
     const char *segs[64];
     size_t n = 0;
     for (const char *c = path + (*path == '/'); *c;) {
@@ -29,6 +31,10 @@ static const gw_endpoint *route(fan_req *rq, const gw *g, const char ***params)
             return NULL;
         memcpy(seg, c, len);
         seg[len] = 0;
+        /* The whole path decoded (the server answers 400 otherwise), so
+         * each of its segments does: only memory can fail here. */
+        if (memchr(seg, '%', len) && !(seg = fan_url_decode(rq, seg)))
+            return NULL;
         segs[n++] = seg;
         c += len + (c[len] == '/');
     }
@@ -109,10 +115,10 @@ void gw_succeed(gw_run *r, int i, json_t *result)
         gw_stream_part(r, i);
 }
 
-/* Milliseconds left of the endpoint's timeout, 0 when none. */
-static unsigned time_left(gw_run *r)
+/* Milliseconds left of the endpoint's timeout at `now`, 0 when none. */
+static unsigned time_left(gw_run *r, double now)
 {
-    double left = r->ep->timeout_ms - (fan_now() - r->t0) * 1000.0;
+    double left = r->ep->timeout_ms - (now - r->t0) * 1000.0;
     return left >= 1 ? (unsigned)left : 0;
 }
 
@@ -124,7 +130,8 @@ int gw_start_call(gw_run *r, int i, size_t first, size_t n, const char **why)
     gw_bstate *s = &r->bs[i];
     gw_scope *sc = &r->scope;
     fan_req *rq = r->rq;
-    unsigned left = time_left(r);
+    double now = fan_now();
+    unsigned left = time_left(r, now);
     if (!left) {
         *why = "timeout";
         return -1;
@@ -211,7 +218,7 @@ int gw_start_call(gw_run *r, int i, size_t first, size_t n, const char **why)
     }
     *slot = (gw_slot){c, i, first, n};
     if (!s->t0)
-        s->t0 = fan_now();
+        s->t0 = now;
     s->calls++;
     return 0;
 }
@@ -258,8 +265,11 @@ static void start_ready(gw_run *r)
 }
 
 /* Classifies a finished call: 0 with *json borrowed (jansson's parse of
- * the body, fan_call_json()), or -1 with *kind. */
-static int outcome(fan_call *c, json_t **json, const char **kind, int *status)
+ * the body, fan_call_json()), or -1 with *kind. With `unique`, the body is
+ * parsed first as fan_call_json_unique() does, and *exact says whether its
+ * text says exactly what *json does. */
+static int outcome(fan_call *c, int unique, json_t **json, int *exact, const char **kind,
+                   int *status)
 {
     int err = fan_call_error(c);
     *status = fan_call_status(c);
@@ -271,6 +281,7 @@ static int outcome(fan_call *c, json_t **json, const char **kind, int *status)
         *kind = "status";
         return -1;
     }
+    *exact = unique && fan_call_json_unique(c);
     if (!(*json = fan_call_json(c))) {
         *kind = "not_json";
         return -1;
@@ -287,12 +298,21 @@ static void call_done(gw_run *r, gw_slot *sl)
     json_t *j = NULL;
     const char *kind = NULL;
     int status;
-    int rc = outcome(sl->call, &j, &kind, &status);
+    int exact = 0;
+    int rc = outcome(sl->call, b->whole, &j, &exact, &kind, &status);
     fan_call *c = sl->call;
     sl->call = NULL;
     s->attempts += (unsigned)fan_call_attempts(c);
     s->flags |= fan_call_flags(c);
     if (!b->each) {
+        if (rc == 0 && exact) {
+            /* Its keys are unique, and a NUL byte jansson let through after
+             * a literal ("[1\0]") is not in it: the body's text says what j
+             * says, and the answer may carry it as it came. */
+            s->text = fan_call_body(c, &s->text_len);
+            if (memchr(s->text, 0, s->text_len))
+                s->text = NULL;
+        }
         if (rc == 0) {
             gw_succeed(r, i, json_incref(j));
         } else {
@@ -370,8 +390,8 @@ static void release(void *arg)
 /* Fanout-Debug: "plan" answers the plan, "timing" adds each backend's. */
 static int debug(gw_run *r)
 {
-    const char *d = fan_req_header(r->rq, "Fanout-Debug");
-    if (!d || !r->g->debug)
+    const char *d = r->g->debug ? fan_req_header(r->rq, "Fanout-Debug") : NULL;
+    if (!d)
         return 0;
     if (strcmp(d, "timing") == 0) {
         r->timing = 1;
@@ -482,12 +502,6 @@ void gw_handler(fan_req *rq)
         return;
     }
     partial_header(r);
-    size_t len;
-    char *answer = gw_answer(r, &len);
-    if (!answer) {
+    if (gw_reply_answer(r) != 0)
         fan_reply_error(rq, 503, "out of memory");
-        return;
-    }
-    fan_reply(rq, 200, "application/json", answer, len);
-    free(answer);
 }

@@ -13,6 +13,8 @@ typedef struct gw_bstate {
     int status;       /* the upstream status, when there was one */
     const char *message;
     json_t *result;      /* owned: the response (for_each: the results, in item order) */
+    const char *text;    /* its body, when that text says exactly what result does */
+    size_t text_len;
     json_t *item_errors; /* owned: for_each items that failed, or NULL */
     double t0, t1;       /* start and end, fan_now() */
     unsigned calls;
@@ -56,10 +58,10 @@ void gw_start_each(gw_run *r, int i);
 void gw_each_more(gw_run *r, int i);
 void gw_join_batch(gw_run *r, const gw_backend *b, gw_bstate *s, const gw_slot *sl, json_t *j);
 
-/* shape.c: one backend's result shaped (a new reference), and the answer
- * as compact JSON text (malloc'd; NULL when out of memory). */
+/* shape.c: one backend's result shaped (a new reference), and the answer,
+ * replied with status 200 (0, or -1 when out of memory: nothing replied). */
 json_t *gw_shape(const gw_backend *b, json_t *v);
-char *gw_answer(gw_run *r, size_t *len);
+int gw_reply_answer(gw_run *r);
 /* _fanout's errors (a new array) and the backends' timing (a new object). */
 json_t *gw_errors_json(gw_run *r);
 json_t *gw_timing_json(gw_run *r);

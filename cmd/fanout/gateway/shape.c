@@ -5,8 +5,11 @@
  *
  * Merge rule: backends are placed in the order of the file, and a key at the
  * root keeps the value of the first backend that put it there; each later
- * one that had the same key is reported in _fanout.collisions. The answer
- * is one jansson value, and its text is jansson's (compact). */
+ * one that had the same key is reported in _fanout.collisions. With a
+ * merged backend or a response template the answer is one jansson value,
+ * written by jansson (compact); else it is written member by member, each
+ * key and value jansson's text, or a whole result's body as it came when
+ * that says exactly what its parse does (reply_text()). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,7 +175,7 @@ json_t *gw_timing_json(gw_run *r)
     return t;
 }
 
-/* The answer's text as jansson writes it, grown with realloc. */
+/* The answer's text, grown with realloc. */
 typedef struct text {
     char *p;
     size_t n, cap;
@@ -286,7 +289,8 @@ static json_t *meta_json(gw_run *r, json_t *collisions)
     return meta;
 }
 
-char *gw_answer(gw_run *r, size_t *len)
+/* The answer as one jansson value (a new reference), or NULL. */
+static json_t *answer_json(gw_run *r)
 {
     const gw_endpoint *ep = r->ep;
     json_t **values = fan_alloc(r->rq, ep->nb * sizeof *values);
@@ -294,8 +298,11 @@ char *gw_answer(gw_run *r, size_t *len)
         return NULL;
     for (size_t i = 0; i < ep->nb; i++)
         values[i] = value_of(r, (int)i);
-    json_t *collisions = json_array(), *answer, *meta;
-    text t = {0};
+    /* Only merged backends can collide. */
+    json_t *collisions = NULL, *answer, *meta;
+    for (size_t i = 0; i < ep->nb && !collisions; i++)
+        if (ep->backends[i].merge)
+            collisions = json_array();
     if (ep->response) {
         gw_scope s = r->scope;
         s.results = values;
@@ -308,18 +315,94 @@ char *gw_answer(gw_run *r, size_t *len)
     if (answer && meta)
         json_object_set(answer, "_fanout", meta);
     json_decref(meta);
-    if (answer)
-        put_json(&t, answer);
-    else
-        t.bad = 1;
-    json_decref(answer);
     for (size_t i = 0; i < ep->nb; i++)
         json_decref(values[i]);
     json_decref(collisions);
-    if (t.bad) {
-        free(t.p);
-        return NULL;
+    return answer;
+}
+
+/* The JSON text of the string `s`, written by jansson, in the pool. */
+static const char *string_text(gw_pool *pool, const char *s, size_t *len)
+{
+    json_t *j = json_string(s);
+    char *d = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    char *out = d ? gw_strdup(pool, d) : NULL;
+    free(d);
+    *len = out ? strlen(out) : 0;
+    return out;
+}
+
+int gw_answer_compile(gw_pool *pool, gw_endpoint *ep)
+{
+    ep->text_answer = !ep->response && !ep->stream;
+    for (size_t i = 0; i < ep->nb; i++)
+        ep->text_answer &= !ep->backends[i].merge;
+    if (!ep->text_answer)
+        return 0;
+    if (!(ep->meta_key = string_text(pool, "_fanout", &ep->meta_key_len)))
+        return -1;
+    for (size_t i = 0; i < ep->nb; i++) {
+        gw_backend *b = &ep->backends[i];
+        if (!(b->key_text = string_text(pool, b->name, &b->key_len)))
+            return -1;
+        b->whole = !b->each && !b->has_extract && !b->nselect && !b->nremove && !b->nrename;
+        for (size_t k = 0; k < ep->nb; k++)
+            if (ep->backends[k].each && ep->backends[k].each_src == (int)i)
+                b->whole = 0; /* its items may get results joined into them */
     }
-    *len = t.n;
-    return t.p;
+    return 0;
+}
+
+/* The default answer without a merged backend, written member by member:
+ * each backend's name and value in the order of the file, then "_fanout"
+ * and its value, in braces. The same members as default_shape() gives,
+ * each name jansson's text (written at load) and each value jansson's,
+ * except a whole result whose body says exactly what it does (unique
+ * keys, run.c): that body's text is the value, as the upstream spaced it. */
+static int reply_text(gw_run *r)
+{
+    const gw_endpoint *ep = r->ep;
+    text t = {0};
+    int first = 1;
+    put(&t, "{", 1);
+    for (size_t i = 0; i < ep->nb; i++) {
+        const gw_backend *b = &ep->backends[i];
+        const gw_bstate *s = &r->bs[i];
+        if (s->state != B_OK || (b->each && joins(r, (int)i)))
+            continue;
+        if (!first)
+            put(&t, ",", 1);
+        first = 0;
+        put(&t, b->key_text, b->key_len);
+        put(&t, ":", 1);
+        if (s->text) {
+            put(&t, s->text, s->text_len);
+            continue;
+        }
+        json_t *v = value_of(r, (int)i);
+        put_json(&t, v ? v : json_null());
+        json_decref(v);
+    }
+    json_t *meta = meta_json(r, NULL);
+    if (meta) {
+        if (!first)
+            put(&t, ",", 1);
+        put(&t, ep->meta_key, ep->meta_key_len);
+        put(&t, ":", 1);
+        put_json(&t, meta);
+        json_decref(meta);
+    }
+    put(&t, "}", 1);
+    int rc = t.bad ? -1 : fan_reply(r->rq, 200, "application/json", t.p, t.n);
+    free(t.p);
+    return rc == 0 ? 0 : -1;
+}
+
+int gw_reply_answer(gw_run *r)
+{
+    if (r->ep->text_answer)
+        return reply_text(r);
+    json_t *answer = answer_json(r); /* jansson writes it straight into the request's arena */
+    return answer && fan_reply_json(r->rq, 200, answer) == 0 ? 0 : -1;
 }

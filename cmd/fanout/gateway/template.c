@@ -351,6 +351,8 @@ static const char *value_text(fan_req *rq, json_t *v)
 
 char *gw_tmpl_render(gw_scope *s, const gw_tmpl *t, int url_escape)
 {
+    if (t->n == 1 && t->parts[0].lit)
+        return (char *)t->parts[0].lit; /* NUL-terminated at load; no caller writes to it */
     const char *pieces[64], **pv = pieces;
     size_t lens[64], *lv = lens, total = 0;
     if (t->n > 64) {
