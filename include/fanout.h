@@ -588,6 +588,11 @@ typedef struct fan_origin_opts {
  * NULL sets the defaults. */
 FAN_API int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *opts);
 
+/* The options fan_app_set_origin() (or --origin) set for `origin`, copied
+ * into *opts: returns 1, or 0 with *opts zeroed (the defaults) when none
+ * were set, or FAN_EINVAL for an origin fan_app_set_origin() refuses. */
+FAN_API int fan_app_get_origin(const fan_app *app, const char *origin, fan_origin_opts *opts);
+
 /* ------------------------------------------------------------------------ */
 /* Requests                                                                 */
 /* ------------------------------------------------------------------------ */

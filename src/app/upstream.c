@@ -230,6 +230,17 @@ int fan_app_set_origin(fan_app *app, const char *origin, const fan_origin_opts *
     return rc;
 }
 
+int fan_app_get_origin(const fan_app *app, const char *origin, fan_origin_opts *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    if (!origin || check_origin(origin) != 0)
+        return FAN_EINVAL;
+    const fan__origin_cfg *o = fan__upstreams_origin(app->upstreams, origin);
+    if (o)
+        *opts = o->opts;
+    return o != NULL;
+}
+
 /* "retry-on=502:503:504" or "retry-on=none" into o->retry.retry_on. */
 static int retry_on_option(const char *origin, const char *v, fan_origin_opts *o)
 {

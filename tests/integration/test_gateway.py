@@ -9,6 +9,7 @@ timeout cutting each call's; shaping; NDJSON and SSE streams; the debug
 plan and timing."""
 import http.server
 import json
+import signal
 import threading
 import time
 
@@ -445,6 +446,41 @@ class RequestTimeout(GatewayCase):
         r = self.get("/short")
         self.assertEqual((r.status, r.json()["backend"]), (504, "a"))
         self.assertTrue(0.9 < r.elapsed / (SLOW / 1000) < 1.6, r.elapsed)
+
+
+class Breaker(GatewayCase):
+    """A backend's breaker is its origin's: it opens after its failures,
+    then the origin's calls fail at once with circuit_open, for every
+    backend of that origin; a reload that drops it gives the origin back
+    its command line's options."""
+    serve_args = ("--workers", "0")
+
+    @classmethod
+    def config(cls, up):
+        return {"endpoints": [
+            ep("/a", {"name": "a", "url": up + "/a?fail=503&fail_rate=1",
+                      "breaker": {"failures": 2, "cooldown_ms": 60000}}),
+            ep("/b", {"name": "b", "url": up + "/b"})]}
+
+    def test_the_breaker_opens_for_every_backend_of_its_origin(self):
+        self.stats(reset=True)
+        for _ in range(2):
+            r = self.get("/a")
+            self.assertEqual((r.status, r.json()["kind"]), (502, "status"), r.body)
+        self.gw.wait_log(r"circuit breaker of http://127\.0\.0\.1:\d+ opened: 2 consecutive "
+                         r"failures")
+        r = self.get("/a")
+        self.assertEqual((r.status, r.json()["kind"]), (502, "circuit_open"), r.body)
+        r = self.get("/b")  # another backend, the same origin
+        self.assertEqual((r.status, r.json()["kind"]), (502, "circuit_open"), r.body)
+        self.assertEqual(self.stats()["requests"], 2)
+        # Without the breaker in the file, the origin's calls go out again.
+        with open(self.path, "w") as f:
+            json.dump({"endpoints": [ep("/b", {"name": "b", "url": self.up + "/b"})]}, f)
+        self.gw.proc.send_signal(signal.SIGHUP)
+        self.gw.wait_log(r"reloaded: 1 endpoint")
+        self.assertEqual(self.get("/b").status, 200)
+        self.assertEqual(self.stats()["requests"], 3)
 
 
 class Bodies(GatewayCase):

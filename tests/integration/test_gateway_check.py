@@ -75,6 +75,21 @@ class Check(unittest.TestCase):
         self.assertEqual(deps, {"user": [], "orders": ["user"], "items": ["orders"], "news": []})
         self.assertEqual(ep["backends"][2]["for_each"]["over"], "orders.list[*].id")
 
+    def test_the_plan_lists_each_origins_breaker_once(self):
+        p, _, _ = self.check(endpoint(
+            {"name": "a", "url": "http://Example.com/x", "breaker": {"failures": 2}},
+            {"name": "b", "url": "http://example.com:80/y?q={params.id}",
+             "breaker": {"failures": 2}},
+            {"name": "c", "url": "https://example.com/z",
+             "breaker": {"error_percent": 50, "min_calls": 10, "window_ms": 5000,
+                         "cooldown_ms": 100}}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["breakers"], {
+            "http://example.com:80": {"failures": 2, "error_percent": 0, "window_ms": 0,
+                                      "min_calls": 0, "cooldown_ms": 0},
+            "https://example.com:443": {"failures": 0, "error_percent": 50, "window_ms": 5000,
+                                        "min_calls": 10, "cooldown_ms": 100}})
+
     def test_syntax_error_has_line_and_column(self):
         p, path, _ = self.check('{\n  "endpoints": [\n    {"path": "/x",,}\n  ]\n}\n')
         self.assertEqual(p.returncode, 1)
@@ -280,8 +295,18 @@ class Check(unittest.TestCase):
              "a header name is a token"),
             (endpoint({"name": "a", "url": UP, "single_flight": "yes"}), '"single_flight"',
              "'single_flight' must be true or false"),
-            (endpoint({"name": "a", "url": UP, "breaker": {"failures": 5}}), '"breaker"',
-             "a circuit breaker is kept per origin: set it with --origin ORIGIN,breaker-failures=N"),
+            (endpoint({"name": "a", "url": UP, "breaker": 5}), '"breaker"',
+             "'breaker' is an object: {\"failures\": N} and/or {\"error_percent\": P}"),
+            (endpoint({"name": "a", "url": UP, "breaker": {"window_ms": 5}}), '"breaker"',
+             "a breaker opens on \"failures\" in a row or an \"error_percent\": set one"),
+            (endpoint({"name": "a", "url": UP, "breaker": {"failures": 2, "after": 1}}),
+             '"after"', "unknown key 'after' in a breaker"),
+            (endpoint({"name": "a", "url": UP, "breaker": {"error_percent": 101}}),
+             '"error_percent"', "'error_percent' must be a whole number from 1 to 100"),
+            (endpoint({"name": "a", "url": "http://Example.com/x", "breaker": {"failures": 2}},
+                      {"name": "b", "url": "http://example.com:80/y", "breaker": {"failures": 3}}),
+             '"breaker"', "the breaker of http://example.com:80 is set otherwise at "
+             "endpoints[0].backends[0].breaker: a breaker is its origin's", 1),
             (endpoint({"name": "a", "url": UP, "retries": 11}), '"retries"',
              "'max' must be a whole number from 0 to 10"),
             (endpoint({"name": "a", "url": UP, "retries": "2"}), '"retries"',

@@ -176,6 +176,8 @@ gw *gw_load(const char *file, json_t *errs)
                         gw_error(&e, where, "%s %s is already endpoints[%zu]", g->eps[i].method,
                                  g->eps[i].path, j);
                     }
+            if (g->eps)
+                gw_breakers_collect(&e, g);
         }
     }
     gw_pos_free(pos);

@@ -74,6 +74,16 @@ typedef struct gw_rename {
     const char *to;
 } gw_rename;
 
+/* A circuit breaker a backend asks for. A breaker is its origin's in
+ * fanout (fan_origin_opts), so the backends of one origin share it: the
+ * file may set it on several of them only alike (config.c), and serve.c
+ * sets it on the origin. */
+typedef struct gw_breaker {
+    const char *origin; /* "scheme://host:port", lowercase, the port written out */
+    const char *where;  /* the first backend's "breaker", for errors */
+    unsigned failures, error_percent, window_ms, min_calls, cooldown_ms;
+} gw_breaker;
+
 typedef struct gw_backend {
     const char *name;
     int index;
@@ -121,6 +131,7 @@ typedef struct gw_backend {
     unsigned cache_ttl_ms, cache_swr_ms, cache_sie_ms;
     const char **cache_vary; /* NULL-terminated, or NULL */
     int coalesce;            /* single_flight: fan_call_opts.coalesce */
+    gw_breaker *breaker;     /* its origin's breaker, or NULL (resilience.c) */
     /* The answer's text (shape.c): its name as a JSON string, written by
      * jansson at load, and whether its result sits in the answer whole and
      * unshaped, so that the body's own text can stand for it. */
@@ -155,6 +166,8 @@ typedef struct gw {
     gw_endpoint *eps;
     size_t n;
     int debug; /* the Fanout-Debug request header is honoured */
+    gw_breaker **breakers; /* one per origin whose backends ask for one */
+    size_t nbreakers;
     /* Requests running on it (in this process), and whether a reload
      * replaced it: it is freed when both say it is unused (gw_release()). */
     unsigned long refs;
@@ -227,8 +240,17 @@ char *gw_tmpl_render(gw_scope *s, const gw_tmpl *t, int url_escape);
 json_t *gw_jt_render(gw_scope *s, const gw_jt *j);
 
 /* resilience.c: a backend's "retries", "hedge", "cache", "single_flight"
- * (and the refused "breaker"). */
+ * and "breaker". */
 int gw_load_resilience(gw_pool *pool, gw_errs *e, const char *where, json_t *o, gw_backend *b);
+/* Gathers the backends' breakers into g->breakers, one per origin; an
+ * origin whose backends set it otherwise is an error. Returns 0 or -1. */
+int gw_breakers_collect(gw_errs *e, gw *g);
+
+/* serve.c: sets each origin's breaker of `g` on the app (over the
+ * command line's options of that origin), and gives back the command
+ * line's options to an origin that `g` no longer sets. Returns 0, or -1
+ * with a log line. */
+int gw_breakers_apply(fan_app *app, const gw *g);
 
 /* plan.c */
 /* Orders the endpoint's backends, records an error for a cycle. */

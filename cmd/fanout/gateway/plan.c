@@ -139,5 +139,18 @@ json_t *gw_plan_json(const gw *g)
     json_t *eps = json_array();
     for (size_t i = 0; i < g->n; i++)
         json_array_append_new(eps, gw_plan_endpoint(&g->eps[i]));
-    return json_pack("{s:s, s:o, s:b}", "file", g->file, "endpoints", eps, "debug", g->debug);
+    json_t *plan = json_pack("{s:s, s:o, s:b}", "file", g->file, "endpoints", eps, "debug", g->debug);
+    if (plan && g->nbreakers) {
+        json_t *brs = json_object();
+        for (size_t i = 0; i < g->nbreakers; i++) {
+            const gw_breaker *b = g->breakers[i];
+            json_object_set_new(brs, b->origin,
+                                json_pack("{s:i, s:i, s:i, s:i, s:i}", "failures", b->failures,
+                                          "error_percent", b->error_percent, "window_ms",
+                                          b->window_ms, "min_calls", b->min_calls, "cooldown_ms",
+                                          b->cooldown_ms));
+        }
+        json_object_set_new(plan, "breakers", brs);
+    }
+    return plan;
 }

@@ -45,16 +45,85 @@ static gw *load(const char *file, int for_reload)
     return g;
 }
 
+/* The origins a gateway file set a breaker on, each with the options the
+ * command line (--origin) gave it before: a reload that drops the breaker
+ * gives them back. */
+static struct based {
+    char *origin;
+    fan_origin_opts opts;
+} *based;
+static size_t nbased;
+
+static const fan_origin_opts *base_of(const fan_app *app, const char *origin)
+{
+    for (size_t i = 0; i < nbased; i++)
+        if (strcmp(based[i].origin, origin) == 0)
+            return &based[i].opts;
+    struct based *more = realloc(based, (nbased + 1) * sizeof *based);
+    if (!more)
+        return NULL;
+    based = more;
+    if (!(based[nbased].origin = strdup(origin)))
+        return NULL;
+    fan_app_get_origin(app, origin, &based[nbased].opts);
+    return &based[nbased++].opts;
+}
+
+static void free_based(void)
+{
+    for (size_t i = 0; i < nbased; i++)
+        free(based[i].origin);
+    free(based);
+    based = NULL;
+    nbased = 0;
+}
+
+int gw_breakers_apply(fan_app *app, const gw *g)
+{
+    for (size_t i = 0; i < nbased; i++) {
+        size_t k = 0;
+        while (k < g->nbreakers && strcmp(g->breakers[k]->origin, based[i].origin) != 0)
+            k++;
+        if (k == g->nbreakers && fan_app_set_origin(app, based[i].origin, &based[i].opts) != 0)
+            return -1;
+    }
+    for (size_t k = 0; k < g->nbreakers; k++) {
+        const gw_breaker *br = g->breakers[k];
+        const fan_origin_opts *base = base_of(app, br->origin);
+        if (!base) {
+            fan_log(FAN_LOG_ERROR, "gateway: the breaker of %s: out of memory", br->origin);
+            return -1;
+        }
+        fan_origin_opts o = *base;
+        if (base->breaker_failures || base->breaker_error_percent)
+            fan_log(FAN_LOG_INFO, "gateway: the breaker of %s is the file's (%s), not --origin's",
+                    br->origin, br->where);
+        o.breaker_failures = br->failures;
+        o.breaker_error_percent = br->error_percent;
+        o.breaker_window_ms = br->window_ms;
+        o.breaker_min_calls = br->min_calls;
+        o.breaker_cooldown_ms = br->cooldown_ms;
+        if (fan_app_set_origin(app, br->origin, &o) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int reload(fan_app *app, void *arg)
 {
     const char *file = arg;
     gw *g = load(file, 1);
+    gw *old = fan_app_data(app);
+    if (g && gw_breakers_apply(app, g) != 0) {
+        gw_breakers_apply(app, old); /* as they were */
+        gw_free(g);
+        g = NULL;
+    }
     if (!g) {
         fan_log(FAN_LOG_ERROR, "gateway: %s is not reloaded: the running configuration stays",
                 file);
         return -1;
     }
-    gw *old = fan_app_data(app);
     fan_app_set_data(app, g);
     gw_release(old, 1); /* freed now, or when the last request on it ends */
     fan_log(FAN_LOG_INFO, "gateway: %s reloaded: %zu endpoint%s", file, g->n, g->n == 1 ? "" : "s");
@@ -151,8 +220,10 @@ int cmd_serve(int argc, char **argv)
         rc = 1;
     if (rc == 0) {
         fan_app_set_data(app, g);
+        if (gw_breakers_apply(app, g) != 0)
+            rc = 1;
         fan_app_on_reload(app, reload, (void *)file);
-        if (fan_app_route(app, "*", "/*", gw_handler) != 0 ||
+        if (rc != 0 || fan_app_route(app, "*", "/*", gw_handler) != 0 ||
             fan_app_route(app, "*", "/", gw_handler) != 0 || (workers == 0 && watch_hup(app, file)))
             rc = 1;
     }
@@ -162,6 +233,7 @@ int cmd_serve(int argc, char **argv)
         uv_signal_stop(&single.hup);
     gw_release(fan_app_data(app), 1);
     fan_app_free(app);
+    free_based();
     return rc;
 }
 
