@@ -70,10 +70,14 @@ const char *fan__server_timing(fan_req *rq)
             shown < site->server_timing_max ? shown++ : omitted++;
     }
     /* name, ";dur=" and 24 digits, ";desc=" and an error name, ", " */
-    size_t cap = (size_t)shown * (NAME_MAX_BYTES + 64) + 128;
-    char *out = fan__arena_alloc(&rq->rt.arena, cap), *p = out;
-    if (!out)
+    size_t cap = (size_t)shown * (NAME_MAX_BYTES + 64) + 128, room;
+    /* Written in the arena's free space when it fits, and only what it took
+     * claimed: the bound is several times the usual length, and claiming it
+     * whole would take a new chunk. */
+    char *out = fan__arena_room(&rq->rt.arena, &room);
+    if (room < cap && !(out = fan__arena_alloc(&rq->rt.arena, cap)))
         return NULL;
+    char *p = out;
     unsigned n = 0;
     fan__list_each(pos, &rq->rt.call_recs)
     {
@@ -98,5 +102,7 @@ const char *fan__server_timing(fan_req *rq)
     p = fan__put(p, "handler;dur=", 12);
     p = put_ms(p, fan_now() - rq->started);
     *p = '\0';
+    if (room >= cap)
+        fan__arena_alloc(&rq->rt.arena, (size_t)(p + 1 - out)); /* out: it fits the room */
     return out;
 }
