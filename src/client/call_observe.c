@@ -71,6 +71,12 @@ void fan__call_observe_end(fan_call *c)
     if (c->flags & FAN_CALL_COALESCED)
         fan__metrics_add(FAN__M_COALESCED, 1);
     fan__metrics_add(FAN__M_CALLS_ACTIVE, -1);
+    /* The origin remembers the series of its last status without an error
+     * (the address is the origin's). */
+    fan__m_memo *memo = c->error || c->status < 0 || c->status > 999 ? NULL : fan__slots_memo(c);
+    double seconds = c->finished - c->started;
+    if (memo && fan__metrics_observe_memo(FAN__M_CLIENT, memo, (uint32_t)c->status, seconds) == 0)
+        return;
     fan__m_key k; /* only the strings up to their NUL count */
     k.overflow = 0;
     k.a[0] = k.b[0] = '\0';
@@ -90,5 +96,5 @@ void fan__call_observe_end(fan_call *c)
         k.b[len] = '\0';
     }
     k.status = c->error ? 0 : c->status;
-    fan__metrics_observe(FAN__M_CLIENT, &k, c->finished - c->started);
+    fan__metrics_observe(FAN__M_CLIENT, &k, seconds, memo, (uint32_t)k.status);
 }

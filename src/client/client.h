@@ -159,6 +159,11 @@ void fan__slots_shutdown(void);
  * NUL-terminated: its length is returned), or 0 when it has none. */
 size_t fan__slots_origin(const fan_call *c, const char **key);
 
+/* The client metrics series its origin remembers (runtime/metrics.h), or
+ * NULL when it has no origin. It lives as long as the origin: while a call
+ * to it runs or waits. */
+struct fan__m_memo *fan__slots_memo(const fan_call *c);
+
 /* Writes the origin of `url` (scheme, host and port, lower-cased, without
  * the scheme's default port or credentials) to out (cap bytes) and returns
  * its length, or 0 when the URL has no "scheme://" or the origin does not

@@ -60,15 +60,16 @@ void fan__req_trace_id(const fan_req *rq, char out[33])
 }
 
 /* The method as a bounded label: a standard one, else "_OTHER" (as the
- * OpenTelemetry conventions say). */
-static const char *method_label(const char *m)
+ * OpenTelemetry conventions say); its index among them in *index. */
+static const char *method_label(const char *m, unsigned *index)
 {
-    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
-                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(m, known[i]) == 0)
-            return known[i];
-    return "_OTHER";
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                        "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"};
+    size_t i = 0;
+    while (i < sizeof known / sizeof known[0] - 1 && strcmp(m, known[i]) != 0)
+        i++;
+    *index = (unsigned)i;
+    return known[i];
 }
 
 /* Copies src to dst[cap], cut to fit; returns the length copied. */
@@ -179,13 +180,21 @@ void fan__req_observe_end(fan_req *rq)
     if (!rq->status)
         return; /* never answered: the client left before */
     double seconds = fan_now() - rq->started;
-    fan__m_key k; /* only the strings up to their NUL count */
-    k.overflow = 0;
-    const char *method = method_label(rq->method ? rq->method : "");
+    unsigned mi;
+    const char *method = method_label(rq->method ? rq->method : "", &mi);
     const char *route = rq->match.pattern ? rq->match.pattern : "";
-    copy(k.a, sizeof k.a, method);
-    copy(k.b, sizeof k.b, route);
-    k.status = rq->status;
-    fan__metrics_observe(FAN__M_SERVER, &k, seconds);
+    /* The route's handler remembers the series of its last method and
+     * status (a status has three digits: 1000 apart is room enough). */
+    uint32_t tag = mi * 1000 + (unsigned)rq->status;
+    fan__m_memo *memo =
+        rq->match.pattern && rq->status > 0 && rq->status <= 999 ? rq->match.memo : NULL;
+    if (!memo || fan__metrics_observe_memo(FAN__M_SERVER, memo, tag, seconds) != 0) {
+        fan__m_key k; /* only the strings up to their NUL count */
+        k.overflow = 0;
+        copy(k.a, sizeof k.a, method);
+        copy(k.b, sizeof k.b, route);
+        k.status = rq->status;
+        fan__metrics_observe(FAN__M_SERVER, &k, seconds, memo, tag);
+    }
     record_waterfall(rq, method, route, seconds);
 }

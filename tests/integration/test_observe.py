@@ -273,6 +273,33 @@ class Observe(unittest.TestCase):
         self.assertEqual(sample(after, "http_client_request_duration_seconds_count", **key)
                          - sample(before, "http_client_request_duration_seconds_count", **key), 3)
 
+
+    def test_series_a_route_and_an_origin_remember_keep_methods_and_statuses_apart(self):
+        # A route's handler and an origin remember the series they counted
+        # last: requests that alternate methods, and calls that alternate
+        # statuses, must each land in their own series all the same.
+        methods = ("GET", "POST")
+        statuses = ("200", "404")
+        addr = f"127.0.0.1:{self.mock.port}"
+
+        def counts(text):
+            return ([sample(text, "http_server_request_duration_seconds_count",
+                            http_request_method=m, http_route="/echo",
+                            http_response_status_code="200") for m in methods] +
+                    [sample(text, "http_client_request_duration_seconds_count",
+                            server_address=addr, http_response_status_code=s)
+                     for s in statuses])
+
+        before = counts(scrape(self.admin))
+        for _ in range(3):
+            for m in methods:
+                self.assertEqual(request(self.app.port, m, "/echo", body=b"x").status, 200)
+            # Calls of one request to one origin: it lives while they run.
+            r = self.fanout(self.mock_url("/delay?ms=0&status=200"), n=4,
+                            url2=self.mock_url("/delay?ms=1&status=404"), n2=4)
+            self.assertIn(r.status, (200, 502), r.body)
+        after = counts(scrape(self.admin))
+        self.assertEqual([a - b for a, b in zip(after, before)], [3, 3, 12, 12])
     def test_retries_and_hedges_are_counted_and_drawn(self):
         before = scrape(self.admin)
         tp = "00-77777777777777777777777777777777-b7ad6b7169203331-01"
