@@ -25,43 +25,41 @@ static char *put_ms(char *p, double seconds)
     return p;
 }
 
-/* What each byte of a call's name becomes in an entry's name: 1 kept (a
- * token character), 0 written '_', 2 the end ('?', '#' and NUL). */
-static unsigned char name_class[256];
+/* What each byte of a call's name becomes in an entry's name: itself (a
+ * token character), '_', or 0 for the end ('?', '#' and NUL). */
+static char name_byte[256];
 
-static void init_classes(void)
+static void init_name_bytes(void)
 {
     for (int c = 0; c < 256; c++)
-        name_class[c] = fan__tchar[c];
-    name_class['?'] = name_class['#'] = name_class[0] = 2;
+        name_byte[c] = fan__tchar[c] ? (char)c : '_';
+    name_byte['?'] = name_byte['#'] = name_byte[0] = 0;
 }
 
 /* The entry's name: a token made of the call's name, the scheme and the
- * query dropped, other bytes as '_', at most NAME_MAX_BYTES. One pass: this
- * runs for every call. */
+ * query dropped, other bytes as '_', at most NAME_MAX_BYTES. One pass of a
+ * lookup a byte: this runs for every call. */
 static char *put_name(char *p, const char *name)
 {
-    const unsigned char *s = (const unsigned char *)name;
-    if (strncmp(name, "http://", 7) == 0)
-        s += 7;
-    else if (strncmp(name, "https://", 8) == 0)
-        s += 8;
-    char *start = p;
-    for (size_t i = 0; i < NAME_MAX_BYTES; i++) {
-        unsigned char k = name_class[s[i]];
-        if (k == 2)
-            break;
-        *p++ = k ? (char)s[i] : '_';
+    if (name[0] == 'h' && name[1] == 't' && name[2] == 't' && name[3] == 'p') {
+        size_t scheme = name[4] == ':' ? 4 : name[4] == 's' && name[5] == ':' ? 5 : 0;
+        if (scheme && name[scheme + 1] == '/' && name[scheme + 2] == '/')
+            name += scheme + 3;
     }
-    return p == start ? fan__put(p, "call", 4) : p;
+    const unsigned char *s = (const unsigned char *)name;
+    size_t i = 0;
+    char b;
+    while (i < NAME_MAX_BYTES && (b = name_byte[s[i]]) != 0)
+        p[i++] = b;
+    return i == 0 ? fan__put(p, "call", 4) : p + i;
 }
 
 const char *fan__server_timing(fan_req *rq)
 {
     const fan__site *site = fan__site_of(rq->app);
     unsigned shown = 0, omitted = 0;
-    if (!name_class['a'])
-        init_classes(); /* once per process; the same result if two threads race */
+    if (!name_byte['a'])
+        init_name_bytes(); /* once per process; the same result if two threads race */
     fan__list *pos;
     fan__list_each(pos, &rq->rt.call_recs)
     {
