@@ -353,10 +353,12 @@ static size_t header_bytes(const fan_call *c)
     return n;
 }
 
+/* Whether the caller's lines have a Host (the trace context lines after
+ * them are ours: no need to look). */
 static int has_host(const fan_call *c)
 {
-    for (const char *const *h = c->headers; h && *h; h++)
-        if (strncasecmp(*h, "Host:", 5) == 0)
+    for (unsigned i = 0; i < c->nchecked; i++)
+        if (strncasecmp(c->headers[i], "Host:", 5) == 0)
             return 1;
     return 0;
 }
