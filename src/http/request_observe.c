@@ -3,6 +3,7 @@
  * in flight, http_server_request_duration_seconds by method, route and
  * status, and the waterfall's record of the request and its calls (the
  * query's values redacted, only the allow-listed headers). */
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -17,8 +18,9 @@
 static const char *single_header(const fan_req *rq, const char *name)
 {
     const char *v = NULL;
+    char first = name[0]; /* lower-case: a cheap first test, for every request */
     for (unsigned i = 0; i < rq->nheaders; i++) {
-        if (strcasecmp(rq->headers[i].name, name) != 0)
+        if ((rq->headers[i].name[0] | 0x20) != first || strcasecmp(rq->headers[i].name, name) != 0)
             continue;
         if (v)
             return NULL;
@@ -114,10 +116,36 @@ static void record_calls(const fan_req *rq, fan__wf_req *w)
         c->start_ms = (float)((r->started - rq->started) * 1000);
         c->dur_ms = (float)(((r->finished ? r->finished : fan_now()) - r->started) * 1000);
         c->status = r->status;
-        copy(c->error, sizeof c->error, r->error ? fan_errname(r->error) : "");
+        if (r->error)
+            copy(c->error, sizeof c->error, fan_errname(r->error));
+        else
+            c->error[0] = '\0';
         c->attempts = (unsigned short)r->attempts;
         c->hedges = (unsigned short)r->hedges;
     }
+}
+
+/* getpid() is a system call: once per process, again in a forked child. */
+static pid_t self_pid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void)
+{
+    self_pid = 0;
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static unsigned pid_of_self(void)
+{
+    if (!self_pid) {
+        pthread_once(&atfork_once, register_atfork);
+        self_pid = getpid();
+    }
+    return (unsigned)self_pid;
 }
 
 static double wall_time(void)
@@ -148,7 +176,7 @@ static void record_waterfall(const fan_req *rq, const char *method, const char *
     fan__req_trace_id(rq, w->trace_id);
     w->status = rq->status;
     w->dur_ms = (float)(seconds * 1000);
-    w->pid = (unsigned)getpid();
+    w->pid = pid_of_self();
     record_calls(rq, w);
     fan__wf_commit(w);
 }

@@ -32,6 +32,7 @@ typedef struct cache_slot {
 
 static fan__metrics_region *region; /* what this process writes to */
 static fan__m_lane *lane;
+int64_t *fan__metrics_counters; /* lane's */
 static fan__m_hist *hists[FAN__M_NFAMILIES]; /* lane's, per family */
 static uint64_t generation;                  /* of region: memos of an earlier one do not match */
 static unsigned default_series = FAN__M_DEFAULT_SERIES;
@@ -97,6 +98,7 @@ void fan__metrics_attach(fan__metrics_region *r, unsigned l)
 {
     region = r;
     lane = r ? fan__metrics_lane(r, l % r->nlanes) : NULL;
+    fan__metrics_counters = lane ? lane->counters : NULL;
     for (int f = 0; f < FAN__M_NFAMILIES; f++)
         hists[f] = lane ? fan__metrics_hists(r, lane, f) : NULL;
     generation = (generation + 1) & 0xffff; /* 16 bits of a memo; 0 is never a region's */
@@ -137,7 +139,7 @@ fan__m_hist *fan__metrics_hists(fan__metrics_region *r, fan__m_lane *l, int fami
            (size_t)family * (r->max_series + 1);
 }
 
-void fan__metrics_add(int counter, int64_t n)
+void fan__metrics_add_slow(int counter, int64_t n)
 {
     if (lane || fan__metrics_current())
         __atomic_fetch_add(&lane->counters[counter], n, __ATOMIC_RELAXED);

@@ -145,8 +145,19 @@ typedef struct fan__m_memo {
     uint64_t v;
 } fan__m_memo;
 
-/* Counting, from the request and call paths: cheap, never fails. */
-void fan__metrics_add(int counter, int64_t n);
+/* Counting, from the request and call paths: cheap, never fails. The
+ * common case inline: the counters of this process's lane, once it has
+ * one (fan__metrics_add_slow() maps a region on first use). */
+extern int64_t *fan__metrics_counters;
+void fan__metrics_add_slow(int counter, int64_t n);
+
+static inline void fan__metrics_add(int counter, int64_t n)
+{
+    if (fan__metrics_counters)
+        __atomic_fetch_add(&fan__metrics_counters[counter], n, __ATOMIC_RELAXED);
+    else
+        fan__metrics_add_slow(counter, n);
+}
 
 /* Adds `seconds` to the series of `k` in `family`. With a memo (NULL for
  * none), remembers the series in it for `tag` (below 65536). */
