@@ -274,6 +274,23 @@ class Observe(unittest.TestCase):
                          - sample(before, "http_client_request_duration_seconds_count", **key), 3)
 
 
+    def test_cache_hits_and_misses_are_counted(self):
+        # Each of the 2 workers has its own cache: the first call of the
+        # key in each misses, every other call hits.
+        url = self.mock_url(f"/delay?ms=0&key=obs-cache-{time.monotonic()}")
+        before = scrape(self.admin)
+        for _ in range(6):
+            r = request(self.app.port, "GET", "/fetch?" + urllib.parse.urlencode(
+                {"url": url, "cache": 1, "ttl": 60000}))
+            self.assertEqual(r.status, 200, r.body)
+        after = scrape(self.admin)
+        hits = sample(after, "fanout_cache_hits_total") - sample(before, "fanout_cache_hits_total")
+        misses = (sample(after, "fanout_cache_misses_total")
+                  - sample(before, "fanout_cache_misses_total"))
+        self.assertIn("# TYPE fanout_cache_misses_total counter", after)
+        self.assertIn(misses, (1, 2))
+        self.assertEqual(hits + misses, 6)
+
     def test_series_a_route_and_an_origin_remember_keep_methods_and_statuses_apart(self):
         # A route's handler and an origin remember the series they counted
         # last: requests that alternate methods, and calls that alternate
