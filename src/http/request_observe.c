@@ -90,8 +90,10 @@ static void record_headers(const fan_req *rq, char *out, size_t cap)
     size_t n = 0;
     for (unsigned i = 0; i < rq->nheaders; i++) {
         const fan__header *h = &rq->headers[i];
+        if (!fan__header_recordable(h->name)) /* most are not: measured only if */
+            continue;
         size_t nl = strlen(h->name), vl = strlen(h->value);
-        if (n + nl + vl + 4 > cap || !fan__header_recordable(h->name))
+        if (n + nl + vl + 4 > cap)
             continue;
         memcpy(out + n, h->name, nl);
         memcpy(out + n + nl, ": ", 2);
