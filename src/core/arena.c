@@ -33,15 +33,16 @@ struct fan__chunk {
  * malloc's arena of the thread.
  * Under AddressSanitizer none are kept: a reused chunk would hide a use
  * after the request's end. */
+#define SPARE_MAX 64
 #if defined(__SANITIZE_ADDRESS__)
-#define SPARE_MAX 0
+#define KEEP_SPARES 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define SPARE_MAX 0
+#define KEEP_SPARES 0
 #endif
 #endif
-#ifndef SPARE_MAX
-#define SPARE_MAX 64
+#ifndef KEEP_SPARES
+#define KEEP_SPARES 1
 #endif
 
 typedef struct spares {
@@ -53,6 +54,8 @@ static _Thread_local spares spare_first, spare_chunk;
 
 static spares *spares_for(size_t cap)
 {
+    if (!KEEP_SPARES)
+        return NULL;
     return cap == FIRST_CAP ? &spare_first : cap == CHUNK_CAP ? &spare_chunk : NULL;
 }
 
