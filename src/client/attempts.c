@@ -126,6 +126,7 @@ static fan_call *new_try(fan__attempts *at)
     a->name = c->name;
     a->method = c->method;
     a->headers = c->headers;
+    a->nchecked = c->nchecked;
     a->body = c->body;
     a->body_len = c->body_len;
     a->connect_timeout_ms = c->connect_timeout_ms;

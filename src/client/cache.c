@@ -16,6 +16,7 @@
 #include "client/flight.h"
 #include "client/store.h"
 #include "core/log.h"
+#include "runtime/metrics.h"
 
 static _Thread_local fan_cache_counters counters;
 static _Thread_local fan__store *store;
@@ -211,6 +212,8 @@ static void decide(fan_call *c, const fan__store_entry *hit)
         return;
     }
     counters.misses++;
+    if (fan__rt_of(c->rq)->obs & FAN__OBS_METRICS)
+        fan__metrics_add(FAN__M_CACHE_MISSES, 1); /* a hit is counted when the call ends */
     if (hit && now < hit->sie_until) {
         /* Kept for the case the exchange fails (stale-if-error). */
         int rc =

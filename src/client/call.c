@@ -285,14 +285,14 @@ static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_j
     if (!c->url || !c->name || !c->method ||
         copy_headers(a, o->cache_vary, NULL, 0, &c->cache_vary) != 0)
         return FAN_ENOMEM;
-    const char *extra[3] = {
+    const char *extra[1] = {
         o->json && !sets_content_type(o->headers) ? "Content-Type: application/json" : NULL};
-    if (fan__call_trace_headers(c, o->headers, extra + 1) != 0 ||
-        copy_headers(a, o->headers, extra, 3, &c->headers) != 0)
+    if (copy_headers(a, o->headers, extra, 1, &c->headers) != 0)
         return FAN_ENOMEM;
+    fan__call_trace_headers(c, o->headers); /* the transport writes the lines */
     for (const char *const *h = o->headers; h && *h; h++)
         c->nchecked++;
-    c->nchecked += extra[0] != NULL; /* the trace context lines after them are ours */
+    c->nchecked += extra[0] != NULL;
     if (need_json && !o->json)
         return refuse(c, "no JSON body (NULL)");
     if (o->json && o->body)
@@ -393,9 +393,29 @@ fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts
 
 fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan__flight *f)
 {
+    /* The exchange carries the model's trace context, as lines of its own
+     * (start() copies them): the model's request may end before it does. */
+    const char *const *headers = model->headers;
+    char tp[FAN__TRACEPARENT_LINE + 1];
+    if (fan__call_traceparent(model, tp)) {
+        size_t n = 0;
+        while (headers && headers[n])
+            n++;
+        const char **lines = fan__arena_alloc(fan__req_arena(bg), (n + 3) * sizeof *lines);
+        if (!lines)
+            return NULL;
+        if (n)
+            memcpy(lines, headers, n * sizeof *lines);
+        lines[n++] = tp;
+        const char *ts = fan__call_tracestate(model);
+        if (ts && !(lines[n++] = fan_sprintf(bg, "tracestate: %s", ts)))
+            return NULL;
+        lines[n] = NULL;
+        headers = lines;
+    }
     fan_call_opts o = {
         .method = model->method,
-        .headers = model->headers,
+        .headers = headers,
         .timeout_ms = model->timeout_ms,
         .connect_timeout_ms = model->connect_timeout_ms,
         .max_body_bytes = model->max_body,

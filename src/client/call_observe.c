@@ -16,31 +16,35 @@ static int has_traceparent(const char *const *h)
     return 0;
 }
 
-int fan__call_trace_headers(fan_call *c, const char *const *headers, const char *out[2])
+void fan__call_trace_headers(fan_call *c, const char *const *headers)
 {
     fan__rt *rt = fan__rt_of(c->rq);
-    out[0] = out[1] = NULL;
     if (!(rt->obs & FAN__OBS_TRACE) || !rt->trace.begun)
-        return 0;
+        return;
     fan__trace_random(c->rec.span_id, 8);
-    if (has_traceparent(headers))
-        return 0; /* the caller continues a trace of its own */
-    char *line = fan__arena_alloc(&rt->arena, 13 + 56);
-    if (!line)
-        return FAN_ENOMEM;
-    memcpy(line, "traceparent: ", 13);
-    fan__traceparent_format(&rt->trace, c->rec.span_id, line + 13);
-    out[0] = line;
-    if (rt->trace.tracestate) {
-        size_t n = strlen(rt->trace.tracestate);
-        char *ts = fan__arena_alloc(&rt->arena, 12 + n + 1);
-        if (!ts)
-            return FAN_ENOMEM;
-        memcpy(ts, "tracestate: ", 12);
-        memcpy(ts + 12, rt->trace.tracestate, n + 1);
-        out[1] = ts;
-    }
-    return 0;
+    c->sends_trace = !has_traceparent(headers); /* else the caller continues a trace of its own */
+}
+
+/* The call whose trace context a call sends: a try sends its call's. */
+static const fan_call *trace_owner(const fan_call *c)
+{
+    return c->parent ? c->parent : c;
+}
+
+size_t fan__call_traceparent(const fan_call *c, char out[FAN__TRACEPARENT_LINE + 1])
+{
+    const fan_call *o = trace_owner(c);
+    if (!o->sends_trace)
+        return 0;
+    memcpy(out, "traceparent: ", 13);
+    fan__traceparent_format(&fan__rt_of(o->rq)->trace, o->rec.span_id, out + 13);
+    return FAN__TRACEPARENT_LINE;
+}
+
+const char *fan__call_tracestate(const fan_call *c)
+{
+    const fan_call *o = trace_owner(c);
+    return o->sends_trace ? fan__rt_of(o->rq)->trace.tracestate : NULL;
 }
 
 void fan__call_observe_start(fan_call *c)
@@ -71,6 +75,12 @@ void fan__call_observe_end(fan_call *c)
     if (c->flags & FAN_CALL_COALESCED)
         fan__metrics_add(FAN__M_COALESCED, 1);
     fan__metrics_add(FAN__M_CALLS_ACTIVE, -1);
+    /* The origin remembers the series of its last status without an error
+     * (the address is the origin's). */
+    fan__m_memo *memo = c->error || c->status < 0 || c->status > 999 ? NULL : fan__slots_memo(c);
+    double seconds = c->finished - c->started;
+    if (memo && fan__metrics_observe_memo(FAN__M_CLIENT, memo, (uint32_t)c->status, seconds) == 0)
+        return;
     fan__m_key k; /* only the strings up to their NUL count */
     k.overflow = 0;
     k.a[0] = k.b[0] = '\0';
@@ -90,5 +100,5 @@ void fan__call_observe_end(fan_call *c)
         k.b[len] = '\0';
     }
     k.status = c->error ? 0 : c->status;
-    fan__metrics_observe(FAN__M_CLIENT, &k, c->finished - c->started);
+    fan__metrics_observe(FAN__M_CLIENT, &k, seconds, memo, (uint32_t)k.status);
 }

@@ -38,7 +38,8 @@ struct fan_call {
 
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
-    unsigned nchecked;          /* the first ones, checked; trace context follows (ours) */
+    unsigned nchecked;          /* how many: the caller's, checked, and a Content-Type of ours */
+    int sends_trace;            /* the transport adds the trace context lines (call_observe.c) */
     const void *body;
     size_t body_len;
     unsigned timeout_ms, connect_timeout_ms;
@@ -114,15 +115,23 @@ typedef struct fan__shared_body {
 
 void fan__shared_body_unref(fan__shared_body *b);
 
-/* Observation of calls (call_observe.c). fan__call_trace_headers() sets
- * out[0] and out[1] to the child traceparent and the request's tracestate
- * lines (arena), or NULL, when the request propagates trace context and the
- * caller's `headers` do not carry their own traceparent; it gives the call
- * its span id. Returns 0 or FAN_ENOMEM. fan__call_observe_start() links the
- * call's record to its request and counts it in flight;
- * fan__call_observe_end() completes the record and counts the call in the
- * client histogram. */
-int fan__call_trace_headers(fan_call *c, const char *const *headers, const char *out[2]);
+/* Observation of calls (call_observe.c). fan__call_trace_headers() gives
+ * the call its span id and, when the request propagates trace context and
+ * the caller's `headers` do not carry their own traceparent, marks it
+ * (sends_trace) for the transport to add the child traceparent and the
+ * request's tracestate to the lines it sends: written straight into the
+ * request it serializes, not made into lines of the arena first. A try
+ * sends its call's. fan__call_traceparent() writes the traceparent line
+ * ("traceparent: 00-...", no CR LF, NUL-terminated: FAN__TRACEPARENT_LINE
+ * bytes and the NUL) and returns its length, or 0 when the call sends
+ * none; fan__call_tracestate() is the tracestate value to send with it, or
+ * NULL. fan__call_observe_start() links the call's record to its request
+ * and counts it in flight; fan__call_observe_end() completes the record and
+ * counts the call in the client histogram. */
+#define FAN__TRACEPARENT_LINE 68
+void fan__call_trace_headers(fan_call *c, const char *const *headers);
+size_t fan__call_traceparent(const fan_call *c, char out[FAN__TRACEPARENT_LINE + 1]);
+const char *fan__call_tracestate(const fan_call *c);
 void fan__call_observe_start(fan_call *c);
 void fan__call_observe_end(fan_call *c);
 
@@ -160,6 +169,11 @@ void fan__slots_shutdown(void);
 /* The origin key of a call that holds a slot or waits for one (not
  * NUL-terminated: its length is returned), or 0 when it has none. */
 size_t fan__slots_origin(const fan_call *c, const char **key);
+
+/* The client metrics series its origin remembers (runtime/metrics.h), or
+ * NULL when it has no origin. It lives as long as the origin: while a call
+ * to it runs or waits. */
+struct fan__m_memo *fan__slots_memo(const fan_call *c);
 
 /* Writes the origin of `url` (scheme, host and port, lower-cased, without
  * the scheme's default port or credentials) to out (cap bytes) and returns

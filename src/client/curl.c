@@ -306,6 +306,17 @@ static struct curl_slist *header_list(const fan_call *c)
             goto fail;
         h = t;
     }
+    char tp[FAN__TRACEPARENT_LINE + 1];
+    if (fan__call_traceparent(c, tp)) { /* the trace context, ours (call_observe.c) */
+        if (!(t = curl_slist_append(h, tp)))
+            goto fail;
+        h = t;
+        const char *ts = fan__call_tracestate(c);
+        char *tsl = ts ? fan_sprintf(c->rq, "tracestate: %s", ts) : NULL;
+        if (ts && (!tsl || !(t = curl_slist_append(h, tsl))))
+            goto fail;
+        h = ts ? t : h;
+    }
     return h;
 fail:
     curl_slist_free_all(h);

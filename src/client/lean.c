@@ -353,10 +353,11 @@ static size_t header_bytes(const fan_call *c)
     return n;
 }
 
+/* Whether the caller's lines have a Host. */
 static int has_host(const fan_call *c)
 {
-    for (const char *const *h = c->headers; h && *h; h++)
-        if (strncasecmp(*h, "Host:", 5) == 0)
+    for (unsigned i = 0; i < c->nchecked; i++)
+        if (strncasecmp(c->headers[i], "Host:", 5) == 0)
             return 1;
     return 0;
 }
@@ -367,7 +368,10 @@ static int has_host(const fan_call *c)
  * fan_call_start() checked them (tokens, no space, CR or LF). */
 static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
 {
-    size_t hb = header_bytes(c);
+    char tp[FAN__TRACEPARENT_LINE + 1];
+    size_t tpl = fan__call_traceparent(c, tp);
+    const char *ts = tpl ? fan__call_tracestate(c) : NULL;
+    size_t hb = header_bytes(c) + (tpl ? tpl + 2 : 0) + (ts ? 12 + strlen(ts) + 2 : 0);
     int needs_length = c->body_len || !strcmp(c->method, "POST") || !strcmp(c->method, "PUT");
     size_t cap = strlen(c->method) + tlen + strlen(p->hostport) + hb + 64 + (needs_length ? 40 : 0);
     lcall *lc = malloc(sizeof *lc + cap);
@@ -386,7 +390,16 @@ static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
         h = fan__put(h, "\r\n", 2);
     }
     for (const char *const *x = c->headers; x && *x; x++) {
-        h = fan__put(h, *x, strlen(*x));
+        h = stpcpy(h, *x); /* one pass; the CR goes over its NUL */
+        h = fan__put(h, "\r\n", 2);
+    }
+    if (tpl) {
+        h = fan__put(h, tp, tpl);
+        h = fan__put(h, "\r\n", 2);
+    }
+    if (ts) {
+        h = fan__put(h, "tracestate: ", 12);
+        h = fan__put_str(h, ts);
         h = fan__put(h, "\r\n", 2);
     }
     if (needs_length) {

@@ -24,6 +24,7 @@ typedef struct origin {
     size_t running;
     unsigned hash;
     size_t len;
+    fan__m_memo memo; /* its series of the client metrics */
     char key[];
 } origin;
 
@@ -140,6 +141,7 @@ static origin *origin_get(const char *key, size_t len)
     o->hash = h;
     o->len = len;
     o->running = 0;
+    o->memo.v = 0;
     fan__list_init(&o->queued);
     fan__list_init(&o->wait_link);
     if (++S->norigins > S->nbuckets)
@@ -270,6 +272,11 @@ size_t fan__slots_origin(const fan_call *c, const char **key)
         return 0;
     *key = c->origin->key;
     return c->origin->len;
+}
+
+fan__m_memo *fan__slots_memo(const fan_call *c)
+{
+    return c->origin ? &c->origin->memo : NULL;
 }
 
 int fan__slots_acquire(fan_call *c)

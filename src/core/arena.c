@@ -18,8 +18,73 @@
 
 struct fan__chunk {
     fan__chunk *next;
+    size_t cap; /* bytes of data; in what alignment pads the header to anyway */
     alignas(max_align_t) char data[];
 };
+
+#define FIRST_CAP (FIRST_CHUNK_SIZE - MALLOC_HEADER - sizeof(fan__chunk))
+#define CHUNK_CAP (CHUNK_SIZE - MALLOC_HEADER - sizeof(fan__chunk))
+
+/* Freed chunks of the two usual sizes, kept for the thread's next requests:
+ * every request takes one or more, and a chunk of 3 or 4 KiB is beyond
+ * malloc's per-thread cache (its bins cost ~300 instructions a malloc and
+ * more to free). At most SPARE_MAX of each are kept (448 KiB), the rest
+ * freed; a thread that ends leaves its spares unfreed, as it would leave
+ * malloc's arena of the thread.
+ * Under AddressSanitizer none are kept: a reused chunk would hide a use
+ * after the request's end. */
+#define SPARE_MAX 64
+#if defined(__SANITIZE_ADDRESS__)
+#define KEEP_SPARES 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KEEP_SPARES 0
+#endif
+#endif
+#ifndef KEEP_SPARES
+#define KEEP_SPARES 1
+#endif
+
+typedef struct spares {
+    fan__chunk *list;
+    unsigned n;
+} spares;
+
+static _Thread_local spares spare_first, spare_chunk;
+
+static spares *spares_for(size_t cap)
+{
+    if (!KEEP_SPARES)
+        return NULL;
+    return cap == FIRST_CAP ? &spare_first : cap == CHUNK_CAP ? &spare_chunk : NULL;
+}
+
+static fan__chunk *chunk_new(size_t cap)
+{
+    spares *s = spares_for(cap);
+    if (s && s->list) {
+        fan__chunk *c = s->list;
+        s->list = c->next;
+        s->n--;
+        return c;
+    }
+    fan__chunk *c = malloc(sizeof(fan__chunk) + cap);
+    if (c)
+        c->cap = cap;
+    return c;
+}
+
+static void chunk_free(fan__chunk *c)
+{
+    spares *s = spares_for(c->cap);
+    if (s && s->n < SPARE_MAX) {
+        c->next = s->list;
+        s->list = c;
+        s->n++;
+        return;
+    }
+    free(c);
+}
 
 void fan__arena_init(fan__arena *a)
 {
@@ -32,7 +97,7 @@ void fan__arena_free(fan__arena *a)
     fan__chunk *c = a->head;
     while (c) {
         fan__chunk *next = c->next;
-        free(c);
+        chunk_free(c);
         c = next;
     }
     fan__arena_init(a);
@@ -53,9 +118,9 @@ void *fan__arena_alloc_slow(fan__arena *a, size_t size)
     }
     /* A big allocation gets a chunk of its own, linked behind the current one,
      * so the free space left in the current chunk is not wasted. */
-    size_t chunk = (a->head ? CHUNK_SIZE : FIRST_CHUNK_SIZE) - MALLOC_HEADER - sizeof(fan__chunk);
+    size_t chunk = a->head ? CHUNK_CAP : FIRST_CAP;
     size_t cap = size > CHUNK_SIZE / 4 ? size : chunk;
-    fan__chunk *c = malloc(sizeof(fan__chunk) + cap);
+    fan__chunk *c = chunk_new(cap);
     if (!c)
         return NULL;
     if (cap == size && a->head) {

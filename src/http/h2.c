@@ -175,9 +175,10 @@ static int head_nv(fan_req *rq, int stream, nghttp2_nv **out)
         snprintf(clen, 24, "%zu", rq->out_len);
         v[n++] = nv("content-length", 14, clen, strlen(clen));
     }
-    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq) : NULL;
+    size_t tlen = 0;
+    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq, &tlen) : NULL;
     if (timing)
-        v[n++] = nv("server-timing", 13, timing, strlen(timing));
+        v[n++] = nv("server-timing", 13, timing, tlen);
     for (unsigned i = 0; i < rq->nout; i++) {
         const fan__header *h = &rq->out_headers[i];
         if (connection_specific(h->name))

@@ -97,8 +97,8 @@ void fan__req_observe_end(fan_req *rq);
 void fan__req_trace_id(const fan_req *rq, char out[33]);
 
 /* The Server-Timing value of the request's response so far, in the arena,
- * or NULL when out of memory (server_timing.c). */
-const char *fan__server_timing(fan_req *rq);
+ * with its length in *len, or NULL when out of memory (server_timing.c). */
+const char *fan__server_timing(fan_req *rq, size_t *len);
 
 /* The reason phrase of a status code (response.c). */
 const char *fan__status_text(int status);

@@ -3,6 +3,7 @@
  * in flight, http_server_request_duration_seconds by method, route and
  * status, and the waterfall's record of the request and its calls (the
  * query's values redacted, only the allow-listed headers). */
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -17,8 +18,9 @@
 static const char *single_header(const fan_req *rq, const char *name)
 {
     const char *v = NULL;
+    char first = name[0]; /* lower-case: a cheap first test, for every request */
     for (unsigned i = 0; i < rq->nheaders; i++) {
-        if (strcasecmp(rq->headers[i].name, name) != 0)
+        if ((rq->headers[i].name[0] | 0x20) != first || strcasecmp(rq->headers[i].name, name) != 0)
             continue;
         if (v)
             return NULL;
@@ -60,15 +62,16 @@ void fan__req_trace_id(const fan_req *rq, char out[33])
 }
 
 /* The method as a bounded label: a standard one, else "_OTHER" (as the
- * OpenTelemetry conventions say). */
-static const char *method_label(const char *m)
+ * OpenTelemetry conventions say); its index among them in *index. */
+static const char *method_label(const char *m, unsigned *index)
 {
-    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
-                                        "CONNECT", "OPTIONS", "TRACE", "PATCH"};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(m, known[i]) == 0)
-            return known[i];
-    return "_OTHER";
+    static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
+                                        "CONNECT", "OPTIONS", "TRACE", "PATCH", "_OTHER"};
+    size_t i = 0;
+    while (i < sizeof known / sizeof known[0] - 1 && strcmp(m, known[i]) != 0)
+        i++;
+    *index = (unsigned)i;
+    return known[i];
 }
 
 /* Copies src to dst[cap], cut to fit; returns the length copied. */
@@ -87,8 +90,10 @@ static void record_headers(const fan_req *rq, char *out, size_t cap)
     size_t n = 0;
     for (unsigned i = 0; i < rq->nheaders; i++) {
         const fan__header *h = &rq->headers[i];
+        if (!fan__header_recordable(h->name)) /* most are not: measured only if */
+            continue;
         size_t nl = strlen(h->name), vl = strlen(h->value);
-        if (n + nl + vl + 4 > cap || !fan__header_recordable(h->name))
+        if (n + nl + vl + 4 > cap)
             continue;
         memcpy(out + n, h->name, nl);
         memcpy(out + n + nl, ": ", 2);
@@ -113,10 +118,36 @@ static void record_calls(const fan_req *rq, fan__wf_req *w)
         c->start_ms = (float)((r->started - rq->started) * 1000);
         c->dur_ms = (float)(((r->finished ? r->finished : fan_now()) - r->started) * 1000);
         c->status = r->status;
-        copy(c->error, sizeof c->error, r->error ? fan_errname(r->error) : "");
+        if (r->error)
+            copy(c->error, sizeof c->error, fan_errname(r->error));
+        else
+            c->error[0] = '\0';
         c->attempts = (unsigned short)r->attempts;
         c->hedges = (unsigned short)r->hedges;
     }
+}
+
+/* getpid() is a system call: once per process, again in a forked child. */
+static pid_t self_pid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void)
+{
+    self_pid = 0;
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static unsigned pid_of_self(void)
+{
+    if (!self_pid) {
+        pthread_once(&atfork_once, register_atfork);
+        self_pid = getpid();
+    }
+    return (unsigned)self_pid;
 }
 
 static double wall_time(void)
@@ -147,7 +178,7 @@ static void record_waterfall(const fan_req *rq, const char *method, const char *
     fan__req_trace_id(rq, w->trace_id);
     w->status = rq->status;
     w->dur_ms = (float)(seconds * 1000);
-    w->pid = (unsigned)getpid();
+    w->pid = pid_of_self();
     record_calls(rq, w);
     fan__wf_commit(w);
 }
@@ -179,13 +210,21 @@ void fan__req_observe_end(fan_req *rq)
     if (!rq->status)
         return; /* never answered: the client left before */
     double seconds = fan_now() - rq->started;
-    fan__m_key k; /* only the strings up to their NUL count */
-    k.overflow = 0;
-    const char *method = method_label(rq->method ? rq->method : "");
+    unsigned mi;
+    const char *method = method_label(rq->method ? rq->method : "", &mi);
     const char *route = rq->match.pattern ? rq->match.pattern : "";
-    copy(k.a, sizeof k.a, method);
-    copy(k.b, sizeof k.b, route);
-    k.status = rq->status;
-    fan__metrics_observe(FAN__M_SERVER, &k, seconds);
+    /* The route's handler remembers the series of its last method and
+     * status (a status has three digits: 1000 apart is room enough). */
+    uint32_t tag = mi * 1000 + (unsigned)rq->status;
+    fan__m_memo *memo =
+        rq->match.pattern && rq->status > 0 && rq->status <= 999 ? rq->match.memo : NULL;
+    if (!memo || fan__metrics_observe_memo(FAN__M_SERVER, memo, tag, seconds) != 0) {
+        fan__m_key k; /* only the strings up to their NUL count */
+        k.overflow = 0;
+        copy(k.a, sizeof k.a, method);
+        copy(k.b, sizeof k.b, route);
+        k.status = rq->status;
+        fan__metrics_observe(FAN__M_SERVER, &k, seconds, memo, tag);
+    }
     record_waterfall(rq, method, route, seconds);
 }

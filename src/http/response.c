@@ -114,9 +114,9 @@ static void req_written(uv_write_t *w, int status)
     fan__op_end(rq, &rw->op);
 }
 
-static size_t head_size(const fan_req *rq, const char *timing)
+static size_t head_size(const fan_req *rq, const char *timing, size_t tlen)
 {
-    size_t n = 200 + (timing ? strlen(timing) + 17 : 0) + strlen(fan__status_text(rq->status)) +
+    size_t n = 200 + (timing ? tlen + 17 : 0) + strlen(fan__status_text(rq->status)) +
                (rq->content_type ? strlen(rq->content_type) : 0);
     for (unsigned i = 0; i < rq->nout; i++)
         n += strlen(rq->out_headers[i].name) + strlen(rq->out_headers[i].value) + 4;
@@ -126,8 +126,9 @@ static size_t head_size(const fan_req *rq, const char *timing)
 char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
 {
     fan__conn *c = rq->conn;
-    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq) : NULL;
-    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq, timing));
+    size_t tlen = 0;
+    const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq, &tlen) : NULL;
+    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq, timing, tlen));
     if (!head)
         return NULL;
     /* Copies, not printf: this runs for every response. */
@@ -168,7 +169,7 @@ char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
         h = fan__put(h, "X-Accel-Buffering: no\r\n", 23);
     if (timing) {
         h = fan__put(h, "Server-Timing: ", 15);
-        h = fan__put_str(h, timing);
+        h = fan__put(h, timing, tlen);
         h = fan__put(h, "\r\n", 2);
     }
     h = fan__put(h, "\r\n", 2);

@@ -10,6 +10,7 @@ typedef struct method_handler {
     char *method;
     void *handler;
     struct method_handler *next;
+    fan__m_memo memo; /* fan__route_match.memo */
 } method_handler;
 
 typedef struct node {
@@ -166,17 +167,17 @@ typedef struct walk {
     int nomem;
 } walk;
 
-static void *handler_for(const node *n, const char *method)
+static method_handler *handler_for(const node *n, const char *method)
 {
-    void *any = NULL;
-    void *get = NULL;
+    method_handler *any = NULL;
+    method_handler *get = NULL;
     for (method_handler *m = n->methods; m; m = m->next) {
         if (strcmp(m->method, method) == 0)
-            return m->handler;
+            return m;
         if (strcmp(m->method, "*") == 0)
-            any = m->handler;
+            any = m;
         if (strcmp(m->method, "GET") == 0)
-            get = m->handler;
+            get = m;
     }
     if (strcmp(method, "HEAD") == 0 && get)
         return get;
@@ -190,11 +191,12 @@ static int visit(walk *w, const node *n, unsigned i, unsigned np)
             return 0;
         if (!w->first_match)
             w->first_match = n;
-        void *h = handler_for(n, w->method);
+        method_handler *h = handler_for(n, w->method);
         if (!h)
             return 0;
-        w->m->handler = h;
+        w->m->handler = h->handler;
         w->m->pattern = n->pattern;
+        w->m->memo = &h->memo;
         w->m->nparams = np;
         if (np) {
             const char **arr = fan__arena_alloc(w->a, 2 * np * sizeof *arr);

@@ -4,6 +4,7 @@
 #define FAN_HTTP_ROUTER_H
 
 #include "core/arena.h"
+#include "runtime/metrics.h"
 
 #define FAN__MAX_PARAMS 16
 #define FAN__MAX_SEGMENTS 64
@@ -13,6 +14,8 @@ typedef struct fan__router fan__router;
 typedef struct fan__route_match {
     void *handler;                          /* set when status is 200 */
     const char *pattern;                    /* the matched route's, owned by the router */
+    fan__m_memo *memo;                      /* its handler's series of the request
+                                             * metrics, owned by the router; or NULL */
     int status;                             /* 200, 404 or 405 */
     const char *allow;                      /* for 405: "GET, HEAD, POST", in the arena */
     unsigned nparams;

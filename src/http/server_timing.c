@@ -12,56 +12,70 @@
 
 #define NAME_MAX_BYTES 48
 
-/* Writes ms with three decimals ("12.345") and returns the end. */
-static char *put_ms(char *p, double seconds)
+/* Writes v < 1000 in `digits` digits (1 to 3) and returns the end. */
+static char *put_small(char *p, unsigned v, int digits)
 {
-    unsigned long long us = seconds > 0 ? (unsigned long long)(seconds * 1e6 + 0.5) : 0;
-    p = fan__put_uint(p, us / 1000);
-    *p++ = '.';
-    unsigned frac = (unsigned)(us % 1000);
-    *p++ = (char)('0' + frac / 100);
-    *p++ = (char)('0' + frac / 10 % 10);
-    *p++ = (char)('0' + frac % 10);
+    if (digits == 3)
+        *p++ = (char)('0' + v / 100);
+    if (digits >= 2)
+        *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
     return p;
 }
 
-/* What each byte of a call's name becomes in an entry's name: 1 kept (a
- * token character), 0 written '_', 2 the end ('?', '#' and NUL). */
-static unsigned char name_class[256];
+/* Writes ms with three decimals ("12.345") and returns the end. Durations
+ * under a second, the usual ones, without the general integer writer. */
+static char *put_ms(char *p, double seconds)
+{
+    unsigned long long us = seconds > 0 ? (unsigned long long)(seconds * 1e6 + 0.5) : 0;
+    unsigned long long ms = us / 1000;
+    if (ms < 1000)
+        p = put_small(p, (unsigned)ms, ms >= 100 ? 3 : ms >= 10 ? 2 : 1);
+    else
+        p = fan__put_uint(p, ms);
+    *p++ = '.';
+    return put_small(p, (unsigned)(us % 1000), 3);
+}
 
-static void init_classes(void)
+/* What each byte of a call's name becomes in an entry's name: itself (a
+ * token character), '_', or 0 for the end ('?', '#' and NUL). */
+static char name_byte[256];
+
+static void init_name_bytes(void)
 {
     for (int c = 0; c < 256; c++)
-        name_class[c] = fan__tchar[c];
-    name_class['?'] = name_class['#'] = name_class[0] = 2;
+        name_byte[c] = fan__tchar[c] ? (char)c : '_';
+    name_byte['?'] = name_byte['#'] = name_byte[0] = 0;
 }
 
 /* The entry's name: a token made of the call's name, the scheme and the
- * query dropped, other bytes as '_', at most NAME_MAX_BYTES. One pass: this
- * runs for every call. */
+ * query dropped, other bytes as '_', at most NAME_MAX_BYTES. A lookup a
+ * byte: this runs for every call. */
 static char *put_name(char *p, const char *name)
 {
-    const unsigned char *s = (const unsigned char *)name;
-    if (strncmp(name, "http://", 7) == 0)
-        s += 7;
-    else if (strncmp(name, "https://", 8) == 0)
-        s += 8;
-    char *start = p;
-    for (size_t i = 0; i < NAME_MAX_BYTES; i++) {
-        unsigned char k = name_class[s[i]];
-        if (k == 2)
-            break;
-        *p++ = k ? (char)s[i] : '_';
+    if (name[0] == 'h' && name[1] == 't' && name[2] == 't' && name[3] == 'p') {
+        size_t scheme = name[4] == ':' ? 4 : name[4] == 's' && name[5] == ':' ? 5 : 0;
+        if (scheme && name[scheme + 1] == '/' && name[scheme + 2] == '/')
+            name += scheme + 3;
     }
-    return p == start ? fan__put(p, "call", 4) : p;
+    /* Every byte up to the bound mapped, then the name cut at the first
+     * end: a loop without a test of its own to stop at, which unrolls. */
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = strnlen(name, NAME_MAX_BYTES);
+#pragma GCC unroll 8
+    for (size_t i = 0; i < n; i++)
+        p[i] = name_byte[s[i]];
+    const char *end = memchr(p, 0, n);
+    n = end ? (size_t)(end - p) : n;
+    return n == 0 ? fan__put(p, "call", 4) : p + n;
 }
 
-const char *fan__server_timing(fan_req *rq)
+const char *fan__server_timing(fan_req *rq, size_t *len)
 {
     const fan__site *site = fan__site_of(rq->app);
     unsigned shown = 0, omitted = 0;
-    if (!name_class['a'])
-        init_classes(); /* once per process; the same result if two threads race */
+    if (!name_byte['a'])
+        init_name_bytes(); /* once per process; the same result if two threads race */
     fan__list *pos;
     fan__list_each(pos, &rq->rt.call_recs)
     {
@@ -70,10 +84,14 @@ const char *fan__server_timing(fan_req *rq)
             shown < site->server_timing_max ? shown++ : omitted++;
     }
     /* name, ";dur=" and 24 digits, ";desc=" and an error name, ", " */
-    size_t cap = (size_t)shown * (NAME_MAX_BYTES + 64) + 128;
-    char *out = fan__arena_alloc(&rq->rt.arena, cap), *p = out;
-    if (!out)
+    size_t cap = (size_t)shown * (NAME_MAX_BYTES + 64) + 128, room;
+    /* Written in the arena's free space when it fits, and only what it took
+     * claimed: the bound is several times the usual length, and claiming it
+     * whole would take a new chunk. */
+    char *out = fan__arena_room(&rq->rt.arena, &room);
+    if (room < cap && !(out = fan__arena_alloc(&rq->rt.arena, cap)))
         return NULL;
+    char *p = out;
     unsigned n = 0;
     fan__list_each(pos, &rq->rt.call_recs)
     {
@@ -98,5 +116,8 @@ const char *fan__server_timing(fan_req *rq)
     p = fan__put(p, "handler;dur=", 12);
     p = put_ms(p, fan_now() - rq->started);
     *p = '\0';
+    *len = (size_t)(p - out);
+    if (room >= cap)
+        fan__arena_alloc(&rq->rt.arena, (size_t)(p + 1 - out)); /* out: it fits the room */
     return out;
 }

@@ -32,6 +32,9 @@ typedef struct cache_slot {
 
 static fan__metrics_region *region; /* what this process writes to */
 static fan__m_lane *lane;
+int64_t *fan__metrics_counters; /* lane's */
+static fan__m_hist *hists[FAN__M_NFAMILIES]; /* lane's, per family */
+static uint64_t generation;                  /* of region: memos of an earlier one do not match */
 static unsigned default_series = FAN__M_DEFAULT_SERIES;
 static _Thread_local cache_slot (*cache)[CACHE];
 
@@ -86,10 +89,8 @@ void fan__metrics_unmap(fan__metrics_region *r)
 {
     if (!r)
         return;
-    if (r == region) {
-        region = NULL;
-        lane = NULL;
-    }
+    if (r == region)
+        fan__metrics_attach(NULL, 0);
     munmap(r, r->size);
 }
 
@@ -97,6 +98,12 @@ void fan__metrics_attach(fan__metrics_region *r, unsigned l)
 {
     region = r;
     lane = r ? fan__metrics_lane(r, l % r->nlanes) : NULL;
+    fan__metrics_counters = lane ? lane->counters : NULL;
+    for (int f = 0; f < FAN__M_NFAMILIES; f++)
+        hists[f] = lane ? fan__metrics_hists(r, lane, f) : NULL;
+    generation = (generation + 1) & 0xffff; /* 16 bits of a memo; 0 is never a region's */
+    if (!generation)
+        generation = 1;
     free(cache);
     cache = NULL; /* indexes of another region */
 }
@@ -132,7 +139,7 @@ fan__m_hist *fan__metrics_hists(fan__metrics_region *r, fan__m_lane *l, int fami
            (size_t)family * (r->max_series + 1);
 }
 
-void fan__metrics_add(int counter, int64_t n)
+void fan__metrics_add_slow(int counter, int64_t n)
 {
     if (lane || fan__metrics_current())
         __atomic_fetch_add(&lane->counters[counter], n, __ATOMIC_RELAXED);
@@ -211,11 +218,8 @@ static unsigned series_of(int family, const fan__m_key *k)
     return series_shared(family, k);
 }
 
-void fan__metrics_observe(int family, const fan__m_key *k, double seconds)
+static void record(fan__m_hist *hist, double seconds)
 {
-    if (!lane && !fan__metrics_current())
-        return;
-    fan__m_hist *hist = fan__metrics_hists(region, lane, family) + series_of(family, k);
     unsigned b = 0;
     while (b < FAN__M_NBUCKETS && seconds > fan__metrics_bounds[b])
         b++;
@@ -223,6 +227,33 @@ void fan__metrics_observe(int family, const fan__m_key *k, double seconds)
     __atomic_fetch_add(&hist->count, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&hist->sum_us, (uint64_t)(seconds > 0 ? seconds * 1e6 : 0),
                        __ATOMIC_RELAXED);
+}
+
+/* A memo's word: the region's generation, the tag, the index + 1. */
+static uint64_t memo_word(uint32_t tag, unsigned i)
+{
+    return generation << 48 | (uint64_t)tag << 32 | (uint64_t)(i + 1);
+}
+
+void fan__metrics_observe(int family, const fan__m_key *k, double seconds, fan__m_memo *memo,
+                          uint32_t tag)
+{
+    if (!lane && !fan__metrics_current())
+        return;
+    unsigned i = series_of(family, k);
+    record(hists[family] + i, seconds);
+    /* Not the overflow series: the table may have room for it later. */
+    if (memo && tag <= 0xffff && i < region->max_series)
+        __atomic_store_n(&memo->v, memo_word(tag, i), __ATOMIC_RELAXED);
+}
+
+int fan__metrics_observe_memo(int family, const fan__m_memo *memo, uint32_t tag, double seconds)
+{
+    uint64_t v = __atomic_load_n(&memo->v, __ATOMIC_RELAXED);
+    if (!lane || tag > 0xffff || v >> 32 != memo_word(tag, 0) >> 32)
+        return -1;
+    record(hists[family] + (uint32_t)v - 1, seconds);
+    return 0;
 }
 
 void fan__metrics_lane_died(fan__metrics_region *r, unsigned l, int restarted)

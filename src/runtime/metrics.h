@@ -135,9 +135,40 @@ fan__m_key *fan__metrics_keys(fan__metrics_region *r, int family);
 fan__m_lane *fan__metrics_lane(fan__metrics_region *r, unsigned lane);
 fan__m_hist *fan__metrics_hists(fan__metrics_region *r, fan__m_lane *l, int family);
 
-/* Counting, from the request and call paths: cheap, never fails. */
-void fan__metrics_add(int counter, int64_t n);
-void fan__metrics_observe(int family, const fan__m_key *k, double seconds);
+/* A label set's series remembered by the object its labels come from (a
+ * route's handler, an origin), so that observing it again costs neither a
+ * key nor a lookup: the series' index in the region this process writes to,
+ * and `tag`, what tells apart the label sets the object may be asked about
+ * (the method and the status). Zeroed: remembers nothing. Read and written
+ * with relaxed atomics, as one word. */
+typedef struct fan__m_memo {
+    uint64_t v;
+} fan__m_memo;
+
+/* Counting, from the request and call paths: cheap, never fails. The
+ * common case inline: the counters of this process's lane, once it has
+ * one (fan__metrics_add_slow() maps a region on first use). */
+extern int64_t *fan__metrics_counters;
+void fan__metrics_add_slow(int counter, int64_t n);
+
+static inline void fan__metrics_add(int counter, int64_t n)
+{
+    if (fan__metrics_counters)
+        __atomic_fetch_add(&fan__metrics_counters[counter], n, __ATOMIC_RELAXED);
+    else
+        fan__metrics_add_slow(counter, n);
+}
+
+/* Adds `seconds` to the series of `k` in `family`. With a memo (NULL for
+ * none), remembers the series in it for `tag` (below 65536). */
+void fan__metrics_observe(int family, const fan__m_key *k, double seconds, fan__m_memo *memo,
+                          uint32_t tag);
+
+/* Adds `seconds` to the series `memo` remembers for `tag` in `family` and
+ * returns 0; returns -1, counting nothing, when it remembers none for `tag`
+ * (or another region's): the caller then makes the key and calls
+ * fan__metrics_observe(). */
+int fan__metrics_observe_memo(int family, const fan__m_memo *memo, uint32_t tag, double seconds);
 
 /* Zeroes the gauges of `lane`: its worker ended, perhaps with requests in
  * flight; counts a worker restart when `restarted`. */

@@ -80,6 +80,13 @@ static int all_zero(const unsigned char *b, size_t len)
 
 void fan__trace_random(unsigned char *id, size_t len)
 {
+    if (len == 8) { /* a span id, the common case: one draw, zero drawn again */
+        uint64_t r;
+        while (!(r = next()))
+            ;
+        memcpy(id, &r, 8);
+        return;
+    }
     do {
         for (size_t i = 0; i < len; i += 8) {
             uint64_t r = next();
@@ -137,13 +144,25 @@ int fan__tracestate_ok(const char *v, size_t len)
     return 1;
 }
 
-static void hex(const unsigned char *b, size_t len, char *out)
+/* Each byte's two lower-case hex digits. */
+static const char hex_pairs[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+/* A copy of two digits a byte, unrolled for the lengths of the ids (8, 16)
+ * that the callers pass as constants: on the path of every request and
+ * call, the loop's own steps cost more than the copies. */
+static inline void hex(const unsigned char *b, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
+#pragma GCC unroll 16
+    for (size_t i = 0; i < len; i++)
+        memcpy(out + 2 * i, hex_pairs + 2 * b[i], 2);
 }
 
 void fan__trace_begin(fan__trace *t)
@@ -170,6 +189,7 @@ void fan__traceparent_format(const fan__trace *t, const unsigned char span_id[8]
     memcpy(out, t->prefix, 36); /* "00-<trace id>-", made once per request */
     hex(span_id, 8, out + 36);
     out[52] = '-';
-    hex(&t->flags, 1, out + 53);
+    out[53] = '0'; /* the flags: only the sampled one is kept */
+    out[54] = (char)('0' + (t->flags & 1));
     out[55] = '\0';
 }

@@ -127,10 +127,10 @@ static const struct {
      "Circuit breaker state changes (opened, half-open, closed)."},
     {FAN__M_CACHE_HITS, "fanout_cache_hits_total", "counter",
      "Calls answered from the response cache."},
+    {FAN__M_CACHE_MISSES, "fanout_cache_misses_total", "counter",
+     "Calls the response cache had no usable entry for (they went on to the upstream)."},
     {FAN__M_COALESCED, "fanout_coalesced_calls_total", "counter",
      "Calls that shared another identical call's exchange."},
-    /* TODO: FAN__M_CACHE_MISSES is shown once the response cache (which
-     * alone knows a miss) counts it. */
 };
 
 int fan__metrics_render(fan__metrics_region *r, fan__buf *b)

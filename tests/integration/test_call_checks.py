@@ -144,6 +144,21 @@ class CallCheckSuite(harness.TransportSuite):
         self.assertEqual(names, ["content-length", "host", "traceparent", "x-a", "x-empty"], lines)
         self.assertIn("X-Empty:", [l.rstrip() for l in lines])
 
+    def test_both_transports_send_the_child_traceparent_and_the_tracestate(self):
+        tid = "0af7651916cd43dd8448eb211c80319c"
+        q = f"url={quote(self.upstream.url(), safe='')}"
+        r = harness.request(self.app.port, "GET", "/fetch?" + q,
+                            [("traceparent", f"00-{tid}-b7ad6b7169203331-01"),
+                             ("tracestate", "vendor=opaque,b=2")])
+        self.assertEqual(r.status, 200, r.body)
+        lines = json.loads(r.json()["body"])["header_lines"]
+        tp = [l for l in lines if l.lower().startswith("traceparent:")]
+        self.assertEqual(len(tp), 1, lines)
+        value = tp[0].split(":", 1)[1].strip()
+        self.assertRegex(value, rf"^00-{tid}-[0-9a-f]{{16}}-01$")
+        self.assertNotIn("b7ad6b7169203331", value)  # the call's own span, not the caller's
+        self.assertIn("tracestate: vendor=opaque,b=2", lines)
+
     def test_the_callers_host_replaces_the_transports(self):
         j = self.fetch(headers=["Host: api.example"])
         self.assertEqual((j["error"], j["status"]), ("ok", 200), j)

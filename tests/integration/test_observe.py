@@ -273,6 +273,50 @@ class Observe(unittest.TestCase):
         self.assertEqual(sample(after, "http_client_request_duration_seconds_count", **key)
                          - sample(before, "http_client_request_duration_seconds_count", **key), 3)
 
+
+    def test_cache_hits_and_misses_are_counted(self):
+        # Each of the 2 workers has its own cache: the first call of the
+        # key in each misses, every other call hits.
+        url = self.mock_url(f"/delay?ms=0&key=obs-cache-{time.monotonic()}")
+        before = scrape(self.admin)
+        for _ in range(6):
+            r = request(self.app.port, "GET", "/fetch?" + urllib.parse.urlencode(
+                {"url": url, "cache": 1, "ttl": 60000}))
+            self.assertEqual(r.status, 200, r.body)
+        after = scrape(self.admin)
+        hits = sample(after, "fanout_cache_hits_total") - sample(before, "fanout_cache_hits_total")
+        misses = (sample(after, "fanout_cache_misses_total")
+                  - sample(before, "fanout_cache_misses_total"))
+        self.assertIn("# TYPE fanout_cache_misses_total counter", after)
+        self.assertIn(misses, (1, 2))
+        self.assertEqual(hits + misses, 6)
+
+    def test_series_a_route_and_an_origin_remember_keep_methods_and_statuses_apart(self):
+        # A route's handler and an origin remember the series they counted
+        # last: requests that alternate methods, and calls that alternate
+        # statuses, must each land in their own series all the same.
+        methods = ("GET", "POST")
+        statuses = ("200", "404")
+        addr = f"127.0.0.1:{self.mock.port}"
+
+        def counts(text):
+            return ([sample(text, "http_server_request_duration_seconds_count",
+                            http_request_method=m, http_route="/echo",
+                            http_response_status_code="200") for m in methods] +
+                    [sample(text, "http_client_request_duration_seconds_count",
+                            server_address=addr, http_response_status_code=s)
+                     for s in statuses])
+
+        before = counts(scrape(self.admin))
+        for _ in range(3):
+            for m in methods:
+                self.assertEqual(request(self.app.port, m, "/echo", body=b"x").status, 200)
+            # Calls of one request to one origin: it lives while they run.
+            r = self.fanout(self.mock_url("/delay?ms=0&status=200"), n=4,
+                            url2=self.mock_url("/delay?ms=1&status=404"), n2=4)
+            self.assertIn(r.status, (200, 502), r.body)
+        after = counts(scrape(self.admin))
+        self.assertEqual([a - b for a, b in zip(after, before)], [3, 3, 12, 12])
     def test_retries_and_hedges_are_counted_and_drawn(self):
         before = scrape(self.admin)
         tp = "00-77777777777777777777777777777777-b7ad6b7169203331-01"
