@@ -142,6 +142,11 @@ typedef struct fan_limits {
      * to keep one slow upstream from taking every slot). */
     size_t max_calls;
     size_t max_calls_per_host;
+    size_t max_idle_connections_per_host; /* keep-alive connections to one origin kept idle
+                                           * per worker for the next calls (plain http://);
+                                           * one more is closed. Default 16384: as many as
+                                           * max_calls_per_host lets run, so a burst that ends
+                                           * at once keeps its connections; 0 = none kept */
     size_t max_queued_calls;       /* calls waiting per worker; one more fails at once with
                                     * FAN_EBUSY, 0 = no waiting (default 16384) */
     unsigned call_queue_timeout_ms; /* longest wait in the queue, then FAN_EBUSY, 0 = only

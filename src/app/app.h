@@ -168,7 +168,7 @@ typedef struct fan__reqctx {
     unsigned ncookies;
     int cookies_parsed;
     json_t *json;         /* the parsed JSON body */
-    json_error_t json_error;
+    json_error_t *json_error; /* where parsing the body failed (arena), NULL before */
     int json_parsed;
 } fan__reqctx;
 

@@ -262,18 +262,34 @@ static int dump_json(fan_call *c, const json_t *json)
     return 0;
 }
 
-/* Fills the call in from the options. Returns 0, FAN_ENOMEM, or FAN_EINVAL
- * (logged) for a JSON body that is missing (`need_json`: fan_post_json()),
- * comes with `body` or cannot be serialized. */
-static int fill(fan_call *c, const char *url, const fan_call_opts *o, int need_json)
+/* The call's method: a common one is referenced, any other copied. */
+static const char *call_method(fan__arena *a, const char *m)
+{
+    static const char *const common[] = {"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH",
+                                         "OPTIONS"};
+    if (!m)
+        return common[0];
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++)
+        if (strcmp(m, common[i]) == 0)
+            return common[i];
+    return fan__arena_strdup(a, m);
+}
+
+/* Fills the call in from the options. A `url_kept` URL is the request
+ * arena's already (fan_get() formatted it there) and is not copied again.
+ * Returns 0, FAN_ENOMEM, or FAN_EINVAL (logged) for a JSON body that is
+ * missing (`need_json`: fan_post_json()), comes with `body` or cannot be
+ * serialized. */
+static int fill(fan_call *c, const char *url, int url_kept, const fan_call_opts *o,
+                int need_json)
 {
     static const fan_call_opts none = {0};
     fan__arena *a = fan__req_arena(c->rq);
     const fan_limits *lim = fan__rt_of(c->rq)->limits;
     o = o ? o : &none;
-    c->url = fan__arena_strdup(a, url);
+    c->url = url_kept ? url : fan__arena_strdup(a, url);
     c->name = o->name ? fan__arena_strdup(a, o->name) : c->url;
-    c->method = fan__arena_strdup(a, o->method ? o->method : "GET");
+    c->method = call_method(a, o->method);
     c->timeout_ms = o->timeout_ms ? o->timeout_ms : lim->call_timeout_ms;
     c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : lim->connect_timeout_ms;
     c->max_body = o->max_body_bytes ? o->max_body_bytes : lim->max_call_body_bytes;
@@ -328,9 +344,10 @@ static int resilience(fan_call *c, const fan_retry_policy *own)
 }
 
 /* fan_call_start(), for a call that must have a JSON body when `need_json`,
- * or the upstream call of the shared exchange `leads`. */
-static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, int need_json,
-                       struct fan__flight *leads)
+ * or the upstream call of the shared exchange `leads`; `url_kept` as for
+ * fill(). */
+static fan_call *start(fan_req *rq, const char *url, int url_kept, const fan_call_opts *opts,
+                       int need_json, struct fan__flight *leads)
 {
     fan_call *c = fan__arena_alloc(fan__req_arena(rq), sizeof *c);
     if (!c)
@@ -346,7 +363,7 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
     c->leads = leads;
     if (fan_defer(rq, call_release, c) != 0)
         return NULL;
-    int rc = fill(c, url ? url : "", opts, need_json);
+    int rc = fill(c, url ? url : "", url && url_kept, opts, need_json);
     if (rc == FAN_ENOMEM)
         return NULL;
     if (rc == 0)
@@ -388,7 +405,7 @@ static fan_call *start(fan_req *rq, const char *url, const fan_call_opts *opts, 
 
 fan_call *fan_call_start(fan_req *rq, const char *url, const fan_call_opts *opts)
 {
-    return start(rq, url, opts, 0, NULL);
+    return start(rq, url, 0, opts, 0, NULL);
 }
 
 fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan__flight *f)
@@ -422,13 +439,13 @@ fan_call *fan__call_start_shared(fan_req *bg, const fan_call *model, struct fan_
         .name = model->name,
         .retry = model->policy, /* copied; NULL: the origin's, as for the model */
     };
-    return start(bg, model->url, &o, 0, f);
+    return start(bg, model->url, 0, &o, 0, f);
 }
 
 fan_call *fan_post_json(fan_req *rq, const char *url, const json_t *body)
 {
     fan_call_opts o = {.method = "POST", .json = body};
-    return start(rq, url, &o, 1, NULL);
+    return start(rq, url, 0, &o, 1, NULL);
 }
 
 void fan__call_launch(fan_call *c)
@@ -451,7 +468,7 @@ fan_call *fan_get(fan_req *rq, const char *url_fmt, ...)
     va_start(ap, url_fmt);
     char *url = fan__arena_vsprintf(fan__req_arena(rq), url_fmt, ap);
     va_end(ap);
-    return url ? fan_call_start(rq, url, NULL) : NULL;
+    return url ? start(rq, url, 1, NULL, 0, NULL) : NULL;
 }
 
 static int call_ready(fan_req *rq, void *arg)

@@ -18,7 +18,6 @@
 #include "client/lean.h"
 #include "core/fmt.h"
 
-#define IDLE_MAX 4096          /* idle connections kept per host */
 #define IDLE_TIMEOUT_MS 30000  /* an idle pooled connection is closed after it */
 
 _Thread_local lean_state *fan__lean;
@@ -98,7 +97,7 @@ static void conn_release(lconn *conn, int reusable)
         conn_close(conn);
         return;
     }
-    if (conn->pool->nidle >= IDLE_MAX) {
+    if (conn->pool->nidle >= conn->pool->idle_max) {
         conn_close(conn);
         return;
     }
@@ -429,6 +428,7 @@ static int lean_start(fan_call *c)
         return FAN_ENOMEM;
     lc->call = c;
     lc->pool = p;
+    p->idle_max = fan__rt_of(c->rq)->limits->max_idle_connections_per_host;
     lc->head_method = strcmp(c->method, "HEAD") == 0;
     lc->idempotent = !c->parent && (!strcmp(c->method, "GET") || lc->head_method ||
                                     !strcmp(c->method, "PUT") || !strcmp(c->method, "DELETE") ||

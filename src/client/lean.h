@@ -71,7 +71,8 @@ struct pool {
     int dead;              /* dropped at shutdown while resolving */
     uv_getaddrinfo_t *resolving;
     fan__list idle;
-    unsigned nidle;
+    size_t nidle;
+    size_t idle_max;       /* max_idle_connections_per_host of the last call started */
     fan__list waiting;
     pool *next;
 };

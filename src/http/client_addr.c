@@ -165,8 +165,10 @@ int fan_app_set_trusted_proxies(fan_app *app, const char *list)
 void fan__conn_read_peer(fan__conn *c)
 {
     int len = sizeof c->peer;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
-        c->peer.ss_family = AF_UNSPEC;
+    /* An address longer than the union (not IPv4 or IPv6) comes back cut,
+     * its family intact: an unknown peer. */
+    if (uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len) != 0)
+        c->peer.sa.sa_family = AF_UNSPEC;
 }
 
 /* A node of a forwarded chain: an address, or one a proxy did not give
@@ -443,17 +445,17 @@ static int walk_forwarded(fan_req *rq, node *client, const char **bad, size_t *b
 }
 
 /* The peer as a node, with its port. */
-static node peer_node(const struct sockaddr_storage *ss)
+static node peer_node(const fan__peer_addr *ss)
 {
     node n = {NODE_HIDDEN, {0, {0}}, 0};
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    if (ss->sa.sa_family == AF_INET) {
+        const struct sockaddr_in *a = &ss->in;
         n.ip.family = AF_INET;
         memcpy(n.ip.b, &a->sin_addr, 4);
         n.port = ntohs(a->sin_port);
         n.kind = NODE_IP;
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    } else if (ss->sa.sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = &ss->in6;
         n.ip.family = AF_INET6;
         memcpy(n.ip.b, &a->sin6_addr, 16);
         n.port = ntohs(a->sin6_port);

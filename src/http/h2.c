@@ -81,10 +81,10 @@ static void kick(struct fan__h2 *h2)
 static void h2_log(fan__conn *c, const char *what)
 {
     char addr[64] = "?";
-    if (c->peer.ss_family == AF_INET)
-        uv_ip4_name((const struct sockaddr_in *)&c->peer, addr, sizeof addr);
-    else if (c->peer.ss_family == AF_INET6)
-        uv_ip6_name((const struct sockaddr_in6 *)&c->peer, addr, sizeof addr);
+    if (c->peer.sa.sa_family == AF_INET)
+        uv_ip4_name(&c->peer.in, addr, sizeof addr);
+    else if (c->peer.sa.sa_family == AF_INET6)
+        uv_ip6_name(&c->peer.in6, addr, sizeof addr);
     fan_log(FAN_LOG_WARN, "HTTP/2 client %s: %s", addr, what);
 }
 

@@ -38,7 +38,7 @@ struct fan__conn {
     struct fan__tls *tls;     /* the TLS layer (tls.c), NULL on a plain listener */
     struct fan__h2 *h2;       /* HTTP/2 (h2.c) when ALPN chose "h2", else NULL */
     fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
-    struct sockaddr_storage peer; /* read once accepted; AF_UNSPEC if unknown */
+    fan__peer_addr peer;          /* read once accepted; AF_UNSPEC if unknown */
     size_t head_bytes;
     uv_timer_t timer;         /* header, body and idle timeouts */
     fan__list link;           /* in the loop's list of connections */

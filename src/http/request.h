@@ -3,6 +3,7 @@
 #ifndef FAN_HTTP_REQUEST_H
 #define FAN_HTTP_REQUEST_H
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "core/buf.h"
@@ -13,10 +14,19 @@
 
 typedef struct fan__conn fan__conn;
 
+/* A connection's peer address: IPv4 or IPv6, 28 bytes where a
+ * sockaddr_storage takes 128 in every connection and every request. Any
+ * other family (a Unix socket handed to the server) is an unknown peer. */
+typedef union fan__peer_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} fan__peer_addr;
+
 /* Who the client of a request is (client_addr.c): the connection's peer, or
  * the address a trusted proxy forwarded, worked out on first use. */
 typedef struct fan__client {
-    struct sockaddr_storage peer; /* ss_family AF_UNSPEC when unknown */
+    fan__peer_addr peer;          /* sa.sa_family AF_UNSPEC when unknown */
     const char *addr;             /* numeric, in the arena; NULL if unknown */
     int port;                     /* 0 if unknown */
     int resolved;                 /* addr and port are set */

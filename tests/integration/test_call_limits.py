@@ -142,6 +142,30 @@ class CallLimitSuite:
 class LeanTransport(CallLimitSuite, unittest.TestCase):
     transport = "lean"
 
+    def connections_for_two_rounds(self, *flags):
+        """Upstream connections two requests of five concurrent calls open,
+        one after the other."""
+        self.start(*flags)
+        before = get_json(self.a.port, "/stats")[1]["connections"]
+        for _ in range(2):
+            status, j = self.fanout(5, ms=0.1)
+            self.assertEqual(status, 200, j)
+            self.assertEqual(j["errors"], ["ok"] * 5)
+        # The second /stats request came on a connection of its own.
+        return get_json(self.a.port, "/stats")[1]["connections"] - before - 1
+
+    def test_idle_connections_per_host_are_kept_up_to_the_limit(self):
+        # Five connections, two kept: the second request reuses two, opens three.
+        self.assertEqual(self.connections_for_two_rounds(
+            "--max-idle-connections-per-host", "2"), 8)
+
+    def test_every_connection_of_a_burst_is_kept_by_default(self):
+        self.assertEqual(self.connections_for_two_rounds(), 5)
+
+    def test_no_idle_connection_is_kept_at_zero(self):
+        self.assertEqual(self.connections_for_two_rounds(
+            "--max-idle-connections-per-host", "0"), 10)
+
 
 class CurlTransport(CallLimitSuite, unittest.TestCase):
     transport = "curl"
