@@ -10,6 +10,7 @@
 
 #include "client/resilience.h"
 #include "core/log.h"
+#include "runtime/metrics.h"
 
 #define HIST_DECAY 1024 /* the histogram halves its counts at this many */
 #define P95_MIN_SAMPLES 20
@@ -101,6 +102,7 @@ int fan__health_budget_take(fan__health *h, const fan_call *c, const char *what)
         return 1;
     }
     h->refused++;
+    fan__metrics_add(FAN__M_BUDGET_REFUSALS, 1);
     fan_log(FAN_LOG_DEBUG,
             "call %s: no %s: the retry budget of %s is spent (%zu retries and hedges in "
             "flight of %zu allowed for %zu calls); %lu refused in this worker",

@@ -123,6 +123,8 @@ static const struct {
     {FAN__M_RETRIES, "fanout_call_retries_total", "counter",
      "Retries sent (a try failed and another went out)."},
     {FAN__M_HEDGES, "fanout_call_hedges_total", "counter", "Hedges sent beside a slow first try."},
+    {FAN__M_BUDGET_REFUSALS, "fanout_retry_budget_refusals_total", "counter",
+     "Retries and hedges not sent: their origin's retry budget was spent."},
     {FAN__M_BREAKER_CHANGES, "fanout_breaker_state_changes_total", "counter",
      "Circuit breaker state changes (opened, half-open, closed)."},
     {FAN__M_CACHE_HITS, "fanout_cache_hits_total", "counter",

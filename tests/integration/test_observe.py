@@ -317,6 +317,20 @@ class Observe(unittest.TestCase):
             self.assertIn(r.status, (200, 502), r.body)
         after = counts(scrape(self.admin))
         self.assertEqual([a - b for a, b in zip(after, before)], [3, 3, 12, 12])
+    def test_retries_the_budget_refused_are_counted(self):
+        # 10 calls fail at once: the budget (3 in flight, the minimum) lets
+        # some retry; every call tried once was refused by it.
+        before = scrape(self.admin)
+        url = self.mock_url(f"/delay?key=obs-b-{time.monotonic()}&fail=503&fail_rate=1")
+        q = urllib.parse.urlencode({"url": url, "n": 10, "retries": 1, "base": 50})
+        r = request(self.app.port, "GET", "/resilient?" + q)
+        self.assertEqual(r.status, 200, r.body)
+        once = sum(1 for c in r.json()["calls"] if c["attempts"] == 1)
+        self.assertGreaterEqual(once, 1, r.body)
+        after = scrape(self.admin)
+        self.assertEqual(sample(after, "fanout_retry_budget_refusals_total")
+                         - sample(before, "fanout_retry_budget_refusals_total"), once)
+
     def test_retries_and_hedges_are_counted_and_drawn(self):
         before = scrape(self.admin)
         tp = "00-77777777777777777777777777777777-b7ad6b7169203331-01"
