@@ -147,6 +147,11 @@ typedef struct fan_limits {
                                            * one more is closed. Default 16384: as many as
                                            * max_calls_per_host lets run, so a burst that ends
                                            * at once keeps its connections; 0 = none kept */
+    size_t max_idle_curl_connections; /* the same for the calls through libcurl (https://,
+                                       * and every call with FANOUT_TRANSPORT=curl), for all
+                                       * origins together: its connection cache
+                                       * (CURLMOPT_MAXCONNECTS), the oldest closed beyond it;
+                                       * 0 = none kept (default 1024) */
     size_t max_queued_calls;       /* calls waiting per worker; one more fails at once with
                                     * FAN_EBUSY, 0 = no waiting (default 16384) */
     unsigned call_queue_timeout_ms; /* longest wait in the queue, then FAN_EBUSY, 0 = only

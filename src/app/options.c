@@ -44,6 +44,7 @@ static const limit_opt limit_opts[] = {
     SZ(max_calls, "upstream calls in flight per worker, 0 for no limit"),
     SZ(max_calls_per_host, "upstream calls in flight per worker to one origin, 0 for no limit"),
     SZ(max_idle_connections_per_host, "idle upstream connections kept per worker per origin"),
+    SZ(max_idle_curl_connections, "idle connections libcurl keeps per worker (https), all origins"),
     SZ(max_queued_calls, "upstream calls waiting for a slot (then refused)"),
     UN(call_queue_timeout_ms, "longest wait for a call slot, 0 for the call's timeout"),
     SZ(max_stream_queued_bytes, "streamed response bytes queued for a client before a write waits"),

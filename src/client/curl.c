@@ -4,6 +4,7 @@
  * connection; one share handle per thread keeps the TLS sessions (resumed by
  * new connections) and the DNS answers. Easy handles are per call, pooled. */
 #include <curl/curl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,14 +12,10 @@
 #include "client/client.h"
 
 #define EASY_POOL_MAX 256
-/* Connections the multi handle keeps, idle ones included (its default, 4
- * per transfer in progress, closed the connections of a fan-out wider than
- * 4 as soon as the worker went quiet). Idle ones still close after curl's
- * CURLOPT_MAXAGE_CONN (118 s) or when the upstream closes them. */
-#define CONNS_KEPT 1024
 
 typedef struct curl_state {
     CURLM *multi;
+    size_t maxconnects; /* CURLMOPT_MAXCONNECTS as set, 0 before the first call */
     CURLSH *share;
     double tls_logged;         /* when a TLS failure was last logged */
     unsigned long tls_quiet;   /* TLS failures of that origin not logged since */
@@ -241,7 +238,6 @@ static curl_state *get_state(void)
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_multi_setopt(st->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, (long)CONNS_KEPT);
     fan__list_init(&st->socks);
     uv_timer_init(fan__loop(), &st->timer);
     st->timer.data = st;
@@ -387,6 +383,18 @@ static int curl_start(fan_call *c)
     CURL *e = st->npool ? st->pool[--st->npool] : curl_easy_init();
     if (!e)
         return FAN_ENOMEM;
+    /* The connections libcurl keeps once their transfer is done, for all
+     * origins together (its default, 4 per transfer in progress, closed the
+     * connections of a fan-out wider than 4 as soon as the worker went
+     * quiet); they still close after CURLOPT_MAXAGE_CONN (118 s) or when
+     * the upstream closes them. 0: none kept, each closes after its call. */
+    size_t kept = fan__rt_of(c->rq)->limits->max_idle_curl_connections;
+    if (kept && kept != st->maxconnects) {
+        curl_multi_setopt(st->multi, CURLMOPT_MAXCONNECTS, kept > LONG_MAX ? LONG_MAX : (long)kept);
+        st->maxconnects = kept;
+    }
+    if (!kept)
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

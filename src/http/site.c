@@ -25,6 +25,7 @@ static const fan_limits default_limits = {
     .max_calls = 16384,
     .max_calls_per_host = 16384,
     .max_idle_connections_per_host = 16384,
+    .max_idle_curl_connections = 1024,
     .max_queued_calls = 16384,
     .call_queue_timeout_ms = 5000,
     .max_stream_queued_bytes = 64 * 1024,

@@ -139,8 +139,8 @@ class CallLimitSuite:
         self.assertEqual(j["errors"], ["ok"] * 3)
 
 
-class LeanTransport(CallLimitSuite, unittest.TestCase):
-    transport = "lean"
+class IdleSuite(CallLimitSuite):
+    idle_flag = None
 
     def connections_for_two_rounds(self, *flags):
         """Upstream connections two requests of five concurrent calls open,
@@ -154,21 +154,25 @@ class LeanTransport(CallLimitSuite, unittest.TestCase):
         # The second /stats request came on a connection of its own.
         return get_json(self.a.port, "/stats")[1]["connections"] - before - 1
 
-    def test_idle_connections_per_host_are_kept_up_to_the_limit(self):
+    def test_idle_connections_are_kept_up_to_the_limit(self):
         # Five connections, two kept: the second request reuses two, opens three.
-        self.assertEqual(self.connections_for_two_rounds(
-            "--max-idle-connections-per-host", "2"), 8)
+        self.assertEqual(self.connections_for_two_rounds(self.idle_flag, "2"), 8)
 
     def test_every_connection_of_a_burst_is_kept_by_default(self):
         self.assertEqual(self.connections_for_two_rounds(), 5)
 
     def test_no_idle_connection_is_kept_at_zero(self):
-        self.assertEqual(self.connections_for_two_rounds(
-            "--max-idle-connections-per-host", "0"), 10)
+        self.assertEqual(self.connections_for_two_rounds(self.idle_flag, "0"), 10)
 
 
-class CurlTransport(CallLimitSuite, unittest.TestCase):
+class LeanTransport(IdleSuite, unittest.TestCase):
+    transport = "lean"
+    idle_flag = "--max-idle-connections-per-host"
+
+
+class CurlTransport(IdleSuite, unittest.TestCase):
     transport = "curl"
+    idle_flag = "--max-idle-curl-connections"
 
 
 if __name__ == "__main__":
