@@ -144,6 +144,7 @@ static fan_call *new_try(fan__attempts *at)
     double left = left_ms(c);
     unsigned total = left > 1 ? (unsigned)left : 1, per = c->policy->per_try_timeout_ms;
     a->timeout_ms = per && per < total ? per : total;
+    a->has_all_time = a->timeout_ms == total;
     return a;
 }
 
@@ -271,7 +272,10 @@ static int retriable(const fan__attempts *at, const fan_call *a, long *retry_aft
     case FAN_ECONNREFUSED:
         return 1;
     case FAN_ETIMEDOUT:
-        return left_ms(at->call) > 1; /* the per-try timeout */
+        /* The per-try timeout; a try that had all the call's time left
+         * timed out with the call (its timer may fire a few ms before the
+         * call's deadline: the loop's clock is read once per turn). */
+        return !a->has_all_time && left_ms(at->call) > 1;
     case FAN_EIO:
     case FAN_EPROTO:
         return !a->responded; /* a reset before the first byte */

@@ -82,6 +82,7 @@ struct fan_call {
     int counted;                     /* counted in health->calls */
     int probe;                       /* the half-open breaker's probe */
     int budgeted;                    /* a try that holds a unit of the retry budget */
+    int has_all_time;                /* a try whose timeout is what was left of its call's */
     int responded;                   /* a byte of the response head or body arrived */
     int cancelled_by_us;             /* a try cancelled by its call (a loser) */
     int attempts;                    /* fan_call_attempts() */
