@@ -80,6 +80,7 @@ class Check(unittest.TestCase):
             {"name": "a", "url": "http://Example.com/x", "breaker": {"failures": 2}},
             {"name": "b", "url": "http://example.com:80/y?q={params.id}",
              "breaker": {"failures": 2}},
+            {"name": "d", "url": "http://user:secret@example.com/w", "breaker": {"failures": 2}},
             {"name": "c", "url": "https://example.com/z",
              "breaker": {"error_percent": 50, "min_calls": 10, "window_ms": 5000,
                          "cooldown_ms": 100}}))

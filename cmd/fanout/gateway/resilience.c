@@ -122,9 +122,10 @@ static int load_cache(gw_pool *pool, gw_errs *e, const char *where, json_t *v, g
 }
 
 /* The origin of `url` (its literal start: backend.c refuses a templated
- * scheme or host) as "scheme://host:port", lowercase, with the scheme's
- * port when none is written, so that one origin has one spelling. NULL for
- * a url that is not http:// or https:// (backend.c says so). */
+ * scheme or host) as "scheme://host:port", lowercase, without credentials
+ * (an origin has none: fan_app_set_origin() refuses them), with the
+ * scheme's port when none is written, so that one origin has one spelling.
+ * NULL for a url that is not http:// or https:// (backend.c says so). */
 static const char *origin_of(gw_pool *pool, const char *url)
 {
     int tls = strncasecmp(url, "https://", 8) == 0;
@@ -132,6 +133,10 @@ static const char *origin_of(gw_pool *pool, const char *url)
         return NULL;
     const char *host = url + (tls ? 8 : 7);
     size_t n = strcspn(host, "/?#{");
+    for (const char *at; (at = memchr(host, '@', n));) { /* user:password@ */
+        n -= (size_t)(at + 1 - host);
+        host = at + 1;
+    }
     const char *bracket = memchr(host, ']', n);
     const char *after = bracket ? bracket + 1 : host;
     int has_port = memchr(after, ':', n - (size_t)(after - host)) != NULL;
