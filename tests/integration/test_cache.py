@@ -155,8 +155,9 @@ class CacheSuite(Base):
     def test_the_exchange_is_cancelled_when_its_last_waiter_goes(self):
         # The upstream's delay is far longer than the waits, so that only a
         # cancel can end the exchange in time, even on a loaded machine.
-        # Counted from what is in flight at the start: a background refresh
-        # of an earlier test may still be at the mock (see setUp).
+        # Counted from what is in flight at the start: with curl, the
+        # background refresh of the stale-while-revalidate test has been
+        # seen still at the mock long after its 400 ms (an open bug).
         path = fetch_path(self.url(ms=20000), coalesce=1)
         base = self.upstream.stats()["in_flight"]
         socks = [self.send_raw(path) for _ in range(3)]
