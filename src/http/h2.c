@@ -28,6 +28,8 @@ typedef struct h2_stream {
     int started;      /* handed to request.c */
     int error;        /* a status answered instead of running it (400, 413, 431) */
     int wake;         /* the data provider took queued bytes: wake writers */
+    int answered;     /* the response's last frame went out */
+    int reset;        /* an error answer's stream was reset (NO_ERROR) */
     size_t head_bytes;
     /* the response body: a buffered reply's in the request's arena, or a
      * streamed response's queue */
@@ -445,19 +447,47 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
+/* An error answer's stream, once the answer went out whole and its client
+ * has used up its window: reset with NO_ERROR. */
+static void reset_if_spent(nghttp2_session *s, h2_stream *st)
+{
+    if (!st->raw || !st->answered || st->reset ||
+        nghttp2_session_get_stream_remote_close(s, st->id))
+        return;
+    if (nghttp2_session_get_stream_effective_local_window_size(s, st->id) >
+        nghttp2_session_get_stream_effective_recv_data_length(s, st->id))
+        return;
+    st->reset = 1;
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+}
+
+/* The window is ours to give back (no automatic WINDOW_UPDATE): a body
+ * being received gets it back as it arrives. A stream answered with an
+ * error gets back only the connection's share, so its client may finish
+ * the body it has the window for, dropped; once that window is used up the
+ * stream is reset with NO_ERROR (RFC 9113 8.1). Until then it is a stream being received, under
+ * the body timeout, never one left open with no timer. Reset at once, it
+ * would make a client still uploading (curl 7.88) lose the answer. */
 static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
                    size_t len, void *user)
 {
-    (void)s, (void)flags;
+    (void)flags;
     struct fan__h2 *h2 = user;
     h2_stream *st = stream_of(h2, id);
-    if (!st || !st->rq || st->error || st->ready)
+    const fan_limits *lim = &fan__site_of(h2->c->app)->limits;
+    if (st && st->rq && !st->error) {
+        fan_req *rq = st->rq;
+        if (rq->body.len + len > lim->max_body_bytes)
+            st->error = 413;
+        else if (fan__buf_append(&rq->body, data, len) != 0)
+            st->error = 503;
+    }
+    if (!st || !st->error) {
+        nghttp2_session_consume(s, id, len);
         return 0;
-    fan_req *rq = st->rq;
-    if (rq->body.len + len > fan__site_of(h2->c->app)->limits.max_body_bytes)
-        st->error = 413;
-    else if (fan__buf_append(&rq->body, data, len) != 0)
-        st->error = 503;
+    }
+    nghttp2_session_consume_connection(s, len);
+    reset_if_spent(s, st);
     return 0;
 }
 
@@ -519,8 +549,15 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
-    (void)s;
     struct fan__h2 *h2 = user;
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+        f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        h2_stream *st = stream_of(h2, f->hd.stream_id);
+        if (st) {
+            st->answered = 1;
+            reset_if_spent(s, st);
+        }
+    }
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
         char line[96];
         snprintf(line, sizeof line, "sent GOAWAY (%s)",
@@ -545,7 +582,7 @@ static void set_timer(struct fan__h2 *h2)
     int pending = h2->writing;
     for (fan__list *p = h2->streams.next; p != &h2->streams; p = p->next) {
         h2_stream *st = fan__container_of(p, h2_stream, link);
-        receiving += st->rq && !st->started;
+        receiving += !st->started; /* an error answer's stream too, until it closes */
         pending |= st->out.len > 0 || st->body_off < st->body_len;
     }
     fan__conn_h2_timer(h2->c, h2->nstreams, receiving, pending, h2->input, h2->progress);
@@ -680,6 +717,7 @@ int fan__h2_start(fan__conn *c)
     /* nghttp2's own guards stay on: its reset rate limit (a burst of 1000),
      * eight CONTINUATIONs at most per header block. */
     nghttp2_option_set_max_continuations(opt, 8);
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* on_data() gives it back */
     int rc = nghttp2_session_server_new2(&h2->s, cb, h2, opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);

@@ -264,6 +264,43 @@ class Serving(unittest.TestCase):
         c.get(3, "/users/3")
         self.assertEqual(c.response(3)[0], 200)
 
+    def test_an_error_answered_before_the_body_ends_lets_the_client_finish(self):
+        # A content-length over max_body_bytes, the body still to come: the
+        # 413 goes out whole; the body the client goes on sending within its
+        # window is dropped, and its END_STREAM closes the stream, no reset
+        # (curl 7.88 loses an answer whose stream is reset mid-upload).
+        c = H2(self.app.port, self.pki)
+        self.addCleanup(c.close)
+        big = [("content-length", "70000")]
+        c.send(frame(HEADERS, END_HEADERS, 5, request_block("/echo", "POST", big)))
+        c.send(frame(DATA, 0, 5, b"p" * 10000))
+        status, body = c.response(5)
+        self.assertEqual(status, 413)
+        self.assertEqual(json.loads(body)["status"], 413)
+        for off in range(10000, 70000, 15000):
+            c.send(frame(DATA, END_STREAM if off + 15000 >= 70000 else 0, 5, b"r" * 15000))
+        c.get(7, "/users/7")
+        f, seen = c.until(lambda f: f[2] == 7 and f[1] & END_STREAM)
+        self.assertIsNotNone(f, "the connection ended")
+        self.assertNotIn((RST_STREAM, 5), [(k, sid) for k, _, sid, _ in seen])
+
+    def test_an_error_answers_stream_is_reset_once_its_window_is_spent(self):
+        # The client of a 413 that sends all its window allows (100000,
+        # --h2-window-bytes) cannot send more: the stream is reset with
+        # NO_ERROR (RFC 9113 8.1) rather than left waiting.
+        c = H2(self.app.port, self.pki)
+        self.addCleanup(c.close)
+        big = [("content-length", "200000")]
+        c.send(frame(HEADERS, END_HEADERS, 5, request_block("/echo", "POST", big)))
+        self.assertEqual(c.response(5)[0], 413)
+        for off in range(0, 100000, 16384):
+            c.send(frame(DATA, 0, 5, b"d" * min(16384, 100000 - off)))
+        f, _ = c.until(lambda f: f[0] in (RST_STREAM, GOAWAY) and f[2] in (0, 5))
+        self.assertIsNotNone(f, "the connection ended instead")
+        self.assertEqual((f[0], f[2], struct.unpack(">I", f[3])[0]), (RST_STREAM, 5, NO_ERROR))
+        c.get(7, "/users/7")
+        self.assertEqual(c.response(7), (200, b'{"id":"7"}'))
+
     def test_rst_stream_cancels_the_streams_upstream_calls(self):
         before = harness.get_json(self.mock.port, "/stats")[1]["cancelled"]
         url = quote(self.mock.url("/delay?ms=5000"), safe="")
@@ -400,6 +437,20 @@ class Timeouts(unittest.TestCase):
         t0 = time.monotonic()
         c.send(frame(HEADERS, END_HEADERS, 1, request_block("/pid", "POST")))  # no END_STREAM
         self.assertIsNone(c.until(lambda f: False)[0])
+        self.assertLess((time.monotonic() - t0) / (self.MS / 1000), 10)
+        self.app.wait_log(r"HTTP/2 request not received in time; closing the connection")
+
+    def test_a_client_that_never_ends_an_answered_stream_is_closed_by_the_body_timeout(self):
+        # A 413 answered while the body was still to come, then silence:
+        # the stream is still being received, so the body timeout holds.
+        c = H2(self.app.port, self.pki)
+        self.addCleanup(c.close)
+        block = request_block("/pid", "POST", [("content-length", "1000000000")])
+        t0 = time.monotonic()
+        c.send(frame(HEADERS, END_HEADERS, 1, block))  # no END_STREAM, ever
+        f, seen = c.until(lambda f: False)
+        self.assertIsNone(f)
+        self.assertIn(HEADERS, [k for k, _, sid, _ in seen if sid == 1])
         self.assertLess((time.monotonic() - t0) / (self.MS / 1000), 10)
         self.app.wait_log(r"HTTP/2 request not received in time; closing the connection")
 
