@@ -326,7 +326,7 @@ class Protections(unittest.TestCase):
     def setUpClass(cls):
         cls.pki = Pkis.make()
         cls.app = testapp(*tls_args(cls.pki), "--workers", "1", "--h2-max-resets", "20",
-                          "--max-header-bytes", "4096")
+                          "--max-header-bytes", "4096", "--h2-window-bytes", "65535")
 
     @classmethod
     def tearDownClass(cls):
@@ -336,6 +336,18 @@ class Protections(unittest.TestCase):
         r = curl("--cacert", self.pki.path("ca.crt"),
                  f"https://localhost:{self.app.port}/users/5")
         self.assertEqual(r.stdout, b'{"id":"5"}')
+
+    def test_a_body_many_windows_long_is_received_whole(self):
+        # fanout gives the flow-control window back as the body arrives: a
+        # body of ten windows (65535, --h2-window-bytes) goes through.
+        body = b"0123456789abcdef" * 40960
+        r = subprocess.run([CURL, "-sS", "--http2", "--max-time", "20", "--cacert",
+                            self.pki.path("ca.crt"), "--data-binary", "@-",
+                            f"https://localhost:{self.app.port}/echo"],
+                           input=body, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["body_len"], len(body))
+        self.others_are_served()
 
     def test_rapid_reset_ends_the_connection_with_enhance_your_calm(self):
         c = H2(self.app.port, self.pki)
