@@ -1,10 +1,12 @@
-/* The client of a request: the connection's peer, or, when the peer is a
- * trusted proxy, the address it forwarded in X-Forwarded-For or Forwarded
- * (RFC 7239); and the trusted-proxies setting that decides between them.
+/* The client of a request: the connection's peer (read once, and written
+ * as text for log lines), or, when the peer is a trusted proxy, the address
+ * it forwarded in X-Forwarded-For or Forwarded (RFC 7239); and the
+ * trusted-proxies setting that decides between them.
  * Both headers are read from the right, the end a trusted proxy appended
  * to: what lies left of the first address that is not trusted was written
  * by the client, and is never looked at. */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -169,6 +171,18 @@ void fan__conn_read_peer(fan__conn *c)
      * its family intact: an unknown peer. */
     if (uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len) != 0)
         c->peer.sa.sa_family = AF_UNSPEC;
+}
+
+const char *fan__conn_peer_name(const fan__conn *c, char *buf, size_t size)
+{
+    int rc = -1;
+    if (c->peer.sa.sa_family == AF_INET)
+        rc = uv_ip4_name(&c->peer.in, buf, size);
+    else if (c->peer.sa.sa_family == AF_INET6)
+        rc = uv_ip6_name(&c->peer.in6, buf, size);
+    if (rc != 0 && size)
+        snprintf(buf, size, "?");
+    return buf;
 }
 
 /* A node of a forwarded chain: an address, or one a proxy did not give

@@ -82,12 +82,8 @@ static void kick(struct fan__h2 *h2)
 
 static void h2_log(fan__conn *c, const char *what)
 {
-    char addr[64] = "?";
-    if (c->peer.sa.sa_family == AF_INET)
-        uv_ip4_name(&c->peer.in, addr, sizeof addr);
-    else if (c->peer.sa.sa_family == AF_INET6)
-        uv_ip6_name(&c->peer.in6, addr, sizeof addr);
-    fan_log(FAN_LOG_WARN, "HTTP/2 client %s: %s", addr, what);
+    char addr[64];
+    fan_log(FAN_LOG_WARN, "HTTP/2 client %s: %s", fan__conn_peer_name(c, addr, sizeof addr), what);
 }
 
 /* The connection is ended: GOAWAY with `code`, then the close once sent. */

@@ -166,6 +166,10 @@ void fan__conn_close_if_idle(fan__conn *c);
 /* Reads the connection's peer address into c->peer (client_addr.c). */
 void fan__conn_read_peer(fan__conn *c);
 
+/* The peer's address as text, for a log line: "?" when it is unknown.
+ * Returns buf. */
+const char *fan__conn_peer_name(const fan__conn *c, char *buf, size_t size);
+
 /* A reply written by the connection itself, before or without a request
  * (response.c). */
 int fan__reply_raw(fan__conn *c, int status, const char *extra_headers, const char *body,

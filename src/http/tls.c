@@ -184,12 +184,9 @@ static void answer_plain_http(fan__conn *c)
 
 static void log_failure(fan__conn *c, int plain_http)
 {
-    char why[256], addr[64] = "?";
+    char why[256], addr[64];
     fan__tls_reason(why, sizeof why);
-    if (c->peer.sa.sa_family == AF_INET)
-        uv_ip4_name(&c->peer.in, addr, sizeof addr);
-    else if (c->peer.sa.sa_family == AF_INET6)
-        uv_ip6_name(&c->peer.in6, addr, sizeof addr);
+    fan__conn_peer_name(c, addr, sizeof addr);
     if (plain_http)
         fan_log(FAN_LOG_INFO, "TLS: plain HTTP request from %s on the TLS port (400); closing "
                 "the connection", addr);
