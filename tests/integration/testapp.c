@@ -124,12 +124,27 @@ static void json_echo(fan_req *rq)
     fan_reply_json(rq, 200, json_incref(j));
 }
 
-/* The JSON body of GET `url`, parsed and written back. */
+/* The JSON body of GET `url`, parsed and written back. With &unique=first
+ * or &unique=after, fan_call_json_unique() is asked too, before or after
+ * fan_call_json(), and the answer says what each gave:
+ * {"json": value or null, "unique": value or null, "same": true when both
+ * are the same value}. */
 static void json_relay(fan_req *rq)
 {
     fan_call *c = fan_get(rq, "%s", fan_req_query(rq, "url") ? fan_req_query(rq, "url") : "");
     if (!c || fan_call_await(rq, c) != 0) {
         fan_reply_error(rq, 502, "call failed");
+        return;
+    }
+    const char *unique = fan_req_query(rq, "unique");
+    if (unique) {
+        int first = strcmp(unique, "first") == 0;
+        json_t *u = first ? fan_call_json_unique(c) : NULL;
+        json_t *j = fan_call_json(c);
+        if (!first)
+            u = fan_call_json_unique(c);
+        fan_reply_json(rq, 200, json_pack("{s:O?, s:O?, s:b}", "json", j, "unique", u, "same",
+                                          u && u == j));
         return;
     }
     json_t *j = fan_call_json(c);
@@ -138,6 +153,14 @@ static void json_relay(fan_req *rq)
         return;
     }
     fan_reply_json(rq, 200, json_incref(j));
+}
+
+/* ?text=...: the text, verbatim, as an application/json body (an upstream
+ * whose JSON fanout's own writer would not produce, a duplicate key say). */
+static void json_text(fan_req *rq)
+{
+    const char *text = fan_req_query(rq, "text");
+    fan_reply(rq, 200, "application/json", text ? text : "", text ? strlen(text) : 0);
 }
 
 static json_t *call_json(fan_call *c)
@@ -741,6 +764,7 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/json/deep", json_deep);
     fan_app_route(app, "POST", "/json/echo", json_echo);
     fan_app_route(app, "GET", "/json/relay", json_relay);
+    fan_app_route(app, "GET", "/json/text", json_text);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
     int rc = fan_main(app, argc, argv);
