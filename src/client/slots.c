@@ -42,6 +42,14 @@ typedef struct slots {
     int dispatching, again;
     double refused_logged; /* when a refusal was last logged */
     unsigned long refused_quiet; /* refusals not logged since */
+    /* The origin of the latest call, by the bytes of its URL up to the
+     * path: the calls of a fan-out mostly go to one origin, and comparing
+     * those bytes costs a fifth of building the key and looking it up. */
+    struct {
+        origin *o; /* NULL once freed */
+        size_t len;
+        char raw[96];
+    } last;
 } slots;
 
 static _Thread_local slots *S;
@@ -151,17 +159,8 @@ static origin *origin_get(const char *key, size_t len)
     return o;
 }
 
-/* The origin of the latest call, by the bytes of its URL up to the path:
- * the calls of a fan-out mostly go to one origin, and comparing those bytes
- * costs a fifth of building the key and looking it up. The key is made of
- * these bytes alone, so the same bytes are the same origin. */
-static _Thread_local struct {
-    origin *o; /* NULL once freed */
-    size_t len;
-    char raw[96];
-} last;
-
-/* The length of url's "scheme://authority", or 0 without "://". */
+/* The length of url's "scheme://authority", or 0 without "://": the bytes
+ * fan__origin_key() makes the key of. */
 static size_t raw_origin_len(const char *url)
 {
     const char *colon = strchr(url, ':');
@@ -175,8 +174,8 @@ static void origin_put(origin *o)
 {
     if (o->running || !fan__list_empty(&o->queued))
         return;
-    if (last.o == o)
-        last.o = NULL;
+    if (S->last.o == o)
+        S->last.o = NULL;
     origin **p = &S->table[o->hash & (S->nbuckets - 1)];
     while (*p != o)
         p = &(*p)->next;
@@ -307,8 +306,8 @@ int fan__slots_acquire(fan_call *c)
         return FAN_ENOMEM;
     size_t raw = raw_origin_len(c->url);
     origin *o = NULL;
-    if (last.o && raw == last.len && memcmp(c->url, last.raw, raw) == 0) {
-        o = last.o;
+    if (S->last.o && raw == S->last.len && memcmp(c->url, S->last.raw, raw) == 0) {
+        o = S->last.o;
     } else {
         char stack_key[256];
         char *key = stack_key;
@@ -322,10 +321,10 @@ int fan__slots_acquire(fan_call *c)
         }
         if (!(o = origin_get(key, len)))
             return FAN_ENOMEM;
-        if (raw && raw <= sizeof last.raw) {
-            memcpy(last.raw, c->url, raw);
-            last.len = raw;
-            last.o = o;
+        if (raw && raw <= sizeof S->last.raw) {
+            memcpy(S->last.raw, c->url, raw);
+            S->last.len = raw;
+            S->last.o = o;
         }
     }
     c->origin = o;
@@ -398,5 +397,4 @@ void fan__slots_shutdown(void)
     free(S->table);
     free(S);
     S = NULL;
-    last.o = NULL;
 }

@@ -461,9 +461,10 @@ static void reset_if_spent(nghttp2_session *s, h2_stream *st)
  * being received gets it back as it arrives. A stream answered with an
  * error gets back only the connection's share, so its client may finish
  * the body it has the window for, dropped; once that window is used up the
- * stream is reset with NO_ERROR (RFC 9113 8.1). Until then it is a stream being received, under
- * the body timeout, never one left open with no timer. Reset at once, it
- * would make a client still uploading (curl 7.88) lose the answer. */
+ * stream is reset with NO_ERROR (RFC 9113 8.1). Until then it is a stream
+ * being received, under the body timeout, never one left open with no
+ * timer. Reset at once, it would make a client still uploading (curl 7.88)
+ * lose the answer. */
 static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
                    size_t len, void *user)
 {
