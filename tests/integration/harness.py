@@ -264,6 +264,20 @@ class TransportSuite:
             cls.upstream.close()
 
 
+class AppSuite(unittest.TestCase):
+    """A test case with the test app (cls.app, run with app_args), stopped
+    at the end."""
+    app_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.app = testapp(*cls.app_args)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.app.stop()
+
+
 class AppWithMock(unittest.TestCase):
     """A test case with a mock upstream (cls.mock) and an app under test
     (cls.app, made by the subclass's make_app()), both stopped cleanly."""

@@ -3,21 +3,13 @@ order: both give the same value for a body without duplicate keys; for a
 body with one, the unique one gives NULL and fan_call_json() the value
 with the last key's member; for a body that is not JSON, both NULL."""
 import json
-import unittest
 from urllib.parse import quote
 
-from harness import main, request, testapp
+import harness
+from harness import main, request
 
 
-class CallJson(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.app = testapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-
+class CallJson(harness.AppSuite):
     def relay(self, text, unique):
         url = self.app.url("/json/text?text=" + quote(text, safe=""))
         r = request(self.app.port, "GET", f"/json/relay?unique={unique}&url={quote(url, safe='')}")

@@ -37,15 +37,7 @@ def has_ipv6_loopback():
 SPOOFED = [("X-Forwarded-For", "203.0.113.9"), ("Forwarded", "for=203.0.113.9")]
 
 
-class NoProxyTrusted(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.app = testapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-
+class NoProxyTrusted(harness.AppSuite):
     def test_the_client_is_the_peer_with_its_port(self):
         j, port = ask(self.app.port)
         self.assertEqual(j, {"addr": "127.0.0.1", "port": port})

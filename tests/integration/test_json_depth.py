@@ -3,22 +3,13 @@ handler's coroutine stack: jansson recurses once per level (up to 2048),
 and fanout runs its parses and writes on the loop's own stack. A value
 within jansson's depth limit is parsed and written back; a deeper one is
 refused as malformed; the worker serves on either way."""
-import unittest
-
-from harness import main, request, testapp
+import harness
+from harness import main, request
 
 DEPTHS = (100, 1000, 2000)  # 1000 levels overflowed a 64 KiB coroutine stack
 
 
-class JsonDepth(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.app = testapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-
+class JsonDepth(harness.AppSuite):
     def deep(self, n):
         return b"[" * n + b"]" * n
 

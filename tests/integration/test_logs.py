@@ -54,15 +54,7 @@ def read_lines(path):
         return f.read().splitlines()
 
 
-class AccessLogText(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.app = testapp()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.app.stop()
-
+class AccessLogText(harness.AppSuite):
     def wait_access(self, method, path, want=lambda m: True):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
