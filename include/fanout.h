@@ -327,8 +327,11 @@ FAN_API uint64_t fan_app_connections_accepted(const fan_app *app);
  *    cancelled as below. A second SIGTERM/SIGINT changes nothing.
  *  - SIGQUIT: stop at once. Every connection is closed and every request
  *    cancelled (its calls aborted, its awaits return FAN_ECANCELED).
- *  - SIGUSR1: fan_log_reopen(), for log rotation. SIGUSR1 is blocked once
- *    fan_run() returned (its default action would end the process).
+ *  - SIGUSR1: fan_log_reopen(), for log rotation.
+ * These four signals are blocked once fan_run() returned: their default
+ * action would end a process that is stopping cleanly, so one more stays
+ * pending and harmless (the next fan_run() unblocks them). fan_main()'s
+ * master keeps them blocked the same way once its workers stopped.
  * SIGPIPE is ignored from the first call on. */
 FAN_API int fan_run(void);
 

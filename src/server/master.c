@@ -573,13 +573,9 @@ static int worker_main(master *m)
     (void)ignored;
     close(m->ready_fd[1]);
     fan_log(FAN_LOG_DEBUG, "worker listening on port %d", m->port);
-    int rc = fan_run();
-    /* fan_run() gave the stop signals their default action back, and the
-     * master's may come late: exit as planned. */
-    signal(SIGTERM, SIG_IGN);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
-    return rc == 0 ? 0 : 1;
+    /* fan_run() returns with the stop signals blocked: the master's, which
+     * may come late, stays pending and the worker exits as planned. */
+    return fan_run() == 0 ? 0 : 1;
 }
 
 static int master_setup(master *m)
@@ -622,17 +618,18 @@ int fan__serve_workers(fan_app *app, fan_app *admin, int workers)
         master_loop(&m, &orig);
     if (m.is_worker)
         return worker_main(&m);
+    /* The stop, reload and log signals stay blocked: one more while the
+     * program ends (its cleanup after fan_main(), the demo stopping its
+     * mock) stays pending and harmless instead of killing it with their
+     * default action. They were blocked since ppoll() returned, and this
+     * one call keeps them so while it unblocks the others: one that came
+     * meanwhile is never delivered after its handler became the default. */
+    sigset_t ending = orig;
+    for (size_t i = 0; i < NWATCHED; i++)
+        if (watched[i] != SIGCHLD)
+            sigaddset(&ending, watched[i]);
+    sigprocmask(SIG_SETMASK, &ending, NULL);
     set_handlers(SIG_DFL);
-    /* The stop signals stay blocked: one more while the program ends (its
-     * cleanup after fan_main(), the demo stopping its mock) stays pending
-     * and harmless instead of killing it with their default action. */
-    sigset_t stops;
-    sigemptyset(&stops);
-    sigaddset(&stops, SIGTERM);
-    sigaddset(&stops, SIGINT);
-    sigaddset(&stops, SIGQUIT);
-    sigprocmask(SIG_SETMASK, &orig, NULL);
-    sigprocmask(SIG_BLOCK, &stops, NULL);
     close_sockets(&m);
     close(m.ready_fd[0]);
     close(m.ready_fd[1]);

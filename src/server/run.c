@@ -133,16 +133,21 @@ int fan_run(void)
     }
     fan__client_shutdown();
     fan__redis_shutdown();
+    /* Closing the watchers gives the signals their default action back,
+     * which is to terminate: one more SIGTERM (a supervisor's retry) or a
+     * log rotation after fan_run() would kill a process that is stopping
+     * cleanly. Blocked first, they stay pending and harmless; the next
+     * fan_run() unblocks them again. */
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGQUIT);
+    sigaddset(&handled, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &handled, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&run.sigquit, NULL);
-    /* Closing its watcher gives SIGUSR1 its default action back, which is
-     * to terminate: a rotation after fan_run() would kill a stopping
-     * worker. Blocked, it stays pending and harmless. */
-    sigset_t usr1;
-    sigemptyset(&usr1);
-    sigaddset(&usr1, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &usr1, NULL);
     uv_close((uv_handle_t *)&run.sigusr1, NULL);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     fan__otlp_free();

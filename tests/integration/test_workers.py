@@ -231,6 +231,20 @@ class GracefulStop(WorkersCase):
         self.assertEqual(srv.stop(), 0)  # exit 0, no sanitizer report
 
 
+    def test_sigterm_repeated_until_the_process_exits_still_exits_0(self):
+        # A second SIGTERM (a supervisor's retry, an impatient operator) may
+        # come at any moment of the stop, also while the process ends.
+        for workers in ("1", "0"):
+            for _ in range(5):
+                srv = harness.testapp("--workers", workers)
+                harness.get_json(srv.port, "/pid")
+                while srv.proc.poll() is None:
+                    try:
+                        os.kill(srv.proc.pid, signal.SIGTERM)
+                    except ProcessLookupError:  # exited, not yet waited for
+                        break
+                self.assertEqual(srv.stop(), 0, workers)
+
 class Reload(WorkersCase):
     def test_sighup_under_load_fails_no_request_and_serves_the_new_setting(self):
         path = self.reload_file("v2\n")
