@@ -2,6 +2,8 @@
 #ifndef FAN_CLIENT_H
 #define FAN_CLIENT_H
 
+#include <stdbool.h>
+
 #include "core/buf.h"
 #include "core/header.h"
 #include "core/span.h"
@@ -39,7 +41,6 @@ struct fan_call {
     const char *url, *name, *method;
     const char *const *headers; /* NULL-terminated, in the arena */
     unsigned nchecked;          /* how many: the caller's, checked, and a Content-Type of ours */
-    int sends_trace;            /* the transport adds the trace context lines (call_observe.c) */
     const void *body;
     size_t body_len;
     unsigned timeout_ms, connect_timeout_ms;
@@ -51,19 +52,30 @@ struct fan_call {
     fan__header *resp_headers;
     unsigned nresp, resp_cap;
     size_t resp_header_bytes;
-    int too_large;            /* a body or head limit stopped the response */
-    int bad_head;             /* a response header line was malformed */
-    int returned;             /* by fan_call_await_any */
     double started, finished;
     json_t *json;
-    int json_parsed;
-    int json_checked;         /* json was parsed with JSON_REJECT_DUPLICATES */
-    int json_dup;             /* the body has an object with a key twice */
+
+    /* What a call is or has done, one bit each (a call waiting on its
+     * upstream sits in the request's arena: thousands of them at once). */
+    bool sends_trace : 1;     /* the transport adds the trace context lines (call_observe.c) */
+    bool too_large : 1;       /* a body or head limit stopped the response */
+    bool bad_head : 1;        /* a response header line was malformed */
+    bool returned : 1;        /* by fan_call_await_any */
+    bool json_parsed : 1;
+    bool json_checked : 1;    /* json was parsed with JSON_REJECT_DUPLICATES */
+    bool json_dup : 1;        /* the body has an object with a key twice */
+    bool holds_slot : 1;      /* slots.c: counted in flight */
+    bool queued : 1;          /* slots.c: waiting in its origin's queue */
+    bool counted : 1;         /* resilience: counted in health->calls */
+    bool budgeted : 1;        /* resilience: a try that holds a unit of the retry budget */
+    bool has_all_time : 1;    /* resilience: a try whose timeout is what was left of its call's */
+    bool responded : 1;       /* resilience: a byte of the response head or body arrived */
+    bool cancelled_by_us : 1; /* resilience: a try cancelled by its call (a loser) */
+    bool use_shared : 1;      /* cache: its app has a shared tier (L2) for the cache */
+    bool stale_fallback : 1;  /* cache: it holds a stale entry, served if the exchange fails */
 
     /* slots.c: the call's origin while it runs or waits for a slot */
     struct origin *origin;
-    int holds_slot;           /* counted in flight */
-    int queued;               /* waiting in its origin's queue */
     fan__list queue_link;
     unsigned long long queue_seq; /* the queue's order, oldest first */
     struct queue_timer *queue_timer;
@@ -79,19 +91,13 @@ struct fan_call {
     const fan_retry_policy *policy;  /* its retry policy, NULL for one plain try */
     struct fan__health *health;      /* its origin's state in the worker, or NULL */
     fan__list try_link;              /* a try: in its call's list of live tries */
-    int counted;                     /* counted in health->calls */
     int probe;                       /* the half-open breaker's probe */
-    int budgeted;                    /* a try that holds a unit of the retry budget */
-    int has_all_time;                /* a try whose timeout is what was left of its call's */
-    int responded;                   /* a byte of the response head or body arrived */
-    int cancelled_by_us;             /* a try cancelled by its call (a loser) */
     int attempts;                    /* fan_call_attempts() */
     unsigned flags;                  /* fan_call_flags() */
 
     /* cache.c and flight.c: the response cache and single-flight, as the
      * options and the call's origin set them (fan__cache_settle()). */
     int use_cache, use_coalesce;
-    int use_shared;                 /* its app has a shared tier (L2) for the cache */
     unsigned cache_ttl_ms, swr_ms, sie_ms;
     const char *const *cache_vary;  /* NULL-terminated, in the arena, or NULL */
     char *fkey, *ckey;              /* its single-flight and cache keys (arena) */
@@ -100,7 +106,6 @@ struct fan_call {
     void *lookup;                   /* a store lookup it waits for */
     struct fan__flight *flight;     /* the shared exchange it waits for */
     fan__list flight_link;          /* in the flight's waiters */
-    int stale_fallback;             /* it holds a stale entry, served if the exchange fails */
     struct fan__flight *leads;      /* the shared exchange this call is the upstream call of */
     struct fan__shared_body *shared_body; /* its body, read-only, shared with the other
                                            * waiters of its exchange; or NULL: resp_body */
