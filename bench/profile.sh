@@ -93,8 +93,8 @@ for line in open(f"/proc/{sys.argv[1]}/smaps"):
         cur = (int(m.group(2), 16) - int(m.group(1), 16), m.group(3), m.group(4))
     elif line.startswith("Rss:"):
         kib = int(line.split()[1])
-        if cur[0] == 65536 and cur[1].startswith("rw") and not cur[2]:
-            stacks[kib] += 1  # a 64 KiB coroutine stack (its guard page is apart)
+        if cur[0] == 69632 and cur[1].startswith("rw") and not cur[2]:
+            stacks[kib] += 1  # a coroutine: 64 KiB of stack and the page of its top (the guard page is apart)
         elif cur[2] == "[heap]":
             heap += kib
 print("coroutine stacks by RSS (KiB: count):", dict(sorted(stacks.items())))

@@ -131,16 +131,11 @@ static const fan__rt_hooks flight_hooks = {
  * yet. NULL when out of memory. */
 static fan__flight *flight_new(const fan_call *model)
 {
-    fan__arena a;
-    fan__arena_init(&a);
-    fan__flight *f = fan__arena_alloc(&a, sizeof *f);
-    if (!f) {
-        fan__arena_free(&a);
-        return NULL;
-    }
-    memset(f, 0, sizeof *f);
     const fan__rt *from = fan__rt_of(model->rq);
-    fan__rt_init((fan_req *)(void *)f, &a, from->limits, from->upstreams, &flight_hooks);
+    fan__flight *f = (fan__flight *)(void *)fan__rt_new(sizeof(fan__flight), 0, from->limits,
+                                                        from->upstreams, &flight_hooks);
+    if (!f)
+        return NULL;
     fan__arena *fa = &f->rt.arena;
     fan__list_init(&f->waiters);
     f->key = fan__arena_strndup(fa, model->fkey, model->fklen);

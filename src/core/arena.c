@@ -1,21 +1,28 @@
 #include "core/arena.h"
 #include "core/fmt.h"
 
+#include <assert.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A chunk's size, with malloc's own header. The first is smaller: what a
+/* A chunk's size, with malloc's own header. A request's arena usually
+ * starts in a lent chunk: the top of its handler's coroutine, in the page
+ * where that stack starts (fan__arena_init_in, FAN__CORO_TOP). What a
  * request holds while it waits on its upstreams (what thousands of
- * connections hold at once) is about 3.1 KiB with two calls (the fan_req,
- * the calls, their URLs and trace context lines, the parsed head, the
- * deadline's timer); 3.5 KiB leaves room for a few more request headers,
- * where 3 KiB made such a request take a second chunk (7 KiB in all). The
- * arena grows by CHUNK_SIZE from there. */
+ * connections hold at once: the fan_req, the calls, their URLs, the parsed
+ * head, the deadline's timer) is about 2.8 KiB with two calls and few
+ * request headers; what does not fit goes to a SPILL_SIZE chunk first, so
+ * that a few more headers, or the response's own allocations, cost 1 KiB
+ * rather than 3.5 (1.5 KiB measured worse: 7.8-8.0 KiB per waiting request
+ * in bench/profile.sh memory, against 7.6). An arena of its own (a shared
+ * exchange's) starts with FIRST_CHUNK_SIZE, which holds such a request with
+ * room for a few more headers. Every arena grows by CHUNK_SIZE from there. */
 #define FIRST_CHUNK_SIZE 3584
 #define CHUNK_SIZE 4096
+#define SPILL_SIZE 1024
 #define MALLOC_HEADER 16
 
 struct fan__chunk {
@@ -26,6 +33,7 @@ struct fan__chunk {
 
 #define FIRST_CAP (FIRST_CHUNK_SIZE - MALLOC_HEADER - sizeof(fan__chunk))
 #define CHUNK_CAP (CHUNK_SIZE - MALLOC_HEADER - sizeof(fan__chunk))
+#define SPILL_CAP (SPILL_SIZE - MALLOC_HEADER - sizeof(fan__chunk))
 
 /* Freed chunks of the two usual sizes, kept for the thread's next requests:
  * every request takes one or more, and a chunk of 3 or 4 KiB is beyond
@@ -90,8 +98,19 @@ static void chunk_free(fan__chunk *c)
 
 void fan__arena_init(fan__arena *a)
 {
-    a->head = NULL;
+    a->head = a->lent = NULL;
     a->pos = a->end = NULL;
+}
+
+void fan__arena_init_in(fan__arena *a, void *mem, size_t size)
+{
+    assert(((uintptr_t)mem & (alignof(max_align_t) - 1)) == 0 && size > sizeof(fan__chunk));
+    fan__chunk *c = mem;
+    c->next = NULL;
+    c->cap = (size - sizeof(fan__chunk)) & ~(alignof(max_align_t) - 1);
+    a->head = a->lent = c;
+    a->pos = c->data;
+    a->end = c->data + c->cap;
 }
 
 void fan__arena_free(fan__arena *a)
@@ -99,33 +118,32 @@ void fan__arena_free(fan__arena *a)
     fan__chunk *c = a->head;
     while (c) {
         fan__chunk *next = c->next;
-        chunk_free(c);
+        if (c != a->lent)
+            chunk_free(c);
         c = next;
     }
     fan__arena_init(a);
 }
 
-void *fan__arena_alloc_slow(fan__arena *a, size_t size)
+void *fan__arena_alloc_slow(fan__arena *a, size_t size, size_t align)
 {
-    const size_t align = alignof(max_align_t);
-    /* A size this close to SIZE_MAX would wrap once rounded up or once the
-     * chunk's header is added to it. */
-    if (size > SIZE_MAX - sizeof(fan__chunk) - (align - 1))
+    /* A size this close to SIZE_MAX would wrap once the chunk's header is
+     * added to it, or once it is rounded up to the alignment. */
+    if (size > SIZE_MAX - sizeof(fan__chunk) - alignof(max_align_t))
         return NULL;
-    size = (size + align - 1) & ~(align - 1);
-    if (size <= (size_t)(a->end - a->pos)) {
-        void *p = a->pos;
-        a->pos += size;
-        return p;
-    }
-    /* A big allocation gets a chunk of its own, linked behind the current one,
-     * so the free space left in the current chunk is not wasted. */
-    size_t chunk = a->head ? CHUNK_CAP : FIRST_CAP;
-    size_t cap = size > CHUNK_SIZE / 4 ? size : chunk;
+    /* The next chunk: 3.5 KiB for an arena's first, 1 KiB after a lent one,
+     * 4 KiB after that. */
+    size_t chunk = !a->head ? FIRST_CAP : a->head == a->lent ? SPILL_CAP : CHUNK_CAP;
+    /* A big allocation (a quarter of a full chunk, half of a spill one) gets
+     * a chunk of its own, linked behind the current one, so the free space
+     * left in the current chunk is not wasted. A chunk's data is aligned for
+     * any type: its start serves any align. */
+    int own = size > (chunk == SPILL_CAP ? SPILL_CAP / 2 : CHUNK_SIZE / 4);
+    size_t cap = own ? (size + align - 1) & ~(align - 1) : chunk;
     fan__chunk *c = chunk_new(cap);
     if (!c)
         return NULL;
-    if (cap == size && a->head) {
+    if (own && a->head) {
         c->next = a->head->next;
         a->head->next = c;
         return c->data;
@@ -139,9 +157,14 @@ void *fan__arena_alloc_slow(fan__arena *a, size_t size)
 
 char *fan__arena_room(fan__arena *a, size_t *room)
 {
-    /* Chunks hold a multiple of the alignment and allocations are rounded up
-     * to it, so any n <= *room, once rounded, still fits: it goes here. */
-    *room = (size_t)(a->end - a->pos);
+    /* The free space from the next aligned address: where either alloc of
+     * any n <= *room goes. */
+    const uintptr_t align = alignof(max_align_t), end = (uintptr_t)a->end;
+    uintptr_t p = ((uintptr_t)a->pos + align - 1) & ~(align - 1);
+    if (p > end)
+        p = end;
+    a->pos = (char *)p;
+    *room = (size_t)(end - p);
     return a->pos;
 }
 
@@ -149,7 +172,7 @@ char *fan__arena_strndup(fan__arena *a, const char *s, size_t len)
 {
     if (len == SIZE_MAX)
         return NULL; /* len + 1 would be 0 */
-    char *p = fan__arena_alloc(a, len + 1);
+    char *p = fan__arena_alloc_bytes(a, len + 1);
     if (!p)
         return NULL;
     memcpy(p, s, len);
@@ -174,7 +197,7 @@ char *fan__arena_vsprintf(fan__arena *a, const char *fmt, va_list ap)
         int n = fan__fmt(at, room, fmt, ap2);
         va_end(ap2);
         if (n >= 0)
-            return fan__arena_alloc(a, (size_t)n + 1); /* n + 1 <= room: at */
+            return fan__arena_alloc_bytes(a, (size_t)n + 1); /* n + 1 <= room: at */
     }
     char small[256];
     va_copy(ap2, ap);
@@ -182,7 +205,7 @@ char *fan__arena_vsprintf(fan__arena *a, const char *fmt, va_list ap)
     va_end(ap2);
     if (n < 0)
         return NULL;
-    char *p = fan__arena_alloc(a, (size_t)n + 1);
+    char *p = fan__arena_alloc_bytes(a, (size_t)n + 1);
     if (!p)
         return NULL;
     if ((size_t)n < sizeof small)

@@ -21,9 +21,8 @@
  * poisoned, so that a late write into it (through a pointer a task kept
  * into a frame that is gone) is reported instead of corrupting whichever
  * request gets the stack next. */
-#define POISON_STACK(co) ASAN_POISON_MEMORY_REGION((co)->stack + getpagesize(), (co)->stack_size)
-#define UNPOISON_STACK(co) \
-    ASAN_UNPOISON_MEMORY_REGION((co)->stack + getpagesize(), (co)->stack_size)
+#define POISON_STACK(co) ASAN_POISON_MEMORY_REGION(stack_base(co), map_above_guard(co))
+#define UNPOISON_STACK(co) ASAN_UNPOISON_MEMORY_REGION(stack_base(co), map_above_guard(co))
 #else
 #define POISON_STACK(co) ((void)(co))
 #define UNPOISON_STACK(co) ((void)(co))
@@ -51,7 +50,9 @@ struct fan__coro {
     fan__coro_fn fn;
     void *arg;
     char *stack;         /* lowest address of the mapping; the guard page is there */
-    size_t stack_size;   /* usable bytes above the guard page */
+    size_t stack_size;   /* the size asked for, rounded: the pool's key. The
+                          * mapping is the guard page, stack_size, and a page
+                          * shared by the stack's start and FAN__CORO_TOP */
     int done;
     fan__coro_fn call_fn;  /* fan__coro_call_main(): to run on the main stack */
     void *call_arg;
@@ -60,6 +61,31 @@ struct fan__coro {
     void *fake_stack;
 #endif
 };
+
+_Static_assert(FAN__CORO_TOP % 16 == 0 && FAN__CORO_TOP < 4096, "the top must fit a page");
+
+/* The stack's lowest usable byte, right above the guard page. */
+static char *stack_base(const fan__coro *co)
+{
+    return co->stack + getpagesize();
+}
+
+/* The bytes of the mapping above the guard page: the stack and the top. */
+static size_t map_above_guard(const fan__coro *co)
+{
+    return co->stack_size + (size_t)getpagesize();
+}
+
+/* The stack's usable bytes, from stack_base() up to the top's data. */
+static size_t stack_usable(const fan__coro *co)
+{
+    return map_above_guard(co) - FAN__CORO_TOP;
+}
+
+void *fan__coro_top(fan__coro *co)
+{
+    return stack_base(co) + stack_usable(co);
+}
 
 static _Thread_local fan__coro *current;
 static _Thread_local fan__coro *pool;
@@ -120,7 +146,7 @@ static void switch_to_coro(fan__coro *co)
 {
 #ifdef FAN_ASAN
     void *fake = NULL;
-    __sanitizer_start_switch_fiber(&fake, co->stack + getpagesize(), co->stack_size);
+    __sanitizer_start_switch_fiber(&fake, stack_base(co), stack_usable(co));
 #endif
 #if defined(__x86_64__)
     fan__ctx_switch(&main_sp, co->sp);
@@ -174,7 +200,7 @@ static void prepare(fan__coro *co)
     co->fake_stack = NULL;
 #endif
 #if defined(__x86_64__)
-    uintptr_t top = ((uintptr_t)co->stack + getpagesize() + co->stack_size) & ~(uintptr_t)15;
+    uintptr_t top = (uintptr_t)fan__coro_top(co); /* 16-byte aligned */
     void **sp = (void **)(top - 72);
     sp[0] = sp[1] = sp[2] = 0; /* r15 r14 r13 */
     sp[3] = co;                /* r12: the trampoline's argument */
@@ -183,8 +209,8 @@ static void prepare(fan__coro *co)
     co->sp = sp;
 #else
     getcontext(&co->ctx);
-    co->ctx.uc_stack.ss_sp = co->stack + getpagesize();
-    co->ctx.uc_stack.ss_size = co->stack_size;
+    co->ctx.uc_stack.ss_sp = stack_base(co);
+    co->ctx.uc_stack.ss_size = stack_usable(co);
     co->ctx.uc_link = NULL;
     uintptr_t p = (uintptr_t)co;
     makecontext(&co->ctx, (void (*)(void))ucontext_entry, 2, (unsigned)(p >> 32), (unsigned)p);
@@ -197,7 +223,7 @@ static fan__coro *coro_alloc(size_t stack_size)
     if (!co)
         return NULL;
     size_t page = (size_t)getpagesize();
-    void *m = mmap(NULL, stack_size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+    void *m = mmap(NULL, page + stack_size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
     if (m == MAP_FAILED) {
         free(co);
@@ -214,7 +240,7 @@ static fan__coro *coro_alloc(size_t stack_size)
 static void coro_destroy(fan__coro *co)
 {
     UNPOISON_STACK(co); /* the shadow outlives the mapping */
-    munmap(co->stack, co->stack_size + (size_t)getpagesize());
+    munmap(co->stack, (size_t)getpagesize() + map_above_guard(co));
     free(co);
 }
 
@@ -245,6 +271,12 @@ fan__coro *fan__coro_new(fan__coro_fn fn, void *arg, size_t stack_size)
     co->arg = arg;
     prepare(co);
     return co;
+}
+
+void fan__coro_set_fn(fan__coro *co, fan__coro_fn fn, void *arg)
+{
+    co->fn = fn;
+    co->arg = arg;
 }
 
 void fan__coro_resume(fan__coro *co)

@@ -19,10 +19,27 @@ typedef void (*fan__coro_fn)(void *arg);
 size_t fan__coro_round_stack(size_t size);
 
 /* Creates a coroutine that will run fn(arg) when first resumed, on a stack of
- * fan__coro_round_stack(stack_size) bytes with a guard page below it. The
- * stack comes from the pool when one of that size is free. Returns NULL when
- * out of memory. */
+ * at least fan__coro_round_stack(stack_size) bytes with a guard page below
+ * it. The stack comes from the pool when one of that size is free. fn may be
+ * NULL, to be set by fan__coro_set_fn() before the first resume. Returns
+ * NULL when out of memory. */
 fan__coro *fan__coro_new(fan__coro_fn fn, void *arg, size_t stack_size);
+
+/* Sets the function of a coroutine not resumed yet. */
+void fan__coro_set_fn(fan__coro *co, fan__coro_fn fn, void *arg);
+
+/* FAN__CORO_TOP bytes at the top of every coroutine's mapping, above its
+ * stack, for its owner to keep data in from fan__coro_new() to
+ * fan__coro_free(), whether the coroutine runs, waits, finished or never
+ * started: 16-byte aligned, not zeroed. They share the page where the stack
+ * begins, which every coroutine touches, so data kept there costs no memory
+ * of its own while the stack stays within the rest of that page (1 KiB; a
+ * handler that starts two calls and waits on them reaches 0.8 KiB deep; one
+ * that goes deeper touches its next page, as it would anyway). The stack
+ * itself is still at least the size asked for: the mapping has a page more
+ * for them. */
+#define FAN__CORO_TOP 3072
+void *fan__coro_top(fan__coro *co);
 
 /* Runs `co` until it yields or its function returns. Must be called from the
  * main context, never from inside a coroutine. */

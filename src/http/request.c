@@ -23,16 +23,10 @@ static const fan__rt_hooks req_hooks = {
 
 fan_req *fan__req_new(fan__conn *conn)
 {
-    fan__arena a;
-    fan__arena_init(&a);
-    fan_req *rq = fan__arena_alloc(&a, sizeof *rq);
-    if (!rq) {
-        fan__arena_free(&a);
-        return NULL;
-    }
-    memset(rq, 0, sizeof *rq);
     const fan__site *site = fan__site_of(conn->app);
-    fan__rt_init(rq, &a, &site->limits, site->upstreams, &req_hooks);
+    fan_req *rq = fan__rt_new(sizeof *rq, 1, &site->limits, site->upstreams, &req_hooks);
+    if (!rq)
+        return NULL;
     rq->conn = conn;
     rq->app = conn->app;
     rq->client.peer = conn->peer; /* the access log needs it once conn is gone */

@@ -18,11 +18,25 @@ const char *fan__req_name(const fan_req *rq)
     return name ? name : "a request"; /* NULL: out of memory for the text */
 }
 
-void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
-                  const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks)
+fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
+                     const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks)
 {
+    fan__coro *co = home ? fan__coro_new(NULL, NULL, limits->stack_size) : NULL;
+    fan__arena a;
+    if (co)
+        fan__arena_init_in(&a, fan__coro_top(co), FAN__CORO_TOP);
+    else
+        fan__arena_init(&a);
+    fan_req *rq = fan__arena_alloc(&a, size);
+    if (!rq || (home && !co)) {
+        fan__arena_free(&a);
+        fan__coro_free(co);
+        return NULL;
+    }
+    memset(rq, 0, size);
     fan__rt *rt = fan__rt_of(rq);
-    rt->arena = *a;
+    rt->arena = a;
+    rt->home = co;
     rt->limits = limits;
     rt->upstreams = upstreams;
     rt->hooks = hooks;
@@ -32,6 +46,7 @@ void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
     fan__list_init(&rt->call_recs);
     fan__task_init(&rt->main, rq, NULL);
     fan__worker_request_born();
+    return rq;
 }
 
 void fan__rt_run_defers(fan_req *rq)
@@ -49,7 +64,9 @@ void fan__rt_run_defers(fan_req *rq)
 void fan__rt_free(fan_req *rq)
 {
     fan__arena a = fan__rt_of(rq)->arena;
+    fan__coro *home = fan__rt_of(rq)->home; /* the arena holds rq: read first */
     fan__arena_free(&a);
+    fan__coro_free(home); /* after the arena, whose first chunk it holds */
     fan__worker_request_gone();
 }
 
@@ -135,7 +152,11 @@ void fan__task_init(fan__task *t, fan_req *rq, fan__task *parent)
 
 int fan__task_start(fan__task *t, void (*entry)(void *), void *arg)
 {
-    t->co = fan__coro_new(entry, arg, fan__rt_of(t->rq)->limits->stack_size);
+    fan__rt *rt = fan__rt_of(t->rq);
+    if (t == &rt->main && rt->home)
+        fan__coro_set_fn(t->co = rt->home, entry, arg);
+    else
+        t->co = fan__coro_new(entry, arg, rt->limits->stack_size);
     if (!t->co)
         return FAN_ENOMEM;
     fan__list_push(&fan__rt_of(t->rq)->tasks, &t->link);
@@ -192,7 +213,8 @@ static void task_end(fan__task *t)
     fan_req *rq = t->rq;
     fan__rt *rt = fan__rt_of(rq);
     fan__task_run_defers(t);
-    fan__coro_free(t->co);
+    if (t->co != rt->home)
+        fan__coro_free(t->co); /* the home one holds the arena: fan__rt_free() */
     t->co = NULL;
     if (t == &rt->main)
         return;

@@ -108,6 +108,9 @@ struct fan__rt {
     const struct fan__upstreams *upstreams; /* the app's, for the client (opaque here) */
     const fan__rt_hooks *hooks;
     fan__task main;             /* the handler's task */
+    struct fan__coro *home;     /* the main task's coroutine, taken with the
+                                 * request, whose top holds the arena's first
+                                 * chunk; NULL for none (fan__rt_new) */
     fan__list tasks;            /* tasks with a coroutine, the main one included */
     int cancelled;              /* 0 or FAN_ETIMEDOUT / FAN_ECANCELED */
     int handler_done;           /* no main task runs (it returned, or never ran) */
@@ -148,7 +151,7 @@ uv_loop_t *fan__loop(void);
 /* Whether this thread's loop exists already. */
 int fan__loop_exists(void);
 
-/* Requests of this thread not released yet, counted by fan__rt_init() and
+/* Requests of this thread not released yet, counted by fan__rt_new() and
  * fan__rt_free(). */
 size_t fan__live_requests(void);
 void fan__worker_request_born(void);
@@ -168,16 +171,20 @@ int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nb
 /* Requests and their tasks (request.c)                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Prepares the runtime part of a request whose arena `a` already holds it:
- * the caller allocated the whole fan_req in `a`. `limits` and `upstreams`
- * (the client's settings, may be NULL) are the app's and must outlive the
- * request. Can't fail. */
-void fan__rt_init(fan_req *rq, const fan__arena *a, const fan_limits *limits,
-                  const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks);
+/* Makes a request: `size` zeroed bytes (a struct whose first member is its
+ * fan__rt) in a new arena, the runtime part prepared. `limits` and
+ * `upstreams` (the client's settings, may be NULL) are the app's and must
+ * outlive the request. With `home`, the coroutine its handler will run on
+ * is taken now, and the arena's first chunk is that coroutine's top
+ * (FAN__CORO_TOP): a request waiting on its calls then holds its stack's
+ * first page and little else. It goes back with the arena, after the
+ * handler's task ended. NULL when out of memory. */
+fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
+                     const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks);
 
 /* From fan__rt_hooks.finished only: fan__rt_run_defers() runs the deferred
  * cleanups (last registered first), then fan__rt_free() frees the arena,
- * and with it the request. */
+ * and with it the request, and gives back its home coroutine. */
 void fan__rt_run_defers(fan_req *rq);
 void fan__rt_free(fan_req *rq);
 

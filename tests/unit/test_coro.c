@@ -136,12 +136,13 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 
 static void recurse(void *arg)
 {
-    /* This first frame is in the stack's top page. The stack ends where its
-     * mapping does, at a page boundary, and the guard page lies below it. */
+    /* This first frame is in the mapping's top page, which the stack's
+     * start shares with the coroutine's top (FAN__CORO_TOP). Below that page
+     * are the stack's rounded size, then the guard page. */
     size_t page = (size_t)getpagesize();
     uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
     char *top = (char *)((frame + page - 1) & ~(uintptr_t)(page - 1));
-    guard_hi = top - fan__coro_round_stack(OVERFLOW_STACK);
+    guard_hi = top - page - fan__coro_round_stack(OVERFLOW_STACK);
     guard_lo = guard_hi - page;
     fan__coro_yield();
     *(int *)arg = recurse_depth(1 << 20); /* far deeper than 16 KiB allows */
