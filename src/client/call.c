@@ -192,8 +192,11 @@ static int check_headers(const fan_call *c)
 
 /* The one check of every upstream request, before any transport sees it,
  * so that both send the same requests and refuse the same ones. Returns 0,
- * or FAN_EINVAL with a log line saying what is wrong. */
-static int check_request(const fan_call *c)
+ * or FAN_EINVAL with a log line saying what is wrong. Kept out of line, as
+ * fill() and resilience() are: inlined into start(), their locals would stay
+ * on the stack under the transport's start, deeper than the first page of a
+ * handler's stack holds (FAN__CORO_TOP). */
+static __attribute__((noinline)) int check_request(const fan_call *c)
 {
     char m[64];
     size_t mlen = strlen(c->method);
@@ -279,9 +282,9 @@ static const char *call_method(fan__arena *a, const char *m)
  * arena's already (fan_get() formatted it there) and is not copied again.
  * Returns 0, FAN_ENOMEM, or FAN_EINVAL (logged) for a JSON body that is
  * missing (`need_json`: fan_post_json()), comes with `body` or cannot be
- * serialized. */
-static int fill(fan_call *c, const char *url, int url_kept, const fan_call_opts *o,
-                int need_json)
+ * serialized. Out of line, as check_request() says. */
+static __attribute__((noinline)) int fill(fan_call *c, const char *url, int url_kept,
+                                          const fan_call_opts *o, int need_json)
 {
     static const fan_call_opts none = {0};
     fan__arena *a = fan__req_arena(c->rq);
@@ -331,8 +334,9 @@ static int fill(fan_call *c, const char *url, int url_kept, const fan_call_opts 
 /* The call's retry policy and its origin's state in the worker, for a call
  * that retries or hedges or whose origin has options (its breaker and
  * budget); a call whose origin the worker cannot keep state for (no memory,
- * too many origins) is tried once. Returns 0, FAN_EINVAL or FAN_ENOMEM. */
-static int resilience(fan_call *c, const fan_retry_policy *own)
+ * too many origins) is tried once. Returns 0, FAN_EINVAL or FAN_ENOMEM. Out
+ * of line, as check_request() says. */
+static __attribute__((noinline)) int resilience(fan_call *c, const fan_retry_policy *own)
 {
     int rc;
     c->policy = fan__retry_policy(c, own, &rc);

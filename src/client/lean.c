@@ -364,8 +364,12 @@ static int has_host(const fan_call *c)
 /* Allocates the call's state with the serialized request head after it:
  * "METHOD /target HTTP/1.1\r\nHost: h\r\n<headers>[Content-Length]\r\n".
  * The method, the target and the header lines are written as they are:
- * fan_call_start() checked them (tokens, no space, CR or LF). */
-static lcall *new_lcall(fan_call *c, pool *p, const char *target, size_t tlen)
+ * fan_call_start() checked them (tokens, no space, CR or LF). Kept out of
+ * line: inlined into lean_start(), its traceparent buffer would stay on the
+ * stack while the connection is made and the request written, deeper than
+ * the first page of a handler's stack holds (FAN__CORO_TOP). */
+static __attribute__((noinline)) lcall *new_lcall(fan_call *c, pool *p, const char *target,
+                                                  size_t tlen)
 {
     char tp[FAN__TRACEPARENT_LINE + 1];
     size_t tpl = fan__call_traceparent(c, tp);
