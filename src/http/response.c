@@ -128,8 +128,12 @@ char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
     fan__conn *c = rq->conn;
     size_t tlen = 0;
     const char *timing = rq->rt.obs & FAN__OBS_SERVER_TIMING ? fan__server_timing(rq, &tlen) : NULL;
-    char *head = fan__arena_alloc(&rq->rt.arena, head_size(rq, timing, tlen));
-    if (!head)
+    /* Written where the arena's room is when the head's bound fits there,
+     * and only its length claimed: the bound is twice what most heads take. */
+    size_t bound = head_size(rq, timing, tlen), room;
+    char *head = fan__arena_room(&rq->rt.arena, &room);
+    int in_room = room >= bound;
+    if (!in_room && !(head = fan__arena_alloc(&rq->rt.arena, bound)))
         return NULL;
     /* Copies, not printf: this runs for every response. */
     int status = rq->status;
@@ -174,6 +178,8 @@ char *fan__format_head(fan_req *rq, int stream, int chunked, size_t *len)
     }
     h = fan__put(h, "\r\n", 2);
     *len = (size_t)(h - head);
+    if (in_room)
+        (void)fan__arena_alloc_bytes(&rq->rt.arena, *len); /* head: *len <= room */
     return head;
 }
 
