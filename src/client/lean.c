@@ -229,12 +229,32 @@ static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 /* ---- sending ---------------------------------------------------------- */
 
+/* The end of a write the socket did not take at once: written, failed, or
+ * cancelled by the connection's close (libuv calls it before the close
+ * callback frees the connection). */
 static void written(uv_write_t *w, int status)
 {
     lconn *conn = w->data;
+    free(w);
     conn->writing = 0;
     if (status < 0 && conn->lc && !conn->closing)
         conn_failed(conn, map_uv(status));
+}
+
+/* Queues what the socket did not take of the request. 0 or a libuv error. */
+static int queue_write(lconn *conn, uv_buf_t *bufs, unsigned nbufs)
+{
+    uv_write_t *w = malloc(sizeof *w);
+    if (!w)
+        return UV_ENOMEM;
+    w->data = conn;
+    int rc = uv_write(w, (uv_stream_t *)&conn->tcp, bufs, nbufs, written);
+    if (rc < 0) {
+        free(w);
+        return rc;
+    }
+    conn->writing = 1;
+    return 0;
 }
 
 static void send_request(lcall *lc, lconn *conn)
@@ -252,10 +272,10 @@ static void send_request(lcall *lc, lconn *conn)
     conn->parser.data = conn;
     uv_buf_t bufs[2] = {uv_buf_init(lc->head, (unsigned)lc->head_len),
                         uv_buf_init((char *)c->body, (unsigned)c->body_len)};
-    conn->req.write.data = conn;
-    int rc = fan__stream_write((uv_stream_t *)&conn->tcp, &conn->req.write, bufs,
-                               c->body_len ? 2 : 1, written);
-    conn->writing = rc == 0;
+    unsigned nbufs = c->body_len ? 2 : 1, rest;
+    int rc = fan__stream_try((uv_stream_t *)&conn->tcp, bufs, nbufs, &rest);
+    if (rc == 0)
+        rc = queue_write(conn, bufs + rest, nbufs - rest);
     if (rc < 0)
         conn_failed(conn, map_uv(rc));
 }
@@ -282,9 +302,12 @@ static void connect_failed(lcall *lc, lconn *conn, int status)
     fan__lean_finish(lc, error);
 }
 
+/* The end of a connect: made, failed, or cancelled by the connection's
+ * close (before its close callback, as a write's). */
 static void connected(uv_connect_t *req, int status)
 {
     lconn *conn = req->data;
+    free(req);
     if (conn->closing)
         return;
     lcall *lc = conn->lc;
@@ -306,7 +329,9 @@ static void start_connect(lcall *lc)
 {
     pool *p = lc->pool;
     lconn *conn = calloc(1, sizeof *conn);
-    if (!conn) {
+    uv_connect_t *req = conn ? malloc(sizeof *req) : NULL;
+    if (!req) {
+        free(conn);
         fan__lean_finish(lc, FAN_ENOMEM);
         return;
     }
@@ -319,16 +344,18 @@ static void start_connect(lcall *lc)
     fan__list_init(&conn->link);
     uv_tcp_init(fan__loop(), &conn->tcp);
     conn->tcp.data = conn;
-    conn->req.connect.data = conn;
+    req->data = conn;
     conn->lc = lc;
     lc->conn = conn;
     /* The connect timeout, or what is left of the total if that is less. */
     unsigned ms = lc->call->connect_timeout_ms, left = fan__call_remaining_ms(lc->call);
     uv_timer_start(&lc->timer, timed_out, ms && ms < left ? ms : left, 0);
-    int rc = uv_tcp_connect(&conn->req.connect, &conn->tcp,
-                            (struct sockaddr *)&p->addrs[conn->addr_index], connected);
-    if (rc < 0)
+    int rc = uv_tcp_connect(req, &conn->tcp, (struct sockaddr *)&p->addrs[conn->addr_index],
+                            connected);
+    if (rc < 0) {
+        free(req); /* not started: connected() is not called */
         connect_failed(lc, conn, rc);
+    }
 }
 
 /* Takes an idle connection of the pool, or opens a new one. */

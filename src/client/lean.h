@@ -17,11 +17,8 @@ typedef struct pool pool;
 typedef struct lcall lcall;
 
 typedef struct lconn {
-    uv_tcp_t tcp;
-    union {                /* a connection connects, then writes */
-        uv_connect_t connect;
-        uv_write_t write;
-    } req;
+    uv_tcp_t tcp;          /* its connect and write requests are malloc'd while
+                            * they run: an idle or waiting connection holds none */
     llhttp_t parser;
     pool *pool;
     lcall *lc;             /* the call it serves, NULL when idle */
@@ -29,15 +26,15 @@ typedef struct lconn {
     fan__span field, value; /* a response header being read */
     fan__h1_check h1;      /* obs-fold and chunk CRLF, which llhttp does not check */
     uint64_t idle_since;
-    int reused;            /* it served a response before this call */
-    int got_bytes;         /* response bytes arrived for the current call */
-    int complete;          /* the current response is complete */
-    int broken;            /* not reusable whatever the response said */
-    int writing;           /* a request write is queued in libuv */
-    int connected;         /* its TCP connection is established */
     unsigned generation;   /* the pool's address generation it connected to */
     unsigned addr_index;   /* which of the pool's addresses */
-    int closing;
+    bool reused : 1;       /* it served a response before this call */
+    bool got_bytes : 1;    /* response bytes arrived for the current call */
+    bool complete : 1;     /* the current response is complete */
+    bool broken : 1;       /* not reusable whatever the response said */
+    bool writing : 1;      /* a request write is queued in libuv */
+    bool connected : 1;    /* its TCP connection is established */
+    bool closing : 1;
 } lconn;
 
 struct lcall {

@@ -6,6 +6,8 @@
 #ifndef FAN_HTTP_H
 #define FAN_HTTP_H
 
+#include <stdbool.h>
+
 #include <llhttp.h>
 #include <uv.h>
 
@@ -44,15 +46,15 @@ struct fan__conn {
     fan__list link;           /* in the loop's list of connections */
     int timer_kind;           /* which timeout the timer runs: head, body, idle */
     int error_status;         /* a status our callbacks failed with: 400, 413, 431 */
-    int reading;
-    int closing;
-    int serving;              /* a complete request was handed over and not ended */
     int processing;           /* process_buffered() or read_cb() is on the stack */
     int writes;               /* writes in flight */
     int handles;              /* open uv handles (tcp, timer) */
-    int close_after_write;
-    int reset;              /* close with a TCP reset (fan_reply_drop()) */
-    int eof;
+    bool reading : 1;
+    bool closing : 1;
+    bool serving : 1;         /* a complete request was handed over and not ended */
+    bool close_after_write : 1;
+    bool reset : 1;           /* close with a TCP reset (fan_reply_drop()) */
+    bool eof : 1;
     unsigned served;          /* requests ended on it: a graceful stop closes a
                                * connection that served one and waits for the
                                * first request of a fresh one */

@@ -167,6 +167,13 @@ void fan__free_handle_data(uv_handle_t *h);
 int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
                       uv_write_cb cb);
 
+/* The first half of fan__stream_write(), for a caller that makes its
+ * uv_write_t only when one is needed: writes what the socket takes at once.
+ * Returns 1 when it took everything, 0 when bytes are left (bufs[*rest] is
+ * then the first buffer with bytes left, advanced past what was written),
+ * or a negative libuv error. */
+int fan__stream_try(uv_stream_t *s, uv_buf_t *bufs, unsigned nbufs, unsigned *rest);
+
 /* ------------------------------------------------------------------------ */
 /* Requests and their tasks (request.c)                                     */
 /* ------------------------------------------------------------------------ */

@@ -2,8 +2,7 @@
  * socket can take the bytes at once. */
 #include "runtime/runtime.h"
 
-int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
-                      uv_write_cb cb)
+int fan__stream_try(uv_stream_t *s, uv_buf_t *bufs, unsigned nbufs, unsigned *rest)
 {
     /* libuv 1.44 re-arms the socket's epoll registration after every
      * uv_write (one epoll_ctl per response, measured); a successful
@@ -21,6 +20,17 @@ int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nb
         return 1;
     bufs[i].base += done;
     bufs[i].len -= done;
-    int rc = uv_write(w, s, bufs + i, nbufs - i, cb);
+    *rest = i;
+    return 0;
+}
+
+int fan__stream_write(uv_stream_t *s, uv_write_t *w, uv_buf_t *bufs, unsigned nbufs,
+                      uv_write_cb cb)
+{
+    unsigned i;
+    int rc = fan__stream_try(s, bufs, nbufs, &i);
+    if (rc != 0)
+        return rc;
+    rc = uv_write(w, s, bufs + i, nbufs - i, cb);
     return rc < 0 ? rc : 0;
 }

@@ -43,6 +43,12 @@ TWO_PARTS = {
 }
 
 
+# Paths whose request body the server never reads: a big body then fills
+# the socket's buffers and the client's write stays queued.
+UNREAD_BODY = ("/early", "/no-read")
+EARLY_HOLD = 1.0  # seconds /early keeps its connection after answering
+
+
 class FaultServer:
     """Accepts connections and answers each request by its path."""
 
@@ -54,7 +60,6 @@ class FaultServer:
         self.port = self.sock.getsockname()[1]
         self.requests = []  # (path, method, headers, body) in arrival order
         self.addresses = []  # the local address each request came to, in order
-        self.served = {}    # connection id -> requests answered on it
         self.stop = False
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -79,6 +84,8 @@ class FaultServer:
         lines = head.decode("latin-1").split("\r\n")
         method, path, _ = lines[0].split(" ", 2)
         headers = dict(l.split(": ", 1) for l in lines[1:])
+        if path in UNREAD_BODY:
+            return (method, path, headers, b""), b""
         n = int(headers.get("Content-Length", 0))
         while len(buf) < n:
             buf += conn.recv(65536)
@@ -111,6 +118,18 @@ class FaultServer:
         elif path == "/echo":
             out = json.dumps({"method": method, "headers": headers, "body": body.decode()}).encode()
             respond(conn, ok % len(out), out)
+        elif path == "/length":
+            out = json.dumps({"value": len(body)}).encode()
+            respond(conn, ok % len(out), out)
+        elif path == "/early":
+            # The answer before the body (which is never read); the
+            # connection stays open until the client gives up on it.
+            respond(conn, ok % len(BODY), BODY)
+            time.sleep(EARLY_HOLD)
+            return False
+        elif path == "/no-read":
+            time.sleep(2)
+            return False
         elif path == "/head":
             respond(conn, "HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n")
         elif path == "/chunked":
@@ -295,6 +314,22 @@ class ClientSuite:
         self.assertEqual(j["error"], "timeout")
         self.assertLess((time.monotonic() - t0) / 0.3, 2.0)
 
+    # A body bigger than the socket's buffers: the write that the socket
+    # does not take at once is queued, and ends with the call.
+    BIG = 16 << 20
+
+    def test_a_body_bigger_than_the_socket_buffers_is_sent_whole(self):
+        for _ in range(2):  # the second on the connection the first left
+            j = self.fetch("/length", method="POST", bodyn=self.BIG)
+            self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, self.BIG))
+
+    def test_a_call_that_times_out_while_its_body_is_written_ends_cleanly(self):
+        t0 = time.monotonic()
+        j = self.fetch("/no-read", method="POST", bodyn=self.BIG, timeout=300)
+        self.assertEqual(j["error"], "timeout")
+        self.assertLess((time.monotonic() - t0) / 0.3, 2.0)
+        self.assertEqual(self.fetch("/ok")["error"], "ok")
+
     def test_refused_connection(self):
         port = harness.closed_port()
         status, j = get_json(self.app.port, f"/fetch?url={quote(f'http://127.0.0.1:{port}/', safe='')}")
@@ -421,6 +456,19 @@ class LeanTransport(ClientSuite, unittest.TestCase):
     transport = "lean"
     BAD_CHUNK_END = "protocol"
     FOLD = "protocol"
+
+    def test_an_answer_before_the_body_is_read_ends_the_call(self):
+        # The response completes the call while its body is still being
+        # written: the connection, which cannot take another request, is
+        # closed with its write, and the next call does not wait on it (the
+        # upstream holds it for EARLY_HOLD s). curl waits for its upload to
+        # end first: the call would take its whole timeout, so this is the
+        # lean transport's alone.
+        j = self.fetch("/early", method="POST", bodyn=self.BIG)
+        self.assertEqual((j["error"], j["status"], j["value"]), ("ok", 200, 0.5))
+        t0 = time.monotonic()
+        self.assertEqual(self.fetch("/ok")["error"], "ok")
+        self.assertLess((time.monotonic() - t0) / EARLY_HOLD, 0.5)
 
 
 class CurlTransport(ClientSuite, unittest.TestCase):

@@ -241,7 +241,8 @@ static const char *const *vary_names(fan_req *rq)
 
 /* One call: ?url=&timeout=ms&connect_timeout=ms&max=bytes&method=&body=&json=text
  * &name=label&header=Name:%20value (&header2=...), and the cache and
- * single-flight options: &cache=1|-1&coalesce=1|-1&ttl=ms&swr=ms&sie=ms&vary=A,B */
+ * single-flight options: &cache=1|-1&coalesce=1|-1&ttl=ms&swr=ms&sie=ms&vary=A,B;
+ * &bodyn=N sends N bytes of 'x' as the body instead (up to 64 MiB). */
 static void fetch(fan_req *rq)
 {
     const char *url = fan_req_query(rq, "url");
@@ -249,6 +250,22 @@ static void fetch(fan_req *rq)
     if (!url) {
         fan_reply_error(rq, 400, "url is required");
         return;
+    }
+    long bodyn = fan_req_query_long(rq, "bodyn", 0, NULL);
+    if (bodyn < 0 || bodyn > 64L << 20) {
+        fan_reply_error(rq, 400, "bodyn is 0 to 64 MiB");
+        return;
+    }
+    size_t body_len = body ? strlen(body) : 0;
+    if (bodyn) {
+        char *b = fan_alloc(rq, (size_t)bodyn);
+        if (!b) {
+            fan_reply_error(rq, 503, "out of memory");
+            return;
+        }
+        memset(b, 'x', (size_t)bodyn);
+        body = b;
+        body_len = (size_t)bodyn;
     }
     int bad;
     json_t *json = query_json(rq, "json", &bad);
@@ -262,7 +279,7 @@ static void fetch(fan_req *rq)
         .connect_timeout_ms = (unsigned)fan_req_query_long(rq, "connect_timeout", 0, NULL),
         .max_body_bytes = (size_t)fan_req_query_long(rq, "max", 0, NULL),
         .body = body,
-        .body_len = body ? strlen(body) : 0,
+        .body_len = body_len,
         .json = json,
         .cache = (int)fan_req_query_long(rq, "cache", 0, NULL),
         .coalesce = (int)fan_req_query_long(rq, "coalesce", 0, NULL),
