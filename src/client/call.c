@@ -321,7 +321,7 @@ static __attribute__((noinline)) int fill(fan_call *c, const char *url, int url_
         return rc == FAN_EINVAL ? refuse(c, "the JSON body cannot be serialized") : rc;
     }
     if (o->body && o->body_len) {
-        void *b = fan__arena_alloc(a, o->body_len);
+        void *b = fan__arena_alloc_bytes(a, o->body_len);
         if (!b)
             return FAN_ENOMEM;
         memcpy(b, o->body, o->body_len);
@@ -668,8 +668,8 @@ int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *val
     }
     while (vlen && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t'))
         vlen--; /* RFC 9110 5.5: the value excludes surrounding whitespace */
-    /* One allocation for both (nlen and vlen are bounded above). */
-    char *p = fan__arena_alloc(fan__req_arena(c->rq), nlen + vlen + 2);
+    /* One allocation for both, unaligned (nlen and vlen are bounded above). */
+    char *p = fan__arena_alloc_bytes(fan__req_arena(c->rq), nlen + vlen + 2);
     if (!p)
         return FAN_ENOMEM;
     memcpy(p, name, nlen);

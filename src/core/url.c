@@ -53,7 +53,7 @@ char *fan__url_escape(fan__arena *a, const char *s, size_t len)
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
         n += unreserved((unsigned char)s[i]) ? 1 : 3;
-    char *out = fan__arena_alloc(a, n + 1);
+    char *out = fan__arena_alloc_bytes(a, n + 1);
     if (!out)
         return NULL;
     char *w = out;

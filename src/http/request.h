@@ -4,6 +4,7 @@
 #define FAN_HTTP_REQUEST_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "core/buf.h"
@@ -49,9 +50,12 @@ struct fan_req {
     fan__buf body;
     fan__route_match match;
     int http_minor;
-    int keep_alive;
-    int head;               /* a HEAD request: no body in the reply */
-    int replied;
+    bool keep_alive : 1;
+    bool head : 1;          /* a HEAD request: no body in the reply */
+    bool replied : 1;
+    bool finishing : 1;     /* error handler and after-request hooks run (response.c) */
+    bool sent : 1;          /* the response (or a stream's head) was written (or dropped) */
+    bool observed : 1;      /* counted in flight by fan__req_observe_start() */
     fan__client client;     /* fan_req_client_addr() */
 
     /* response */
@@ -62,8 +66,6 @@ struct fan_req {
     const char *content_type;
     char *out_body;
     size_t out_len;
-    int finishing;          /* error handler and after-request hooks run */
-    int sent;               /* the response (or a stream's head) was written (or dropped) */
     struct fan__stream *stream; /* a streamed response (stream.c), NULL for a reply */
 
     /* the app layer's state (src/app): its context and the store */
@@ -73,7 +75,6 @@ struct fan_req {
     /* for the access log, written when the request is freed */
     double started;         /* fan_now() when its first byte was parsed */
     size_t out_bytes;       /* response bytes handed to the socket */
-    int observed;           /* counted in flight by fan__req_observe_start() */
 };
 
 /* Requests (request.c): made by a connection, routed, run by the runtime,

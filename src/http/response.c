@@ -243,7 +243,7 @@ static int record_reply(fan_req *rq, int status, const char *content_type, const
     char *copy = (char *)body;
     const char *type = content_type;
     if (len && !in_arena) {
-        copy = fan__arena_alloc(&rq->rt.arena, len);
+        copy = fan__arena_alloc_bytes(&rq->rt.arena, len);
         if (copy)
             memcpy(copy, body, len);
     }
@@ -295,8 +295,8 @@ int fan_reply_json(fan_req *rq, int status, json_t *json)
     size_t n = room ? fan__json_dumpb(json, at, room, flags) : 0;
     if (n > 0 && n <= room) {
         fan__json_decref(json);
-        return record_reply(rq, status, "application/json", fan__arena_alloc(&rq->rt.arena, n), n,
-                            1);
+        char *text = fan__arena_alloc_bytes(&rq->rt.arena, n); /* `at`: n <= room */
+        return record_reply(rq, status, "application/json", text, n, 1);
     }
     char *s = fan__json_dumps(json, flags);
     fan__json_decref(json);

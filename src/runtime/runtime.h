@@ -15,6 +15,7 @@
 #ifndef FAN_RUNTIME_H
 #define FAN_RUNTIME_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "core/arena.h"
@@ -69,8 +70,6 @@ struct fan_task {
     void *arg;
     int result;               /* 1 until the task ended, then the function's result */
     int fn_result;            /* what the function returned, kept until the task ends */
-    int returned;             /* the function returned; the task ends once its last
-                               * child did, and only then is its stack released */
     unsigned children_running; /* children that have not ended */
     unsigned holds;           /* wakers not woken yet (waker.c): the memory
                                * libuv writes may be on this stack, so the task does not
@@ -79,8 +78,10 @@ struct fan_task {
     fan__task *joining;       /* the task fan_task_await() waits for to end after
                                * cancelling it, to refuse a circle of such waits */
     int cancelled;            /* 0, or why: FAN_ECANCELED / FAN_ETIMEDOUT */
-    int waiting;
-    int shielded;             /* this wait ignores cancellation */
+    bool returned : 1;        /* the function returned; the task ends once its last
+                               * child did, and only then is its stack released */
+    bool waiting : 1;
+    bool shielded : 1;        /* this wait ignores cancellation */
     fan__ready_fn ready;
     void *ready_arg;
     void *timeout;            /* fan_task_set_timeout()'s timer op */
