@@ -44,6 +44,7 @@ fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
     fan__list_init(&rt->ops);
     fan__list_init(&rt->tasks);
     fan__list_init(&rt->call_recs);
+    fan__list_init(&rt->deadline_link);
     fan__task_init(&rt->main, rq, NULL);
     fan__worker_request_born();
     return rq;
@@ -64,6 +65,7 @@ void fan__rt_run_defers(fan_req *rq)
 void fan__rt_free(fan_req *rq)
 {
     fan__arena a = fan__rt_of(rq)->arena;
+    fan__deadline_drop(rq); /* dropped already when its handler returned */
     fan__coro *home = fan__rt_of(rq)->home; /* the arena holds rq: read first */
     fan__arena_free(&a);
     fan__coro_free(home); /* after the arena, whose first chunk it holds */
@@ -174,6 +176,7 @@ static void handler_finished(fan_req *rq)
 {
     fan__rt *rt = fan__rt_of(rq);
     rt->handler_done = 1;
+    fan__deadline_drop(rq);
     rt->hooks->returned(rq);
     cancel_ops(rq, NULL);
 }
@@ -356,6 +359,7 @@ void fan__req_cancel(fan_req *rq, int reason)
     rt->cancelled = reason;
     if (rt->deadline)
         uv_timer_stop(rt->deadline);
+    fan__deadline_drop(rq);
     rt->busy++;
     fan__task_cancel(&rt->main, reason);
     rt->busy--;
@@ -370,7 +374,7 @@ int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms)
         return FAN_ENOMEM;
     rt->handler_done = 0;
     if (deadline_ms)
-        fan_req_set_deadline(rq, deadline_ms);
+        fan__deadline_default(rq, deadline_ms);
     return 0;
 }
 

@@ -120,7 +120,9 @@ struct fan__rt {
     fan__list ops;              /* live fan__op */
     unsigned nops;
     fan__defer *defers;         /* fan_defer(), run when the request is released */
-    uv_timer_t *deadline;
+    uv_timer_t *deadline;       /* its own deadline timer (fan_req_set_deadline()), or NULL */
+    fan__list deadline_link;    /* in the thread's queue of default deadlines, or alone */
+    uint64_t deadline_at;       /* when the queued deadline passes (loop time, ms) */
     unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
     unsigned obs;               /* FAN__OBS_* the request's app observes */
     fan__trace trace;           /* its trace context, when obs has FAN__OBS_TRACE */
@@ -200,6 +202,18 @@ void fan__rt_free(fan_req *rq);
  * request's deadline when `deadline_ms` is not 0. Returns 0 or FAN_ENOMEM.
  * Either way, fan__req_notify() must follow. */
 int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms);
+
+/* The deadline every request of a site starts with (timers.c): queued in
+ * the thread's first-in first-out list, which one timer serves, since
+ * requests given the same duration pass it in the order they started; a
+ * duration that would pass before the queue's last (a reload shortened it)
+ * takes the request's own timer, as fan_req_set_deadline() does. Can't
+ * fail. fan__deadline_drop() takes the request out of the queue (the
+ * handler returned, the request was cancelled, or it set its own);
+ * fan__deadlines_shutdown() closes the timer once no request is left. */
+void fan__deadline_default(fan_req *rq, unsigned ms);
+void fan__deadline_drop(fan_req *rq);
+void fan__deadlines_shutdown(void);
 
 /* "GET /route" (the describe hook's), for log lines. Never NULL. */
 const char *fan__req_name(const fan_req *rq);
