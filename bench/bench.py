@@ -15,7 +15,7 @@ import time
 import procs
 import report
 import upstream as upstreams
-from load import measure, paced_script
+from load import measure
 from procs import Server, ServerError
 
 STACKS = ["fanout", "flask-sync", "flask-gthread", "flask-async", "quart",
@@ -197,9 +197,6 @@ def run_s6(name, tmp, tail, cfg, res):
     at most 64 x 4, the "no hedging" rows show that noise)."""
     server, counter = tail
     think = s6_think_ms(res)
-    script = os.path.join(tmp, f"s6-{think}.lua")
-    with open(script, "w") as f:
-        f.write(paced_script(think))
     variants = [("S6", None)]
     if name == "fanout":
         variants += [(key, f"--origin {server.url},{opts}") for key, _, opts in S6_HEDGES]
@@ -209,7 +206,7 @@ def run_s6(name, tmp, tail, cfg, res):
         with start_peer(name, tmp, server.url, 1, False, **env) as srv:
             # The warm-up also gives an adaptive hedge its p95.
             f = measure(srv, S6, 64, cfg["s6"], timeout=30, warm=cfg["warm"], upstream=counter,
-                        script=script)
+                        think_ms=think)
         f["think_ms"] = think
         n, up = f["requests"], f.get("upstream_requests")
         f["extra_pct"] = 100.0 * (up - n * S6_K) / (n * S6_K) if n and up is not None else None

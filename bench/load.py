@@ -1,4 +1,5 @@
-"""Load runs with wrk, with the server's CPU and RSS read around and during them."""
+"""Load runs with wrk (and S6's paced client), with the server's CPU and RSS read around
+and during them."""
 import http.client
 import re
 import subprocess
@@ -30,25 +31,79 @@ def parse_wrk(out):
     for pct, value, unit in re.findall(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
         if requests > res["timeouts"]:  # else the histogram is empty
             res["p" + pct] = _ms(value, unit)
-    p999 = re.search(r"^p99\.9 ([\d.]+) ms$", out, re.M)  # from a script's done()
-    res["p999"] = float(p999.group(1)) if p999 and requests > res["timeouts"] else None
     return res
 
 
-def paced_script(think_ms):
-    """A wrk script: each connection waits think_ms after every answer before
-    its next request (wrk's delay()), and the run's p99.9 is printed."""
-    return (f"delay = function() return {int(think_ms)} end\n"
-            "done = function(summary, latency, requests)\n"
-            "  io.write(string.format(\"p99.9 %.3f ms\\n\", latency:percentile(99.9) / 1000))\n"
-            "end\n")
+def paced(url, clients, seconds, think_ms, timeout=5, on_tick=None):
+    """S6's load: `clients` keep-alive connections, each waiting think_ms
+    after every answer before its next request, for `seconds`; the figures
+    of parse_wrk() (latencies in ms). Not wrk with a delay() script: its p99
+    of such a run was bimodal from run to run (56 or 300-650 ms against the
+    same server, whose access log said 56 ms each time), so S6 measures with
+    this client, the same for every stack. A latency runs from just before
+    the request is sent to the last byte of its answer; answers that come
+    after the run's end are not counted, as wrk does not count them."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + ("?" + parts.query if parts.query else "")
+    start = time.monotonic()
+    end = start + seconds
+    lock = threading.Lock()
+    lat, errs = [], {"socket": 0, "timeouts": 0, "non2xx": 0}
+
+    def client():
+        conn = None
+        while time.monotonic() < end:
+            if conn is None:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+            t0 = time.monotonic()
+            kind = None
+            try:
+                conn.request("GET", target)
+                r = conn.getresponse()
+                r.read()
+                if not 200 <= r.status < 400:
+                    kind = "non2xx"
+            except TimeoutError:
+                kind = "timeouts"
+            except (OSError, http.client.HTTPException):
+                kind = "socket"
+            t1 = time.monotonic()
+            if kind in ("timeouts", "socket"):
+                conn.close()
+                conn = None
+            if t1 <= end:
+                with lock:
+                    if kind:
+                        errs[kind] += 1
+                    if kind != "timeouts" and kind != "socket":
+                        lat.append((t1 - t0) * 1000)
+            time.sleep(think_ms / 1000)
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    while time.monotonic() < end:
+        if on_tick:
+            on_tick()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(timeout + 30)
+    lat.sort()
+    n = len(lat)
+    pct = (lambda q: lat[min(n - 1, int(n * q))]) if n else (lambda q: None)
+    errors = errs["socket"] + errs["timeouts"] + errs["non2xx"]
+    return {"requests": n, "rps": n / seconds,  # answered, non-2xx included, as wrk counts
+            "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999),
+            "socket_errors": errs["socket"], "timeouts": errs["timeouts"],
+            "non2xx": errs["non2xx"], "errors": errors}
 
 
-def wrk(url, clients, seconds, timeout=5, on_tick=None, script=None):
-    """Run wrk for `seconds`; on_tick() is called every 100 ms while it runs;
-    script: the path of a wrk Lua script (paced_script())."""
+def wrk(url, clients, seconds, timeout=5, on_tick=None):
+    """Run wrk for `seconds`; on_tick() is called every 100 ms while it runs."""
     cmd = ["wrk", "--latency", "-t", str(min(2, clients)), "-c", str(clients),
-           "-d", f"{seconds}s", "--timeout", f"{timeout}s"] + (["-s", script] if script else [])
+           "-d", f"{seconds}s", "--timeout", f"{timeout}s"]
     cmd.append(url)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + seconds + timeout + 30
@@ -100,7 +155,7 @@ def settle(url, clients, timeout):
 
 
 def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, settle_path=None,
-            script=None):
+            think_ms=None):
     """wrk against server+path, with the CPU µs per completed request (all,
     and the user-space part) and the peak RSS (sampled every 100 ms) of the
     server's processes.
@@ -114,7 +169,8 @@ def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, se
     to it during the measured run are reported, total and per 1,000 requests;
     if it also has requests() (the requests it handled, each read one more),
     the upstream requests made during the run are reported too.
-    script: a wrk script for the measured run (not the warm-up)."""
+    think_ms: the measured run is paced() instead of wrk's (S6); the
+    warm-up is wrk's either way."""
     idle_wait = None
     if warm:
         wrk(server.url + path, clients, warm, timeout)
@@ -130,7 +186,10 @@ def measure(server, path, clients, seconds, timeout=5, warm=0, upstream=None, se
     def sample():
         peak[0] = max(peak[0], server.stats()[1])
 
-    res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample, script=script)
+    if think_ms is not None:
+        res = paced(server.url + path, clients, seconds, think_ms, timeout, on_tick=sample)
+    else:
+        res = wrk(server.url + path, clients, seconds, timeout, on_tick=sample)
     cpu1, _, user1 = server.stats()
     server.check_alive()
     n = res["requests"]
