@@ -223,8 +223,8 @@ static fan__coro *coro_alloc(size_t stack_size)
     if (!co)
         return NULL;
     size_t page = (size_t)getpagesize();
-    void *m = mmap(NULL, page + stack_size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *m = mmap(NULL, page + stack_size + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
         free(co);
         return NULL;

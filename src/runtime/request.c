@@ -21,14 +21,17 @@ const char *fan__req_name(const fan_req *rq)
 fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
                      const struct fan__upstreams *upstreams, const fan__rt_hooks *hooks)
 {
-    fan__coro *co = home ? fan__coro_new(NULL, NULL, limits->stack_size) : NULL;
+    fan__coro *co = NULL;
     fan__arena a;
-    if (co)
+    if (home) {
+        if (!(co = fan__coro_new(NULL, NULL, limits->stack_size)))
+            return NULL;
         fan__arena_init_in(&a, fan__coro_top(co), FAN__CORO_TOP);
-    else
+    } else {
         fan__arena_init(&a);
+    }
     fan_req *rq = fan__arena_alloc(&a, size);
-    if (!rq || (home && !co)) {
+    if (!rq) {
         fan__arena_free(&a);
         fan__coro_free(co);
         return NULL;
@@ -365,7 +368,6 @@ void fan__req_cancel(fan_req *rq, int reason)
     rt->busy--;
     settle(rq);
 }
-
 
 int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms)
 {

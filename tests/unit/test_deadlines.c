@@ -22,6 +22,7 @@ struct fan_req {
     double started, ended;
     int slept, cancelled; /* fan_sleep()'s result, fan_cancelled() after it */
     int *freed;
+    int slot;             /* where its outcome goes in outcomes[] */
 };
 
 static void handler(void *arg)
@@ -39,8 +40,17 @@ static void returned(fan_req *rq)
     (void)rq;
 }
 
+/* The outcome of one request, copied out before the runtime frees it. */
+typedef struct outcome {
+    double took; /* seconds from its start to its handler's end */
+    int slept, cancelled;
+} outcome;
+
+static outcome outcomes[8];
+
 static void finished(fan_req *rq)
 {
+    outcomes[rq->slot] = (outcome){rq->ended - rq->started, rq->slept, rq->cancelled};
     (*rq->freed)++;
     fan__rt_run_defers(rq);
     fan__rt_free(rq);
@@ -55,53 +65,20 @@ static const char *describe(const fan_req *rq)
 static const fan__rt_hooks hooks = {returned, finished, describe};
 static const fan_limits limits = {.stack_size = 64 * 1024};
 
-/* The outcome of one request, copied out before the runtime frees it. */
-typedef struct outcome {
-    double took; /* seconds from its start to its handler's end */
-    int slept, cancelled;
-} outcome;
-
-static outcome outcomes[8];
-
-static void keep_outcome(fan_req *rq, int i)
-{
-    outcomes[i] = (outcome){rq->ended - rq->started, rq->slept, rq->cancelled};
-}
-
 /* Starts a request whose handler sleeps `sleep_ms`, with the site's
- * deadline `deadline_ms`. */
-static fan_req *start(unsigned sleep_ms, unsigned deadline_ms, unsigned own_ms, int *freed)
+ * deadline `deadline_ms` (and its own `own_ms`, if not 0); its outcome goes
+ * to outcomes[slot]. */
+static void start(unsigned sleep_ms, unsigned deadline_ms, unsigned own_ms, int *freed, int slot)
 {
     fan_req *rq = fan__rt_new(sizeof *rq, 1, &limits, NULL, &hooks);
     assert_non_null(rq);
     rq->sleep_ms = sleep_ms;
     rq->own_ms = own_ms;
     rq->freed = freed;
+    rq->slot = slot;
     rq->started = fan_now();
     assert_int_equal(fan__rt_run(rq, handler, deadline_ms), 0);
     fan__req_notify(rq);
-    return rq;
-}
-
-/* The handlers record their outcome in their request, which is freed when
- * they end: a defer copies it out first. */
-typedef struct slot {
-    fan_req *rq;
-    int i;
-} slot;
-
-static void copy_out(void *arg)
-{
-    slot *s = arg;
-    keep_outcome(s->rq, s->i);
-}
-
-static void watch(fan_req *rq, int i)
-{
-    slot *s = fan_alloc(rq, sizeof *s);
-    assert_non_null(s);
-    *s = (slot){rq, i};
-    assert_int_equal(fan_defer(rq, copy_out, s), 0);
 }
 
 /* ---- staggered starts: one request every STAGGER_MS --------------------- */
@@ -114,7 +91,7 @@ static int staggered_freed, staggered_started;
 
 static void start_next(uv_timer_t *t)
 {
-    watch(start(10000, DEADLINE_MS, 0, &staggered_freed), staggered_started);
+    start(10000, DEADLINE_MS, 0, &staggered_freed, staggered_started);
     if (++staggered_started == STAGGERED)
         uv_close((uv_handle_t *)t, NULL);
 }
@@ -144,8 +121,8 @@ static void a_shorter_deadline_than_the_queues_last_passes_first(void **state)
 {
     (void)state;
     int freed = 0;
-    watch(start(10000, 4 * DEADLINE_MS, 0, &freed), 0);
-    watch(start(10000, DEADLINE_MS, 0, &freed), 1);
+    start(10000, 4 * DEADLINE_MS, 0, &freed, 0);
+    start(10000, DEADLINE_MS, 0, &freed, 1);
     uv_run(fan__loop(), UV_RUN_DEFAULT);
     assert_int_equal(freed, 2);
     assert_int_equal(outcomes[0].cancelled, FAN_ETIMEDOUT);
@@ -162,7 +139,7 @@ static void a_request_that_ends_first_leaves_no_timer_running(void **state)
     (void)state;
     int freed = 0;
     double t0 = fan_now();
-    watch(start(DEADLINE_MS / 4, 20 * DEADLINE_MS, 0, &freed), 0);
+    start(DEADLINE_MS / 4, 20 * DEADLINE_MS, 0, &freed, 0);
     uv_run(fan__loop(), UV_RUN_DEFAULT); /* returns once nothing is active */
     double took = fan_now() - t0;
     assert_int_equal(freed, 1);
@@ -176,8 +153,8 @@ static void a_handlers_own_deadline_replaces_the_sites(void **state)
 {
     (void)state;
     int freed = 0;
-    watch(start(10000, 20 * DEADLINE_MS, DEADLINE_MS, &freed), 0); /* shorter */
-    watch(start(3 * DEADLINE_MS, DEADLINE_MS, 5 * DEADLINE_MS, &freed), 1); /* longer */
+    start(10000, 20 * DEADLINE_MS, DEADLINE_MS, &freed, 0); /* shorter */
+    start(3 * DEADLINE_MS, DEADLINE_MS, 5 * DEADLINE_MS, &freed, 1); /* longer */
     uv_run(fan__loop(), UV_RUN_DEFAULT);
     assert_int_equal(freed, 2);
     assert_int_equal(outcomes[0].cancelled, FAN_ETIMEDOUT);
