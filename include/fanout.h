@@ -192,7 +192,13 @@ typedef struct fan_limits {
 /* ------------------------------------------------------------------------ */
 
 /* Creates an application with default limits and no routes. Returns NULL when
- * out of memory. Free it with fan_app_free() after fan_run() returned. */
+ * out of memory. Free it with fan_app_free() after fan_run() returned.
+ * The first call puts in jansson's allocation functions a pair that calls
+ * the ones already in place (malloc and free, or the program's own set
+ * before it with json_set_alloc_funcs()); fanout's own reads of a body
+ * (fan_call_json_number()) use the request's arena through it. Replacing
+ * them afterwards is safe only as jansson allows it at all (with no value
+ * alive), and fanout then parses on the heap. */
 FAN_API fan_app *fan_app_new(void);
 
 /* Frees the application, its routes, settings and listeners. Must not be
@@ -1297,7 +1303,11 @@ FAN_API json_t *fan_call_json(fan_call *call);
  * asked first; fan_call_json() then parses it again only for a duplicate. */
 FAN_API json_t *fan_call_json_unique(fan_call *call);
 
-/* A number member `key` of the JSON object body, or NAN if there is none. */
+/* A number member `key` of the JSON object body, or NAN if there is none.
+ * Cheaper than reading it from fan_call_json(): unless fan_call_json() was
+ * asked first, the body is parsed once into the request's arena, a value
+ * fanout never hands out (no malloc per node, no free), and a later
+ * fan_call_json() parses its own ordinary value. */
 FAN_API double fan_call_json_number(fan_call *call, const char *key);
 
 /* The call's URL and label (the label is the URL when none was given). */

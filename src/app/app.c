@@ -15,6 +15,7 @@ static void global_init(void)
 {
     /* curl_global_init is not thread-safe: run it once, before any worker. */
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    fan__json_install(); /* jansson's allocation functions, as curl's init: before any worker */
 }
 
 fan_app *fan_app_new(void)

@@ -32,7 +32,8 @@ static const fan__transport *transport_for(const char *url)
 static void call_release(void *arg)
 {
     fan_call *c = arg;
-    fan__json_decref(c->json);
+    if (!c->json_arena)
+        fan__json_decref(c->json);
     fan__buf_free(&c->resp_body);
     if (c->shared_body)
         fan__shared_body_unref(c->shared_body);
@@ -582,6 +583,7 @@ json_t *fan_call_json(fan_call *c)
 {
     if (!c->json_parsed && c->error == 0) {
         c->json_parsed = 1;
+        c->json_arena = 0; /* an arena value fan_call_json_number() read stays unseen */
         const fan__buf *b = body_of(c);
         c->json = fan__json_loadb(b->data ? b->data : "", b->len, 0, NULL); /* each call its own */
     }
@@ -606,13 +608,31 @@ json_t *fan_call_json_unique(fan_call *c)
         return NULL;
     }
     c->json_parsed = c->json_checked = 1;
+    c->json_arena = 0;
     c->json = j;
     return j;
 }
 
+/* The body's value for fanout's own reading, never handed out: the one
+ * fan_call_json() gave when it was asked, else one parsed into the
+ * request's arena (runtime/json.c), which costs no malloc per node and no
+ * free. fan_call_json() asked later parses its own. */
+static const json_t *json_to_read(fan_call *c)
+{
+    if (c->json_parsed || c->json_arena || c->error)
+        return c->json;
+    const fan__buf *b = body_of(c);
+    int in_arena;
+    c->json = fan__json_loadb_arena(fan__req_arena(c->rq), b->data ? b->data : "", b->len,
+                                    &in_arena);
+    c->json_arena = in_arena;
+    c->json_parsed = !in_arena; /* an ordinary value: fan_call_json()'s from now on */
+    return c->json;
+}
+
 double fan_call_json_number(fan_call *c, const char *key)
 {
-    json_t *v = json_object_get(fan_call_json(c), key);
+    const json_t *v = json_object_get(json_to_read(c), key);
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 

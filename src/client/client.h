@@ -64,6 +64,7 @@ struct fan_call {
     bool json_parsed : 1;
     bool json_checked : 1;    /* json was parsed with JSON_REJECT_DUPLICATES */
     bool json_dup : 1;        /* the body has an object with a key twice */
+    bool json_arena : 1;      /* json is an arena value, for fanout's reading only */
     bool holds_slot : 1;      /* slots.c: counted in flight */
     bool queued : 1;          /* slots.c: waiting in its origin's queue */
     bool counted : 1;         /* resilience: counted in health->calls */

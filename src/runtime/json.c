@@ -3,9 +3,47 @@
  * (64 KiB by default) cannot hold: a body of "[[[[..." from an upstream or a
  * client would overflow it and kill the worker. Every parse of input that
  * fanout makes, and every write of a value a handler built, goes through
- * here. Cost: two stack switches, a few dozen instructions. */
+ * here. Cost: two stack switches, a few dozen instructions.
+ *
+ * Also the arena parse: a value fanout reads itself and never hands out
+ * (fan_call_json_number()) is parsed into the request's arena, with no
+ * malloc or free per node and no json_decref() walk. jansson's allocation
+ * functions are process-wide, so fan__json_install() puts in a pair that
+ * passes to the ones it found (malloc and free, or the program's own)
+ * except while this thread is inside fan__json_loadb_arena(): only then do
+ * allocations come from the arena and frees do nothing, and only jansson's
+ * own parse runs then. */
+#include <pthread.h>
+
 #include "coro/coro.h"
 #include "runtime/runtime.h"
+
+static json_malloc_t heap_malloc;
+static json_free_t heap_free;
+static _Thread_local fan__arena *parse_arena; /* non-NULL inside an arena parse */
+
+static void *json_alloc(size_t size)
+{
+    return parse_arena ? fan__arena_alloc(parse_arena, size) : heap_malloc(size);
+}
+
+static void json_free(void *p)
+{
+    if (!parse_arena)
+        heap_free(p);
+}
+
+static void install(void)
+{
+    json_get_alloc_funcs(&heap_malloc, &heap_free);
+    json_set_alloc_funcs(json_alloc, json_free);
+}
+
+void fan__json_install(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install);
+}
 
 typedef struct load_job {
     const char *buf;
@@ -25,6 +63,20 @@ json_t *fan__json_loadb(const char *buf, size_t len, size_t flags, json_error_t 
     load_job j = {buf, len, flags, err, NULL};
     fan__coro_call_main(load_on_main, &j);
     return j.out;
+}
+
+json_t *fan__json_loadb_arena(fan__arena *a, const char *buf, size_t len, int *in_arena)
+{
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    *in_arena = m == json_alloc && f == json_free; /* else the program replaced them */
+    if (!*in_arena)
+        return fan__json_loadb(buf, len, 0, NULL);
+    parse_arena = a;
+    json_t *j = fan__json_loadb(buf, len, 0, NULL);
+    parse_arena = NULL;
+    return j;
 }
 
 typedef struct dump_job {

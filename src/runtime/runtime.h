@@ -271,4 +271,14 @@ size_t fan__json_dumpb(const json_t *json, char *buf, size_t size, size_t flags)
 char *fan__json_dumps(const json_t *json, size_t flags);
 void fan__json_decref(json_t *json);
 
+/* Puts in jansson's allocation functions that fan__json_loadb_arena() needs
+ * (json.c); once per process, before any thread parses. */
+void fan__json_install(void);
+
+/* fan__json_loadb() of a value that never leaves fanout, into arena `a`: no
+ * json_decref() is due, the arena holds it. *in_arena is 0 when the program
+ * replaced jansson's allocation functions after fan__json_install(): the
+ * value is then an ordinary one, which the caller must json_decref(). */
+json_t *fan__json_loadb_arena(fan__arena *a, const char *buf, size_t len, int *in_arena);
+
 #endif

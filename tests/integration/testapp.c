@@ -155,6 +155,56 @@ static void json_relay(fan_req *rq)
     fan_reply_json(rq, 200, json_incref(j));
 }
 
+/* GET `url` and fan_call_json_number() of &key (default "value"): the
+ * value fanout parses for its own reading, into the request's arena. Then,
+ * with &then=json or &then=unique, the call's value as fan_call_json() or
+ * fan_call_json_unique() gives it, and with &keep=1 that value kept past
+ * the request (json_incref), for GET /json/kept. The answer:
+ * {"number": n or null, "again": the second read gives the same,
+ *  "after": the number read after `then`, "json": the value or null}. */
+static json_t *kept;
+
+static json_t *number_or_null(double n)
+{
+    return isnan(n) ? json_null() : json_real(n);
+}
+
+static void json_number(fan_req *rq)
+{
+    const char *url = fan_req_query(rq, "url"), *key = fan_req_query(rq, "key");
+    const char *then = fan_req_query(rq, "then"), *keep = fan_req_query(rq, "keep");
+    fan_call *c = fan_get(rq, "%s", url ? url : "");
+    if (!c || fan_call_await(rq, c) != 0) {
+        fan_reply_error(rq, 502, "call failed");
+        return;
+    }
+    key = key ? key : "value";
+    double n = fan_call_json_number(c, key);
+    double again = fan_call_json_number(c, key);
+    json_t *j = !then                       ? NULL
+                : strcmp(then, "json") == 0 ? fan_call_json(c)
+                                            : fan_call_json_unique(c);
+    double after = fan_call_json_number(c, key);
+    if (keep && j) {
+        json_decref(kept);
+        kept = json_incref(j);
+    }
+    fan_reply_json(rq, 200,
+                   json_pack("{s:o, s:b, s:o, s:O?}", "number", number_or_null(n), "again",
+                             isnan(n) ? isnan(again) : again == n, "after",
+                             number_or_null(after), "json", j));
+}
+
+/* The value the last /json/number?keep=1 kept, or 404. */
+static void json_kept(fan_req *rq)
+{
+    if (!kept) {
+        fan_reply_error(rq, 404, "nothing kept");
+        return;
+    }
+    fan_reply_json(rq, 200, json_incref(kept));
+}
+
 /* ?text=...: the text, verbatim, as an application/json body (an upstream
  * whose JSON fanout's own writer would not produce, a duplicate key say). */
 static void json_text(fan_req *rq)
@@ -781,6 +831,8 @@ int main(int argc, char **argv)
     fan_app_route(app, "GET", "/json/deep", json_deep);
     fan_app_route(app, "POST", "/json/echo", json_echo);
     fan_app_route(app, "GET", "/json/relay", json_relay);
+    fan_app_route(app, "GET", "/json/number", json_number);
+    fan_app_route(app, "GET", "/json/kept", json_kept);
     fan_app_route(app, "GET", "/json/text", json_text);
     app_context_routes(app);
     fan_app_on_reload(app, reload_greeting, NULL);
