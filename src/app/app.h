@@ -86,6 +86,9 @@ typedef struct fan__snap {
     unsigned refs;
     json_t *values;       /* key -> typed value (settings are strings) */
     json_t *texts;        /* key -> the value as text, for fan_config_str() */
+    /* What every request reads, looked up once per snapshot. */
+    double ratelimit_rate;     /* "ratelimit.rate" */
+    const char *session_store; /* "session.store", held by texts */
 } fan__snap;
 
 /* The layers of the configuration, lowest priority first: declared

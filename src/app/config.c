@@ -139,6 +139,8 @@ int fan__config_rebuild(fan_app *app)
         fan__snap_release(s);
         return rc;
     }
+    s->ratelimit_rate = json_number_value(json_object_get(s->values, "ratelimit.rate"));
+    s->session_store = json_string_value(json_object_get(s->texts, "session.store"));
     fan__snap_release(cfg->snap);
     cfg->snap = s;
     return 0;

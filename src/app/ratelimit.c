@@ -156,7 +156,7 @@ static int refuse(fan_req *rq, double wait_s, long long left)
 
 int fan__ratelimit_check(fan_req *rq)
 {
-    double rate = fan_config_double(rq, "ratelimit.rate");
+    double rate = fan__req_config(rq)->ratelimit_rate;
     if (!(rate > 0) || !applies(rq))
         return 0;
     long long burst = fan_config_int(rq, "ratelimit.burst");

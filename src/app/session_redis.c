@@ -18,7 +18,7 @@
 
 int fan__session_in_redis(fan_req *rq)
 {
-    const char *store = fan_config_str(rq, "session.store");
+    const char *store = fan__req_config(rq)->session_store;
     if (store && strcmp(store, "redis") == 0)
         return 1;
     if (store && strcmp(store, "cookie") != 0) {
