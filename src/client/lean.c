@@ -129,17 +129,23 @@ void fan__lean_finish(lcall *lc, int error)
         conn_release(conn, reusable);
     }
     fan__list_remove(&lc->link);
-    uv_timer_stop(&lc->timer);
-    uv_close((uv_handle_t *)&lc->timer, fan__free_handle_data);
+    fan__timeout_stop(&lc->total);
+    fan__timeout_stop(&lc->connect);
     c->tp_data = NULL;
+    free(lc); /* no handle to close: nothing refers to it now */
     fan__call_finish(c, error); /* may resume the handler: the last thing done */
 }
 
 static void connect_failed(lcall *lc, lconn *conn, int status);
 
-static void timed_out(uv_timer_t *t)
+static void total_passed(fan__timeout *t)
 {
-    lcall *lc = t->data;
+    fan__lean_finish(fan__container_of(t, lcall, total), FAN_ETIMEDOUT);
+}
+
+static void connect_passed(fan__timeout *t)
+{
+    lcall *lc = fan__container_of(t, lcall, connect);
     lconn *conn = lc->conn;
     /* An address that does not answer within the connect timeout: the next
      * one may, if the call has time left. */
@@ -320,15 +326,17 @@ static void connected(uv_connect_t *req, int status)
         conn->pool->current = conn->addr_index;
     uv_tcp_nodelay(&conn->tcp, 1);
     uv_read_start((uv_stream_t *)&conn->tcp, conn_alloc, conn_read);
-    /* From here the total timeout alone applies. */
-    uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(lc->call), 0);
+    fan__timeout_stop(&lc->connect); /* from here the total timeout alone applies */
     send_request(lc, conn);
 }
 
 static void start_connect(lcall *lc)
 {
     pool *p = lc->pool;
-    lconn *conn = calloc(1, sizeof *conn);
+    /* The connect timeout, when the call has more time left than it. */
+    unsigned ms = lc->call->connect_timeout_ms, left = fan__call_remaining_ms(lc->call);
+    int rc = ms && ms < left ? fan__timeout_start(&lc->connect, ms, ms, connect_passed) : 0;
+    lconn *conn = rc == 0 ? calloc(1, sizeof *conn) : NULL;
     uv_connect_t *req = conn ? malloc(sizeof *req) : NULL;
     if (!req) {
         free(conn);
@@ -347,10 +355,7 @@ static void start_connect(lcall *lc)
     req->data = conn;
     conn->lc = lc;
     lc->conn = conn;
-    /* The connect timeout, or what is left of the total if that is less. */
-    unsigned ms = lc->call->connect_timeout_ms, left = fan__call_remaining_ms(lc->call);
-    uv_timer_start(&lc->timer, timed_out, ms && ms < left ? ms : left, 0);
-    int rc = uv_tcp_connect(req, &conn->tcp, (struct sockaddr *)&p->addrs[conn->addr_index],
+    rc = uv_tcp_connect(req, &conn->tcp, (struct sockaddr *)&p->addrs[conn->addr_index],
                             connected);
     if (rc < 0) {
         free(req); /* not started: connected() is not called */
@@ -465,9 +470,12 @@ static int lean_start(fan_call *c)
                                     !strcmp(c->method, "PUT") || !strcmp(c->method, "DELETE") ||
                                     !strcmp(c->method, "OPTIONS"));
     fan__list_init(&lc->link);
-    uv_timer_init(fan__loop(), &lc->timer);
-    lc->timer.data = lc;
-    uv_timer_start(&lc->timer, timed_out, fan__call_remaining_ms(c), 0);
+    fan__timeout_init(&lc->total);
+    fan__timeout_init(&lc->connect);
+    if (fan__timeout_start(&lc->total, fan__call_remaining_ms(c), c->timeout_ms, total_passed)) {
+        free(lc);
+        return FAN_ENOMEM;
+    }
     c->tp_data = lc;
     unsigned ttl = fan__rt_of(c->rq)->limits->dns_ttl_ms;
     if (p->resolved && !p->numeric && ttl && !p->resolving &&

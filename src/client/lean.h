@@ -41,7 +41,8 @@ struct lcall {
     fan_call *call;
     lconn *conn;
     pool *pool;
-    uv_timer_t timer;      /* connect, then total timeout */
+    fan__timeout total;    /* the call's timeout */
+    fan__timeout connect;  /* while a connection is being made for it */
     fan__list link;        /* pool->waiting while the host is being resolved */
     size_t head_len;
     int head_method;       /* a HEAD request: the response has no body */

@@ -47,7 +47,7 @@ fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
     fan__list_init(&rt->ops);
     fan__list_init(&rt->tasks);
     fan__list_init(&rt->call_recs);
-    fan__list_init(&rt->deadline_link);
+    fan__timeout_init(&rt->site_deadline);
     fan__task_init(&rt->main, rq, NULL);
     fan__worker_request_born();
     return rq;

@@ -22,6 +22,7 @@
 #include "core/list.h"
 #include "coro/coro.h"
 #include "fanout.h"
+#include "runtime/timeouts.h"
 #include "runtime/trace.h"
 
 typedef struct fan_task fan__task;
@@ -121,8 +122,7 @@ struct fan__rt {
     unsigned nops;
     fan__defer *defers;         /* fan_defer(), run when the request is released */
     uv_timer_t *deadline;       /* its own deadline timer (fan_req_set_deadline()), or NULL */
-    fan__list deadline_link;    /* in the thread's queue of default deadlines, or alone */
-    uint64_t deadline_at;       /* when the queued deadline passes (loop time, ms) */
+    fan__timeout site_deadline; /* the site's deadline for every request (timers.c) */
     unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
     unsigned obs;               /* FAN__OBS_* the request's app observes */
     fan__trace trace;           /* its trace context, when obs has FAN__OBS_TRACE */
@@ -203,17 +203,14 @@ void fan__rt_free(fan_req *rq);
  * Either way, fan__req_notify() must follow. */
 int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms);
 
-/* The deadline every request of a site starts with (timers.c): queued in
- * the thread's first-in first-out list, which one timer serves, since
- * requests given the same duration pass it in the order they started; a
- * duration that would pass before the queue's last (a reload shortened it)
- * takes the request's own timer, as fan_req_set_deadline() does. Can't
- * fail. fan__deadline_drop() takes the request out of the queue (the
- * handler returned, the request was cancelled, or it set its own);
- * fan__deadlines_shutdown() closes the timer once no request is left. */
+/* The deadline every request of a site starts with (timers.c): a timeout
+ * (timeouts.h), so requests given the same duration queue behind one timer
+ * in the order they started. Can't fail: without memory for the queue it
+ * is the request's own timer, as fan_req_set_deadline() makes.
+ * fan__deadline_drop() unsets it (the handler returned, the request was
+ * cancelled, or it set its own). */
 void fan__deadline_default(fan_req *rq, unsigned ms);
 void fan__deadline_drop(fan_req *rq);
-void fan__deadlines_shutdown(void);
 
 /* "GET /route" (the describe hook's), for log lines. Never NULL. */
 const char *fan__req_name(const fan_req *rq);

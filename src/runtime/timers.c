@@ -1,8 +1,8 @@
 /* The request's timers: fan_sleep() for its tasks, and its deadline, which
  * cancels the whole request when it passes. A request's own timers are
  * ops, so that their handles are closed before the request's memory goes;
- * the deadline a site gives every request is a place in the thread's queue
- * of them instead, which one timer serves (no handle, no memory of the
+ * the deadline a site gives every request is a timeout (timeouts.h)
+ * instead, which one timer per thread serves (no handle, no memory of the
  * request's: a waiting request costs less, and starting one costs no timer). */
 #include "runtime/runtime.h"
 
@@ -121,83 +121,20 @@ int fan_req_set_deadline(fan_req *rq, unsigned ms)
     return 0;
 }
 
-/* ---- the site's deadline: one queue and one timer per thread ------------ */
+/* ---- the site's deadline: a timeout of the thread's queues -------------- */
 
-static _Thread_local struct {
-    fan__list queue; /* fan__rt.deadline_link, the first to pass first */
-    uv_timer_t timer;
-    int open;        /* the timer is initialised and not closed */
-} deadlines;
-
-static void deadlines_fired(uv_timer_t *t);
-
-/* Arms the timer for the queue's first deadline, if there is one. */
-static void deadlines_arm(void)
+static void site_deadline_passed(fan__timeout *t)
 {
-    if (fan__list_empty(&deadlines.queue))
-        return;
-    fan__rt *first = fan__container_of(deadlines.queue.next, fan__rt, deadline_link);
-    uint64_t now = uv_now(fan__loop());
-    uv_timer_start(&deadlines.timer, deadlines_fired,
-                   first->deadline_at > now ? first->deadline_at - now : 0, 0);
-}
-
-/* Cancels every request whose deadline passed, first to last, then waits
- * for the next one. The first is taken out of the queue before it is
- * cancelled: cancelling may free it. */
-static void deadlines_fired(uv_timer_t *t)
-{
-    uint64_t now = uv_now(t->loop);
-    while (!fan__list_empty(&deadlines.queue)) {
-        fan__rt *first = fan__container_of(deadlines.queue.next, fan__rt, deadline_link);
-        if (first->deadline_at > now)
-            break;
-        fan__list_remove(&first->deadline_link);
-        deadline_fired_for((fan_req *)first);
-    }
-    deadlines_arm();
+    deadline_fired_for((fan_req *)fan__container_of(t, fan__rt, site_deadline));
 }
 
 void fan__deadline_default(fan_req *rq, unsigned ms)
 {
-    fan__rt *rt = fan__rt_of(rq);
-    uv_loop_t *loop = fan__loop();
-    if (!deadlines.open) {
-        fan__list_init(&deadlines.queue);
-        uv_timer_init(loop, &deadlines.timer);
-        deadlines.open = 1;
-    }
-    uint64_t at = uv_now(loop) + ms;
-    int was_empty = fan__list_empty(&deadlines.queue);
-    if (!was_empty &&
-        fan__container_of(deadlines.queue.prev, fan__rt, deadline_link)->deadline_at > at) {
-        fan_req_set_deadline(rq, ms); /* out of order: its own timer */
-        return;
-    }
-    rt->deadline_at = at;
-    fan__list_push(&deadlines.queue, &rt->deadline_link);
-    /* The timer runs while the queue has requests (and keeps the loop
-     * running, as a request's own timer would): it is armed for a new first
-     * one only; a first one taken out early leaves it armed for a deadline
-     * that finds no request, and it re-arms then. */
-    if (was_empty)
-        deadlines_arm();
+    if (fan__timeout_start(&fan__rt_of(rq)->site_deadline, ms, ms, site_deadline_passed) != 0)
+        fan_req_set_deadline(rq, ms); /* no memory for the queue: its own timer */
 }
 
 void fan__deadline_drop(fan_req *rq)
 {
-    fan__list *link = &fan__rt_of(rq)->deadline_link;
-    if (fan__list_empty(link))
-        return; /* not queued */
-    fan__list_remove(link);
-    if (fan__list_empty(&deadlines.queue))
-        uv_timer_stop(&deadlines.timer);
-}
-
-void fan__deadlines_shutdown(void)
-{
-    if (!deadlines.open)
-        return;
-    deadlines.open = 0;
-    uv_close((uv_handle_t *)&deadlines.timer, NULL);
+    fan__timeout_stop(&fan__rt_of(rq)->site_deadline);
 }

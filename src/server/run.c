@@ -133,7 +133,7 @@ int fan_run(void)
     }
     fan__client_shutdown();
     fan__redis_shutdown();
-    fan__deadlines_shutdown();
+    fan__timeouts_shutdown();
     /* Closing the watchers gives the signals their default action back,
      * which is to terminate: one more SIGTERM (a supervisor's retry) or a
      * log rotation after fan_run() would kill a process that is stopping

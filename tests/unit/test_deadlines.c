@@ -1,8 +1,8 @@
-/* The site's request deadline (runtime/timers.c): requests queued with it
- * are each cancelled when their own deadline passes, in turn, from one
- * timer; a shorter one than the queue's last gets its own timer; a request
- * that ends or sets its own deadline leaves the queue, and an empty queue
- * does not keep the loop running. Real requests of the runtime, on a real
+/* The site's request deadline (runtime/timers.c, a timeout of
+ * runtime/timeouts.c): requests given it are each cancelled when their own
+ * deadline passes, in turn, from one timer; a shorter one than the last
+ * passes first; a request that ends or sets its own deadline leaves the
+ * queue, and an empty queue does not keep the loop running. Real requests of the runtime, on a real
  * libuv loop; times are held as ratios of the deadlines. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,7 +168,7 @@ static void a_handlers_own_deadline_replaces_the_sites(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    fan__deadlines_shutdown();
+    fan__timeouts_shutdown();
     uv_run(fan__loop(), UV_RUN_DEFAULT);
     return 0;
 }
