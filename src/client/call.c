@@ -666,12 +666,31 @@ unsigned fan_call_flags(const fan_call *c)
     return c->flags;
 }
 
+static int store_header(fan_call *c, const char *name, size_t nlen, const char *value,
+                        size_t vlen);
+
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     if (nlen == 0 || fan__token_span(name, nlen) != nlen) {
         c->bad_head = 1; /* "X-A : v" or " X": the server's parser would refuse it too */
         return FAN_EPROTO;
     }
+    return store_header(c, name, nlen, value, vlen);
+}
+
+int fan__call_header_parsed(fan_call *c, const char *name, size_t nlen, const char *value,
+                            size_t vlen)
+{
+    if (nlen == 0 || memchr(name, ' ', nlen)) {
+        c->bad_head = 1; /* "X-A : v": llhttp's lenient name, not a token */
+        return FAN_EPROTO;
+    }
+    return store_header(c, name, nlen, value, vlen);
+}
+
+static int store_header(fan_call *c, const char *name, size_t nlen, const char *value,
+                        size_t vlen)
+{
     c->responded = 1;
     c->resp_header_bytes += nlen + vlen + 2;
     if (c->resp_header_bytes > 65536 || c->nresp >= 256) {

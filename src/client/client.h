@@ -151,6 +151,11 @@ void fan__call_finish(fan_call *c, int error);
  * the transport aborts the call. */
 int fan__call_header_line(fan_call *c, const char *line, size_t len);
 int fan__call_header(fan_call *c, const char *name, size_t nlen, const char *value, size_t vlen);
+/* fan__call_header() for a name llhttp read: llhttp 8.1 takes a header name
+ * of token characters and SP (its non-strict table; the strict one, tokens
+ * only), so a space is all that is left to refuse. */
+int fan__call_header_parsed(fan_call *c, const char *name, size_t nlen, const char *value,
+                            size_t vlen);
 int fan__call_body(fan_call *c, const void *data, size_t len);
 
 /* The call's total timeout minus the time it has run (waited in the queue

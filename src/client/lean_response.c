@@ -48,7 +48,7 @@ static int on_header_value_complete(llhttp_t *p)
     size_t nlen, vlen;
     const char *name = fan__span_data(&conn->field, &nlen);
     const char *value = fan__span_data(&conn->value, &vlen);
-    int rc = fan__call_header(conn->lc->call, name, nlen, value, vlen);
+    int rc = fan__call_header_parsed(conn->lc->call, name, nlen, value, vlen);
     fan__span_reset(&conn->field);
     fan__span_reset(&conn->value);
     return rc ? call_error(conn, rc) : 0;
