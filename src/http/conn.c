@@ -263,8 +263,7 @@ void fan__conn_close(fan__conn *c)
     c->closing = 1;
     fan__srv()->nconns--;
     fan__list_remove(&c->link);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    fan__timeout_stop(&c->timeout);
     fan__tls_close(c);
     if (!c->reset || uv_tcp_close_reset(&c->tcp, handle_closed) != 0)
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
@@ -297,9 +296,9 @@ static void reset_on_close(fan__conn *c)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-static void timer_fired(uv_timer_t *t)
+static void timer_fired(fan__timeout *t)
 {
-    fan__conn *c = t->data;
+    fan__conn *c = fan__container_of(t, fan__conn, timeout);
     if (c->timer_kind == T_WRITE) {
         /* Closing cancels the write (UV_ECANCELED), which releases the
          * request and the response it holds. */
@@ -340,10 +339,16 @@ static void set_timer(fan__conn *c, int kind)
     if (kind == T_HEAD && c->timer_kind == T_HEAD)
         return;
     c->timer_kind = kind;
-    if (ms)
-        uv_timer_start(&c->timer, timer_fired, ms, 0);
-    else
-        uv_timer_stop(&c->timer);
+    /* A closing connection keeps no timeout: its memory goes once its
+     * handles are closed (as libuv refuses to start a closing timer). */
+    if (!ms || c->closing) {
+        fan__timeout_stop(&c->timeout);
+    } else if (fan__timeout_start(&c->timeout, ms, ms, timer_fired) != 0) {
+        /* The thread's first timeout of this duration found no memory for
+         * its queue: a connection without its timeout would wait forever. */
+        fan_log(FAN_LOG_ERROR, "out of memory for a connection's timeout: closing it");
+        fan__conn_close(c);
+    }
 }
 
 void fan__conn_handshake_done(fan__conn *c)
@@ -620,9 +625,9 @@ void fan__conn_accept(fan__listener *l, int fd)
     }
     c->app = l->app;
     uv_tcp_init(srv->loop, &c->tcp);
-    uv_timer_init(srv->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->handles = 2;
+    fan__timeout_init(&c->timeout);
+    c->tcp.data = c;
+    c->handles = 1;
     fan__list_push(&srv->conns, &c->link);
     srv->nconns++;
     int rc = fd < 0 ? uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp)

@@ -42,13 +42,13 @@ struct fan__conn {
     fan__h1_check h1;         /* obs-fold and chunk CRLF, which llhttp does not check */
     fan__peer_addr peer;          /* read once accepted; AF_UNSPEC if unknown */
     size_t head_bytes;
-    uv_timer_t timer;         /* header, body and idle timeouts */
+    fan__timeout timeout;     /* header, body, idle, write and handshake (runtime/timeouts.h) */
     fan__list link;           /* in the loop's list of connections */
-    int timer_kind;           /* which timeout the timer runs: head, body, idle */
+    int timer_kind;           /* which of them `timeout` is */
     int error_status;         /* a status our callbacks failed with: 400, 413, 431 */
     int processing;           /* process_buffered() or read_cb() is on the stack */
     int writes;               /* writes in flight */
-    int handles;              /* open uv handles (tcp, timer) */
+    int handles;              /* open uv handles (tcp, HTTP/2's kick) */
     bool reading : 1;
     bool closing : 1;
     bool serving : 1;         /* a complete request was handed over and not ended */

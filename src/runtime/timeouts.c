@@ -1,12 +1,22 @@
 /* Timeouts by queue (timeouts.h): the thread's queues, each a list sorted by
- * deadline behind one libuv timer armed for its first entry. */
+ * deadline behind one libuv timer armed for its first entry.
+ *
+ * A queue that empties leaves its timer armed but unreferenced (it no
+ * longer keeps the loop running): a connection's head timeout, set at a
+ * request's first byte and stopped at its last header, empties its queue
+ * with every request, and a timer stopped and started each time would cost
+ * what a timer per connection did. An entry set in an empty queue after
+ * the armed time only references it again; the timer fires early, finds
+ * nothing due, and is armed for the first entry then. */
 #include <stdlib.h>
 
 #include "runtime/runtime.h"
 
 struct fan__timeout_queue {
     fan__list entries;   /* fan__timeout.link, the first to pass first */
-    uv_timer_t timer;    /* armed for the first entry while there is one */
+    uv_timer_t timer;    /* armed for the first entry, or earlier; referenced while
+                          * there is one */
+    uint64_t armed_at;   /* when the timer fires, while it is active */
     fan__timeout_fn fired;
     unsigned group;
     fan__timeout_queue *next; /* the thread's queues */
@@ -38,7 +48,10 @@ static void arm(fan__timeout_queue *q)
         return;
     }
     uint64_t at = first_of(q)->at, now = uv_now(q->timer.loop);
-    uv_timer_start(&q->timer, queue_fired, at > now ? at - now : 1, 0);
+    uint64_t due = at > now ? at - now : 1;
+    uv_timer_start(&q->timer, queue_fired, due, 0);
+    uv_ref((uv_handle_t *)&q->timer);
+    q->armed_at = now + due;
 }
 
 /* The queue of (fired, group), made on first use. There are few: a kind
@@ -97,8 +110,12 @@ int fan__timeout_start(fan__timeout *t, unsigned ms, unsigned group, fan__timeou
     while (after != &q->entries && fan__container_of(after, fan__timeout, link)->at > t->at)
         after = after->prev;
     fan__list_push(after->next, &t->link); /* before after->next: after `after` */
-    if (q->entries.next == &t->link)
-        arm(q); /* a new first entry */
+    if (q->entries.next != &t->link)
+        return 0; /* the timer serves an earlier first entry */
+    if (uv_is_active((uv_handle_t *)&q->timer) && q->armed_at <= t->at)
+        uv_ref((uv_handle_t *)&q->timer); /* it fires in time: early, or when due */
+    else
+        arm(q);
     return 0;
 }
 
@@ -109,10 +126,11 @@ void fan__timeout_stop(fan__timeout *t)
         return;
     fan__list_remove(&t->link);
     t->queue = NULL;
-    /* An empty queue stops its timer. A first entry gone early leaves it
-     * armed for a time that finds nothing due, and it re-arms then. */
+    /* An empty queue no longer keeps the loop running; its timer stays
+     * armed (the header comment). A first entry gone early leaves it armed
+     * for a time that finds nothing due, and it re-arms then. */
     if (fan__list_empty(&q->entries))
-        uv_timer_stop(&q->timer);
+        uv_unref((uv_handle_t *)&q->timer);
 }
 
 void fan__timeouts_shutdown(void)

@@ -39,8 +39,8 @@ void fan__timeout_init(fan__timeout *t);
  * memory for its queue (`t` is then unset). */
 int fan__timeout_start(fan__timeout *t, unsigned ms, unsigned group, fan__timeout_fn fired);
 
-/* Unsets `t`; harmless when it is not set. A queue left empty stops its
- * timer, so it keeps the loop running only while it holds a timeout. */
+/* Unsets `t`; harmless when it is not set. A queue left empty unreferences
+ * its timer, so it keeps the loop running only while it holds a timeout. */
 void fan__timeout_stop(fan__timeout *t);
 
 static inline int fan__timeout_is_set(const fan__timeout *t)

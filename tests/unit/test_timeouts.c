@@ -1,7 +1,8 @@
 /* Timeouts without handles (runtime/timeouts.c), on a real libuv loop: each
  * passes at its own time, whatever order they were set in and whichever
  * queue they share; stopping the first re-arms for the next, stopping the
- * last lets the loop end; a callback may free its timeout's owner and set
+ * last lets the loop end, and a queue emptied and filled again keeps each
+ * entry's time; a callback may free its timeout's owner and set
  * timeouts, one due at once included, without starving the loop. Times
  * are held as ratios of the durations. */
 #include <setjmp.h>
@@ -127,6 +128,29 @@ static void stopping_the_last_lets_the_loop_end(void **state)
     assert_int_equal(a.fired + b.fired, 0);
 }
 
+static void a_queue_emptied_and_filled_again_keeps_each_time(void **state)
+{
+    (void)state;
+    /* An emptied queue's timer stays armed (unreferenced) for the entry
+     * that left: a later entry waits for its own time, an earlier one
+     * re-arms it. */
+    owner a = {0}, b = {0}, c = {0}, d = {0};
+    set(&a, 1 * MS, 7, fired);
+    fan__timeout_stop(&a.t);
+    set(&b, 3 * MS, 7, fired); /* after the armed time */
+    uv_run(fan__loop(), UV_RUN_DEFAULT);
+    assert_int_equal(a.fired, 0);
+    assert_int_equal(b.fired, 1);
+    assert_true(took(&b, 3 * MS) >= 0.95);
+    set(&c, 4 * MS, 8, fired);
+    fan__timeout_stop(&c.t);
+    set(&d, 1 * MS, 8, fired); /* before it */
+    uv_run(fan__loop(), UV_RUN_DEFAULT);
+    assert_int_equal(c.fired, 0);
+    assert_int_equal(d.fired, 1);
+    assert_true(took(&d, 1 * MS) >= 0.95 && took(&d, 1 * MS) < 2.5);
+}
+
 static void setting_again_moves_it(void **state)
 {
     (void)state;
@@ -178,6 +202,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(stopping_the_first_leaves_the_next_at_its_time, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stopping_the_last_lets_the_loop_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_queue_emptied_and_filled_again_keeps_each_time, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(setting_again_moves_it, setup, teardown),
         cmocka_unit_test_setup_teardown(a_callback_may_free_its_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(one_set_at_once_from_its_callback_lets_the_loop_go_on,
