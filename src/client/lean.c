@@ -333,9 +333,14 @@ static void connected(uv_connect_t *req, int status)
 static void start_connect(lcall *lc)
 {
     pool *p = lc->pool;
-    /* The connect timeout, when the call has more time left than it. */
+    /* The connect timeout, when the call has more time left than it; else
+     * the total alone (not the timeout of an address tried before). */
     unsigned ms = lc->call->connect_timeout_ms, left = fan__call_remaining_ms(lc->call);
-    int rc = ms && ms < left ? fan__timeout_start(&lc->connect, ms, ms, connect_passed) : 0;
+    int rc = 0;
+    if (ms && ms < left)
+        rc = fan__timeout_start(&lc->connect, ms, ms, connect_passed);
+    else
+        fan__timeout_stop(&lc->connect);
     lconn *conn = rc == 0 ? calloc(1, sizeof *conn) : NULL;
     uv_connect_t *req = conn ? malloc(sizeof *req) : NULL;
     if (!req) {
