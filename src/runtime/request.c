@@ -47,7 +47,7 @@ fan_req *fan__rt_new(size_t size, int home, const fan_limits *limits,
     fan__list_init(&rt->ops);
     fan__list_init(&rt->tasks);
     fan__list_init(&rt->call_recs);
-    fan__timeout_init(&rt->site_deadline);
+    fan__timeout_init(&rt->deadline);
     fan__task_init(&rt->main, rq, NULL);
     fan__worker_request_born();
     return rq;
@@ -68,7 +68,7 @@ void fan__rt_run_defers(fan_req *rq)
 void fan__rt_free(fan_req *rq)
 {
     fan__arena a = fan__rt_of(rq)->arena;
-    fan__deadline_drop(rq); /* dropped already when its handler returned */
+    fan__timeout_stop(&fan__rt_of(rq)->deadline); /* unset already when its handler returned */
     fan__coro *home = fan__rt_of(rq)->home; /* the arena holds rq: read first */
     fan__arena_free(&a);
     fan__coro_free(home); /* after the arena, whose first chunk it holds */
@@ -172,14 +172,14 @@ int fan__task_start(fan__task *t, void (*entry)(void *), void *arg)
     return 0;
 }
 
-/* The main task's function returned: the server answers if the handler did
- * not, then what the request still runs is cancelled (its children, their
- * calls, the deadline timer). */
+/* The main task's function returned: the deadline no longer applies, the
+ * server answers if the handler did not, then what the request still runs
+ * is cancelled (its children, their calls). */
 static void handler_finished(fan_req *rq)
 {
     fan__rt *rt = fan__rt_of(rq);
     rt->handler_done = 1;
-    fan__deadline_drop(rq);
+    fan__timeout_stop(&rt->deadline);
     rt->hooks->returned(rq);
     cancel_ops(rq, NULL);
 }
@@ -360,9 +360,7 @@ void fan__req_cancel(fan_req *rq, int reason)
     if (rt->cancelled)
         return;
     rt->cancelled = reason;
-    if (rt->deadline)
-        uv_timer_stop(rt->deadline);
-    fan__deadline_drop(rq);
+    fan__timeout_stop(&rt->deadline);
     rt->busy++;
     fan__task_cancel(&rt->main, reason);
     rt->busy--;
@@ -372,11 +370,13 @@ void fan__req_cancel(fan_req *rq, int reason)
 int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms)
 {
     fan__rt *rt = fan__rt_of(rq);
-    if (fan__task_start(&rt->main, handler, rq) != 0)
+    if (deadline_ms && fan__deadline_start(rq, deadline_ms) != 0)
         return FAN_ENOMEM;
+    if (fan__task_start(&rt->main, handler, rq) != 0) {
+        fan__timeout_stop(&rt->deadline);
+        return FAN_ENOMEM;
+    }
     rt->handler_done = 0;
-    if (deadline_ms)
-        fan__deadline_default(rq, deadline_ms);
     return 0;
 }
 

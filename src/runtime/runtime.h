@@ -32,7 +32,7 @@ typedef struct fan__rt fan__rt;
  * memory is freed: an upstream call, a timer, a child task, a write.
  * `cancel` (may be NULL) asks it to end soon; it must then call
  * fan__op_end(). `owner` is the task that started it (NULL for the
- * request's own: writes, the deadline); cancelling a task cancels the ops it
+ * request's own: writes); cancelling a task cancels the ops it
  * owns. */
 typedef struct fan__op {
     fan__list link;
@@ -121,8 +121,7 @@ struct fan__rt {
     fan__list ops;              /* live fan__op */
     unsigned nops;
     fan__defer *defers;         /* fan_defer(), run when the request is released */
-    uv_timer_t *deadline;       /* its own deadline timer (fan_req_set_deadline()), or NULL */
-    fan__timeout site_deadline; /* the site's deadline for every request (timers.c) */
+    fan__timeout deadline;      /* the site's, or fan_req_set_deadline()'s (timers.c) */
     unsigned ncalls, ncalls_failed; /* upstream calls finished, failed */
     unsigned obs;               /* FAN__OBS_* the request's app observes */
     fan__trace trace;           /* its trace context, when obs has FAN__OBS_TRACE */
@@ -203,14 +202,12 @@ void fan__rt_free(fan_req *rq);
  * Either way, fan__req_notify() must follow. */
 int fan__rt_run(fan_req *rq, void (*handler)(void *rq), unsigned deadline_ms);
 
-/* The deadline every request of a site starts with (timers.c): a timeout
+/* Sets the request's deadline `ms` from now (timers.c): a timeout
  * (timeouts.h), so requests given the same duration queue behind one timer
- * in the order they started. Can't fail: without memory for the queue it
- * is the request's own timer, as fan_req_set_deadline() makes.
- * fan__deadline_drop() unsets it (the handler returned, the request was
- * cancelled, or it set its own). */
-void fan__deadline_default(fan_req *rq, unsigned ms);
-void fan__deadline_drop(fan_req *rq);
+ * in the order they started. Returns 0, or FAN_ENOMEM when the thread's
+ * first deadline of this duration finds no memory for its queue. It is
+ * unset when the handler returns, the request is cancelled or freed. */
+int fan__deadline_start(fan_req *rq, unsigned ms);
 
 /* "GET /route" (the describe hook's), for log lines. Never NULL. */
 const char *fan__req_name(const fan_req *rq);

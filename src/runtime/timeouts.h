@@ -45,7 +45,7 @@ void fan__timeout_stop(fan__timeout *t);
 
 static inline int fan__timeout_is_set(const fan__timeout *t)
 {
-    return !fan__list_empty(&t->link);
+    return t->queue != NULL;
 }
 
 /* Closes the thread's queues and their timers once no timeout is set (the

@@ -1,9 +1,10 @@
-/* The site's request deadline (runtime/timers.c, a timeout of
- * runtime/timeouts.c): requests given it are each cancelled when their own
- * deadline passes, in turn, from one timer; a shorter one than the last
- * passes first; a request that ends or sets its own deadline leaves the
- * queue, and an empty queue does not keep the loop running. Real requests of the runtime, on a real
- * libuv loop; times are held as ratios of the deadlines. */
+/* The request's deadline (runtime/timers.c, a timeout of
+ * runtime/timeouts.c): requests given the site's are each cancelled when
+ * their own deadline passes, in turn, from one timer; a shorter one than
+ * the last passes first; a handler's own deadline replaces the site's; a
+ * request that ends leaves the queue, and an empty queue does not keep the
+ * loop running. Real requests of the runtime, on a real libuv loop; times
+ * are held as ratios of the deadlines. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
