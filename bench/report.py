@@ -400,8 +400,9 @@ def write(out, mode, cfg, probes, results, upstream, run):
     bound = bounds[0]
     lines = [f"# fanout bench, {now:%Y-%m-%d %H:%M}, {host}", "",
              f"- machine: {machine()}",
-             f"- mode: {mode}; seconds of load: S1 {cfg['s1']}, S2 {cfg['s2']}, "
-             f"S3 {cfg['s3']}, S5 {cfg['s5']}, S6 {cfg['s6']} per variant; run took {run['seconds']:.0f} s",
+             f"- mode: {mode}; seconds of load: S1 {cfg['s1']} (at 200 clients and its floor "
+             f"{cfg['s1c200']}), S2 {cfg['s2']}, S3 {cfg['s3']}, S5 {cfg['s5']}, "
+             f"S6 {cfg['s6']} per variant; run took {run['seconds']:.0f} s",
              f"- load average (1 min) at start {run['load']:.2f}, at end {os.getloadavg()[0]:.2f}: "
              "anything else running on the machine skews every figure",
              f"- upstream in use: {chosen}; fanout/peer ratios: < 1 is better for "
